@@ -1,0 +1,3 @@
+"""certsmith: HTTPS for any self-hosted app."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from certsmith.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Filesystem store (DESIGN.md layout).
+
+Every write is temp file + fsync + rename, so a crash leaves either the old or the new file.
+A certificate version is written whole under ``archive/<name>/<n>/`` before ``live/<name>`` (a
+symlink) is switched with one rename, so the four files always change together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from certsmith.errors import LockedError, StoreError
+
+_VERSION = re.compile(r"^[0-9]+$")
+PRIVATE_DIRS = ("accounts", "archive", "ca", "locks", "state")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically; the file has ``mode`` from its first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class FileStore:
+    """State under one directory; see DESIGN.md "State on disk"."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") for p in parts) or key.startswith("/"):
+            raise StoreError(f"invalid store key {key!r}")
+        return self.home.joinpath(*parts)
+
+    def ensure(self) -> None:
+        """Create the state directory tree with safe modes (idempotent)."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o755)
+            for sub in PRIVATE_DIRS:
+                (self.home / sub).mkdir(exist_ok=True, mode=0o700)
+            for sub in ("sites", "live"):
+                (self.home / sub).mkdir(exist_ok=True, mode=0o755)
+        except OSError as exc:
+            raise StoreError(f"cannot create state directory {self.home}: {exc.strerror}") from exc
+
+    def _mkdirs(self, path: Path, private: bool) -> None:
+        missing: list[Path] = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            private_here = private or d.relative_to(self.home).parts[0] in PRIVATE_DIRS
+            d.mkdir(mode=0o700 if private_here else 0o755, exist_ok=True)
+
+    # -- key/value ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._path(key)}: {exc.strerror}") from exc
+
+    def put(self, key: str, data: bytes, *, private: bool = False) -> None:
+        path = self._path(key)
+        try:
+            self.ensure()
+            self._mkdirs(path.parent, private)
+            atomic_write(path, data, 0o600 if private else 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        try:
+            names = sorted(os.listdir(base))
+        except FileNotFoundError:
+            return []
+        return [f"{prefix}/{n}" for n in names if not n.startswith(".")]
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, wait: float | None = None) -> Iterator[None]:
+        """An exclusive lock shared by all processes using this home; released if we die.
+
+        ``wait=None`` waits as long as needed, ``wait=0`` fails at once if held.
+        """
+        self.ensure()
+        safe = name.replace("/", "_")
+        path = self.home / "locks" / f"{safe}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = None if wait is None else time.monotonic() + wait
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait is None else fcntl.LOCK_NB))
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if deadline is None or time.monotonic() >= deadline:
+                        raise LockedError(
+                            f"{name} is locked by another certsmith process; try again later"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- certificate versions -------------------------------------------------------------------
+
+    def versions(self, name: str) -> Iterator[int]:
+        try:
+            entries = os.listdir(self.home / "archive" / name)
+        except FileNotFoundError:
+            return iter(())
+        return iter(sorted(int(e) for e in entries if _VERSION.match(e)))
+
+    def live_path(self, name: str) -> Path:
+        return self.home / "live" / name
+
+    def live_version(self, name: str) -> int | None:
+        try:
+            target = os.readlink(self.live_path(name))
+        except (FileNotFoundError, OSError):
+            return None
+        last = os.path.basename(target.rstrip("/"))
+        return int(last) if _VERSION.match(last) else None
+
+    def publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str]) -> int:
+        """Write version n+1 of ``name`` whole, then point ``live/name`` at it with one rename."""
+        self.ensure()
+        archive = self.home / "archive" / name
+        try:
+            archive.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(archive, 0o700)
+            existing = list(self.versions(name))
+            version = (existing[-1] if existing else 0) + 1
+            staging = archive / f".{version}.{os.getpid()}.tmp"
+            if staging.exists():
+                shutil.rmtree(staging)
+            # 0755: web servers started as root drop privileges only after reading the files;
+            # the key itself is 0600.
+            staging.mkdir(mode=0o755)
+            os.chmod(staging, 0o755)
+            for filename, data in files.items():
+                atomic_write(staging / filename, data, 0o600 if filename in private else 0o644)
+            final = archive / str(version)
+            os.rename(staging, final)
+            _fsync_dir(archive)
+            live = self.live_path(name)
+            tmp_link = live.with_name(f".{name}.{os.getpid()}.tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp_link.unlink()
+            os.symlink(f"../archive/{name}/{version}", tmp_link)
+            os.replace(tmp_link, live)
+            _fsync_dir(live.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot write certificate {name}: {exc.strerror or exc}") from exc
+        self._prune_staging(archive)
+        return version
+
+    def _prune_staging(self, archive: Path) -> None:
+        """Remove staging directories left by crashed processes (never a published version)."""
+        for entry in archive.iterdir():
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                pid = entry.name.split(".")[-2]
+                if pid.isdigit() and _pid_alive(int(pid)):
+                    continue
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,86 @@
+"""certsmith's command line: parse, call one service, render. Heavy imports happen per command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from certsmith import __version__
+
+# Each command is a module ``certsmith.cli.cmd_<name>`` with ``register(subparsers)``; its
+# handler is stored as ``args.handler`` and imports its service only when it runs.
+COMMANDS = ("get", "list", "renew", "revoke", "deploy", "schedule", "backup", "restore",
+            "local", "trust")
+
+EPILOG = """\
+state directory: --home, else $CERTSMITH_HOME, else /var/lib/certsmith (root) or
+~/.local/share/certsmith. The ACME server's TLS is verified with the system trust store or
+$REQUESTS_CA_BUNDLE. Exit status 0 on success, non-zero with one line on stderr otherwise.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="certsmith",
+        description="HTTPS for any self-hosted app: get, install, renew and watch certificates.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"certsmith {__version__}")
+    parser.add_argument("--home", metavar="DIR", help="state directory (default: see below)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"certsmith.cli.cmd_{name}")
+        module.register(sub)
+    return parser
+
+
+def home_from(args: argparse.Namespace) -> Path:
+    if args.home:
+        return Path(args.home).expanduser().absolute()
+    from certsmith.base.home import default_home
+
+    return default_home()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from certsmith.errors import CertsmithError
+
+    try:
+        code: int = args.handler(args)
+        return code
+    except CertsmithError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("CERTSMITH_DEBUG"):
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} (set CERTSMITH_DEBUG=1 for details)")
+        return 70
+
+
+def _error(message: str) -> None:
+    line = message.splitlines()[0] if message else "failed"
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\033[31mcertsmith: {line}\033[0m\n")
+    else:
+        sys.stderr.write(f"certsmith: {line}\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The exceptions certsmith raises on purpose; each carries a message a person can act on.
+
+The CLI prints ``str(exc)`` as one line and exits with ``exc.exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class CertsmithError(Exception):
+    """Base class: an expected failure with a one-line, actionable message."""
+
+    exit_code = 1
+
+
+class UsageError(CertsmithError):
+    """The command line or a config file asks for something invalid."""
+
+    exit_code = 2
+
+
+class IdentifierError(UsageError):
+    """A name or IP address that cannot go into a certificate."""
+
+
+class StoreError(CertsmithError):
+    """The state directory cannot be read or written."""
+
+
+class LockedError(StoreError):
+    """Another certsmith process holds the lock."""
+
+
+class NotFoundError(CertsmithError):
+    """A named certificate, account or file does not exist."""
+
+
+class CAError(CertsmithError):
+    """The certificate authority refused, failed or could not be reached."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChallengeError(CertsmithError):
+    """A challenge could not be prepared or was not validated."""
+
+
+class DeployError(CertsmithError):
+    """A deploy target (file or command) failed."""
