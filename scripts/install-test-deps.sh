@@ -58,4 +58,9 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet lighttpd 
 fi
 pkill -x lighttpd 2>/dev/null || true
 
+# Feature-specific system packages (trust stores, browsers, ...): one script per feature.
+for extra in "$here"/scripts/deps/*.sh; do
+  [ -e "$extra" ] && bash "$extra"
+done
+
 "$here/scripts/install.sh" --dev
