@@ -48,7 +48,7 @@ def _to_alabel(name: str, original: str) -> str:
 
         return str(idna.encode(name, uts46=True).decode("ascii")).lower()
     except (idna.IDNAError, UnicodeError) as exc:
-        raise IdentifierError(f"invalid name {original!r}: not a valid internationalised name") from exc
+        raise IdentifierError(f"invalid name {original!r}: not a valid IDN") from exc
 
 
 def _check_dns(name: str, original: str) -> None:
@@ -68,7 +68,7 @@ def _check_dns(name: str, original: str) -> None:
             )
         if not _LDH.match(label):
             raise IdentifierError(
-                f"invalid name {original!r}: {label!r} may only hold letters, digits and inner hyphens"
+                f"invalid name {original!r}: {label!r} may hold only letters, digits, inner '-'"
             )
     if labels[-1].isdigit():
         raise IdentifierError(f"invalid name {original!r}: the last label cannot be all digits")

@@ -1,0 +1,113 @@
+"""certsmith get: obtain certificates from an ACME CA."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HELP = """\
+Obtain a certificate for NAME... (DNS names or IP addresses) from an ACME CA, prove control with
+HTTP-01 (--webroot of a running web server, or --standalone on our own listener), store it under
+live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
+The site is remembered: 'certsmith renew' renews it the same way.
+
+deploy targets (--deploy-to, repeatable): PART=PATH[,owner=USER][,group=GROUP][,mode=0640]
+  PART is fullchain, cert, chain, key, combined (cert+chain+key in one PEM, as lighttpd < 1.4.53
+  and HAProxy want) or dir (all four files into the directory PATH; use this for a directory
+  bind-mounted into a container: a single-file bind mount keeps the old certificate).
+deploy commands (--deploy-command, repeatable) run with CERTSMITH_NAME, CERTSMITH_NAMES,
+  CERTSMITH_LIVE_DIR, CERTSMITH_CERT, CERTSMITH_CHAIN, CERTSMITH_FULLCHAIN, CERTSMITH_KEY (and
+  certbot's RENEWED_LINEAGE, RENEWED_DOMAINS) in the environment.
+
+CA (--server): letsencrypt (default), letsencrypt-staging, zerossl, google, google-staging, or a
+directory URL.
+
+examples:
+  certsmith get allsky.example.org --webroot /var/www/html --agree-tos \\
+    --deploy-to combined=/etc/lighttpd/allsky.pem,mode=0600 \\
+    --deploy-command 'systemctl reload lighttpd'
+  certsmith get notebook.example.org --standalone --agree-tos \\
+    --deploy-command 'systemctl restart jupyter'
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("get", help="obtain certificates from an ACME CA", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="+", metavar="NAME", help="DNS names or IP addresses")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--webroot", metavar="DIR", help="document root of a running web server")
+    how.add_argument("--standalone", action="store_true", help="answer on our own listener")
+    p.add_argument("--http-port", type=int, default=80, metavar="N",
+                   help="port for --standalone (default 80)")
+    p.add_argument("--http-address", default="", metavar="ADDR",
+                   help="address for --standalone (default: all)")
+    p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
+    p.add_argument("--separate", action="store_true", help="one certificate per name")
+    p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
+    p.add_argument("--email", metavar="E", help="contact address for the account")
+    p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
+    p.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
+    p.add_argument("--eab-hmac-key", metavar="KEY", help="External Account Binding HMAC key")
+    p.add_argument("--key-type", default="ecdsa-p256",
+                   help="ecdsa-p256 (default), ecdsa-p384, rsa2048, rsa3072, rsa4096")
+    p.add_argument("--reuse-key", action="store_true", help="keep the private key on renewal")
+    p.add_argument("--profile", metavar="NAME", help="ACME profile (e.g. classic, shortlived)")
+    p.add_argument("--preferred-chain", metavar="ISSUER_CN", help="pick this alternate chain")
+    p.add_argument("--deploy-to", action="append", default=[], metavar="SPEC",
+                   help="copy a part of the certificate somewhere (see above)")
+    p.add_argument("--deploy-command", action="append", default=[], metavar="CMD",
+                   help="run after every issuance/renewal (e.g. 'systemctl reload nginx')")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from certsmith.base.identifiers import (
+        Identifier,
+        check_cert_name,
+        default_cert_name,
+        parse_identifiers,
+    )
+    from certsmith.base.keytypes import check_key_type
+    from certsmith.base.model import FileTarget, SolverSpec
+    from certsmith.cli.main import home_from
+    from certsmith.cli.render import progress_printer
+    from certsmith.core.issuers.cas import resolve_server
+    from certsmith.errors import UsageError
+    from certsmith.services.accounts import AccountOptions
+    from certsmith.services.manager import GetRequest, Manager
+
+    idents = parse_identifiers(args.names)
+    groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
+    if args.separate:
+        if args.cert_name:
+            raise UsageError("--cert-name and --separate do not go together")
+        groups = tuple((default_cert_name(i), (i,)) for i in idents)
+    else:
+        name = check_cert_name(args.cert_name) if args.cert_name else default_cert_name(idents[0])
+        groups = ((name, idents),)
+    if args.webroot:
+        solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
+    else:
+        solver = SolverSpec("standalone", http_port=args.http_port, address=args.http_address)
+    req = GetRequest(
+        groups=groups,
+        server=resolve_server(args.server),
+        solver=solver,
+        account=AccountOptions(email=args.email, agree_tos=args.agree_tos,
+                               eab_kid=args.eab_kid, eab_hmac_key=args.eab_hmac_key),
+        key_type=check_key_type(args.key_type),
+        reuse_key=args.reuse_key,
+        profile=args.profile,
+        preferred_chain=args.preferred_chain,
+        deploy_files=tuple(FileTarget.parse(s) for s in args.deploy_to),
+        deploy_commands=tuple(args.deploy_command),
+    )
+    manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
+    outcomes = manager.get(req)
+    from certsmith.cli.cmd_renew import report
+
+    return report(outcomes, args, manager.store.live_path)

@@ -1,0 +1,46 @@
+"""certsmith list: the managed certificates at a glance."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("list", help="show managed certificates",
+                       description="Show every managed certificate: names, issuer, expiry, days "
+                                   "left, next renewal and the last result.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from certsmith.cli.main import home_from
+    from certsmith.cli.render import print_json, table
+    from certsmith.services.manager import Manager
+
+    statuses = Manager(home_from(args)).status()
+    if args.json:
+        print_json([s.to_json() for s in statuses])
+        return 0
+    if not statuses:
+        print("no certificates yet: certsmith get NAME --webroot DIR | --standalone")
+        return 0
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for s in statuses:
+        na = s.state.not_after
+        names = ",".join(i.value for i in s.spec.identifiers)
+        rows.append([
+            s.spec.name,
+            names if len(names) <= 40 else names[:37] + "...",
+            s.state.issuer or "-",
+            f"{na:%Y-%m-%d %H:%M}" if na else "-",
+            f"{(na - now).total_seconds() / 86400:.1f}" if na else "-",
+            f"{s.next_renewal:%Y-%m-%d %H:%M}" if s.next_renewal else "-",
+            (s.state.last_result or "-") + (f" ({s.state.failures}x)" if s.state.failures else ""),
+        ])
+    print(table(["NAME", "NAMES", "ISSUER", "EXPIRES (UTC)", "DAYS", "NEXT RENEWAL", "LAST"],
+                rows))
+    return 0

@@ -1,0 +1,96 @@
+"""ACME accounts on disk: ``accounts/<ca>/<id>/{key.pem,account.json}``, created once, reused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certsmith.base.store.base import Store
+from certsmith.core.issuers.cas import NEEDS_EAB, alias_of, server_id
+from certsmith.errors import UsageError
+
+if TYPE_CHECKING:
+    from certsmith.core.issuers.acme import Account, AcmeConnection
+
+
+@dataclass(frozen=True)
+class AccountOptions:
+    email: str | None = None
+    agree_tos: bool = False
+    eab_kid: str | None = None
+    eab_hmac_key: str | None = None
+
+
+def _find(store: Store, server: str) -> tuple[str, bytes, bytes | None] | None:
+    """(account dir key, key PEM, account.json or None) of the first account for ``server``."""
+    for entry in store.list(f"accounts/{server_id(server)}"):
+        key_pem = store.get(f"{entry}/key.pem")
+        if key_pem:
+            return entry, key_pem, store.get(f"{entry}/account.json")
+    return None
+
+
+def has_account(store: Store, server: str) -> bool:
+    found = _find(store, server)
+    return found is not None and found[2] is not None
+
+
+def check_can_register(store: Store, server: str, options: AccountOptions) -> None:
+    """Refuse before any write when a new account would be needed but cannot be made."""
+    if has_account(store, server):
+        return
+    if not options.agree_tos:
+        raise UsageError(
+            "no account with this CA yet: add --agree-tos to accept its terms of service"
+        )
+    if bool(options.eab_kid) != bool(options.eab_hmac_key):
+        raise UsageError("--eab-kid and --eab-hmac-key go together")
+    alias = alias_of(server)
+    if alias in NEEDS_EAB and not options.eab_kid:
+        raise UsageError(f"{alias} needs External Account Binding: add --eab-kid and "
+                         "--eab-hmac-key from the CA's dashboard")
+
+
+def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) -> Account:
+    """The account for ``conn``'s CA, registering one (once, under a lock) if there is none."""
+    from certsmith.core.issuers import acme
+
+    found = _find(store, conn.url)
+    if found and found[2] is not None:
+        return _load(found[1], found[2])
+    with store.lock(f"account-{server_id(conn.url)}"):
+        found = _find(store, conn.url)
+        if found and found[2] is not None:
+            return _load(found[1], found[2])
+        check_can_register(store, conn.url, options)
+        if conn.needs_eab() and not options.eab_kid:
+            raise UsageError("this CA needs External Account Binding: add --eab-kid and "
+                             "--eab-hmac-key")
+        if found:
+            # A key written by a run that died before registering: register that key.
+            entry, key_pem = found[0], found[1]
+            key = acme.load_account_key(key_pem)
+        else:
+            key, key_pem = acme.new_account_key()
+            entry = f"accounts/{server_id(conn.url)}/{acme.account_id(key)}"
+            # The key is on disk before the CA knows it, so a crash never loses an account.
+            store.put(f"{entry}/key.pem", key_pem, private=True)
+        eab = (options.eab_kid, options.eab_hmac_key) if options.eab_kid else None
+        account = conn.register(key, options.email, eab)  # type: ignore[arg-type]
+        store.put(f"{entry}/account.json", acme.account_json(account, conn.url), private=True)
+        return account
+
+
+def load_existing(store: Store, server: str) -> Account:
+    found = _find(store, server)
+    if not found or found[2] is None:
+        raise UsageError(f"no account for {server}")
+    return _load(found[1], found[2])
+
+
+def _load(key_pem: bytes, raw: bytes) -> Account:
+    from certsmith.core.issuers import acme
+
+    data = json.loads(raw)
+    return acme.Account(key=acme.load_account_key(key_pem), uri=data["uri"], body=data["body"])

@@ -1,0 +1,409 @@
+"""Certificate lifecycle: get, renew, revoke, deploy, list.
+
+One lock per certificate (the store's) makes two certsmith processes order a certificate once;
+each new version is published whole before ``live/`` switches, so a crash or a CA failure leaves
+the previous certificate live. Several certificates are ordered concurrently (threads; the ACME
+round trips dominate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from certsmith.base import events
+from certsmith.base.certstate import CertState, load_state, save_state
+from certsmith.base.identifiers import Identifier
+from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
+from certsmith.base.sites import load_site, save_site, site_names
+from certsmith.base.store.fs import FileStore
+from certsmith.core import renewal
+from certsmith.errors import CAError, CertsmithError, ChallengeError, DeployError, UsageError
+from certsmith.services.accounts import AccountOptions, check_can_register, load_or_create
+
+if TYPE_CHECKING:
+    from certsmith.core.issuers.acme import Account, AcmeConnection
+    from certsmith.core.solvers.base import Solver
+
+MAX_PARALLEL = 10
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one certificate in one command."""
+
+    name: str
+    action: str  # issued | renewed | skipped | failed | due | deploy-failed
+    detail: str = ""
+    serial: str | None = None
+    not_after: dt.datetime | None = None
+    version: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action not in ("failed", "deploy-failed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "action": self.action, "detail": self.detail,
+                "serial": self.serial, "version": self.version,
+                "not_after": self.not_after.isoformat() if self.not_after else None}
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    spec: SiteSpec
+    state: CertState
+    next_renewal: dt.datetime | None
+    live_version: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        na = self.state.not_after
+        return {
+            "name": self.spec.name,
+            "names": [i.value for i in self.spec.identifiers],
+            "server": self.spec.server,
+            "issuer": self.state.issuer,
+            "serial": self.state.serial,
+            "not_after": na.isoformat() if na else None,
+            "days_left": round((na - now).total_seconds() / 86400, 1) if na else None,
+            "next_renewal": self.next_renewal.isoformat() if self.next_renewal else None,
+            "last_result": self.state.last_result,
+            "last_error": self.state.last_error,
+            "failures": self.state.failures,
+            "version": self.live_version,
+        }
+
+
+@dataclass(frozen=True)
+class GetRequest:
+    groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
+    server: str
+    solver: SolverSpec
+    account: AccountOptions = field(default_factory=AccountOptions)
+    key_type: str = "ecdsa-p256"
+    reuse_key: bool = False
+    profile: str | None = None
+    preferred_chain: str | None = None
+    deploy_files: tuple[FileTarget, ...] = ()
+    deploy_commands: tuple[str, ...] = ()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_solver(spec: SolverSpec) -> Solver:
+    from certsmith.core.solvers.http01 import StandaloneSolver, WebrootSolver
+
+    if spec.kind == "webroot":
+        assert spec.webroot is not None
+        return WebrootSolver(spec.webroot)
+    return StandaloneSolver(spec.http_port, spec.address)
+
+
+class Manager:
+    def __init__(self, home: Path, progress: Progress | None = None) -> None:
+        self.home = home
+        self.store = FileStore(home)
+        self.progress: Progress = progress or (lambda _n, _s: None)
+        self._connections: dict[str, AcmeConnection] = {}
+
+    def connection(self, server: str) -> AcmeConnection:
+        from certsmith.core.issuers.acme import AcmeConnection
+
+        if server not in self._connections:
+            self._connections[server] = AcmeConnection(server)
+        return self._connections[server]
+
+    # -- get ------------------------------------------------------------------------------------
+
+    def get(self, req: GetRequest) -> list[Outcome]:
+        """Obtain one certificate per group (concurrently), store, deploy."""
+        from certsmith.core.deploy import check_target
+
+        for target in req.deploy_files:
+            check_target(target)
+        for _name, idents in req.groups:
+            wild = [i.value for i in idents if i.is_wildcard]
+            if wild:
+                raise UsageError(f"{wild[0]} needs the DNS-01 challenge, which is not "
+                                 "available yet; list the names without '*'")
+        check_can_register(self.store, req.server, req.account)
+        specs = [SiteSpec(name=name, identifiers=idents, server=req.server, solver=req.solver,
+                          key_type=req.key_type, reuse_key=req.reuse_key, profile=req.profile,
+                          preferred_chain=req.preferred_chain, deploy_files=req.deploy_files,
+                          deploy_commands=req.deploy_commands)
+                  for name, idents in req.groups]
+        solver = make_solver(req.solver)
+        solver.prepare()
+        try:
+            conn = self.connection(req.server)
+            account = load_or_create(self.store, conn, req.account)
+            jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
+                                             renewing=False)) for spec in specs]
+            return self._run_all(jobs)
+        finally:
+            solver.close()
+
+    def _run_all(self, jobs: Sequence[tuple[SiteSpec, Callable[[], Outcome]]]) -> list[Outcome]:
+        if len(jobs) == 1:
+            return [self._guard(jobs[0][0], jobs[0][1])]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
+            futures = [pool.submit(self._guard, spec, fn) for spec, fn in jobs]
+            return [f.result() for f in futures]
+
+    def _guard(self, spec: SiteSpec, fn: Callable[[], Outcome]) -> Outcome:
+        try:
+            return fn()
+        except CertsmithError as exc:
+            return Outcome(spec.name, "failed", str(exc))
+
+    def _issue(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver, *,
+               renewing: bool, force: bool = False, seen_serial: str | None = None) -> Outcome:
+        name = spec.name
+        with self.store.lock(f"cert-{name}"):
+            state = load_state(self.store, name)
+            if renewing and state.serial != seen_serial:
+                # Another process renewed it while we waited for the lock.
+                return Outcome(name, "skipped", "renewed by another certsmith process",
+                               state.serial, state.not_after)
+            started = _now()
+            try:
+                outcome = self._order(conn, account, spec, solver, state, renewing)
+            except CertsmithError as exc:
+                retry_after = None
+                if isinstance(exc, CAError) and exc.retry_after:
+                    retry_after = started + dt.timedelta(seconds=exc.retry_after)
+                failures = state.failures + 1
+                if renewing or state.serial is not None:
+                    # (A first attempt that failed leaves no half-made certificate behind.)
+                    save_state(self.store, name, state.update(
+                        failures=failures, last_attempt=started, last_failure=started,
+                        last_error=str(exc), retry_after=retry_after, last_result="failed"))
+                events.record(self.home, "failed", name, error=str(exc), failures=failures)
+                raise
+        return self._deploy_after(spec, outcome)
+
+    def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
+               state: CertState, renewing: bool) -> Outcome:
+        from certsmith.base import keys
+
+        name = spec.name
+        key = None
+        if spec.reuse_key and self.store.live_version(name) is not None:
+            key_pem = (self.store.live_path(name) / "privkey.pem").read_bytes()
+            key = keys.load_key(key_pem)
+        if key is None:
+            key = keys.generate_key(spec.key_type)
+            key_pem = keys.key_to_pem(key)
+        csr = keys.make_csr(key, spec.identifiers)
+        replaces = state.ari_id if (renewing and state.ari_supported) else None
+        self.progress(name, "ordering")
+        issued = conn.issue(account, spec.identifiers, csr, solver, profile=spec.profile,
+                            replaces=replaces, preferred_chain=spec.preferred_chain,
+                            on_step=lambda s: self.progress(name, s))
+        if not keys.key_matches_cert(key_pem, issued.cert_pem):
+            raise CAError("the CA returned a certificate for a different key")
+        info = keys.cert_info(issued.cert_pem)
+        from certsmith.base.model import Bundle
+
+        bundle = Bundle(issued.cert_pem, issued.chain_pem, key_pem)
+        meta = {"serial": info.serial, "not_before": info.not_before.isoformat(),
+                "not_after": info.not_after.isoformat(), "issuer": info.issuer,
+                "names": list(info.names), "server": spec.server, "key_type": spec.key_type,
+                "issued_at": _now().isoformat(timespec="seconds"), "replaces": replaces}
+        files = {**bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()}
+        version = self.store.publish(name, files, private=frozenset({"privkey.pem"}))
+        save_site(self.store, spec)
+        action = "renewed" if renewing else "issued"
+        save_state(self.store, name, CertState(
+            serial=info.serial, not_before=info.not_before, not_after=info.not_after,
+            issuer=info.issuer, ari_id=info.ari_id, ari_supported=conn.has_ari(),
+            ari_next_check=None, failures=0, last_attempt=_now(), last_success=_now(),
+            last_result=action))
+        events.record(self.home, action, name, serial=info.serial, version=version,
+                      not_after=info.not_after.isoformat(), replaces=replaces)
+        self.progress(name, action)
+        return Outcome(name, action, f"version {version}", info.serial, info.not_after, version)
+
+    def _deploy_after(self, spec: SiteSpec, outcome: Outcome) -> Outcome:
+        if not (spec.deploy_files or spec.deploy_commands):
+            return outcome
+        try:
+            self.deploy(spec.name, spec)
+        except DeployError as exc:
+            return Outcome(outcome.name, "deploy-failed", f"{outcome.action}, but {exc}",
+                           outcome.serial, outcome.not_after, outcome.version)
+        return outcome
+
+    # -- deploy ---------------------------------------------------------------------------------
+
+    def deploy(self, name: str, spec: SiteSpec | None = None) -> list[str]:
+        from certsmith.core.deploy import LiveFiles, deploy
+
+        spec = spec or load_site(self.store, name)
+        if self.store.live_version(name) is None:
+            raise UsageError(f"{name} has no certificate yet")
+        live = LiveFiles(name, tuple(i.value for i in spec.identifiers),
+                         self.store.live_path(name))
+        try:
+            written = deploy(live, spec.deploy_files, spec.deploy_commands)
+        except DeployError as exc:
+            events.record(self.home, "deploy-failed", name, error=str(exc))
+            raise
+        events.record(self.home, "deployed", name, files=written,
+                      commands=len(spec.deploy_commands))
+        return written
+
+    # -- renew ----------------------------------------------------------------------------------
+
+    def _sites(self, names: Iterable[str] | None) -> list[SiteSpec]:
+        wanted = list(names) if names else site_names(self.store)
+        return [load_site(self.store, n) for n in wanted]
+
+    def renew(self, names: Sequence[str] | None = None, *, force: bool = False,
+              dry_run: bool = False) -> list[Outcome]:
+        now = _now()
+        sites = self._sites(names)
+        states = {s.name: load_state(self.store, s.name) for s in sites}
+        self._refresh_ari(sites, states, now)
+        due: list[tuple[SiteSpec, renewal.Decision]] = []
+        outcomes: dict[str, Outcome] = {}
+        for spec in sites:
+            decision = self._decide(spec, states[spec.name], now, force)
+            if decision.due:
+                due.append((spec, decision))
+            else:
+                outcomes[spec.name] = Outcome(
+                    spec.name, "skipped", f"{decision.reason}; next {decision.at:%Y-%m-%d %H:%M}Z",
+                    states[spec.name].serial, states[spec.name].not_after)
+        if dry_run:
+            for spec, decision in due:
+                outcomes[spec.name] = Outcome(spec.name, "due", decision.reason,
+                                              states[spec.name].serial)
+        elif due:
+            for spec, _decision in due:
+                outcomes[spec.name] = Outcome(spec.name, "failed", "not attempted")
+            for outcome in self._renew_due(due, states, force):
+                outcomes[outcome.name] = outcome
+        return [outcomes[s.name] for s in sites]
+
+    def _decide(self, spec: SiteSpec, state: CertState, now: dt.datetime,
+                force: bool) -> renewal.Decision:
+        if state.not_after is None or state.not_before is None or \
+                self.store.live_version(spec.name) is None:
+            return renewal.Decision(True, now, "no certificate yet")
+        ari = None
+        if state.ari_start and state.ari_end:
+            ari = renewal.AriWindow(state.ari_start, state.ari_end)
+        return renewal.decide(now, not_before=state.not_before, not_after=state.not_after,
+                              seed=state.serial or spec.name, ari=ari, failures=state.failures,
+                              last_failure=state.last_failure, retry_after=state.retry_after,
+                              force=force)
+
+    def _refresh_ari(self, sites: Sequence[SiteSpec], states: dict[str, CertState],
+                     now: dt.datetime) -> None:
+        """Ask the CA for renewal windows whose cached answer has expired (Retry-After)."""
+        stale = [s for s in sites
+                 if (st := states[s.name]).ari_supported and st.ari_id and st.not_after
+                 and st.not_after > now
+                 and (st.ari_next_check is None or st.ari_next_check <= now)]
+        if not stale:
+            return
+
+        def fetch(spec: SiteSpec) -> None:
+            state = states[spec.name]
+            try:
+                window, next_check = self.connection(spec.server).renewal_info(
+                    state.ari_id or "")
+            except CertsmithError as exc:
+                events.record(self.home, "ari-failed", spec.name, error=str(exc))
+                states[spec.name] = state.update(ari_next_check=now + dt.timedelta(hours=1))
+            else:
+                states[spec.name] = state.update(ari_start=window.start, ari_end=window.end,
+                                                 ari_next_check=next_check)
+            with self.store.lock(f"cert-{spec.name}"):
+                if load_state(self.store, spec.name).serial == state.serial:
+                    save_state(self.store, spec.name, states[spec.name])
+
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(stale))) as pool:
+            list(pool.map(fetch, stale))
+
+    def _renew_due(self, due: Sequence[tuple[SiteSpec, renewal.Decision]],
+                   states: dict[str, CertState], force: bool) -> list[Outcome]:
+        by_solver: dict[SolverSpec, list[SiteSpec]] = {}
+        for spec, _decision in due:
+            by_solver.setdefault(spec.solver, []).append(spec)
+        outcomes: list[Outcome] = []
+        for solver_spec, specs in by_solver.items():
+            solver = make_solver(solver_spec)
+            try:
+                solver.prepare()
+            except ChallengeError as exc:
+                for spec in specs:
+                    outcomes.append(self._record_failure(spec, states[spec.name], exc))
+                continue
+            try:
+                jobs = []
+                for spec in specs:
+                    jobs.append((spec, self._renew_job(spec, solver, states[spec.name], force)))
+                outcomes += self._run_all(jobs)
+            finally:
+                solver.close()
+        return outcomes
+
+    def _renew_job(self, spec: SiteSpec, solver: Solver, state: CertState,
+                   force: bool) -> Callable[[], Outcome]:
+        def job() -> Outcome:
+            conn = self.connection(spec.server)
+            account = load_or_create(self.store, conn, AccountOptions())
+            return self._issue(conn, account, spec, solver, renewing=True, force=force,
+                               seen_serial=state.serial)
+        return job
+
+    def _record_failure(self, spec: SiteSpec, state: CertState, exc: CertsmithError) -> Outcome:
+        now = _now()
+        with self.store.lock(f"cert-{spec.name}"):
+            save_state(self.store, spec.name, state.update(
+                failures=state.failures + 1, last_attempt=now, last_failure=now,
+                last_error=str(exc), last_result="failed"))
+        events.record(self.home, "failed", spec.name, error=str(exc))
+        return Outcome(spec.name, "failed", str(exc))
+
+    # -- revoke ---------------------------------------------------------------------------------
+
+    def revoke(self, name: str, reason: int = 0) -> Outcome:
+        from certsmith.services.accounts import load_existing
+
+        spec = load_site(self.store, name)
+        if self.store.live_version(name) is None:
+            raise UsageError(f"{name} has no certificate to revoke")
+        cert_pem = (self.store.live_path(name) / "cert.pem").read_bytes()
+        conn = self.connection(spec.server)
+        account = load_existing(self.store, spec.server)
+        conn.revoke(account, cert_pem, reason)
+        with self.store.lock(f"cert-{name}"):
+            state = load_state(self.store, name)
+            # Ask the CA again at the next scan: after a revocation its window moves.
+            save_state(self.store, name, state.update(ari_next_check=None, last_result="revoked"))
+        events.record(self.home, "revoked", name, serial=load_state(self.store, name).serial)
+        return Outcome(name, "revoked", "", load_state(self.store, name).serial)
+
+    # -- list -----------------------------------------------------------------------------------
+
+    def status(self) -> list[SiteStatus]:
+        now = _now()
+        out = []
+        for spec in self._sites(None):
+            state = load_state(self.store, spec.name)
+            decision = self._decide(spec, state, now, force=False)
+            out.append(SiteStatus(spec, state, decision.at, self.store.live_version(spec.name)))
+        return out
