@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from certsmith.base.crashpoints import crash_point
 from certsmith.base.model import FileTarget
 from certsmith.base.store.fs import atomic_write
 from certsmith.errors import DeployError, UsageError
@@ -129,6 +130,7 @@ def deploy(live: LiveFiles, files: Sequence[FileTarget], commands: Sequence[str]
     written: list[str] = []
     for target in files:
         written += deploy_file(live, target)
+        crash_point("deploy:file")
     for command in commands:
         run_command(live, command)
     return written

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from certsmith.base.crashpoints import crash_point
 from certsmith.base.store.base import Store
 from certsmith.core.issuers.cas import NEEDS_EAB, alias_of, server_id
 from certsmith.errors import UsageError
@@ -76,10 +77,26 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
             entry = f"accounts/{server_id(conn.url)}/{acme.account_id(key)}"
             # The key is on disk before the CA knows it, so a crash never loses an account.
             store.put(f"{entry}/key.pem", key_pem, private=True)
+            crash_point("account:key-written")
         eab = (options.eab_kid, options.eab_hmac_key) if options.eab_kid else None
         account = conn.register(key, options.email, eab)  # type: ignore[arg-type]
+        crash_point("account:registered")
         store.put(f"{entry}/account.json", acme.account_json(account, conn.url), private=True)
         return account
+
+
+def reregister(store: Store, conn: AcmeConnection, account: Account) -> Account:
+    """The CA no longer knows our account (deactivated, CA reset): register the same key again.
+
+    The terms were agreed when the account was first created for this CA.
+    """
+    from certsmith.core.issuers import acme
+
+    with store.lock(f"account-{server_id(conn.url)}"):
+        fresh = conn.register(account.key, None, None)
+        entry = f"accounts/{server_id(conn.url)}/{acme.account_id(account.key)}"
+        store.put(f"{entry}/account.json", acme.account_json(fresh, conn.url), private=True)
+        return fresh
 
 
 def load_existing(store: Store, server: str) -> Account:

@@ -19,16 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from certsmith.base import events
 from certsmith.base.certstate import CertState, load_state, save_state
+from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
 from certsmith.base.sites import load_site, save_site, site_names
 from certsmith.base.store.fs import FileStore
 from certsmith.core import renewal
 from certsmith.errors import CAError, CertsmithError, ChallengeError, DeployError, UsageError
-from certsmith.services.accounts import AccountOptions, check_can_register, load_or_create
+from certsmith.services.accounts import (
+    AccountOptions,
+    check_can_register,
+    load_or_create,
+    reregister,
+)
 
 if TYPE_CHECKING:
     from certsmith.core.issuers.acme import Account, AcmeConnection
+    from certsmith.core.issuers.base import Issued
     from certsmith.core.solvers.base import Solver
 
 MAX_PARALLEL = 10
@@ -205,11 +212,21 @@ class Manager:
             key = keys.generate_key(spec.key_type)
             key_pem = keys.key_to_pem(key)
         csr = keys.make_csr(key, spec.identifiers)
+        crash_point("order:key-generated")
         replaces = state.ari_id if (renewing and state.ari_supported) else None
         self.progress(name, "ordering")
-        issued = conn.issue(account, spec.identifiers, csr, solver, profile=spec.profile,
-                            replaces=replaces, preferred_chain=spec.preferred_chain,
-                            on_step=lambda s: self.progress(name, s))
+        def order(acct: Account) -> Issued:
+            return conn.issue(acct, spec.identifiers, csr, solver, profile=spec.profile,
+                              replaces=replaces, preferred_chain=spec.preferred_chain,
+                              on_step=lambda s: self.progress(name, s))
+
+        try:
+            issued = order(account)
+        except CAError as exc:
+            if exc.code != "accountDoesNotExist":
+                raise
+            issued = order(reregister(self.store, conn, account))
+        crash_point("order:issued")
         if not keys.key_matches_cert(key_pem, issued.cert_pem):
             raise CAError("the CA returned a certificate for a different key")
         info = keys.cert_info(issued.cert_pem)
@@ -222,13 +239,16 @@ class Manager:
                 "issued_at": _now().isoformat(timespec="seconds"), "replaces": replaces}
         files = {**bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()}
         version = self.store.publish(name, files, private=frozenset({"privkey.pem"}))
+        crash_point("order:published")
         save_site(self.store, spec)
+        crash_point("order:site-saved")
         action = "renewed" if renewing else "issued"
         save_state(self.store, name, CertState(
             serial=info.serial, not_before=info.not_before, not_after=info.not_after,
             issuer=info.issuer, ari_id=info.ari_id, ari_supported=conn.has_ari(),
             ari_next_check=None, failures=0, last_attempt=_now(), last_success=_now(),
             last_result=action))
+        crash_point("order:state-saved")
         events.record(self.home, action, name, serial=info.serial, version=version,
                       not_after=info.not_after.isoformat(), replaces=replaces)
         self.progress(name, action)

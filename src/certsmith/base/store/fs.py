@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from certsmith.base.crashpoints import crash_point
 from certsmith.errors import LockedError, StoreError
 
 _VERSION = re.compile(r"^[0-9]+$")
@@ -42,6 +43,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+        crash_point(f"write:{path.name}")
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -192,14 +194,17 @@ class FileStore:
             os.chmod(staging, 0o755)
             for filename, data in files.items():
                 atomic_write(staging / filename, data, 0o600 if filename in private else 0o644)
+                crash_point(f"publish:wrote:{filename}")
             final = archive / str(version)
             os.rename(staging, final)
             _fsync_dir(archive)
+            crash_point("publish:archived")
             live = self.live_path(name)
             tmp_link = live.with_name(f".{name}.{os.getpid()}.tmp")
             with contextlib.suppress(FileNotFoundError):
                 tmp_link.unlink()
             os.symlink(f"../archive/{name}/{version}", tmp_link)
+            crash_point("publish:linked")
             os.replace(tmp_link, live)
             _fsync_dir(live.parent)
         except OSError as exc:

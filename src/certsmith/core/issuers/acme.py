@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certsmith import __version__
+from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import split_pem_chain
 from certsmith.core.issuers.base import Issued
@@ -152,7 +153,8 @@ class AcmeConnection:
             return fn(*args)
         except (messages.Error, errors.Error, requests.exceptions.RequestException) as exc:
             resp = getattr(exc, "response", None)
-            raise CAError(_describe(exc, self.url), _retry_after_seconds(resp)) from exc
+            code = exc.code if isinstance(exc, messages.Error) else None
+            raise CAError(_describe(exc, self.url), _retry_after_seconds(resp), code) from exc
 
     def directory(self) -> messages.Directory:
         with self._lock:
@@ -252,6 +254,7 @@ class AcmeConnection:
                 solver.present(domain, challb.chall.encode("token"), validation)
                 presented.append((domain, challb.chall.encode("token")))
                 pending.append((authzr, challb, response))
+            crash_point("order:presented")
             step("validating")
             for _authzr, challb, response in pending:
                 self.call(client.answer_challenge, challb, response)
@@ -260,6 +263,7 @@ class AcmeConnection:
         finally:
             for domain, token in presented:
                 solver.cleanup(domain, token)
+        crash_point("order:validated")
         step("finalizing")
         return self._finalize(client, orderr, deadline, preferred_chain)
 
