@@ -1,0 +1,212 @@
+"""Shared fixtures: a real Pebble CA, real lighttpd servers, and the certsmith CLI as a process.
+
+Fixture API (see tests/support/ for the classes):
+
+- ``pebble`` (session, one per xdist worker): a running ``Pebble`` with default settings
+  (no nonce rejection, no authz reuse, 5-year certificates, ARI).
+- ``pebble_factory(**kwargs) -> Pebble`` (function): a fresh, started Pebble for fault tests;
+  kwargs are ``Pebble``'s (``nonce_reject=50``, ``authz_reuse=100``, ``validity=3600``,
+  ``env={...}``). Stopped at the end of the test.
+- ``lighttpd_factory(docroot, *, port=None, pemfile=None, privkey=None, tls_port=None,
+  start=True) -> Lighttpd`` (function): a lighttpd on 127.0.0.1; pass ``port=pebble.http_port``
+  to answer Pebble's http-01 requests from ``docroot``. Stopped at the end of the test.
+- ``cs_home`` (function): an empty, not yet created state directory (a ``Path``).
+- ``run_certsmith(*args, env=None, check=False, home=None, server=pebble, timeout=120)
+  -> CompletedProcess[str]``: runs ``python -m certsmith`` with CERTSMITH_HOME=cs_home
+  and REQUESTS_CA_BUNDLE=pebble.ca_bundle.
+- ``certsmith_env`` (function): the environment ``run_certsmith`` uses (for Popen-based tests).
+- ``openssl_verify(cert, chain=None, root=None) -> CompletedProcess[str]``: fixture wrapping
+  ``verify_chain`` below; ``root`` defaults to the session Pebble's root.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from tests.support.lighttpd import Lighttpd
+from tests.support.pebble import Pebble
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def verify_chain(
+    cert: Path | str, root: Path | str, chain: Path | str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``openssl verify -CAfile root [-untrusted chain] cert``; check ``.returncode == 0``.
+
+    ``cert`` may be a fullchain file: openssl verifies its first certificate."""
+    cmd = ["openssl", "verify", "-CAfile", str(root)]
+    if chain is not None:
+        cmd += ["-untrusted", str(chain)]
+    cmd.append(str(cert))
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def count_orders(pebble: Pebble) -> int:
+    """Orders Pebble has created since it was constructed (all runs)."""
+    return pebble.count_orders()
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    with Pebble(tmp_path_factory.mktemp("pebble")) as server:
+        yield server
+
+
+class PebbleFactory(Protocol):
+    def __call__(self, **kwargs: Any) -> Pebble: ...
+
+
+@pytest.fixture
+def pebble_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleFactory]:
+    started: list[Pebble] = []
+
+    def make(**kwargs: Any) -> Pebble:
+        server = Pebble(tmp_path_factory.mktemp("pebble-f"), **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.close()
+
+
+class LighttpdFactory(Protocol):
+    def __call__(
+        self,
+        docroot: Path | str,
+        *,
+        port: int | None = None,
+        tls_port: int | None = None,
+        pemfile: Path | str | None = None,
+        privkey: Path | str | None = None,
+        start: bool = True,
+    ) -> Lighttpd: ...
+
+
+@pytest.fixture
+def lighttpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LighttpdFactory]:
+    started: list[Lighttpd] = []
+
+    def make(
+        docroot: Path | str,
+        *,
+        port: int | None = None,
+        tls_port: int | None = None,
+        pemfile: Path | str | None = None,
+        privkey: Path | str | None = None,
+        start: bool = True,
+    ) -> Lighttpd:
+        server = Lighttpd(
+            docroot, port=port, tls_port=tls_port, pemfile=pemfile, privkey=privkey,
+            workdir=tmp_path_factory.mktemp("lighttpd"),
+        )
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def cs_home(tmp_path: Path) -> Path:
+    """certsmith's state directory for this test (not created: certsmith creates it)."""
+    return tmp_path / "certsmith-home"
+
+
+def _certsmith_env(
+    home: Path, server: Pebble | None, extra: dict[str, str] | None
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CERTSMITH_DEBUG", None)
+    env["CERTSMITH_HOME"] = str(home)
+    if server is not None:
+        env["REQUESTS_CA_BUNDLE"] = str(server.ca_bundle)
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+@pytest.fixture
+def certsmith_env(cs_home: Path, pebble: Pebble) -> dict[str, str]:
+    return _certsmith_env(cs_home, pebble, None)
+
+
+class RunCertsmith(Protocol):
+    def __call__(
+        self,
+        *args: str | os.PathLike[str],
+        env: dict[str, str] | None = None,
+        check: bool = False,
+        home: Path | None = None,
+        server: Pebble | None = None,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+@pytest.fixture
+def run_certsmith(cs_home: Path, request: pytest.FixtureRequest) -> RunCertsmith:
+    """Run the certsmith CLI as a subprocess.
+
+    ``server`` picks the Pebble whose TLS bundle goes into REQUESTS_CA_BUNDLE (default: the
+    session ``pebble``, started lazily on first use); ``env`` adds/overrides variables;
+    ``check=True`` raises on a non-zero exit (with stdout/stderr in the message).
+    """
+
+    def run(
+        *args: str | os.PathLike[str],
+        env: dict[str, str] | None = None,
+        check: bool = False,
+        home: Path | None = None,
+        server: Pebble | None = None,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        if server is None:
+            server = request.getfixturevalue("pebble")
+        cmd = [sys.executable, "-m", "certsmith", *map(str, args)]
+        proc = subprocess.run(
+            cmd,
+            env=_certsmith_env(home or cs_home, server, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"certsmith {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            )
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def openssl_verify(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def verify(
+        cert: Path | str, chain: Path | str | None = None, root: Path | str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if root is None:
+            server: Pebble = request.getfixturevalue("pebble")
+            root = tmp_path / "pebble-root.pem"
+            Path(root).write_text(server.root_pem())
+        return verify_chain(cert, root, chain)
+
+    return verify
