@@ -60,6 +60,7 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
     found = _find(store, conn.url)
     if found and found[2] is not None:
         return _load(found[1], found[2])
+    conn.directory()  # an unreachable CA fails here, before anything is written
     with store.lock(f"account-{server_id(conn.url)}"):
         found = _find(store, conn.url)
         if found and found[2] is not None:

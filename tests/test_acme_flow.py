@@ -1,0 +1,167 @@
+"""The whole ACME flow against a real Pebble: get (standalone, webroot via lighttpd), list,
+renew (ARI: skip what is not due, renew what is, with ``replaces``), revoke, deploy targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.conftest import LighttpdFactory, RunCertsmith
+from tests.support.pebble import Pebble
+
+
+def serial_of(pem: bytes | str) -> int:
+    data = pem.encode() if isinstance(pem, str) else pem
+    return x509.load_pem_x509_certificate(data).serial_number
+
+
+def sans(path: Path) -> list[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [*ext.get_values_for_type(x509.DNSName),
+            *[str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_standalone_get_renew_revoke(run_certsmith: RunCertsmith, pebble: Pebble,
+                                     cs_home: Path, openssl_verify) -> None:  # type: ignore[no-untyped-def]
+    before = pebble.count_orders()
+    got = run_certsmith("get", "std.example.com", "www.std.example.com", "127.0.0.1",
+                        "--standalone", "--http-port", pebble.http_port,
+                        "--server", pebble.directory, "--agree-tos", "--email", "ops@example.org")
+    assert got.returncode == 0, got.stderr
+    assert "std.example.com: issued" in got.stdout
+    live = cs_home / "live" / "std.example.com"
+    assert os.readlink(live) == "../archive/std.example.com/1"
+    assert sorted(sans(live / "cert.pem")) == ["127.0.0.1", "std.example.com",
+                                               "www.std.example.com"]
+    assert openssl_verify(live / "cert.pem", chain=live / "chain.pem").returncode == 0
+    assert (live / "fullchain.pem").read_bytes() == \
+        (live / "cert.pem").read_bytes() + (live / "chain.pem").read_bytes()
+    assert mode(live / "privkey.pem") == 0o600
+    assert mode(cs_home / "archive") == 0o700
+    [account_key] = list((cs_home / "accounts").rglob("key.pem"))
+    assert mode(account_key) == 0o600 and mode(account_key.parent) == 0o700
+    assert pebble.count_orders() == before + 1
+
+    # Nothing is due: no order, no network needed for the second scan.
+    listing = json.loads(run_certsmith("list", "--json", check=True).stdout)
+    assert [r["name"] for r in listing] == ["std.example.com"]
+    assert listing[0]["days_left"] > 1000 and listing[0]["last_result"] == "issued"
+    skipped = run_certsmith("renew", check=True)
+    assert "skipped (not due (ARI window)" in skipped.stdout
+    assert pebble.count_orders() == before + 1
+
+    # A second `get` reuses the account.
+    run_certsmith("get", "other.example.com", "--standalone", "--http-port", pebble.http_port,
+                  "--server", pebble.directory, check=True)
+    assert len(list((cs_home / "accounts").rglob("key.pem"))) == 1
+
+    # After a revocation Pebble's ARI window lies in the past: renew makes a replacement.
+    old_serial = serial_of((live / "cert.pem").read_bytes())
+    run_certsmith("revoke", "std.example.com", check=True)
+    renewed = run_certsmith("renew", "--json", check=True)
+    outcomes = {o["name"]: o for o in json.loads(renewed.stdout)}
+    assert outcomes["std.example.com"]["action"] == "renewed"
+    assert outcomes["other.example.com"]["action"] == "skipped"
+    assert os.readlink(live) == "../archive/std.example.com/2"
+    assert serial_of((live / "cert.pem").read_bytes()) != old_serial
+    assert "is a replacement of" in pebble.log_text()
+    events = [json.loads(line) for line in (cs_home / "events.jsonl").read_text().splitlines()]
+    kinds = [(e["event"], e["name"]) for e in events]
+    assert ("revoked", "std.example.com") in kinds and ("renewed", "std.example.com") in kinds
+    assert [e for e in events if e["event"] == "renewed"][0]["replaces"]
+
+    # --force renews now; --dry-run orders nothing.
+    count = pebble.count_orders()
+    dry = run_certsmith("renew", "--dry-run", "--force", "--json", check=True)
+    assert {o["action"] for o in json.loads(dry.stdout)} == {"due"}
+    assert pebble.count_orders() == count
+    run_certsmith("renew", "--force", "other.example.com", check=True)
+    assert pebble.count_orders() == count + 1
+
+
+def test_webroot_through_lighttpd_with_deploy_targets(
+        run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path, tmp_path: Path,
+        lighttpd_factory: LighttpdFactory) -> None:
+    """Seed 000: webroot served by a real lighttpd, a combined PEM lighttpd then serves, copies
+    with owner/mode, and a reload command with the documented environment."""
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    (docroot / "index.html").write_text("allsky\n")
+    lighttpd_factory(docroot, port=pebble.http_port)
+    deployed = tmp_path / "deployed"
+    env_dump = tmp_path / "env.json"
+    hook = ("python3 -c 'import json,os; json.dump({k: v for k, v in os.environ.items() "
+            f"if k.startswith((\"CERTSMITH_\", \"RENEWED_\"))}}, open(\"{env_dump}\", \"w\"))'")
+    got = run_certsmith(
+        "get", "allsky.example.org", "--webroot", docroot, "--server", pebble.directory,
+        "--agree-tos", "--key-type", "rsa2048",
+        "--deploy-to", f"combined={deployed}/allsky.pem,mode=0600",
+        "--deploy-to", f"fullchain={deployed}/pi/cert.pem,owner=nobody,group=nogroup,mode=0644",
+        "--deploy-to", f"key={deployed}/pi/key.pem,owner=nobody,group=nogroup",
+        "--deploy-command", hook)
+    assert got.returncode == 0, got.stderr
+    # The challenge file is gone and the webroot is as before.
+    assert sorted(p.name for p in docroot.iterdir()) == ["index.html"]
+    live = cs_home / "live" / "allsky.example.org"
+    combined = (deployed / "allsky.pem").read_bytes()
+    assert combined == (live / "fullchain.pem").read_bytes() + (live / "privkey.pem").read_bytes()
+    assert mode(deployed / "allsky.pem") == 0o600
+    cert_copy, key_copy = deployed / "pi" / "cert.pem", deployed / "pi" / "key.pem"
+    assert mode(cert_copy) == 0o644 and mode(key_copy) == 0o600
+    import grp
+    import pwd
+    assert pwd.getpwuid(os.stat(key_copy).st_uid).pw_name == "nobody"
+    assert grp.getgrgid(os.stat(key_copy).st_gid).gr_name == "nogroup"
+    env = json.loads(env_dump.read_text())
+    assert env["CERTSMITH_NAME"] == "allsky.example.org"
+    assert env["CERTSMITH_NAMES"] == "allsky.example.org"
+    assert env["CERTSMITH_FULLCHAIN"] == str(live / "fullchain.pem")
+    assert env["CERTSMITH_KEY"] == str(live / "privkey.pem")
+    assert env["RENEWED_LINEAGE"] == str(live)
+    assert x509.load_pem_x509_certificate((live / "cert.pem").read_bytes()).public_key() \
+        .key_size == 2048  # type: ignore[union-attr]
+
+    # lighttpd serves the combined PEM.
+    tls = lighttpd_factory(docroot, tls_port=None, pemfile=deployed / "allsky.pem")
+    served = tls.served_cert_pem("allsky.example.org")
+    assert serial_of(served) == serial_of((live / "cert.pem").read_bytes())
+
+    # `certsmith deploy` runs the targets again; a broken command is one line and exit 3.
+    (deployed / "allsky.pem").unlink()
+    run_certsmith("deploy", "allsky.example.org", check=True)
+    assert (deployed / "allsky.pem").read_bytes() == combined
+
+
+def test_separate_certificates_in_one_command(run_certsmith: RunCertsmith, pebble: Pebble,
+                                              cs_home: Path) -> None:
+    before = pebble.count_orders()
+    names = [f"s{i}.example.net" for i in range(4)]
+    got = run_certsmith("get", *names, "--separate", "--standalone", "--http-port",
+                        pebble.http_port, "--server", pebble.directory, "--agree-tos", "--json")
+    assert got.returncode == 0, got.stderr
+    assert {o["name"] for o in json.loads(got.stdout)} == set(names)
+    assert pebble.count_orders() == before + 4
+    for name in names:
+        assert sans(cs_home / "live" / name / "cert.pem") == [name]
+
+
+def test_failed_deploy_command_keeps_certificate(run_certsmith: RunCertsmith, pebble: Pebble,
+                                                 cs_home: Path) -> None:
+    got = run_certsmith("get", "hook.example.com", "--standalone", "--http-port",
+                        pebble.http_port, "--server", pebble.directory, "--agree-tos",
+                        "--deploy-command", "echo reload failed >&2; exit 4")
+    assert got.returncode == 3
+    assert got.stderr.strip().splitlines() == [
+        "certsmith: hook.example.com: issued, but deploy command failed (exit 4): "
+        "echo reload failed >&2; exit 4: reload failed"]
+    assert (cs_home / "live" / "hook.example.com" / "fullchain.pem").exists()
+    assert "deploy-failed" in (cs_home / "events.jsonl").read_text()
