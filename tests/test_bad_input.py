@@ -134,4 +134,4 @@ def test_port_in_use_names_the_owner(run_certsmith: RunCertsmith, pebble: Pebble
                              "--server", pebble.directory, "--agree-tos")
     line = one_line_error(proc)
     assert f"port {port} is already in use" in line
-    assert "python" in line  # the owner, found with ss
+    assert f"(pid {os.getpid()})" in line  # the owner, found with ss
