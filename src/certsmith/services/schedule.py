@@ -164,27 +164,30 @@ def merge_crontab(existing: str, block: str | None) -> str:
     """``existing`` without our block, then ``block`` (if any); every other line is kept as is."""
     kept: list[str] = []
     inside = False
-    for line in existing.splitlines():
+    lines = existing.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    for line in lines:
         if line == BEGIN:
             inside = True
         elif line == END and inside:
             inside = False
         elif not inside:
             kept.append(line)
-    text = "\n".join(kept)
-    if text:
-        text += "\n"
-    return text + (block or "")
+    # A crontab whose last line lacks a newline loses that line: every kept line gets one.
+    return "".join(line + "\n" for line in kept) + (block or "")
 
 
 def crontab_block(text: str) -> str | None:
     """Our block inside a crontab, or None."""
-    lines = text.splitlines()
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     if BEGIN not in lines:
         return None
     start = lines.index(BEGIN)
-    end = lines.index(END, start) if END in lines[start:] else len(lines) - 1
-    return "\n".join(lines[start:end + 1]) + "\n"
+    end = lines.index(END, start) + 1 if END in lines[start:] else len(lines)
+    return "".join(line + "\n" for line in lines[start:end])
 
 
 def parse_cron_time(text: str | None) -> CronTime | None:
