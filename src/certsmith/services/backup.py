@@ -186,7 +186,9 @@ def backup(home: Path, dest: Path) -> Summary:
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError):
-            raise BackupError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+            what = exc.filename if exc.filename and str(exc.filename) != str(tmp) else dest
+            verb = "read" if what is not dest else "write"
+            raise BackupError(f"cannot {verb} {what}: {exc.strerror or exc}") from exc
         raise
     return Summary(dest, home, tuple(names), _count_accounts(home), files)
 
