@@ -1,0 +1,196 @@
+"""``certsmith local``: certificates from the local development CA, written where asked.
+
+Everything is validated before anything is written: names, allowed domains, the CSR, the output
+directories. Only then is the CA created or its intermediate replaced, and the files written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from certsmith.base.identifiers import Identifier, parse_identifiers
+from certsmith.base.keytypes import DEFAULT_KEY_TYPE, check_key_type
+from certsmith.base.nameconstraints import Constraints, parse_allowed
+from certsmith.base.store.fs import atomic_write
+from certsmith.core.issuers.localca import DEFAULT_LEAF_DAYS, LocalCA, check_days, check_permitted
+from certsmith.errors import StoreError, UsageError
+
+P12_PASSWORD = "changeit"  # the Java / mkcert convention; the file is for local development
+
+
+@dataclass(frozen=True)
+class LocalRequest:
+    names: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    forget: tuple[str, ...] = ()
+    key_type: str = DEFAULT_KEY_TYPE
+    days: int = DEFAULT_LEAF_DAYS
+    client: bool = False
+    csr: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    pkcs12: bool = False
+    p12_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    identifiers: tuple[Identifier, ...]
+    ca_dir: Path
+    constraints: Constraints
+    ca_created: bool = False
+    constraints_changed: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    p12_file: Path | None = None
+    not_after: dt.datetime | None = None
+    written: tuple[Path, ...] = field(default=())
+
+
+def file_stem(ident: Identifier) -> str:
+    """``*.app.test`` -> ``_wildcard.app.test``; ``::1`` -> ``__1`` (a file name, like mkcert)."""
+    return ident.value.replace("*", "_wildcard").replace(":", "_")
+
+
+def ca_dir(home: Path) -> Path:
+    return LocalCA(home).path
+
+
+def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
+    """The names and public key (SPKI DER) of a CSR file, or one clear error."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read CSR {path}: {exc.strerror or exc}") from None
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
+               else x509.load_der_x509_csr(data))
+    except ValueError:
+        raise UsageError(f"cannot read CSR {path}: not a PEM or DER certificate request") from None
+    if not csr.is_signature_valid:
+        raise UsageError(f"CSR {path} has an invalid signature")
+    names: list[str] = []
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names += san.get_values_for_type(x509.DNSName)
+        names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
+        raise UsageError(f"CSR {path} has malformed extensions") from None
+    if not names:
+        cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        names = [str(cn.value) for cn in cns]
+    if not names:
+        raise UsageError(f"CSR {path} names no host (no subjectAltName, no common name)")
+    spki = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return parse_identifiers(names), spki
+
+
+def _check_dir(path: Path) -> None:
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path}: directory {parent} is not writable")
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    try:
+        atomic_write(path, data, mode)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def issue(home: Path, request: LocalRequest, cwd: Path | None = None) -> LocalResult:
+    """Validate ``request`` whole, then make the CA / intermediate as needed and write files."""
+    key_type = check_key_type(request.key_type)
+    check_days(request.days)
+    allow = [parse_allowed(a) for a in request.allow]
+    forget = [parse_allowed(f) for f in request.forget]
+    spki: bytes | None = None
+    if request.csr is not None:
+        if request.names:
+            raise UsageError("give either names or --csr, not both")
+        if request.pkcs12 or request.key_file:
+            raise UsageError("--pkcs12 and --key-file need the private key; with --csr "
+                             "it stays with you")
+        identifiers, spki = _read_csr(request.csr)
+    elif request.names:
+        identifiers = parse_identifiers(request.names)
+    else:
+        identifiers = ()
+    if not identifiers and not allow and not forget:
+        raise UsageError("give at least one name, e.g. certsmith local localhost 127.0.0.1 ::1")
+
+    ca = LocalCA(home)
+    existed = ca.exists()
+    current = ca.constraints() if existed else None
+    wanted = ca.desired(allow, forget)
+    changed = current is not None and wanted != current
+    check_permitted(identifiers, wanted)
+
+    if not identifiers:  # only a change to the CA's allowed names
+        ca.ensure(wanted)
+        return LocalResult((), ca.path, wanted, ca_created=not existed,
+                           constraints_changed=changed or not existed)
+
+    base = cwd or Path.cwd()
+    stem = file_stem(identifiers[0])
+    cert_file = base / (request.cert_file or f"{stem}.pem")
+    key_file = None if spki is not None else base / (request.key_file or f"{stem}-key.pem")
+    p12_file = base / (request.p12_file or f"{stem}.p12") if request.pkcs12 else None
+    outputs = [p for p in (cert_file, key_file, p12_file) if p is not None]
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise UsageError("the certificate, key and PKCS#12 files must be different files")
+    for path in outputs:
+        _check_dir(path)
+
+    leaf = ca.issue(identifiers, key_type=key_type, days=request.days, client=request.client,
+                    public_key_der=spki, constraints=wanted)
+    written: list[Path] = []
+    if key_file is not None and leaf.key_pem is not None:
+        _write(key_file, leaf.key_pem, 0o600)
+        written.append(key_file)
+    _write(cert_file, leaf.chain_pem, 0o644)
+    written.append(cert_file)
+    if p12_file is not None:
+        _write(p12_file, _pkcs12(leaf.key, leaf.cert_der, leaf.intermediate_der, stem), 0o600)
+        written.append(p12_file)
+    return LocalResult(identifiers, ca.path, wanted, ca_created=not existed,
+                       constraints_changed=changed, cert_file=cert_file, key_file=key_file,
+                       p12_file=p12_file, not_after=leaf.not_after, written=tuple(written))
+
+
+def _pkcs12(key: object, cert_der: bytes, intermediate_der: bytes, name: str) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+    # Legacy algorithms on purpose: macOS Keychain and older Java read only these.
+    encryption = (
+        PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(P12_PASSWORD.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(),
+        key,  # type: ignore[arg-type]
+        x509.load_der_x509_certificate(cert_der),
+        [x509.load_der_x509_certificate(intermediate_der)],
+        encryption,
+    )
+
+
+def describe_names(identifiers: Sequence[Identifier]) -> str:
+    return ", ".join(i.value for i in identifiers)
