@@ -8,10 +8,11 @@ round trips dominate).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,16 +150,24 @@ class Manager:
                           preferred_chain=req.preferred_chain, deploy_files=req.deploy_files,
                           deploy_commands=req.deploy_commands)
                   for name, idents in req.groups]
-        solver = make_solver(req.solver)
-        solver.prepare()
-        try:
+        with self._solver(req.solver) as solver:
             conn = self.connection(req.server)
             account = load_or_create(self.store, conn, req.account)
             jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
                                              renewing=False)) for spec in specs]
             return self._run_all(jobs)
-        finally:
-            solver.close()
+
+    @contextlib.contextmanager
+    def _solver(self, spec: SolverSpec) -> Iterator[Solver]:
+        """A prepared solver. Our own listener is shared by no two certsmith processes: the
+        second waits for the first to finish (and then usually finds nothing left to do)."""
+        with contextlib.ExitStack() as stack:
+            if spec.kind == "standalone":
+                stack.enter_context(self.store.lock(f"standalone-{spec.http_port}"))
+            solver = make_solver(spec)
+            solver.prepare()
+            stack.callback(solver.close)
+            yield solver
 
     def _run_all(self, jobs: Sequence[tuple[SiteSpec, Callable[[], Outcome]]]) -> list[Outcome]:
         if len(jobs) == 1:
@@ -364,20 +373,13 @@ class Manager:
             by_solver.setdefault(spec.solver, []).append(spec)
         outcomes: list[Outcome] = []
         for solver_spec, specs in by_solver.items():
-            solver = make_solver(solver_spec)
             try:
-                solver.prepare()
-            except ChallengeError as exc:
-                for spec in specs:
-                    outcomes.append(self._record_failure(spec, states[spec.name], exc))
-                continue
-            try:
-                jobs = []
-                for spec in specs:
-                    jobs.append((spec, self._renew_job(spec, solver, states[spec.name], force)))
-                outcomes += self._run_all(jobs)
-            finally:
-                solver.close()
+                with self._solver(solver_spec) as solver:
+                    jobs = [(spec, self._renew_job(spec, solver, states[spec.name], force))
+                            for spec in specs]
+                    outcomes += self._run_all(jobs)
+            except ChallengeError as exc:  # the solver could not be prepared
+                outcomes += [self._record_failure(spec, states[spec.name], exc) for spec in specs]
         return outcomes
 
     def _renew_job(self, spec: SiteSpec, solver: Solver, state: CertState,

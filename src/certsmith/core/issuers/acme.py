@@ -60,7 +60,13 @@ def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return f"the CA at {url} did not answer in time"
     if isinstance(exc, errors.ClientError):
-        return f"unexpected answer from the CA at {url}: {exc}"
+        what = exc.args[0] if exc.args else exc
+        if isinstance(what, tuple) and what:
+            what = what[0]
+        if isinstance(what, requests.Response):
+            body = " ".join(what.text.split())[:160]
+            return f"unexpected answer from the CA at {url}: HTTP {what.status_code} {body}"
+        return f"unexpected answer from the CA at {url}: {what}"
     return f"ACME error talking to {url}: {exc}"
 
 
@@ -295,8 +301,9 @@ class AcmeConnection:
             try:
                 return self.call(lambda: post(replaces))  # type: ignore[no-any-return]
             except CAError as exc:
-                # A CA may refuse "replaces" (already replaced, unknown): order without it.
-                if not isinstance(exc.__cause__, messages.Error):
+                # A CA may refuse "replaces" (already replaced by an order whose certificate we
+                # never stored, unknown): order without it. Network failures are not that.
+                if isinstance(exc.__cause__, requests.exceptions.RequestException):
                     raise
         return self.call(lambda: post(None))  # type: ignore[no-any-return]
 
