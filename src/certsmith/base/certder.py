@@ -7,11 +7,9 @@ primitives, imported when called). Used by the local CA, whose hot path must sta
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from certsmith.base import der
 from certsmith.base.identifiers import Identifier
@@ -50,14 +48,15 @@ def name(*, cn: str | None = None, o: str | None = None, ou: str | None = None) 
 
 def key_id(spki: bytes) -> bytes:
     """RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents."""
+    import hashlib
+
     _, body, _ = der.read(spki)
     parts = list(der.children(body))
     bits = parts[1][1]
     return hashlib.sha1(bits[1:]).digest()
 
 
-@dataclass(frozen=True)
-class Extension:
+class Extension(NamedTuple):
     oid: bytes
     value: bytes
     critical: bool = False
@@ -100,8 +99,7 @@ def authority_key_id(keyid: bytes) -> Extension:
     return Extension(EXT_AKI, der.seq(der.implicit(0, keyid)))
 
 
-@dataclass(frozen=True)
-class Template:
+class Template(NamedTuple):
     """Everything in a TBSCertificate except the signature algorithm."""
 
     serial: int
@@ -110,7 +108,7 @@ class Template:
     not_before: dt.datetime
     not_after: dt.datetime
     spki: bytes
-    extensions: tuple[Extension, ...] = field(default=())
+    extensions: tuple[Extension, ...] = ()
 
     def tbs(self, algorithm: bytes) -> bytes:
         return der.seq(
@@ -132,6 +130,48 @@ def new_serial() -> int:
     return int.from_bytes(os.urandom(20), "big") >> 1 | 1 << 150
 
 
+_CURVES = {"secp256r1": der.oid("1.2.840.10045.3.1.7"), "secp384r1": der.oid("1.3.132.0.34")}
+_EC_PUBLIC_KEY = der.oid("1.2.840.10045.2.1")
+
+
+def ec_pkcs8(key: Any, spki: bytes) -> bytes | None:
+    """PKCS#8 DER of an EC key on a curve we issue (RFC 5208 + RFC 5915), else ``None``.
+
+    ``cryptography``'s own serialiser imports its SSH and cipher modules on first use, which
+    costs more than the rest of ``certsmith local`` together; this is the same structure.
+    """
+    curve = _CURVES.get(getattr(getattr(key, "curve", None), "name", ""))
+    if curve is None:
+        return None
+    size = (key.curve.key_size + 7) // 8
+    secret = key.private_numbers().private_value.to_bytes(size, "big")
+    _, body, _ = der.read(spki)
+    point = list(der.children(body))[1][1]  # BIT STRING contents, unused-bits octet included
+    inner = der.seq(der.integer(1), der.octet_string(secret),
+                    der.explicit(1, der.tlv(der.BIT_STRING, point)))
+    return der.seq(der.integer(0), der.seq(_EC_PUBLIC_KEY, curve), der.octet_string(inner))
+
+
+def _ecdsa(digest: Any) -> Any:
+    """``ec.ECDSA(digest)`` without the OpenSSL backend import its constructor does (that import
+    is only for RFC 6979 deterministic signing, which we do not use)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    class _RandomizedECDSA(ec.ECDSA):
+        def __init__(self, algorithm: Any) -> None:  # no super(): that is the slow part
+            self._digest = algorithm
+
+        @property
+        def algorithm(self) -> Any:
+            return self._digest
+
+        @property
+        def deterministic_signing(self) -> bool:
+            return False
+
+    return _RandomizedECDSA(digest)
+
+
 def signature_algorithm(key: Any) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -149,7 +189,7 @@ def sign(template: Template, issuer_key: Any) -> bytes:
     tbs = template.tbs(algorithm)
     if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
         digest = hashes.SHA384() if algorithm == ALG_ECDSA_SHA384 else hashes.SHA256()
-        signature = issuer_key.sign(tbs, ec.ECDSA(digest))
+        signature = issuer_key.sign(tbs, _ecdsa(digest))
     else:
         from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -157,8 +197,7 @@ def sign(template: Template, issuer_key: Any) -> bytes:
     return der.seq(tbs, algorithm, der.bit_string(signature))
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):
     """The parts of a certificate the local CA reads back."""
 
     serial: int
@@ -172,6 +211,14 @@ class Parsed:
     def extension(self, oid: bytes) -> bytes | None:
         ext = self.extensions.get(oid)
         return ext.value if ext else None
+
+    @property
+    def key_id(self) -> bytes:
+        """The subject key identifier: from the extension if present, else computed."""
+        value = self.extension(EXT_SKI)
+        if value is not None:
+            return der.read(value)[1]
+        return key_id(self.spki)
 
 
 def parse(cert: bytes) -> Parsed:

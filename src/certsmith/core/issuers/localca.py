@@ -22,9 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from certsmith.base import certder, der
 from certsmith.base.identifiers import Identifier
@@ -82,6 +81,9 @@ def generate_key(key_type: str) -> Any:
 
 
 def key_pem(key: Any) -> bytes:
+    fast = certder.ec_pkcs8(key, spki_of(key))
+    if fast is not None:
+        return der.pem("PRIVATE KEY", fast)
     from cryptography.hazmat.primitives._serialization import (
         Encoding,
         NoEncryption,
@@ -116,13 +118,13 @@ def load_key(pem: bytes, what: str) -> Any:
         raise CAError(f"cannot read the local CA's {what} key: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class CertKey:
-    """A CA certificate with its key."""
+class CertKey(NamedTuple):
+    """A CA certificate with its key (and, for the intermediate, its name constraints)."""
 
     cert_der: bytes
     cert: certder.Parsed
     key: Any
+    constraints: Constraints | None
 
     @property
     def cert_pem(self) -> bytes:
@@ -130,19 +132,16 @@ class CertKey:
 
     @property
     def key_id(self) -> bytes:
-        return certder.key_id(self.cert.spki)
+        return self.cert.key_id
 
-    @property
-    def constraints(self) -> Constraints:
-        value = self.cert.extension(certder.EXT_NAME_CONSTRAINTS)
-        if value is None:
-            raise CAError("the local CA's intermediate has no name constraints; "
-                          "remove it to have a new one made")
-        return Constraints.from_der(value)
+    @classmethod
+    def load(cls, cert_der: bytes, key: Any) -> CertKey:
+        parsed = certder.parse(cert_der)
+        value = parsed.extension(certder.EXT_NAME_CONSTRAINTS)
+        return cls(cert_der, parsed, key, Constraints.from_der(value) if value else None)
 
 
-@dataclass(frozen=True)
-class Leaf:
+class Leaf(NamedTuple):
     """An issued leaf: certificate + intermediate (PEM), and its key unless a CSR was signed."""
 
     chain_pem: bytes
@@ -159,6 +158,7 @@ class LocalCA:
     def __init__(self, home: Path) -> None:
         self.store = FileStore(home)
         self.path = Path(home) / "ca"
+        self._intermediate: CertKey | None = None
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -177,22 +177,28 @@ class LocalCA:
             raise CAError(f"{self.path / 'root.pem'} holds no certificate")
         return blocks[0]
 
-    def intermediate(self) -> CertKey | None:
+    def intermediate(self, *, fresh: bool = False) -> CertKey | None:
+        if self._intermediate is not None and not fresh:
+            return self._intermediate
         data = self.store.get(INTERMEDIATE)
         if data is None:
             return None
         try:
             certs = der.unpem(data, "CERTIFICATE")
             keys = der.unpem(data, "PRIVATE KEY")
-            parsed = certder.parse(certs[0])
+            certder.parse(certs[0])
         except (IndexError, ValueError, UsageError) as exc:
             raise CAError(f"{self.path / 'intermediate.pem'} is damaged ({exc}); remove it "
                           "to have a new intermediate made") from None
         if not keys:
             raise CAError(f"{self.path / 'intermediate.pem'} holds no key; remove it to have "
                           "a new intermediate made")
-        key = load_key(der.pem("PRIVATE KEY", keys[0]), "intermediate")
-        return CertKey(certs[0], parsed, key)
+        inter = CertKey.load(certs[0], load_key(der.pem("PRIVATE KEY", keys[0]), "intermediate"))
+        if inter.constraints is None:
+            raise CAError("the local CA's intermediate has no name constraints; remove "
+                          f"{self.path / 'intermediate.pem'} to have a new one made")
+        self._intermediate = inter
+        return inter
 
     def constraints(self) -> Constraints | None:
         inter = self.intermediate()
@@ -224,11 +230,11 @@ class LocalCA:
         if inter is not None and self._fits(inter, constraints, valid_until):
             return inter
         with self.store.lock("ca"):
-            inter = self.intermediate()  # another process may have done it meanwhile
+            inter = self.intermediate(fresh=True)  # another process may have done it meanwhile
             if inter is not None and self._fits(inter, constraints, valid_until):
                 return inter
             if constraints is None:
-                constraints = inter.constraints if inter else Constraints.build()
+                constraints = (inter.constraints if inter else None) or Constraints.build()
             root = self._root_or_create()
             return self._new_intermediate(root, constraints, valid_until)
 
@@ -246,7 +252,7 @@ class LocalCA:
             blocks = der.unpem(cert_pem, "CERTIFICATE")
             if not blocks:
                 raise CAError(f"{self.path / 'root.pem'} holds no certificate")
-            return CertKey(blocks[0], certder.parse(blocks[0]), load_key(key_pem_, "root"))
+            return CertKey.load(blocks[0], load_key(key_pem_, "root"))
         if cert_pem is not None:
             raise CAError(f"the local CA's root key {self.path / 'root-key.pem'} is missing; "
                           "it is needed to sign a new intermediate")
@@ -268,7 +274,7 @@ class LocalCA:
         cert = certder.sign(template, key)
         self.store.put(ROOT_KEY, key_pem(key), private=True)
         self.store.put(ROOT_CERT, der.pem("CERTIFICATE", cert))
-        return CertKey(cert, certder.parse(cert), key)
+        return CertKey.load(cert, key)
 
     def _new_intermediate(self, root: CertKey, constraints: Constraints,
                           valid_until: dt.datetime | None) -> CertKey:
@@ -298,7 +304,8 @@ class LocalCA:
         )
         cert = certder.sign(template, root.key)
         self.store.put(INTERMEDIATE, key_pem(key) + der.pem("CERTIFICATE", cert), private=True)
-        return CertKey(cert, certder.parse(cert), key)
+        self._intermediate = CertKey.load(cert, key)
+        return self._intermediate
 
     # -- issuing --------------------------------------------------------------------------------
 
@@ -317,7 +324,7 @@ class LocalCA:
         wanted = constraints or self.constraints() or Constraints.build()
         check_permitted(identifiers, wanted)
         inter = self.ensure(constraints, not_after)
-        check_permitted(identifiers, inter.constraints)
+        check_permitted(identifiers, inter.constraints or Constraints.build())
         key = None
         if public_key_der is None:
             key = generate_key(key_type)
