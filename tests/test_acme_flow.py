@@ -165,3 +165,24 @@ def test_failed_deploy_command_keeps_certificate(run_certsmith: RunCertsmith, pe
         "echo reload failed >&2; exit 4: reload failed"]
     assert (cs_home / "live" / "hook.example.com" / "fullchain.pem").exists()
     assert "deploy-failed" in (cs_home / "events.jsonl").read_text()
+
+
+def test_reuse_key_ecdsa_p384_and_profile(run_certsmith: RunCertsmith, pebble: Pebble,
+                                         cs_home: Path) -> None:
+    run_certsmith("get", "reuse.example.com", "--standalone", "--http-port", pebble.http_port,
+                  "--server", pebble.directory, "--agree-tos", "--key-type", "ecdsa-p384",
+                  "--reuse-key", check=True)
+    live = cs_home / "live" / "reuse.example.com"
+    key1 = (live / "privkey.pem").read_bytes()
+    cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    assert cert.public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
+    run_certsmith("renew", "--force", "reuse.example.com", check=True)
+    assert os.readlink(live).endswith("/2")
+    assert (live / "privkey.pem").read_bytes() == key1
+    # Pebble 2.6 offers no ACME profiles: asking for one is a clear refusal.
+    proc = run_certsmith("get", "profile.example.com", "--standalone", "--http-port",
+                         pebble.http_port, "--server", pebble.directory, "--profile",
+                         "shortlived")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "certsmith: profile.example.com: the CA offers no profiles; drop --profile shortlived"]
