@@ -151,6 +151,9 @@ def main() -> int:
                 times.append(run.seconds)
                 if run.returncode != 0 and not note:
                     note = f"exit {run.returncode}: " + c.last_line(run.stderr or run.stdout)
+                seen = (run.stdout + run.stderr).count("(skipped)")
+                if tool == "certbot" and seen != args.count and not note:
+                    note = f"certbot listed {seen} of {args.count} as skipped"
             if pb.count_orders() != orders:
                 note = (note + "; " if note else "") + (
                     f"{pb.count_orders() - orders} orders placed: not a no-op")
