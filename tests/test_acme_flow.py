@@ -77,7 +77,7 @@ def test_standalone_get_renew_revoke(run_certsmith: RunCertsmith, pebble: Pebble
     events = [json.loads(line) for line in (cs_home / "events.jsonl").read_text().splitlines()]
     kinds = [(e["event"], e["name"]) for e in events]
     assert ("revoked", "std.example.com") in kinds and ("renewed", "std.example.com") in kinds
-    assert [e for e in events if e["event"] == "renewed"][0]["replaces"]
+    assert next(e for e in events if e["event"] == "renewed")["replaces"]
 
     # --force renews now; --dry-run orders nothing.
     count = pebble.count_orders()
