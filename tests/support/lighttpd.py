@@ -23,7 +23,14 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.net import LOOPBACK, free_port, port_open, stop_process, wait_until
+from tests.support.net import (
+    LOOPBACK,
+    die_with_parent,
+    free_port,
+    port_open,
+    stop_process,
+    wait_until,
+)
 
 LIGHTTPD_BIN = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 
@@ -123,7 +130,7 @@ class Lighttpd:
             stdout=open(self.workdir / "stdout.log", "ab"),  # noqa: SIM115 - child owns it
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self._wait_ready()
         return self

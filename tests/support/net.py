@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import random
+import signal
 import socket
 import subprocess
 import threading
@@ -102,6 +103,29 @@ def wait_until(
         else:
             idle.wait(pause)
         pause = min(pause * 2, 0.1)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for servers: own session (a terminal's Ctrl-C reaches only pytest, which
+    then stops them in teardown) and SIGTERM when the starting process dies, so a killed test
+    run leaves no Pebble or lighttpd behind (Linux ``PR_SET_PDEATHSIG``)."""
+    os.setsid()
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Resolved here, not in the forked child (no imports between fork and exec).
+    try:
+        import ctypes
+
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:

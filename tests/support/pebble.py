@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.net import LOOPBACK, free_port, stop_process, wait_until
+from tests.support.net import LOOPBACK, die_with_parent, free_port, stop_process, wait_until
 
 PEBBLE_BIN = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV_BIN = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -261,7 +261,7 @@ class Pebble:
                 stderr=subprocess.STDOUT,
                 env=self.env(),
                 cwd=self.workdir,
-                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         wait_until(self._pebble_ready, what="pebble", proc=self._proc, log=self._current_log)
         return self
@@ -284,7 +284,7 @@ class Pebble:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         wait_until(
             self._dns_ready,
