@@ -1,0 +1,183 @@
+"""The local CA's pure parts: DER encoding, name constraints, certificate templates.
+
+Property tests check our hand-written DER against ``cryptography``'s parser and X.509 path
+validator (an independent implementation), so an encoding slip cannot hide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import verification
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certsmith.base import certder, der
+from certsmith.base.identifiers import Identifier, parse_identifier
+from certsmith.base.nameconstraints import DEFAULT_DNS, Constraints, parse_allowed
+from certsmith.core.issuers.localca import LocalCA, generate_key, key_pem, spki_of
+from certsmith.errors import IdentifierError, UsageError
+
+label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+local_suffix = st.sampled_from(DEFAULT_DNS)
+public_tld = st.sampled_from(["com", "org", "net", "dev", "io", "de", "app"])
+
+
+@given(st.integers(min_value=-(2**200), max_value=2**200))
+def test_integer_is_minimal_twos_complement(n: int) -> None:
+    tag, value, _ = der.read(der.integer(n))
+    assert tag == der.INTEGER
+    assert int.from_bytes(value, "big", signed=True) == n
+    # DER: no redundant leading 0x00 / 0xff octet
+    if len(value) > 1:
+        assert not (value[0] == 0 and value[1] < 0x80)
+        assert not (value[0] == 0xFF and value[1] >= 0x80)
+
+
+@given(st.binary(max_size=70000))
+def test_tlv_length_round_trip(data: bytes) -> None:
+    encoded = der.octet_string(data)
+    tag, value, end = der.read(encoded)
+    assert (tag, value, end) == (der.OCTET_STRING, data, len(encoded))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=8))
+def test_oid_matches_cryptography(arcs: list[int]) -> None:
+    dotted = ".".join(["1", "3", *map(str, arcs)])
+    oid = x509.ObjectIdentifier(dotted)
+    name = x509.Name([x509.NameAttribute(oid, "x")])
+    assert der.oid(dotted) in name.public_bytes()
+
+
+@given(st.sets(st.integers(min_value=0, max_value=8), min_size=1))
+def test_named_bits_are_der(bits: set[int]) -> None:
+    _, value, _ = der.read(der.named_bits(bits))
+    unused = value[0]
+    number = int.from_bytes(value[1:], "big")
+    assert number & ((1 << unused) - 1) == 0 and number >> unused & 1  # last bit is set
+
+
+@given(label, local_suffix)
+def test_default_constraints_permit_local_names(sub: str, suffix: str) -> None:
+    c = Constraints.build()
+    assert c.permits(parse_identifier(f"{sub}.{suffix}"))
+    assert c.permits(parse_identifier(f"*.{sub}.{suffix}"))
+
+
+@given(st.lists(label, min_size=1, max_size=3), public_tld)
+def test_default_constraints_refuse_public_names(labels: list[str], tld: str) -> None:
+    assert not Constraints.build().permits(parse_identifier(".".join([*labels, tld])))
+
+
+@given(st.ip_addresses())
+def test_default_constraints_refuse_global_addresses(address: ipaddress._BaseAddress) -> None:
+    ident = Identifier("ip", address.compressed)
+    if address.is_global:
+        assert not Constraints.build().permits(ident)
+    if address.is_loopback:
+        assert Constraints.build().permits(ident)
+
+
+extra_item = st.one_of(
+    st.builds(lambda a, b, t: f"{a}.{b}.{t}", label, label, public_tld),
+    st.builds(lambda n, p: ipaddress.ip_network(f"{n}/{p}", strict=False),
+              st.ip_addresses(v=4), st.integers(min_value=8, max_value=32)),
+)
+
+
+@given(st.lists(extra_item, max_size=6))
+def test_constraints_der_round_trip_and_cryptography_agrees(extra: list[object]) -> None:
+    c = Constraints.build(extra)  # type: ignore[arg-type]
+    assert Constraints.from_der(c.to_der()) == c
+    ext = x509.load_der_x509_certificate(_cert_with(c.to_der())).extensions
+    parsed = ext.get_extension_for_class(x509.NameConstraints).value
+    permitted = parsed.permitted_subtrees or []
+    assert sorted(str(g.value) for g in permitted if isinstance(g, x509.DNSName)) == list(c.dns)
+    assert {g.value for g in permitted if isinstance(g, x509.IPAddress)} == set(c.ip)
+
+
+def _cert_with(name_constraints: bytes) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = spki_of(key)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    subject = certder.name(cn="t")
+    return certder.sign(certder.Template(
+        1, subject, subject, now, now + dt.timedelta(days=1), spki,
+        (certder.Extension(certder.EXT_NAME_CONSTRAINTS, name_constraints, True),)), key)
+
+
+def test_parse_allowed() -> None:
+    assert parse_allowed("Example.DEV") == "example.dev"
+    assert parse_allowed("*.example.dev") == "example.dev"
+    assert parse_allowed("10.1.0.0/16") == ipaddress.ip_network("10.1.0.0/16")
+    for bad in ("com", "exa mple.dev", "10.0.0.0/99", "a..b"):
+        with pytest.raises(IdentifierError):
+            parse_allowed(bad)
+
+
+@pytest.mark.parametrize("key_type", ["ecdsa-p256", "ecdsa-p384"])
+def test_pkcs8_matches_openssl(key_type: str) -> None:
+    key = generate_key(key_type)
+    expected = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    assert key_pem(key) == expected
+
+
+# One CA for the validator property test (its root key is the expensive part).
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    ca = LocalCA(Path(tmp_path_factory.mktemp("ca")))
+    ca.ensure(Constraints.build(["example.dev"]))
+    return ca
+
+
+names = st.one_of(
+    st.builds(lambda a, s: f"{a}.{s}", label, local_suffix),
+    st.builds(lambda a, t: f"{a}.{t}", label, public_tld),
+    st.builds(lambda a: f"{a}.example.dev", label),
+    st.just("localhost"),
+    st.just("example.dev"),
+    st.just("notexample.dev"),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names)
+def test_our_check_agrees_with_cryptography_path_validation(ca: LocalCA, name: str) -> None:
+    """A leaf forged for ``name`` with the intermediate key validates iff we permit ``name``."""
+    inter = ca.intermediate()
+    assert inter is not None and inter.constraints is not None
+    ident = parse_identifier(name)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = certder.sign(certder.Template(
+        certder.new_serial(), inter.cert.subject, certder.name(o="forged"),
+        now - dt.timedelta(minutes=1), now + dt.timedelta(days=1), spki_of(key),
+        (certder.basic_constraints(False), certder.key_usage({certder.DIGITAL_SIGNATURE}),
+         certder.extended_key_usage(certder.EKU_SERVER), certder.subject_alt_names([ident]),
+         certder.authority_key_id(inter.key_id))), inter.key)
+    store = verification.Store([x509.load_der_x509_certificate(ca.root_der())])
+    verifier = verification.PolicyBuilder().store(store).build_server_verifier(
+        x509.DNSName(name))
+    try:
+        verifier.verify(x509.load_der_x509_certificate(leaf),
+                        [x509.load_der_x509_certificate(inter.cert_der)])
+        accepted = True
+    except verification.VerificationError:
+        accepted = False
+    assert accepted == inter.constraints.permits(ident)
+
+
+def test_days_are_bounded(tmp_path: Path) -> None:
+    ca = LocalCA(tmp_path)
+    for days in (0, 399):
+        with pytest.raises(UsageError):
+            ca.issue([parse_identifier("localhost")], days=days)
+    assert not (tmp_path / "ca").exists()
