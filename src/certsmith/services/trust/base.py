@@ -57,9 +57,13 @@ class TrustStore(Protocol):
     def uninstall(self, root: Root) -> list[Report]: ...
 
 
-def run_tool(cmd: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_tool(cmd: Sequence[str], timeout: float = 120,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a store's tool; never raises for a non-zero exit (the caller reports it)."""
     try:
+        if stdin is not None:
+            return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
+                                  check=False, input=stdin)
         return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
                               check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:

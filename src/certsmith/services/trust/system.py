@@ -25,12 +25,15 @@ class Flavour:
     # links) and, without --fresh, never removes the links of a deleted anchor. We remove ours
     # ourselves rather than use --fresh, which rebuilds every link on the machine.
     links: Path | None = None
+    # ...and tells these hooks (Java's cacerts) "+link" / "-link"; for the removal it cannot
+    # see, we tell them ourselves.
+    hooks: Path | None = None
 
 
 FLAVOURS = (
     Flavour("debian", Path("/usr/local/share/ca-certificates"), ".crt",
             ("update-ca-certificates",), Path("/etc/ssl/certs/ca-certificates.crt"),
-            Path("/etc/ssl/certs")),
+            Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d")),
     Flavour("fedora", Path("/etc/pki/ca-trust/source/anchors"), ".pem",
             ("update-ca-trust", "extract"), Path("/etc/pki/tls/certs/ca-bundle.crt")),
     Flavour("arch", Path("/etc/ca-certificates/trust-source/anchors"), ".crt",
@@ -124,6 +127,12 @@ class SystemStore:
         proc = run_tool(self.flavour.refresh)
         if proc.returncode != 0 or bundle_has(self.flavour.bundle, root):
             return [Report(self._name(), where, "failed", first_line(proc))]
+        if self.flavour.hooks is not None and self.flavour.links is not None:
+            for hook in _hooks(self.flavour.hooks):
+                removed = f"-{self.flavour.links / (anchor.stem + '.pem')}\n"
+                proc = run_tool([str(hook)], stdin=removed)
+                if proc.returncode != 0:
+                    return [Report(self._name(), where, "failed", first_line(proc))]
         return [Report(self._name(), where, "removed")]
 
     def _trust_anchor(self, root: Root, *, remove: bool) -> list[Report]:
@@ -138,6 +147,18 @@ class SystemStore:
         if proc.returncode != 0:
             return [Report(self._name(), "p11-kit", "failed", first_line(proc))]
         return [Report(self._name(), "p11-kit", "removed" if remove else "installed")]
+
+
+def _hooks(directory: Path) -> list[Path]:
+    """What ``run-parts --test`` lists: executable files with plain names, sorted."""
+    import re
+
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if re.fullmatch(r"[A-Za-z0-9_-]+", p.name) and p.is_file()
+            and os.access(p, os.X_OK)]
 
 
 def _remove_links(directory: Path, anchor: Path) -> None:
