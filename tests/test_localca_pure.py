@@ -76,7 +76,9 @@ def test_default_constraints_refuse_public_names(labels: list[str], tld: str) ->
 
 
 @given(st.ip_addresses())
-def test_default_constraints_refuse_global_addresses(address: ipaddress._BaseAddress) -> None:
+def test_default_constraints_refuse_global_addresses(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
     ident = Identifier("ip", address.compressed)
     if address.is_global:
         assert not Constraints.build().permits(ident)
