@@ -54,14 +54,16 @@ class CertState:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return cls()
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs = {k: v for k, v in data.items() if k in _FIELDS}
         for key in _TIMES:
             kwargs[key] = _dt(kwargs.get(key))
         return cls(**kwargs)
 
     def update(self, **changes: Any) -> CertState:
         return replace(self, **changes)
+
+
+_FIELDS = frozenset(f.name for f in fields(CertState))
 
 
 def state_key(name: str) -> str:

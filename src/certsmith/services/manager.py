@@ -23,10 +23,17 @@ from certsmith.base.certstate import CertState, load_state, save_state
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
-from certsmith.base.sites import load_site, save_site, site_names
+from certsmith.base.sites import load_site, save_site, site_key, site_names
 from certsmith.base.store.fs import FileStore
 from certsmith.core import renewal
-from certsmith.errors import CAError, CertsmithError, ChallengeError, DeployError, UsageError
+from certsmith.errors import (
+    CAError,
+    CertsmithError,
+    ChallengeError,
+    DeployError,
+    NotFoundError,
+    UsageError,
+)
 from certsmith.services.accounts import (
     AccountOptions,
     check_can_register,
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from certsmith.core.issuers.base import Issued
     from certsmith.core.solvers.base import Solver
 
-MAX_PARALLEL = 10
+MAX_PARALLEL = 20
 Progress = Callable[[str, str], None]
 
 
@@ -150,8 +157,9 @@ class Manager:
                           preferred_chain=req.preferred_chain, deploy_files=req.deploy_files,
                           deploy_commands=req.deploy_commands)
                   for name, idents in req.groups]
+        conn = self.connection(req.server)
+        conn.directory()  # an unreachable CA stops here, before anything is written
         with self._solver(req.solver) as solver:
-            conn = self.connection(req.server)
             account = load_or_create(self.store, conn, req.account)
             jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
                                              renewing=False)) for spec in specs]
@@ -294,26 +302,41 @@ class Manager:
 
     # -- renew ----------------------------------------------------------------------------------
 
-    def _sites(self, names: Iterable[str] | None) -> list[SiteSpec]:
-        wanted = list(names) if names else site_names(self.store)
-        return [load_site(self.store, n) for n in wanted]
+    def _names(self, names: Iterable[str] | None) -> list[str]:
+        if not names:
+            return site_names(self.store)
+        wanted = list(dict.fromkeys(names))
+        for name in wanted:
+            if not self.store.exists(site_key(name)):
+                raise NotFoundError(f"no certificate named {name!r} (see 'certsmith list')")
+        return wanted
 
     def renew(self, names: Sequence[str] | None = None, *, force: bool = False,
               dry_run: bool = False) -> list[Outcome]:
+        """Renew what is due. The scan reads only the small state files; a site's spec is
+        parsed only when it needs the network (ARI refresh) or a renewal."""
         now = _now()
-        sites = self._sites(names)
-        states = {s.name: load_state(self.store, s.name) for s in sites}
-        self._refresh_ari(sites, states, now)
+        wanted = self._names(names)
+        states = {n: load_state(self.store, n) for n in wanted}
+        specs: dict[str, SiteSpec] = {}
+
+        def spec_of(name: str) -> SiteSpec:
+            if name not in specs:
+                specs[name] = load_site(self.store, name)
+            return specs[name]
+
+        self._refresh_ari(wanted, states, now, spec_of)
         due: list[tuple[SiteSpec, renewal.Decision]] = []
         outcomes: dict[str, Outcome] = {}
-        for spec in sites:
-            decision = self._decide(spec, states[spec.name], now, force)
+        for name in wanted:
+            state = states[name]
+            decision = self._decide(name, state, now, force)
             if decision.due:
-                due.append((spec, decision))
+                due.append((spec_of(name), decision))
             else:
-                outcomes[spec.name] = Outcome(
-                    spec.name, "skipped", f"{decision.reason}; next {decision.at:%Y-%m-%d %H:%M}Z",
-                    states[spec.name].serial, states[spec.name].not_after)
+                outcomes[name] = Outcome(
+                    name, "skipped", f"{decision.reason}; next {decision.at:%Y-%m-%d %H:%M}Z",
+                    state.serial, state.not_after)
         if dry_run:
             for spec, decision in due:
                 outcomes[spec.name] = Outcome(spec.name, "due", decision.reason,
@@ -323,45 +346,46 @@ class Manager:
                 outcomes[spec.name] = Outcome(spec.name, "failed", "not attempted")
             for outcome in self._renew_due(due, states, force):
                 outcomes[outcome.name] = outcome
-        return [outcomes[s.name] for s in sites]
+        return [outcomes[n] for n in wanted]
 
-    def _decide(self, spec: SiteSpec, state: CertState, now: dt.datetime,
+    def _decide(self, name: str, state: CertState, now: dt.datetime,
                 force: bool) -> renewal.Decision:
         if state.not_after is None or state.not_before is None or \
-                self.store.live_version(spec.name) is None:
+                self.store.live_version(name) is None:
             return renewal.Decision(True, now, "no certificate yet")
         ari = None
         if state.ari_start and state.ari_end:
             ari = renewal.AriWindow(state.ari_start, state.ari_end)
         return renewal.decide(now, not_before=state.not_before, not_after=state.not_after,
-                              seed=state.serial or spec.name, ari=ari, failures=state.failures,
+                              seed=state.serial or name, ari=ari, failures=state.failures,
                               last_failure=state.last_failure, retry_after=state.retry_after,
                               force=force)
 
-    def _refresh_ari(self, sites: Sequence[SiteSpec], states: dict[str, CertState],
-                     now: dt.datetime) -> None:
+    def _refresh_ari(self, names: Sequence[str], states: dict[str, CertState],
+                     now: dt.datetime, spec_of: Callable[[str], SiteSpec]) -> None:
         """Ask the CA for renewal windows whose cached answer has expired (Retry-After)."""
-        stale = [s for s in sites
-                 if (st := states[s.name]).ari_supported and st.ari_id and st.not_after
+        stale = [n for n in names
+                 if (st := states[n]).ari_supported and st.ari_id and st.not_after
                  and st.not_after > now
                  and (st.ari_next_check is None or st.ari_next_check <= now)]
         if not stale:
             return
+        servers = {n: spec_of(n).server for n in stale}
 
-        def fetch(spec: SiteSpec) -> None:
-            state = states[spec.name]
+        def fetch(name: str) -> None:
+            state = states[name]
             try:
-                window, next_check = self.connection(spec.server).renewal_info(
+                window, next_check = self.connection(servers[name]).renewal_info(
                     state.ari_id or "")
             except CertsmithError as exc:
-                events.record(self.home, "ari-failed", spec.name, error=str(exc))
-                states[spec.name] = state.update(ari_next_check=now + dt.timedelta(hours=1))
+                events.record(self.home, "ari-failed", name, error=str(exc))
+                states[name] = state.update(ari_next_check=now + dt.timedelta(hours=1))
             else:
-                states[spec.name] = state.update(ari_start=window.start, ari_end=window.end,
-                                                 ari_next_check=next_check)
-            with self.store.lock(f"cert-{spec.name}"):
-                if load_state(self.store, spec.name).serial == state.serial:
-                    save_state(self.store, spec.name, states[spec.name])
+                states[name] = state.update(ari_start=window.start, ari_end=window.end,
+                                            ari_next_check=next_check)
+            with self.store.lock(f"cert-{name}"):
+                if load_state(self.store, name).serial == state.serial:
+                    save_state(self.store, name, states[name])
 
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(stale))) as pool:
             list(pool.map(fetch, stale))
@@ -424,8 +448,9 @@ class Manager:
     def status(self) -> list[SiteStatus]:
         now = _now()
         out = []
-        for spec in self._sites(None):
-            state = load_state(self.store, spec.name)
-            decision = self._decide(spec, state, now, force=False)
+        for name in site_names(self.store):
+            spec = load_site(self.store, name)
+            state = load_state(self.store, name)
+            decision = self._decide(name, state, now, force=False)
             out.append(SiteStatus(spec, state, decision.at, self.store.live_version(spec.name)))
         return out

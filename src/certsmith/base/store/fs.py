@@ -59,12 +59,13 @@ class FileStore:
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
+        self._home = str(self.home)
 
     # -- plumbing -------------------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or key.startswith("/"):
+        if not key or any(p in ("", ".", "..") for p in parts):
             raise StoreError(f"invalid store key {key!r}")
         return self.home.joinpath(*parts)
 
@@ -92,12 +93,18 @@ class FileStore:
     # -- key/value ------------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
+        self._path(key)  # validates the key
         try:
-            return self._path(key).read_bytes()
+            # (plain os calls: this is the renewal scan's hot path, once per certificate)
+            with open(os.path.join(self._home, key), "rb") as fh:
+                return fh.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreError(f"cannot read {self._path(key)}: {exc.strerror}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
 
     def put(self, key: str, data: bytes, *, private: bool = False) -> None:
         path = self._path(key)
@@ -170,7 +177,7 @@ class FileStore:
 
     def live_version(self, name: str) -> int | None:
         try:
-            target = os.readlink(self.live_path(name))
+            target = os.readlink(os.path.join(self._home, "live", name))
         except (FileNotFoundError, OSError):
             return None
         last = os.path.basename(target.rstrip("/"))
