@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from certsmith.base import der
 from certsmith.base.identifiers import Identifier, parse_identifier
@@ -48,9 +48,12 @@ def parse_allowed(text: str) -> str | Network:
     return ident.value
 
 
-@dataclass(frozen=True)
-class Constraints:
-    """Permitted subtrees: DNS suffixes and IP networks (normalised, sorted, de-duplicated)."""
+class Constraints(NamedTuple):
+    """Permitted subtrees: DNS suffixes and IP networks (normalised, sorted, de-duplicated).
+
+    Build with :meth:`build` or :meth:`from_der`, which normalise. (A NamedTuple, not a
+    dataclass: it is defined on the start-up path of ``certsmith local``.)
+    """
 
     dns: tuple[str, ...]
     ip: tuple[Network, ...]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from certsmith.base.identifiers import Identifier, parse_identifiers
 from certsmith.base.keytypes import DEFAULT_KEY_TYPE, check_key_type
@@ -22,8 +22,9 @@ from certsmith.errors import StoreError, UsageError
 P12_PASSWORD = "changeit"  # the Java / mkcert convention; the file is for local development
 
 
-@dataclass(frozen=True)
-class LocalRequest:
+# NamedTuples rather than dataclasses: as immutable, and much cheaper to define; this module
+# is on the start-up path of every ``certsmith local``.
+class LocalRequest(NamedTuple):
     names: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     forget: tuple[str, ...] = ()
@@ -37,8 +38,7 @@ class LocalRequest:
     p12_file: Path | None = None
 
 
-@dataclass(frozen=True)
-class LocalResult:
+class LocalResult(NamedTuple):
     identifiers: tuple[Identifier, ...]
     ca_dir: Path
     constraints: Constraints
@@ -48,7 +48,7 @@ class LocalResult:
     key_file: Path | None = None
     p12_file: Path | None = None
     not_after: dt.datetime | None = None
-    written: tuple[Path, ...] = field(default=())
+    written: tuple[Path, ...] = ()
 
 
 def file_stem(ident: Identifier) -> str:
