@@ -77,12 +77,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--skip", default="", help="comma-separated: certsmith,certbot,lego")
+    parser.add_argument("--retry-after", type=int, nargs=2, default=(0, 0),
+                        metavar=("AUTHZ", "ORDER"),
+                        help="Pebble's Retry-After for pending authorizations and processing "
+                             "orders (default 0 0: a fast CA that asks for no wait; Pebble's "
+                             "example config uses 3 5)")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     n = args.count
 
     results: dict[str, tuple[float, int, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-issue-") as d, Pebble(Path(d) / "pebble") as pb:
+    with tempfile.TemporaryDirectory(prefix="bench-issue-") as d, Pebble(
+            Path(d) / "pebble", retry_after_authz=args.retry_after[0],
+            retry_after_order=args.retry_after[1]) as pb:
         tmp = Path(d)
         runners = {"certsmith": bench_certsmith, "certbot": bench_certbot, "lego": bench_lego}
         for tool, fn in runners.items():

@@ -186,3 +186,15 @@ def test_reuse_key_ecdsa_p384_and_profile(run_certsmith: RunCertsmith, pebble: P
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         "certsmith: profile.example.com: the CA offers no profiles; drop --profile shortlived"]
+
+
+def test_polling_honours_retry_after(pebble_factory, run_certsmith: RunCertsmith,  # type: ignore[no-untyped-def]
+                                     cs_home: Path) -> None:
+    """With Retry-After: 2 on pending authorizations, certsmith polls once more, not dozens of
+    times (its own backoff starts at 50 ms). Counted at Pebble, not timed."""
+    ca = pebble_factory(retry_after_authz=2, retry_after_order=2)
+    run_certsmith("get", "ra.example.com", "--standalone", "--http-port", ca.http_port,
+                  "--http-address", "127.0.0.1", "--server", ca.directory, "--agree-tos",
+                  server=ca, check=True)
+    polls = ca.log_text().count("POST /authZ/")
+    assert 2 <= polls <= 4, polls  # the fetch in newOrder, then at most one poll per Retry-After

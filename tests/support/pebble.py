@@ -141,6 +141,8 @@ class Pebble:
     ``nonce_reject`` is PEBBLE_WFE_NONCEREJECT (percentage of good nonces rejected; Pebble's own
     default is 5, ours 0). ``authz_reuse`` is PEBBLE_AUTHZREUSE (Pebble's default 50, ours 0 so
     every order is really validated). ``validity`` is the certificate lifetime in seconds.
+    ``retry_after_authz``/``retry_after_order`` are the Retry-After seconds Pebble sends for a
+    pending authorization / processing order (its example config: 3 and 5; ours 0, a fast CA).
     """
 
     def __init__(
@@ -150,8 +152,8 @@ class Pebble:
         nonce_reject: int = 0,
         authz_reuse: int = 0,
         validity: int = FIVE_YEARS,
-        retry_after_authz: int = 3,
-        retry_after_order: int = 5,
+        retry_after_authz: int = 0,
+        retry_after_order: int = 0,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self._own_tmp = workdir is None
