@@ -669,3 +669,31 @@ def test_system_trust_install_then_uninstall_with_every_client(env: Env) -> None
                                         "-keystore", str(java_cacerts), "-storepass",
                                         "changeit"], capture_output=True, check=False)
         assert snapshot() == before
+
+
+def test_concurrent_first_use_makes_one_ca(env: Env) -> None:
+    """Several ``certsmith local`` at once on a fresh home: one root, every leaf chains to it."""
+    full = dict(os.environ, CERTSMITH_HOME=str(env.home), HOME=str(env.user_home))
+    procs = [subprocess.Popen([sys.executable, "-m", "certsmith", "-q", "local",
+                               "--cert-file", f"c{i}.pem", "--key-file", f"k{i}.pem",
+                               f"n{i}.test"], cwd=env.work, env=full,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    for i in range(4):
+        cert = env.work / f"c{i}.pem"
+        v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted",
+                            str(cert), str(cert)], capture_output=True, text=True, check=False)
+        assert v.returncode == 0, v.stderr
+
+
+def test_a_removed_root_means_a_new_ca_not_a_broken_chain(env: Env) -> None:
+    ok(env.cs("-q", "local", "--allow-domain", "example.dev", "a.test"))
+    env.root.unlink()
+    ok(env.cs("-q", "local", "b.example.dev"))
+    cert = env.work / "b.example.dev.pem"
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert),
+                        str(cert)], capture_output=True, text=True, check=False)
+    assert v.returncode == 0, v.stderr

@@ -227,14 +227,17 @@ class LocalCA:
         """Make the root (if missing) and an intermediate with ``constraints`` valid through
         ``valid_until`` (if the current one differs); return the intermediate."""
         inter = self.intermediate()
-        if inter is not None and self._fits(inter, constraints, valid_until):
+        if (inter is not None and self._fits(inter, constraints, valid_until)
+                and (self.path / "root.pem").is_file()):
             return inter
         with self.store.lock("ca"):
             inter = self.intermediate(fresh=True)  # another process may have done it meanwhile
-            if inter is not None and self._fits(inter, constraints, valid_until):
+            if (inter is not None and self._fits(inter, constraints, valid_until)
+                    and (self.path / "root.pem").is_file()):
                 return inter
             if constraints is None:
                 constraints = (inter.constraints if inter else None) or Constraints.build()
+            # (If root.pem is gone, a new root is made and with it a new intermediate.)
             root = self._root_or_create()
             return self._new_intermediate(root, constraints, valid_until)
 
