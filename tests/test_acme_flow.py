@@ -190,11 +190,15 @@ def test_reuse_key_ecdsa_p384_and_profile(run_certsmith: RunCertsmith, pebble: P
 
 def test_polling_honours_retry_after(pebble_factory, run_certsmith: RunCertsmith,  # type: ignore[no-untyped-def]
                                      cs_home: Path) -> None:
-    """With Retry-After: 2 on pending authorizations, certsmith polls once more, not dozens of
-    times (its own backoff starts at 50 ms). Counted at Pebble, not timed."""
-    ca = pebble_factory(retry_after_authz=2, retry_after_order=2)
+    """With Retry-After: 3 on a pending authorization, the next poll comes >= 3 s later (our own
+    backoff would poll after 50 ms). Read from Pebble's log timestamps (1 s resolution)."""
+    import datetime as dt
+
+    ca = pebble_factory(retry_after_authz=3, retry_after_order=3)
     run_certsmith("get", "ra.example.com", "--standalone", "--http-port", ca.http_port,
                   "--http-address", "127.0.0.1", "--server", ca.directory, "--agree-tos",
                   server=ca, check=True)
-    polls = ca.log_text().count("POST /authZ/")
-    assert 2 <= polls <= 4, polls  # the fetch in newOrder, then at most one poll per Retry-After
+    stamps = [dt.datetime.strptime(" ".join(line.split()[1:3]), "%Y/%m/%d %H:%M:%S")
+              for line in ca.log_text().splitlines() if "POST /authZ/" in line]
+    assert len(stamps) >= 3, stamps  # fetched with the order, polled pending, polled again
+    assert (stamps[-1] - stamps[-2]).total_seconds() >= 2, stamps
