@@ -13,8 +13,9 @@ from certsmith import __version__
 
 # Each command is a module ``certsmith.cli.cmd_<name>`` with ``register(subparsers)``; its
 # handler is stored as ``args.handler`` and imports its service only when it runs.
-COMMANDS = ("get", "list", "renew", "revoke", "deploy", "schedule", "backup", "restore",
-            "local", "trust")
+COMMANDS = ("get", "list", "renew", "revoke", "deploy", "proxy", "install", "uninstall",
+            "check", "alerts", "metrics", "import", "schedule", "backup", "restore", "local",
+            "trust")
 
 EPILOG = """\
 state directory: --home, else $CERTSMITH_HOME, else /var/lib/certsmith (root) or
