@@ -697,3 +697,15 @@ def test_a_removed_root_means_a_new_ca_not_a_broken_chain(env: Env) -> None:
     v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert),
                         str(cert)], capture_output=True, text=True, check=False)
     assert v.returncode == 0, v.stderr
+
+
+def test_root_key_can_live_offline(env: Env) -> None:
+    """Issuing needs only the intermediate; the root key is needed to change the intermediate."""
+    ok(env.cs("-q", "local", "a.test"))
+    offline = env.tmp / "root-key.pem"
+    shutil.move(env.home / "ca" / "root-key.pem", offline)
+    ok(env.cs("-q", "local", "b.test"))
+    before = tree(env.home), tree(env.work)
+    line = one_line_error(env.cs("local", "--allow-domain", "example.dev", "c.example.dev"))
+    assert "root key" in line and "missing" in line
+    assert (tree(env.home), tree(env.work)) == before
