@@ -12,10 +12,27 @@ from pathlib import Path
 from certsmith import __version__
 
 # Each command is a module ``certsmith.cli.cmd_<name>`` with ``register(subparsers)``; its
-# handler is stored as ``args.handler`` and imports its service only when it runs.
-COMMANDS = ("get", "list", "renew", "revoke", "deploy", "proxy", "install", "uninstall",
-            "check", "alerts", "metrics", "import", "schedule", "backup", "restore", "local",
-            "trust")
+# handler is stored as ``args.handler`` and imports its service only when it runs. Only the
+# module of the command being run is imported: the others appear with their one-line summary.
+COMMANDS = {
+    "get": "obtain certificates from an ACME CA",
+    "list": "show managed certificates",
+    "renew": "renew certificates that are due",
+    "revoke": "revoke a certificate",
+    "deploy": "run a certificate's deploy targets now",
+    "proxy": "serve HTTPS for an app: reverse proxy with automatic certificates",
+    "install": "install a certificate into nginx, Apache or lighttpd",
+    "uninstall": "remove what 'certsmith install' added to a web server",
+    "check": "check the certificate and TLS set-up a server presents",
+    "alerts": "configure alerts (webhook, e-mail, command)",
+    "metrics": "write Prometheus metrics for the managed certificates",
+    "import": "take over certificates managed by certbot",
+    "schedule": "install, remove or show the renewal timer",
+    "backup": "save certificates, keys and settings to an archive",
+    "restore": "restore certificates, keys and settings from a backup",
+    "local": "certificates for development names from the local CA",
+    "trust": "trust the local CA on this machine (or stop trusting it)",
+}
 
 EPILOG = """\
 state directory: --home, else $CERTSMITH_HOME, else /var/lib/certsmith (root) or
@@ -24,7 +41,21 @@ $REQUESTS_CA_BUNDLE. Exit status 0 on success, non-zero with one line on stderr 
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word in ``argv`` (skipping global options), if any."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--home":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command gets its full set of arguments."""
     parser = argparse.ArgumentParser(
         prog="certsmith",
         description="HTTPS for any self-hosted app: get, install, renew and watch certificates.",
@@ -35,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", metavar="DIR", help="state directory (default: see below)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name, summary in COMMANDS.items():
+        if name != only:
+            sub.add_parser(name, help=summary, add_help=False)
+            continue
         try:
             module = importlib.import_module(f"certsmith.cli.cmd_{name}")
         except ModuleNotFoundError as exc:  # command still being written (temporary)
@@ -55,11 +89,14 @@ def home_from(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    if not hasattr(args, "handler"):
+        parser.error(f"the {args.command!r} command is not available in this build")
     from certsmith.errors import CertsmithError
 
     try:
