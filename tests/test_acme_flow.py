@@ -202,3 +202,46 @@ def test_polling_honours_retry_after(pebble_factory, run_certsmith: RunCertsmith
               for line in ca.log_text().splitlines() if "POST /authZ/" in line]
     assert len(stamps) >= 3, stamps  # fetched with the order, polled pending, polled again
     assert (stamps[-1] - stamps[-2]).total_seconds() >= 2, stamps
+
+
+EAB_KID = "kid-1"
+EAB_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+
+def test_external_account_binding(pebble_factory, run_certsmith: RunCertsmith,  # type: ignore[no-untyped-def]
+                                  cs_home: Path) -> None:
+    ca = pebble_factory(eab_keys={EAB_KID: EAB_KEY})
+    base = ["get", "eab.example.com", "--standalone", "--http-port", ca.http_port,
+            "--http-address", "127.0.0.1", "--server", ca.directory, "--agree-tos"]
+    refused = run_certsmith(*base, server=ca)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "certsmith: this CA needs External Account Binding: add --eab-kid and --eab-hmac-key"]
+    assert not list((cs_home / "accounts").rglob("account.json")) if cs_home.exists() else True
+    wrong = run_certsmith(*base, "--eab-kid", EAB_KID, "--eab-hmac-key", "A" * 64, server=ca)
+    assert wrong.returncode == 1 and "the CA refused" in wrong.stderr
+    ok = run_certsmith(*base, "--eab-kid", EAB_KID, "--eab-hmac-key", EAB_KEY, server=ca)
+    assert ok.returncode == 0, ok.stderr
+    account = json.loads(next((cs_home / "accounts").rglob("account.json")).read_text())
+    assert account["body"]["status"] == "valid"
+
+
+def test_preferred_chain(pebble_factory, run_certsmith: RunCertsmith,  # type: ignore[no-untyped-def]
+                         cs_home: Path) -> None:
+    """Pebble offers an alternate chain to a second root; --preferred-chain picks it."""
+    ca = pebble_factory(env={"PEBBLE_ALTERNATE_ROOTS": "1"})
+    alt_root = x509.load_pem_x509_certificate(ca.root_pem(1).encode())
+    alt_cn = alt_root.subject.rfc4514_string().removeprefix("CN=")
+    common = ["--standalone", "--http-port", ca.http_port, "--http-address", "127.0.0.1",
+              "--server", ca.directory, "--agree-tos"]
+    run_certsmith("get", "default.example.com", *common, server=ca, check=True)
+    run_certsmith("get", "alt.example.com", *common, "--preferred-chain", alt_cn, server=ca,
+                  check=True)
+
+    def top_issuer(name: str) -> str:
+        chain = (cs_home / "live" / name / "chain.pem").read_bytes()
+        last = x509.load_pem_x509_certificates(chain)[-1]
+        return last.issuer.rfc4514_string().removeprefix("CN=")
+
+    assert top_issuer("alt.example.com") == alt_cn
+    assert top_issuer("default.example.com") != alt_cn

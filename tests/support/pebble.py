@@ -141,6 +141,7 @@ class Pebble:
     ``nonce_reject`` is PEBBLE_WFE_NONCEREJECT (percentage of good nonces rejected; Pebble's own
     default is 5, ours 0). ``authz_reuse`` is PEBBLE_AUTHZREUSE (Pebble's default 50, ours 0 so
     every order is really validated). ``validity`` is the certificate lifetime in seconds.
+    ``eab_keys`` ({kid: base64url HMAC key}) makes External Account Binding required.
     ``retry_after_authz``/``retry_after_order`` are the Retry-After seconds Pebble sends for a
     pending authorization / processing order (its example config: 3 and 5; ours 0, a fast CA).
     """
@@ -155,6 +156,7 @@ class Pebble:
         retry_after_authz: int = 0,
         retry_after_order: int = 0,
         env: Mapping[str, str] | None = None,
+        eab_keys: Mapping[str, str] | None = None,
     ) -> None:
         self._own_tmp = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pebble-"))
@@ -165,6 +167,7 @@ class Pebble:
         self.retry_after_authz = retry_after_authz
         self.retry_after_order = retry_after_order
         self.extra_env = dict(env or {})
+        self.eab_keys = dict(eab_keys or {})
 
         self.port = free_port()
         self.management_port = free_port()
@@ -240,7 +243,8 @@ class Pebble:
                 "httpPort": self.http_port,
                 "tlsPort": self.tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
+                "externalAccountBindingRequired": bool(self.eab_keys),
+                "externalAccountMACKeys": self.eab_keys,
                 "domainBlocklist": ["blocked-domain.example"],
                 "retryAfter": {"authz": self.retry_after_authz, "order": self.retry_after_order},
                 "certificateValidityPeriod": self.validity,
