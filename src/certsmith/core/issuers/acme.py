@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -140,10 +142,26 @@ def _alg(key: jose.JWK) -> Any:
     return jose.RS256
 
 
+SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                  "/etc/ssl/cert.pem")
+
+
+def use_system_trust() -> None:
+    """Verify CAs with the system trust store (where `certsmith trust install` and the
+    distribution put roots), not the bundle shipped with requests; REQUESTS_CA_BUNDLE wins."""
+    if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return
+    for path in (ssl.get_default_verify_paths().cafile, *SYSTEM_BUNDLES):
+        if path and os.path.isfile(path):
+            os.environ["REQUESTS_CA_BUNDLE"] = path
+            return
+
+
 class AcmeConnection:
     """One CA directory; creates per-thread clients that share the directory and the account."""
 
     def __init__(self, directory_url: str) -> None:
+        use_system_trust()
         self.url = directory_url
         self._directory: messages.Directory | None = None
         self._lock = threading.Lock()
