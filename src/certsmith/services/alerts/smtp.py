@@ -1,0 +1,82 @@
+"""E-mail channel: a readable text message through an SMTP server (STARTTLS, AUTH optional)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import email.utils
+import os
+import smtplib
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+from certsmith.errors import CertsmithError, UsageError
+from certsmith.services.alerts.model import Alert, Channel
+
+TIMEOUT = 10.0
+PASSWORD_ENV = "CERTSMITH_SMTP_PASSWORD"
+
+
+def password_for(channel: Channel) -> str | None:
+    """The SMTP password: $CERTSMITH_SMTP_PASSWORD, else the channel's 0600 password file."""
+    if not channel.user:
+        return None
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not channel.password_file:
+        raise UsageError(f"SMTP user {channel.user} needs a password: set {PASSWORD_ENV} or "
+                         "--password-file")
+    path = Path(channel.password_file)
+    try:
+        st = path.stat()
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            raise UsageError(f"{path} is readable by others: chmod 600 {path}")
+        return path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read SMTP password file {path}: {exc.strerror}") from None
+
+
+def render(channel: Channel, alert: Alert, now: dt.datetime) -> email.message.EmailMessage:
+    host = socket.gethostname()
+    msg = email.message.EmailMessage()
+    msg["Subject"] = f"[certsmith] {alert.subject}"
+    msg["From"] = channel.sender or f"certsmith@{host}"
+    msg["To"] = channel.target
+    msg["Date"] = email.utils.format_datetime(now)
+    msg["Message-ID"] = email.utils.make_msgid(domain=host)
+    lines = [alert.text, "", f"certificate: {alert.name}", f"event:       {alert.kind}",
+             f"severity:    {alert.severity}", f"host:        {host}",
+             f"time:        {now:%Y-%m-%d %H:%M:%S} UTC"]
+    for key, value in alert.details.items():
+        if value is not None:
+            lines.append(f"{key + ':':<12} {value}")
+    lines += ["", "-- ", "certsmith alerts ('certsmith alerts list' shows where alerts go)"]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
+    assert channel.smtp_host is not None
+    msg = render(channel, alert, now)
+    where = f"{channel.smtp_host}:{channel.smtp_port}"
+    try:
+        password = password_for(channel)
+        smtp: smtplib.SMTP
+        if channel.smtp_port == 465:  # implicit TLS ("smtps")
+            smtp = smtplib.SMTP_SSL(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT,
+                                    context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT)
+        with smtp:
+            if channel.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if channel.user and password is not None:
+                smtp.login(channel.user, password)
+            smtp.send_message(msg)
+    except smtplib.SMTPException as exc:
+        raise CertsmithError(f"mail server {where} refused the alert: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CertsmithError(f"mail server {where} unreachable: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
