@@ -75,22 +75,30 @@ class FileTarget:
 
 @dataclass(frozen=True)
 class SolverSpec:
-    """How control of the names is proven."""
+    """How control of the names is proven. ``server``: HTTP-01 through a running nginx, Apache
+    or lighttpd (``server`` names it) whose certsmith include maps the challenge path to
+    ``webroot``, certsmith's own challenge directory."""
 
-    kind: Literal["webroot", "standalone"]
+    kind: Literal["webroot", "standalone", "server"]
     webroot: str | None = None
     http_port: int = 80
     address: str = ""
+    server: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind == "webroot" and not self.webroot:
+        if self.kind in ("webroot", "server") and not self.webroot:
             raise UsageError("--webroot needs a directory")
+        if self.kind == "server" and self.server not in ("nginx", "apache", "lighttpd"):
+            raise UsageError(f"unknown web server {self.server!r}")
         if not 0 < self.http_port < 65536:
             raise UsageError(f"invalid port {self.http_port}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
-        if self.kind == "webroot":
+        if self.kind == "server":
+            out["server"] = self.server
+            out["webroot"] = self.webroot
+        elif self.kind == "webroot":
             out["webroot"] = self.webroot
         else:
             out["http_port"] = self.http_port
@@ -101,7 +109,8 @@ class SolverSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SolverSpec:
         return cls(kind=data["kind"], webroot=data.get("webroot"),
-                   http_port=int(data.get("http_port", 80)), address=data.get("address", ""))
+                   http_port=int(data.get("http_port", 80)), address=data.get("address", ""),
+                   server=data.get("server", ""))
 
 
 @dataclass(frozen=True)

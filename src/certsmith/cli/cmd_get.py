@@ -7,7 +7,10 @@ from typing import Any
 
 HELP = """\
 Obtain a certificate for NAME... (DNS names or IP addresses) from an ACME CA, prove control with
-HTTP-01 (--webroot of a running web server, or --standalone on our own listener), store it under
+HTTP-01 (--webroot of a running web server, --standalone on our own listener, or --nginx,
+--apache, --lighttpd: through the running server, with no downtime: certsmith adds a small
+include of its own mapping /.well-known/acme-challenge/ to its challenge directory, checks it
+with the server's own validator and reloads gracefully before the order), store it under
 live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
 The site is remembered: 'certsmith renew' renews it the same way.
 
@@ -28,6 +31,8 @@ examples:
     --deploy-command 'systemctl reload lighttpd'
   certsmith get notebook.example.org --standalone --agree-tos \\
     --deploy-command 'systemctl restart jupyter'
+  certsmith get terrax9.se www.terrax9.se --nginx --agree-tos && \\
+    certsmith install nginx terrax9.se --redirect 301 --hsts --proxy-to http://127.0.0.1:8080
 """
 
 
@@ -38,10 +43,14 @@ def register(sub: Any) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--webroot", metavar="DIR", help="document root of a running web server")
     how.add_argument("--standalone", action="store_true", help="answer on our own listener")
+    for server in ("nginx", "apache", "lighttpd"):
+        how.add_argument(f"--{server}", dest="web_server", action="store_const", const=server,
+                         help=f"answer through the running {server} (reloaded, no downtime)")
     p.add_argument("--http-port", type=int, default=80, metavar="N",
-                   help="port for --standalone (default 80)")
+                   help="port for --standalone, or the web server's HTTP port (default 80)")
     p.add_argument("--http-address", default="", metavar="ADDR",
-                   help="address for --standalone (default: all)")
+                   help="address for --standalone or the web server's HTTP listener "
+                        "(default: all)")
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
     p.add_argument("--separate", action="store_true", help="one certificate per name")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
@@ -89,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         name = check_cert_name(args.cert_name) if args.cert_name else default_cert_name(idents[0])
         groups = ((name, idents),)
-    if args.webroot:
+    deploy_commands = tuple(args.deploy_command)
+    if args.web_server:
+        solver, reload = _through_server(args, groups, resolve_server(args.server))
+        deploy_commands = (*tuple(c for c in deploy_commands if c != reload), reload)
+    elif args.webroot:
         solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
     else:
         solver = SolverSpec("standalone", http_port=args.http_port, address=args.http_address)
@@ -104,10 +117,28 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         preferred_chain=args.preferred_chain,
         deploy_files=tuple(FileTarget.parse(s) for s in args.deploy_to),
-        deploy_commands=tuple(args.deploy_command),
+        deploy_commands=deploy_commands,
     )
     manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
     outcomes = manager.get(req)
     from certsmith.cli.cmd_renew import report
 
     return report(outcomes, args, manager.store.live_path)
+
+
+def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple[Any, str]:
+    """Install the challenge mapping into the running web server for every certificate;
+    returns the solver (certsmith's challenge directory) and the server's reload command."""
+    from certsmith.base.model import SiteSpec, SolverSpec
+    from certsmith.cli.main import home_from
+    from certsmith.services.servers import challenge_dir, prepare_challenge
+
+    home = home_from(args)
+    placeholder = SolverSpec("server", webroot=str(challenge_dir(home)), server=args.web_server)
+    reload = ""
+    for name, idents in groups:
+        spec = SiteSpec(name=name, identifiers=idents, server=server, solver=placeholder)
+        directory, reload = prepare_challenge(home, args.web_server, spec,
+                                              http_port=args.http_port,
+                                              listen_address=args.http_address)
+    return SolverSpec("server", webroot=str(directory), server=args.web_server), reload

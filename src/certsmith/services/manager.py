@@ -118,7 +118,10 @@ def _now() -> dt.datetime:
 def make_solver(spec: SolverSpec) -> Solver:
     from certsmith.core.solvers.http01 import StandaloneSolver, WebrootSolver
 
-    if spec.kind == "webroot":
+    if spec.kind in ("webroot", "server"):
+        # "server": the web server's certsmith include maps the challenge path to this
+        # directory (installed by 'get --nginx|--apache|--lighttpd'); files are written as for
+        # any webroot.
         assert spec.webroot is not None
         return WebrootSolver(spec.webroot)
     return StandaloneSolver(spec.http_port, spec.address)

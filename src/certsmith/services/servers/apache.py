@@ -1,0 +1,356 @@
+"""Apache httpd: detect with ``apache2ctl -S`` (and ``-M``), write ``certsmith-NAME.conf``
+(Debian: sites-available + sites-enabled link; RHEL: conf.d) and a global
+``certsmith-acme.conf`` (the challenge Alias, inherited by every virtual host), check with
+``apache2ctl configtest``, reload with ``apache2ctl graceful``."""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from certsmith.services.servers import base
+from certsmith.services.servers.base import (
+    AmbiguousSiteError,
+    Block,
+    Change,
+    Detected,
+    Kind,
+    Plan,
+    ServerConfig,
+    ServerError,
+    SiteOptions,
+)
+
+_NAMEVHOST = re.compile(r"^\s*(?:default server|port (\d+) namevhost) (\S+) \((.+):(\d+)\)\s*$")
+_SINGLE = re.compile(r"^(\S+):(\d+)\s+(\S+) \((.+):(\d+)\)\s*$")
+_ALIAS = re.compile(r"^\s+alias (\S+)\s*$")
+_NOT_CARRIED = re.compile(
+    r"^\s*(ServerName|ServerAlias|SSL\w+|Include\S*\s+\S*letsencrypt\S*|"
+    r"Header\s+always\s+set\s+Strict-Transport-Security.*)(\s|$)", re.I)
+
+
+def config(env: dict[str, str] | None = None) -> ServerConfig:
+    debian = Path("/etc/apache2").is_dir() or not Path("/etc/httpd").is_dir()
+
+    def defaults(root: Path) -> tuple[str, str]:
+        ctl = "apache2ctl" if debian else "apachectl"
+        if debian and str(root) != "/etc/apache2":
+            ctl = f"env APACHE_CONFDIR={root} {ctl}"
+        return ctl, f"{ctl} graceful"
+
+    return ServerConfig.from_env("apache", env, defaults,
+                                 "/etc/apache2" if debian else "/etc/httpd")
+
+
+def vhost_body(lines: Sequence[str], start: int) -> tuple[str, int]:
+    """The lines inside the ``<VirtualHost>`` opening at 1-based ``start`` (minus what
+    certsmith's own virtual hosts set), and the line after its end."""
+    depth = 0
+    out: list[str] = []
+    for i in range(start - 1, len(lines)):
+        line = lines[i]
+        if re.match(r"^\s*<VirtualHost\b", line, re.I):
+            depth += 1
+            if depth == 1:
+                continue
+        if re.match(r"^\s*</VirtualHost>", line, re.I):
+            depth -= 1
+            if depth == 0:
+                return "\n".join(out), i + 2
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and not _NOT_CARRIED.match(line):
+            out.append("    " + stripped)
+    raise ServerError(f"cannot find the end of the <VirtualHost> starting at line {start}")
+
+
+class ApacheInstaller:
+    kind: Kind = "apache"
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.config = cfg
+        self.debian = (cfg.root / "sites-available").is_dir() or (cfg.root / "envvars").exists()
+
+    def _ctl(self, *args: str) -> tuple[int, str]:
+        proc = base.run([*self.config.cmd, *args], f"apache {' '.join(args)}")
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def version(self) -> str:
+        _rc, out = self._ctl("-v")
+        m = re.search(r"Apache/(\d+(?:\.\d+)+)", out)
+        return m.group(1) if m else "0"
+
+    def check(self) -> None:
+        proc = base.run([*self.config.cmd, "configtest"], "apache2ctl configtest")
+        if proc.returncode != 0:
+            raise ServerError(f"apache2ctl configtest fails: {base.last_lines(proc)}")
+
+    def server_identity(self) -> tuple[str, str]:
+        return "", ""  # the parent process (root) reads certificates
+
+    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
+        return (opts.listen_address or "127.0.0.1", opts.http_port)
+
+    # -- detect ---------------------------------------------------------------------------
+
+    def modules(self) -> set[str]:
+        rc, out = self._ctl("-M")
+        if rc != 0:
+            raise ServerError(f"apache2ctl -M fails: {out.strip().splitlines()[-1:]}")
+        return {m.group(1) for m in re.finditer(r"^\s*(\w+_module) \(", out, re.M)}
+
+    def listens(self, modules: set[str]) -> set[int]:
+        """Ports with an active ``Listen`` (``<IfModule>`` sections judged by ``modules``)."""
+        root = self.config.root
+        files = [root / "ports.conf", root / "apache2.conf", root / "conf" / "httpd.conf",
+                 *sorted(Path(p) for p in glob.glob(str(root / "conf.d" / "*.conf")))]
+        ports: set[int] = set()
+        for f in files:
+            if not f.is_file() or f.name.startswith("certsmith-"):
+                continue
+            stack: list[bool] = []
+            for line in f.read_text(errors="replace").splitlines():
+                m = re.match(r"^\s*<IfModule\s+(!?)([\w.]+)\s*>", line, re.I)
+                if m:
+                    name = m.group(2)
+                    mod = name if name.endswith("_module") else \
+                        name.removeprefix("mod_").removesuffix(".c") + "_module"
+                    stack.append((mod in modules) != bool(m.group(1)))
+                    continue
+                if re.match(r"^\s*</IfModule>", line, re.I):
+                    if stack:
+                        stack.pop()
+                    continue
+                m = re.match(r"^\s*Listen\s+(\S+)", line, re.I)
+                if m and all(stack):
+                    port = m.group(1).rsplit(":", 1)[-1]
+                    if port.isdigit():
+                        ports.add(int(port))
+        return ports
+
+    def detect(self, names: Sequence[str], http_port: int, https_port: int) -> Detected:
+        rc, out = self._ctl("-S")
+        if rc != 0:
+            raise ServerError("apache2ctl -S fails (fix the configuration first; certsmith "
+                              f"changed nothing): {base.last_lines_text(out)}")
+        wanted = {n.lower() for n in names}
+        vhosts: list[tuple[int, str, str, int, list[str]]] = []  # port, name, file, line, aliases
+        default: tuple[str, int] | None = None
+        port = 0
+        for line in out.splitlines():
+            m = _SINGLE.match(line)
+            if m:
+                port = int(m.group(2))
+                vhosts.append((port, m.group(3).lower(), m.group(4), int(m.group(5)), []))
+                if port == http_port and default is None:
+                    default = (m.group(4), int(m.group(5)))
+                continue
+            m = re.match(r"^(\S+):(\d+)\s+is a NameVirtualHost", line)
+            if m:
+                port = int(m.group(2))
+                continue
+            m = _NAMEVHOST.match(line)
+            if m:
+                if m.group(1) is None:
+                    if port == http_port and default is None:
+                        default = (m.group(3), int(m.group(4)))
+                    continue
+                vhosts.append((int(m.group(1)), m.group(2).lower(), m.group(3),
+                               int(m.group(4)), []))
+                continue
+            m = _ALIAS.match(line)
+            if m and vhosts:
+                vhosts[-1][4].append(m.group(1).lower())
+        ours = re.compile(r"(^|/)certsmith-[^/]*$")
+        blocks: dict[tuple[str, int], Block] = {}
+        for vport, vname, vfile, vline, aliases in vhosts:
+            served = {vname, *aliases}
+            if ours.search(vfile) or not served & wanted:
+                continue
+            if vport not in (http_port, https_port):
+                continue
+            key = (vfile, vline)
+            prev = blocks.get(key)
+            ports = (*prev.ports, vport) if prev else (vport,)
+            blocks[key] = Block(vfile, vline, tuple(sorted(served)), ports, vport == https_port,
+                                self._body(vfile, vline))
+        by_port: dict[int, list[Block]] = {}
+        for b in blocks.values():
+            for p in b.ports:
+                by_port.setdefault(p, []).append(b)
+        relevant = list(blocks.values())
+        if any(len(v) > 1 for v in by_port.values()) or len(relevant) > 1:
+            raise AmbiguousSiteError(
+                f"{', '.join(names)} is served by more than one Apache virtual host: "
+                + ", ".join(b.where for b in relevant)
+                + "; certsmith will not guess which one to secure. Keep one (or move the "
+                  "others to other names) and run again")
+        takeover = None
+        if relevant:
+            block = relevant[0]
+            extra = [n for n in block.names if n not in wanted]
+            if extra:
+                raise ServerError(
+                    f"the virtual host at {block.where} also serves {', '.join(extra)}; "
+                    "certsmith does not edit your files: get one certificate for all of its "
+                    "names, or move those names to another virtual host")
+            if len({v[3] for v in vhosts if v[2] == block.file}) > 1:
+                raise ServerError(
+                    f"{block.where} serves the name but {block.file} holds other virtual hosts "
+                    "too; certsmith does not edit your files: move it into a file of its own")
+            root = self.config.root
+            if Path(block.file).parent not in (root / "sites-enabled", root / "conf.d"):
+                raise ServerError(
+                    f"{block.where} serves the name from a file certsmith cannot disable "
+                    "without editing it; move it into sites-available/ + sites-enabled/")
+            takeover = block.file
+        default_block = None
+        if default is not None and not ours.search(default[0]):
+            default_block = Block(default[0], default[1], (), (http_port,), False,
+                                  self._body(default[0], default[1]))
+        modules = self.modules()
+        facts = {"modules": " ".join(sorted(modules)),
+                 "listens": " ".join(str(p) for p in sorted(self.listens(modules))),
+                 "moddir": self._moddir()}
+        return Detected(tuple(relevant), default_block, takeover, self.version(), facts)
+
+    def _body(self, file: str, line: int) -> str:
+        try:
+            lines = Path(file).read_text(errors="replace").splitlines()
+        except OSError as exc:
+            raise ServerError(f"cannot read {file}: {exc.strerror}") from exc
+        return vhost_body(lines, line)[0]
+
+    def _moddir(self) -> str:
+        for d in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules",
+                  "/usr/lib/httpd/modules"):
+            if Path(d).is_dir():
+                return d
+        return "modules"
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(self, detected: Detected, opts: SiteOptions) -> Plan:
+        root = self.config.root
+        if (root / "conf-available").is_dir() and (root / "conf-enabled").is_dir():
+            acme_avail, acme_enabled = root / "conf-available", root / "conf-enabled"
+        else:
+            acme_avail, acme_enabled = root / "conf.d", None
+        if (root / "sites-available").is_dir() and (root / "sites-enabled").is_dir():
+            site_avail, site_enabled = root / "sites-available", root / "sites-enabled"
+        else:
+            site_avail, site_enabled = root / "conf.d", None
+        changes = [Change(str(acme_avail / "certsmith-acme.conf"),
+                          data=render_acme(opts.challenge_dir).encode())]
+        if acme_enabled is not None:
+            changes.append(Change(str(acme_enabled / "certsmith-acme.conf"),
+                                  link=str(acme_avail / "certsmith-acme.conf")))
+        notes: list[str] = []
+        if opts.tls:
+            fname = f"certsmith-{opts.name}.conf"
+            changes.append(Change(str(site_avail / fname),
+                                  data=render_site(opts, detected).encode()))
+            if site_enabled is not None:
+                changes.append(Change(str(site_enabled / fname), link=str(site_avail / fname)))
+            if detected.takeover:
+                rel = Path(detected.takeover).relative_to(root)
+                changes.append(Change(detected.takeover,
+                                      move_to=str(root / "certsmith-disabled" / rel)))
+                notes.append(f"your virtual host at {detected.blocks[0].where} is carried over "
+                             f"into {fname} and disabled ({detected.takeover} moved aside); "
+                             "'certsmith uninstall' puts it back")
+        return Plan(tuple(changes), tuple(notes))
+
+
+def render_acme(challenge_dir: str) -> str:
+    """The global challenge mapping (pure): every virtual host inherits it."""
+    d = f"{challenge_dir}/.well-known/acme-challenge"
+    return "\n".join([
+        "# Managed by certsmith: HTTP-01 answers from certsmith's challenge directory.",
+        f'Alias /.well-known/acme-challenge/ "{d}/"',
+        f'<Directory "{d}">',
+        "    Require all granted",
+        "    ForceType text/plain",
+        "    Options None",
+        "    AllowOverride None",
+        "</Directory>",
+        "<IfModule proxy_module>",
+        "    ProxyPass /.well-known/acme-challenge/ !",
+        "</IfModule>",
+        "",
+    ])
+
+
+def render_site(opts: SiteOptions, detected: Detected) -> str:
+    """certsmith's Apache site for one certificate (pure)."""
+    modules = set(detected.facts.get("modules", "").split())
+    listens = {int(p) for p in detected.facts.get("listens", "").split()}
+    moddir = detected.facts.get("moddir", "modules")
+    need = ["ssl", "rewrite"]
+    if opts.hsts or opts.proxy_to:
+        need.append("headers")
+    if opts.proxy_to:
+        need += ["proxy", "proxy_http"]
+    if opts.ocsp:
+        need.append("socache_shmcb")
+    host = opts.listen_address or "*"
+    if ":" in host:
+        host = f"[{host}]"
+    source = detected.blocks[0] if detected.blocks else detected.default
+    lines = [f"# Managed by certsmith for {opts.name}; 'certsmith uninstall apache {opts.name}' "
+             "removes it."]
+    if source is not None and not opts.proxy_to:
+        lines.append(f"# Site content carried over from {source.where}.")
+    for mod in need:
+        if f"{mod}_module" not in modules:
+            lines += [f"<IfModule !{mod}_module>",
+                      f"    LoadModule {mod}_module {moddir}/mod_{mod}.so", "</IfModule>"]
+    if opts.https_port not in listens:
+        addr = f"{opts.listen_address}:" if opts.listen_address else ""
+        if ":" in opts.listen_address:
+            addr = f"[{opts.listen_address}]:"
+        lines.append(f"Listen {addr}{opts.https_port} https")
+    if opts.ocsp:
+        lines.append("SSLStaplingCache shmcb:/tmp/certsmith-ocsp-stapling(128000)")
+    names = [f"    ServerName {opts.names[0]}"]
+    if len(opts.names) > 1:
+        names.append(f"    ServerAlias {' '.join(opts.names[1:])}")
+    if opts.proxy_to:
+        target = opts.proxy_to.rstrip("/") + "/"
+        content = "\n".join([
+            "    ProxyPreserveHost On",
+            "    ProxyPass /.well-known/acme-challenge/ !",
+            f'    ProxyPass / "{target}" upgrade=websocket',
+            f'    ProxyPassReverse / "{target}"',
+            '    RequestHeader set X-Forwarded-Proto "https"',
+        ])
+    elif source is not None and source.body.strip():
+        content = source.body
+    else:
+        content = "    DocumentRoot /var/www/html"
+    port = "" if opts.https_port == 443 else f":{opts.https_port}"
+    lines += [f"<VirtualHost {host}:{opts.http_port}>", *names]
+    if opts.redirect:
+        lines += ["    RewriteEngine on",
+                  r"    RewriteCond %{REQUEST_URI} !^/\.well-known/acme-challenge/",
+                  f"    RewriteRule ^ https://%{{SERVER_NAME}}{port}%{{REQUEST_URI}} "
+                  f"[R={opts.redirect},L]"]
+    else:
+        lines.append(content.replace('RequestHeader set X-Forwarded-Proto "https"',
+                                     'RequestHeader set X-Forwarded-Proto "http"'))
+    lines += ["</VirtualHost>", f"<VirtualHost {host}:{opts.https_port}>", *names,
+              "    SSLEngine on",
+              f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
+              f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
+              "    SSLProtocol -all +TLSv1.2 +TLSv1.3",
+              f"    SSLOpenSSLConfCmd Curves {base.MOZILLA_CURVES}",
+              f"    SSLCipherSuite {base.MOZILLA_INTERMEDIATE_CIPHERS}",
+              "    SSLHonorCipherOrder off",
+              "    SSLSessionTickets off"]
+    if opts.ocsp:
+        lines.append("    SSLUseStapling on")
+    if opts.hsts:
+        lines.append(f'    Header always set Strict-Transport-Security "max-age={opts.hsts}"')
+    lines += [content, "</VirtualHost>"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,259 @@
+"""Real nginx, Apache and lighttpd (Debian's packages) started from a copy of Debian's stock
+configuration tree, on loopback ports, as processes of their own.
+
+Each server copies /etc/<server> into a world-traversable work directory (the workers run as
+www-data, as on a real machine), rewrites the paths to point into it and the listen
+directives to ``127.0.0.1:<http_port>`` (and ``127.0.0.1:<https_port>`` where the stock tree
+names 443), and runs the real binary in the foreground. ``certsmith_env()`` gives the
+CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD variables that point certsmith at this instance.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from tests.support.net import (
+    LOOPBACK,
+    die_with_parent,
+    free_port,
+    port_open,
+    stop_process,
+    wait_until,
+)
+
+STOCK = {"nginx": Path("/etc/nginx"), "apache": Path("/etc/apache2"),
+         "lighttpd": Path("/etc/lighttpd")}
+
+
+def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
+    """Every file, link and directory under ``root`` with its bytes / target and mode."""
+    out: dict[str, tuple[str, bytes | str, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p), 0)
+            elif p.is_file():
+                out[rel] = ("file", p.read_bytes(), p.stat().st_mode & 0o7777)
+            else:
+                out[rel] = ("dir", "", p.stat().st_mode & 0o7777)
+    return out
+
+
+class WebServer:
+    kind = ""
+
+    def __init__(self, *, http_port: int | None = None, https_port: int | None = None,
+                 workdir: Path | None = None) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"certsmith-{self.kind}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        self.root = self.workdir / "etc" / STOCK[self.kind].name
+        self.docroot = self.workdir / "www"
+        self.logs = self.workdir / "log"
+        self.http_port = http_port or free_port()
+        self.https_port = https_port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        for d in (self.docroot, self.logs):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o755)
+        shutil.chown(self.logs, "www-data", "www-data")
+        (self.docroot / "index.html").write_text(f"stock {self.kind} page\n")
+        os.chmod(self.docroot / "index.html", 0o644)
+        self._copy_stock()
+
+    # -- stock tree ---------------------------------------------------------------------------
+
+    def _copy_stock(self) -> None:
+        stock = STOCK[self.kind]
+        shutil.copytree(stock, self.root, symlinks=True)
+        for dirpath, _dirs, files in os.walk(self.root):
+            for n in files:
+                p = Path(dirpath) / n
+                if p.is_symlink():
+                    target = os.readlink(p)
+                    if target.startswith(str(stock)):
+                        p.unlink()
+                        p.symlink_to(str(self.root) + target[len(str(stock)):])
+                    continue
+                try:
+                    text = p.read_text()
+                except UnicodeDecodeError:
+                    continue
+                new = self.rewrite(text.replace(str(stock), str(self.root)), p)
+                if new != text:
+                    p.write_text(new)
+
+    def rewrite(self, text: str, path: Path) -> str:
+        return text
+
+    # -- process ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self) -> WebServer:
+        if self.running:
+            return self
+        self._proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL,
+            stdout=open(self.workdir / "stdout.log", "ab"),  # noqa: SIM115 - child owns it
+            stderr=subprocess.STDOUT, cwd=self.workdir, env=self.env(),
+            preexec_fn=die_with_parent)
+        wait_until(lambda: port_open(self.http_port), what=self.kind, proc=self._proc,
+                   log=self.log_text)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self._proc)
+        self._proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        out = []
+        for p in [self.workdir / "stdout.log", *sorted(self.logs.glob("*"))]:
+            if p.is_file():
+                out.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+    def certsmith_env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def tree(self) -> dict[str, tuple[str, bytes | str, int]]:
+        return tree(self.root)
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Nginx(WebServer):
+    kind = "nginx"
+
+    def rewrite(self, text: str, path: Path) -> str:
+        text = re.sub(r"^(\s*)listen \[::\]:80 default_server;\n", "", text, flags=re.M)
+        text = re.sub(r"^(\s*)listen 80 default_server;",
+                      rf"\1listen {LOOPBACK}:{self.http_port} default_server;", text, flags=re.M)
+        text = text.replace("root /var/www/html;", f"root {self.docroot};")
+        text = text.replace("pid /run/nginx.pid;", f"pid {self.workdir}/nginx.pid;")
+        text = text.replace("/var/log/nginx/", f"{self.logs}/")
+        return text
+
+    @property
+    def base_cmd(self) -> list[str]:
+        return ["nginx", "-e", str(self.logs / "error.log"), "-c", str(self.root / "nginx.conf")]
+
+    def argv(self) -> list[str]:
+        return [*self.base_cmd, "-g", "daemon off;"]
+
+    def certsmith_env(self) -> dict[str, str]:
+        cmd = shlex.join(self.base_cmd)
+        return {"CERTSMITH_NGINX_ROOT": str(self.root), "CERTSMITH_NGINX_CMD": cmd,
+                "CERTSMITH_NGINX_RELOAD": f"{cmd} -s reload"}
+
+
+class Apache(WebServer):
+    kind = "apache"
+
+    def rewrite(self, text: str, path: Path) -> str:
+        if path.name == "envvars":
+            run = self.workdir / "run"
+            text = re.sub(r"^export APACHE_PID_FILE=.*$",
+                          f"export APACHE_PID_FILE={run}/apache2.pid", text, flags=re.M)
+            text = re.sub(r"^export APACHE_RUN_DIR=.*$", f"export APACHE_RUN_DIR={run}", text,
+                          flags=re.M)
+            text = re.sub(r"^export APACHE_LOCK_DIR=.*$",
+                          f"export APACHE_LOCK_DIR={self.workdir}/lock", text, flags=re.M)
+            text = re.sub(r"^export APACHE_LOG_DIR=.*$", f"export APACHE_LOG_DIR={self.logs}",
+                          text, flags=re.M)
+        if path.name == "ports.conf":
+            text = re.sub(r"^Listen 80$", f"Listen {LOOPBACK}:{self.http_port}", text,
+                          flags=re.M)
+            text = re.sub(r"^(\s*)Listen 443$", rf"\1Listen {LOOPBACK}:{self.https_port}", text,
+                          flags=re.M)
+        text = re.sub(r"<VirtualHost \*:80>", f"<VirtualHost {LOOPBACK}:{self.http_port}>", text)
+        text = re.sub(r"<VirtualHost _default_:443>",
+                      f"<VirtualHost {LOOPBACK}:{self.https_port}>", text)
+        text = text.replace("/var/www/html", str(self.docroot))
+        text = text.replace("<Directory /var/www/>", f"<Directory {self.docroot}/>")
+        return text
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["APACHE_CONFDIR"] = str(self.root)
+        for d in ("run", "lock"):
+            (self.workdir / d).mkdir(exist_ok=True)
+        out = subprocess.run(["sh", "-c", f". {shlex.quote(str(self.root / 'envvars'))} && env"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        for line in out.splitlines():
+            k, _, v = line.partition("=")
+            if k.startswith("APACHE_") or k == "LANG":
+                env[k] = v
+        return env
+
+    def argv(self) -> list[str]:
+        return ["apache2", "-d", str(self.root), "-f", str(self.root / "apache2.conf"),
+                "-D", "FOREGROUND"]
+
+    def certsmith_env(self) -> dict[str, str]:
+        ctl = f"env APACHE_CONFDIR={shlex.quote(str(self.root))} apache2ctl"
+        return {"CERTSMITH_APACHE_ROOT": str(self.root), "CERTSMITH_APACHE_CMD": ctl,
+                "CERTSMITH_APACHE_RELOAD": f"{ctl} graceful"}
+
+
+class Lighttpd(WebServer):
+    kind = "lighttpd"
+
+    def rewrite(self, text: str, path: Path) -> str:
+        if path.name != "lighttpd.conf":
+            return text
+        text = text.replace('"/var/www/html"', f'"{self.docroot}"')
+        text = text.replace('"/run/lighttpd.pid"', f'"{self.workdir}/lighttpd.pid"')
+        text = text.replace('"/var/log/lighttpd/error.log"', f'"{self.logs}/error.log"')
+        text = text.replace('"/var/cache/lighttpd/uploads"', f'"{self.workdir}"')
+        text = re.sub(r"^server\.port\s*=\s*80$",
+                      f'server.port = {self.http_port}\nserver.bind = "{LOOPBACK}"', text,
+                      flags=re.M)
+        # Debian's use-ipv6.pl adds an IPv6 listener on the same port: loopback only here.
+        text = re.sub(r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$', "", text,
+                      flags=re.M)
+        return text
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "lighttpd.conf"
+
+    def argv(self) -> list[str]:
+        return ["lighttpd", "-D", "-f", str(self.conf)]
+
+    def certsmith_env(self) -> dict[str, str]:
+        pid = self.workdir / "lighttpd.pid"
+        return {"CERTSMITH_LIGHTTPD_ROOT": str(self.root),
+                "CERTSMITH_LIGHTTPD_CMD": f"lighttpd -f {shlex.quote(str(self.conf))}",
+                "CERTSMITH_LIGHTTPD_RELOAD": f"kill -USR1 $(cat {shlex.quote(str(pid))})"}
+
+    def reload(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGUSR1)
