@@ -45,6 +45,8 @@ def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
     """Print outcomes (text or JSON); exit 0 only if every certificate is fine."""
     from certsmith.cli.render import print_json
 
+    _operations(outcomes, args)
+
     failed = [o for o in outcomes if not o.ok]
     if args.json:
         print_json([o.to_json() for o in outcomes])
@@ -60,3 +62,21 @@ def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
     if not failed:
         return 0
     return 3 if all(o.action == "deploy-failed" for o in failed) else 1
+
+
+def _operations(outcomes: Sequence[Outcome], args: argparse.Namespace) -> None:
+    """After get/renew: alerts (failures, expiry thresholds, optional successes) and the
+    metrics textfile. Best effort: neither may change the outcome or the exit status."""
+    if getattr(args, "dry_run", False):
+        return
+    from certsmith.cli.main import home_from
+
+    home = home_from(args)
+    try:
+        from certsmith.services.alerts import after_run
+        from certsmith.services.metrics import refresh_textfile
+    except ImportError:  # a build without the operations services
+        return
+    renewing = args.command == "renew"
+    after_run(home, outcomes, what="renewal" if renewing else "issuance", scan_expiry=renewing)
+    refresh_textfile(home)
