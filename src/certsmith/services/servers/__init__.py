@@ -66,6 +66,17 @@ def challenge_dir(home: Path) -> Path:
     return home / "http-01"
 
 
+def _ensure_challenge_dir(store: FileStore) -> Path:
+    """Create it (world-readable: the server's workers read the tokens) with the
+    .well-known/acme-challenge/ inside, kept between orders so the mapping always resolves."""
+    store.ensure()
+    directory = challenge_dir(store.home)
+    for d in (directory, directory / ".well-known", directory / ".well-known/acme-challenge"):
+        d.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(d, 0o755)
+    return directory
+
+
 @dataclass(frozen=True)
 class InstallRequest:
     kind: Kind
@@ -156,6 +167,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
         raise UsageError(f"{req.name} has no certificate yet; run 'certsmith get' first")
     installer = installer_for(req.kind, env)
     record = _load_record(store, req.kind, req.name)
+    _ensure_challenge_dir(store)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
     detected = _with_record(installer.detect(names, req.http_port, req.https_port), record)
@@ -259,6 +271,8 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
         return Result(describe(plan))
     _precheck(installer)
     Transaction(installer).apply(plan)
+    _prune_empty(installer.config.root, [c.move_to or c.path for c in changes]
+                 + list(record.get("moved", {}).values()))
     store.delete(_record_key(kind, name))
     notes: list[str] = []
     try:
@@ -280,6 +294,18 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
     return Result(f"{name}: removed from {kind}", tuple(c.path for c in changes), tuple(notes))
 
 
+def _prune_empty(root: Path, paths: list[str]) -> None:
+    """Remove certsmith's own directories under ``root`` (``certsmith/``,
+    ``certsmith-disabled/``) once they are empty."""
+    for p in paths:
+        d = Path(p).parent
+        while d != root and d.is_relative_to(root) and d.is_dir() and not any(d.iterdir()):
+            if not d.relative_to(root).parts[0].startswith("certsmith"):
+                break
+            d.rmdir()
+            d = d.parent
+
+
 def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool:
     for key in store.list(f"installs/{kind}"):
         if key.endswith(f"/{name}.json"):
@@ -297,10 +323,7 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
     certsmith's challenge directory (validated, reloaded). Returns (directory, reload command).
     """
     store = FileStore(home)
-    store.ensure()
-    directory = challenge_dir(home)
-    directory.mkdir(mode=0o755, exist_ok=True)
-    os.chmod(directory, 0o755)
+    directory = _ensure_challenge_dir(store)
     installer = installer_for(kind, env)
     record = _load_record(store, kind, spec.name)
     if record and record.get("stage") == "installed":

@@ -94,11 +94,18 @@ class ApacheInstaller:
 
     # -- detect ---------------------------------------------------------------------------
 
-    def modules(self) -> set[str]:
-        rc, out = self._ctl("-M")
-        if rc != 0:
-            raise ServerError(f"apache2ctl -M fails: {out.strip().splitlines()[-1:]}")
-        return {m.group(1) for m in re.finditer(r"^\s*(\w+_module) \(", out, re.M)}
+    def early_modules(self) -> set[str]:
+        """Modules loaded by the main file and mods-enabled/ (RHEL: conf.modules.d/)."""
+        root = self.config.root
+        files = [root / "apache2.conf", root / "conf" / "httpd.conf",
+                 *(Path(p) for p in glob.glob(str(root / "mods-enabled" / "*.load"))),
+                 *(Path(p) for p in glob.glob(str(root / "conf.modules.d" / "*.conf")))]
+        found: set[str] = set()
+        for f in files:
+            if f.is_file():
+                found |= set(re.findall(r"^\s*LoadModule\s+(\w+)", f.read_text(errors="replace"),
+                                        re.M))
+        return found
 
     def listens(self, modules: set[str]) -> set[int]:
         """Ports with an active ``Listen`` (``<IfModule>`` sections judged by ``modules``)."""
@@ -209,9 +216,11 @@ class ApacheInstaller:
         if default is not None and not ours.search(default[0]):
             default_block = Block(default[0], default[1], (), (http_port,), False,
                                   self._body(default[0], default[1]))
-        modules = self.modules()
-        facts = {"modules": " ".join(sorted(modules)),
-                 "listens": " ".join(str(p) for p in sorted(self.listens(modules))),
+        # Modules loaded before ports.conf is read decide its <IfModule> sections; certsmith's
+        # own LoadModule lines come later (and are guarded by <IfModule !...>).
+        early = self.early_modules()
+        facts = {"modules": " ".join(sorted(early)),
+                 "listens": " ".join(str(p) for p in sorted(self.listens(early))),
                  "moddir": self._moddir()}
         return Detected(tuple(relevant), default_block, takeover, self.version(), facts)
 
@@ -284,7 +293,6 @@ def render_acme(challenge_dir: str) -> str:
 
 def render_site(opts: SiteOptions, detected: Detected) -> str:
     """certsmith's Apache site for one certificate (pure)."""
-    modules = set(detected.facts.get("modules", "").split())
     listens = {int(p) for p in detected.facts.get("listens", "").split()}
     moddir = detected.facts.get("moddir", "modules")
     need = ["ssl", "rewrite"]
@@ -302,10 +310,9 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
              "removes it."]
     if source is not None and not opts.proxy_to:
         lines.append(f"# Site content carried over from {source.where}.")
-    for mod in need:
-        if f"{mod}_module" not in modules:
-            lines += [f"<IfModule !{mod}_module>",
-                      f"    LoadModule {mod}_module {moddir}/mod_{mod}.so", "</IfModule>"]
+    for mod in need:  # always, guarded: -M also lists what an earlier certsmith file loaded
+        lines += [f"<IfModule !{mod}_module>",
+                  f"    LoadModule {mod}_module {moddir}/mod_{mod}.so", "</IfModule>"]
     if opts.https_port not in listens:
         addr = f"{opts.listen_address}:" if opts.listen_address else ""
         if ":" in opts.listen_address:
