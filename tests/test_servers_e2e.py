@@ -230,11 +230,12 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
         # The user's own site, as in seed 003: a plain-HTTP proxy block in sites-available.
         site = srv.root / "sites-available" / "terrax9"
         site.write_text(
-            "server {\n    listen 127.0.0.1:%d;\n    server_name terrax9.test www.terrax9.test;\n"
-            "    location / {\n        proxy_pass http://127.0.0.1:%d;\n"
+            f"server {{\n    listen 127.0.0.1:{srv.http_port};\n"
+            "    server_name terrax9.test www.terrax9.test;\n"
+            f"    location / {{\n        proxy_pass http://127.0.0.1:{app.port};\n"
             "        proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n"
             "        proxy_set_header Connection 'upgrade';\n        proxy_set_header Host $host;\n"
-            "    }\n}\n" % (srv.http_port, app.port))
+            "    }\n}\n")
         (srv.root / "sites-enabled" / "terrax9").symlink_to(site)
         subprocess.run([*srv.certsmith_env()["CERTSMITH_NGINX_RELOAD"].split()], check=True)
         before = srv.tree()
@@ -247,7 +248,7 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
 
         dry = s.install("--redirect", "301", "--hsts", "--proxy-to",
                         f"http://127.0.0.1:{app.port}", "--dry-run")
-        assert "+    listen 127.0.0.1:%d ssl;" % srv.https_port in dry.stdout
+        assert f"+    listen 127.0.0.1:{srv.https_port} ssl;" in dry.stdout
         assert "proxy_set_header Upgrade $http_upgrade;" in dry.stdout
 
         s.install("--redirect", "301", "--hsts", "--proxy-to", f"http://127.0.0.1:{app.port}")

@@ -123,6 +123,9 @@ class WebServer:
     def stop(self) -> None:
         stop_process(self._proc)
         self._proc = None
+        # Apache's children may hold the port a moment longer; the next server needs it.
+        wait_until(lambda: not port_open(self.http_port) and not port_open(self.https_port),
+                   what=f"{self.kind} releasing its ports")
 
     def close(self) -> None:
         self.stop()
