@@ -1,0 +1,10 @@
+"""``certsmith proxy``: a reverse proxy that serves HTTPS itself, with automatic certificates.
+
+- :mod:`.config`: the sites and limits (TOML file or command line), as frozen dataclasses.
+- :mod:`.http`: pure HTTP/1.1 framing decisions (smuggling rules, limits, hop-by-hop headers,
+  X-Forwarded-*), testable without sockets.
+- :mod:`.certs`: certificates per site (local CA or ACME), SNI selection, TLS settings.
+- :mod:`.upstream`: keep-alive connections to the apps, kept warm in a pool.
+- :mod:`.server`: one worker's listeners and client connections (asyncio on uvloop, httptools).
+- :mod:`.supervisor`: the parent process: sockets, certificates, workers, renewal, signals.
+"""

@@ -1,0 +1,359 @@
+"""HTTP/1.1 framing decisions for the proxy, sans I/O: bytes and header lists in, decisions out.
+
+httptools (llhttp) tokenises the messages and already refuses most malformed input; the rules
+that keep a front-end and its upstream agreeing on where a request ends (RFC 9112 section 6 and
+11.2, "request smuggling") are checked again here, independently of the parser:
+
+- ``Content-Length`` together with ``Transfer-Encoding``: 400.
+- more than one ``Content-Length`` (even equal ones), or one that is not plain digits: 400.
+- a ``Transfer-Encoding`` other than exactly ``chunked``: 400 (we never forward an encoding
+  the upstream might read differently).
+- obsolete line folding (a header line starting with white space): 400.
+- HTTP/1.1 without exactly one ``Host``: 400.
+- oversized heads: 431 (headers) / 414 (request line).
+
+The request forwarded upstream is rebuilt from the parsed pieces, never copied byte for byte:
+hop-by-hop headers (and those the client's ``Connection`` names) are removed, and
+``X-Forwarded-For``/``-Proto``/``-Host`` are set by us (the client's own are dropped: anyone can
+send them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"proxy-authenticate", b"proxy-authorization",
+})
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                       b"forwarded", b"x-real-ip"})
+_MAX_LENGTH_DIGITS = 18  # < 2**63
+
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 301: "Moved Permanently",
+    308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+    421: "Misdirected Request",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+# Body framing of a message.
+NONE = 0  # no body
+LENGTH = 1  # Content-Length bytes
+CHUNKED = 2  # chunked transfer coding
+UNTIL_CLOSE = 3  # a response delimited by the upstream closing the connection
+
+
+class HttpError(Exception):
+    """A request we refuse: ``status`` and a short reason for the page and the log."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Request(NamedTuple):
+    """What the proxy needs to know about one request, and the head to send upstream."""
+
+    host: str  # lowercase, without port
+    body: int  # NONE | LENGTH | CHUNKED
+    length: int
+    keep_alive: bool
+    upgrade: bytes | None  # the Upgrade header when the client asks for a protocol switch
+    expect_continue: bool
+    head: bytes  # the request line and headers for the upstream
+    referer: bytes
+    user_agent: bytes
+
+
+class Response(NamedTuple):
+    head: bytes  # for the client
+    body: int  # NONE | LENGTH | CHUNKED | UNTIL_CLOSE, as the upstream frames it
+    to_client: int  # how we frame it to the client: NONE | LENGTH | CHUNKED | UNTIL_CLOSE
+    keep_alive: bool  # the client connection stays open after this response
+    upstream_reusable: bool
+
+
+def _connection_tokens(value: bytes) -> set[bytes]:
+    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+
+
+def parse_host(value: bytes) -> str:
+    """``Host`` header value -> lowercase host without port (``[::1]:443`` -> ``::1``)."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    if text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
+def check_length(value: bytes) -> int:
+    if not value or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+        raise HttpError(400, "invalid Content-Length")
+    return int(value)
+
+
+_HOST, _LENGTH, _CODING, _CONNECTION, _UPGRADE, _EXPECT, _REFERER, _AGENT = range(8)
+_SPECIAL = {b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _CODING,
+            b"connection": _CONNECTION, b"upgrade": _UPGRADE, b"expect": _EXPECT,
+            b"referer": _REFERER, b"user-agent": _AGENT}
+_DROP_REQUEST = HOP_BY_HOP | FORWARDED
+
+
+def forward_request(method: bytes, target: bytes, version: str, headers: Headers,
+                    client_ip: str, proto: bytes = b"https") -> Request:
+    """Check a parsed request and build the head for the upstream, or raise :class:`HttpError`.
+
+    ``headers`` are (name, value) pairs as received (names in any case)."""
+    if version != "1.1" and version != "1.0":
+        raise HttpError(505 if version.startswith("2") else 400, f"HTTP/{version} request")
+    if target[:1] != b"/" and not (method == b"OPTIONS" and target == b"*"):
+        # Absolute-form targets are for forward proxies; we are not one.
+        raise HttpError(400, "request target must be a path")
+    host: bytes | None = None
+    content_length: bytes | None = None
+    transfer_encoding: bytes | None = None
+    connection = upgrade = None
+    expect_continue = False
+    referer = user_agent = b""
+    out = [method, b" ", target, b" HTTP/1.1\r\n"]
+    special = _SPECIAL.get
+    for name, value in headers:
+        lname = name.lower()
+        kind = special(lname)
+        if kind is None:
+            if lname not in _DROP_REQUEST:
+                out += (name, b": ", value, b"\r\n")
+            continue
+        if kind == _HOST:
+            if host is not None:
+                raise HttpError(400, "more than one Host header")
+            host = value
+            out += (name, b": ", value, b"\r\n")
+        elif kind == _LENGTH:
+            if content_length is not None:
+                raise HttpError(400, "more than one Content-Length header")
+            content_length = value
+        elif kind == _CODING:
+            if transfer_encoding is not None:
+                raise HttpError(400, "more than one Transfer-Encoding header")
+            transfer_encoding = value
+        elif kind == _CONNECTION:
+            connection = value if connection is None else connection + b"," + value
+        elif kind == _UPGRADE:
+            upgrade = value
+        elif kind == _EXPECT:
+            if value.strip().lower() != b"100-continue":
+                raise HttpError(417, "unsupported Expect")
+            expect_continue = True
+        else:
+            if kind == _REFERER:
+                referer = value
+            else:
+                user_agent = value
+            out += (name, b": ", value, b"\r\n")
+    if host is None and version == "1.1":
+        raise HttpError(400, "no Host header")
+    if connection is None:
+        keep_alive = version == "1.1"
+    else:
+        tokens = _connection_tokens(connection)
+        keep_alive = b"close" not in tokens if version == "1.1" else b"keep-alive" in tokens
+        if upgrade is not None and b"upgrade" not in tokens:
+            upgrade = None  # an Upgrade header that Connection does not name is not a request
+        named = tokens - {b"close", b"keep-alive", b"upgrade"}
+        if named:  # the client declared more hop-by-hop headers: drop them too
+            out = _without(out, named)
+    body, length = NONE, 0
+    if transfer_encoding is not None:
+        if content_length is not None:
+            raise HttpError(400, "both Content-Length and Transfer-Encoding")
+        if transfer_encoding.strip().lower() != b"chunked":
+            raise HttpError(501, "unsupported Transfer-Encoding (only chunked)")
+        body = CHUNKED
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    elif content_length is not None:
+        length = check_length(content_length.strip())
+        if length:
+            body = LENGTH
+            out += (b"Content-Length: ", content_length.strip(), b"\r\n")
+    if upgrade is not None:
+        if connection is None:
+            upgrade = None
+        else:
+            out += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
+    out += (b"X-Forwarded-For: ", client_ip.encode(), b"\r\nX-Forwarded-Proto: ", proto,
+            b"\r\n")
+    if host is not None:
+        out += (b"X-Forwarded-Host: ", host, b"\r\n\r\n")
+    else:
+        out.append(b"\r\n")
+    head = b"".join(out)
+    if head.count(b"\n") != head.count(b"\r\n") or b"\r\n " in head or b"\r\n\t" in head \
+            or head.count(b"\r") != head.count(b"\r\n"):
+        # Obsolete line folding (a lenient parser keeps the line break in the value) or a
+        # stray CR or LF: the upstream could see another header there.
+        raise HttpError(400, "obsolete line folding or a line break in a header")
+    return Request(parse_host(host) if host is not None else "", body, length, keep_alive,
+                   upgrade, expect_continue and body != NONE, head, referer, user_agent)
+
+
+def _without(out: list[bytes], names: set[bytes]) -> list[bytes]:
+    """``out`` (name, ": ", value, CRLF runs after the request line) minus headers in
+    ``names``."""
+    kept = out[:4]
+    for i in range(4, len(out), 4):
+        if out[i].lower() not in names:
+            kept += out[i:i + 4]
+    return kept
+
+
+_HOP_LINE = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
+    rb"|proxy-authenticate|proxy-authorization)[ \t]*:[^\r]*", re.I)
+_STS_LINE = re.compile(rb"\r\nstrict-transport-security[ \t]*:[^\r]*", re.I)
+
+
+_VALUE_OF = {name: re.compile(rb"\r\n" + name + rb"[ \t]*:([^\r]*)", re.I)
+             for name in (b"content-length", b"transfer-encoding", b"connection", b"upgrade")}
+
+
+def _values(head: bytes, name: bytes) -> list[bytes]:
+    return [v.strip() for v in _VALUE_OF[name].findall(head)]
+
+
+def forward_response(head: bytes, status: int, *, head_request: bool, request_keep_alive: bool,
+                     client_version: str, upstream_keep_alive: bool, hsts: bytes | None,
+                     upgrade: bool = False) -> Response:
+    """The head to send the client for an upstream response head (raw bytes, ending with the
+    empty line, as llhttp validated them), and how to frame the body.
+
+    Works on the bytes with a few C-level scans instead of a Python loop over headers: this is
+    the per-request hot path. Headers pass through in order; hop-by-hop ones (and those the
+    upstream's ``Connection`` names) are dropped."""
+    lower = head.lower()
+    core = head[:-4]  # without the blank line; every header now starts with CRLF
+    if not core.startswith(b"HTTP/1.1 "):
+        core = b"HTTP/1.1" + core[8:]
+    chunked = False
+    length = None
+    tokens: set[bytes] = set()
+    if b"\r\ncontent-length" in lower:
+        lengths = set(_values(head, b"content-length"))
+        if len(lengths) > 1:
+            raise HttpError(502, "upstream sent conflicting Content-Length headers")
+        length = lengths.pop()
+    if b"\r\ntransfer-encoding" in lower:
+        chunked = b",".join(_values(head, b"transfer-encoding")).lower().endswith(b"chunked")
+    if b"\r\nconnection" in lower:
+        tokens = _connection_tokens(b",".join(_values(head, b"connection")))
+        for token in tokens - {b"close", b"keep-alive", b"upgrade"}:
+            if token.replace(b"-", b"").isalnum():
+                core = re.sub(rb"\r\n" + re.escape(token) + rb"[ \t]*:[^\r]*", b"", core,
+                              flags=re.I)
+    extra = []
+    if upgrade and status == 101:
+        upgrade_to = _values(head, b"upgrade")
+        core = _HOP_LINE.sub(b"", core)
+        extra.append(b"Connection: upgrade\r\n")
+        extra += [b"Upgrade: " + v + b"\r\n" for v in upgrade_to]
+        return Response(core + b"\r\n" + b"".join(extra) + b"\r\n", NONE, NONE, False, False)
+    if b"\r\nconnection" in lower or b"\r\nkeep-alive" in lower or chunked or \
+            b"\r\nupgrade" in lower or b"\r\nte" in lower or b"\r\ntrailer" in lower or \
+            b"\r\nproxy-" in lower or b"\r\ntransfer-encoding" in lower:
+        core = _HOP_LINE.sub(b"", core)
+    if hsts is not None:
+        if b"\r\nstrict-transport-security" in lower:
+            core = _STS_LINE.sub(b"", core)
+        extra.append(b"Strict-Transport-Security: " + hsts + b"\r\n")
+    no_body = head_request or status in (204, 304) or 100 <= status < 200
+    if chunked:
+        body = CHUNKED
+    elif length is not None:
+        body = LENGTH
+    elif no_body:
+        body = NONE
+    else:
+        body = UNTIL_CLOSE
+    keep_alive = request_keep_alive
+    upstream_reusable = upstream_keep_alive and body != UNTIL_CLOSE and b"close" not in tokens
+    if no_body:
+        to_client = NONE
+        if head_request and chunked:
+            extra.append(b"Transfer-Encoding: chunked\r\n")
+    elif length is not None and not chunked:
+        to_client = LENGTH
+    elif client_version == "1.1":
+        to_client = CHUNKED
+        extra.append(b"Transfer-Encoding: chunked\r\n")
+    else:  # an HTTP/1.0 client cannot read chunks: the end of the body is the end of the line
+        to_client = UNTIL_CLOSE
+        keep_alive = False
+    if not keep_alive:
+        extra.append(b"Connection: close\r\n")
+    elif client_version == "1.0":
+        extra.append(b"Connection: keep-alive\r\n")
+    if extra:
+        return Response(core + b"\r\n" + b"".join(extra) + b"\r\n", body, to_client,
+                        keep_alive, upstream_reusable)
+    return Response(core + b"\r\n\r\n", body, to_client, keep_alive, upstream_reusable)
+
+
+def simple_response(status: int, body: bytes = b"", *, close: bool = False,
+                    headers: Sequence[tuple[bytes, bytes]] = (),
+                    content_type: bytes = b"text/plain; charset=utf-8") -> bytes:
+    """A complete small response the proxy writes itself (errors, redirects, challenges)."""
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "").encode()),
+           b"Server: certsmith\r\n"]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    if body:
+        out += (b"Content-Type: ", content_type, b"\r\n")
+    out.append(b"Content-Length: %d\r\n" % len(body))
+    if close:
+        out.append(b"Connection: close\r\n")
+    out += (b"\r\n", body)
+    return b"".join(out)
+
+
+def error_page(status: int, detail: str = "", *, close: bool = False,
+               extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """A short HTML page for an error the proxy itself answers (502, 504, 400, ...)."""
+    title = f"{status} {REASONS.get(status, '')}".strip()
+    text = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    body = (f"<!doctype html><title>{title}</title><h1>{title}</h1>"
+            f"<p>{text}</p><hr><p>certsmith proxy</p>\n").encode()
+    return simple_response(status, body, close=close, headers=extra,
+                           content_type=b"text/html; charset=utf-8")
+
+
+def redirect(status: int, host: str, port: int, target: bytes) -> bytes:
+    """The HTTP -> HTTPS redirect (``Location`` keeps the path and query)."""
+    shown = f"[{host}]" if ":" in host else host
+    if port != 443:
+        shown += f":{port}"
+    location = b"https://" + shown.encode("idna" if not shown.isascii() else "ascii") + target
+    return simple_response(status, b"", headers=[(b"Location", location)])
+
+
+def hsts_value(seconds: int | None) -> bytes | None:
+    return None if seconds is None else b"max-age=%d" % seconds
+
+
+def parser_error_status(message: str) -> int:
+    """Map an httptools/llhttp error to the status we answer with."""
+    text = message.lower()
+    if "header overflow" in text or "too large" in text:
+        return 431
+    if "version" in text and "invalid" in text:
+        return 505 if "http/2" in text else 400
+    return 400

@@ -1,0 +1,140 @@
+"""Obtaining and renewing the proxy's certificates: local CA for local names, ACME for the rest.
+
+Runs in a short-lived process the supervisor forks (first at start, then on a timer), so the
+workers never block on a CA and the supervisor never runs threads it would later fork. ACME goes
+through :class:`~certsmith.services.manager.Manager` like ``certsmith get``/``renew``: the same
+store, locks, renewal schedule (ARI, lifetime fraction, back-off) and events. Its challenges are
+answered by the proxy's own listeners: the solver writes them into the store, where every worker
+reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from certsmith.base.model import SolverSpec
+from certsmith.base.sites import load_site
+from certsmith.base.store.fs import FileStore
+from certsmith.errors import CertsmithError
+from certsmith.services.proxy.certs import ensure_local
+from certsmith.services.proxy.config import ProxyConfig, Site
+
+WEBROOT = "challenges/http"  # under the home; the workers answer /.well-known/acme-challenge/
+
+
+def challenge_webroot(home: Path) -> Path:
+    """Where HTTP-01 answers are written (by any certsmith process) for the proxy to serve."""
+    path = Path(home) / WEBROOT
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def solver_spec(config: ProxyConfig, home: Path) -> SolverSpec:
+    """HTTP-01 answered by the proxy: a webroot the workers serve, so ``certsmith renew`` from
+    a timer works through a running proxy too."""
+    return SolverSpec("webroot", webroot=str(challenge_webroot(home)))
+
+
+@dataclass(frozen=True)
+class JobResult:
+    changed: tuple[str, ...]  # lineages with a new version
+    failed: tuple[str, ...]  # lineages still without a usable certificate or failing renewal
+
+
+def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], None],
+                       force: bool = False) -> list[str]:
+    changed = []
+    for site in config.sites:
+        if site.uses_acme:
+            continue
+        version = ensure_local(home, site.cert_name, site.cert_identifiers, force=force)
+        if version is not None:
+            say(f"local CA certificate for {_names(site)} (version {version})")
+            changed.append(site.cert_name)
+    return changed
+
+
+def _names(site: Site) -> str:
+    return ", ".join(i.value for i in site.cert_identifiers)
+
+
+def _needs_order(store: FileStore, site: Site) -> bool:
+    """No certificate yet, or the site's names changed since it was issued."""
+    if store.live_version(site.cert_name) is None:
+        return True
+    try:
+        spec = load_site(store, site.cert_name)
+    except CertsmithError:
+        return True
+    return set(spec.identifiers) != set(site.names)
+
+
+def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobResult:
+    """Issue what is missing and renew what is due, for every site."""
+    from certsmith.core.issuers.cas import resolve_server
+    from certsmith.services.accounts import AccountOptions
+    from certsmith.services.manager import GetRequest, Manager
+
+    changed = list(ensure_local_sites(config, home, say))
+    failed: list[str] = []
+    acme_sites = [s for s in config.sites if s.uses_acme]
+    if not acme_sites:
+        return JobResult(tuple(changed), ())
+    store = FileStore(home)
+    manager = Manager(home)
+    solver = solver_spec(config, home)
+    server = resolve_server(config.acme.server)
+    to_order = [s for s in acme_sites if _needs_order(store, s)]
+    to_renew = [s.cert_name for s in acme_sites if s not in to_order]
+    if to_order:
+        say("ordering certificates for " + "; ".join(_names(s) for s in to_order)
+            + f" from {server}")
+        request = GetRequest(
+            groups=tuple((s.cert_name, s.names) for s in to_order), server=server,
+            solver=solver, account=AccountOptions(email=config.acme.email,
+                                                  agree_tos=config.acme.agree_tos))
+        try:
+            outcomes = manager.get(request)
+        except CertsmithError as exc:
+            say(f"cannot order certificates: {exc}")
+            failed += [s.cert_name for s in to_order]
+            outcomes = []
+        for outcome in outcomes:
+            if outcome.ok:
+                say(f"{outcome.name}: {outcome.action} (serial {outcome.serial}, valid until "
+                    f"{outcome.not_after:%Y-%m-%d %H:%M}Z)")
+                changed.append(outcome.name)
+            else:
+                say(f"{outcome.name}: failed: {outcome.detail}")
+                failed.append(outcome.name)
+    if to_renew:
+        _use_proxy_solver(store, to_renew, solver)
+        try:
+            outcomes = manager.renew(to_renew)
+        except CertsmithError as exc:
+            say(f"renewal check failed: {exc}")
+            outcomes = []
+        for outcome in outcomes:
+            if outcome.action == "renewed":
+                say(f"{outcome.name}: renewed (serial {outcome.serial})")
+                changed.append(outcome.name)
+            elif not outcome.ok:
+                say(f"{outcome.name}: renewal failed: {outcome.detail}")
+                failed.append(outcome.name)
+    return JobResult(tuple(changed), tuple(failed))
+
+
+def _use_proxy_solver(store: FileStore, names: list[str], solver: SolverSpec) -> None:
+    """Lineages the proxy serves are renewed through the proxy: a webroot or standalone
+    listener chosen earlier could not work while the proxy holds the ports."""
+    from dataclasses import replace
+
+    from certsmith.base.sites import save_site
+
+    for name in names:
+        spec = load_site(store, name)
+        if spec.solver != solver:
+            with store.lock(f"cert-{name}"):
+                save_site(store, replace(spec, solver=solver))

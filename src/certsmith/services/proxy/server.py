@@ -1,0 +1,842 @@
+"""One worker: the HTTP and HTTPS listeners and the client connections (uvloop + httptools).
+
+Everything here runs on one event loop thread, with callbacks rather than tasks on the hot path:
+a keep-alive request costs a parse, a few list operations and two writes. Timeouts are deadlines
+stored on the connection and checked by one sweep per second, so a request arms no timer.
+
+A request flows client -> :class:`HttpsConnection` (parse, :func:`http.forward_request`) ->
+:class:`~.upstream.UpstreamConnection` (write head, stream body) and the response comes back the
+same way, body pieces forwarded as they arrive. Back-pressure goes both ways: a slow reader pauses
+the other side's reads, so neither a 100 MB upload nor a download is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import httptools
+
+from certsmith.services.proxy import http
+from certsmith.services.proxy.certs import SiteContexts
+from certsmith.services.proxy.config import ProxyConfig, Site
+from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
+
+CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+_TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
+MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
+SWEEP = 1.0
+
+# Connection states (what the deadline means)
+IDLE, HEAD, BODY, CONNECTING, WAITING, RESPONDING, TUNNEL, CLOSED = range(8)
+
+
+class SiteRuntime:
+    """A site as a worker uses it: its upstream pool and encoded options."""
+
+    __slots__ = ("hosts", "hsts", "pool", "redirect", "site")
+
+    def __init__(self, site: Site, pool: UpstreamPool) -> None:
+        self.site = site
+        self.pool = pool
+        self.hsts = http.hsts_value(site.hsts)
+        self.redirect = site.redirect
+        self.hosts = frozenset(i.value for i in site.cert_identifiers)
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = ("body_buf", "conn", "method", "req", "request_done", "response", "retried",
+                 "sent", "site", "started", "status", "target", "upstream", "version")
+
+    def __init__(self, conn: HttpsConnection, method: bytes, target: bytes, version: str,
+                 req: http.Request, site: SiteRuntime) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        self.version = version
+        self.req = req
+        self.site = site
+        self.upstream: UpstreamConnection | None = None
+        self.body_buf: list[bytes] | None = None  # body pieces before the upstream is attached
+        self.request_done = False
+        self.response: http.Response | None = None
+        self.status = 0
+        self.sent = 0
+        self.retried = False
+        self.started = conn.worker.now
+
+
+class _Connection(asyncio.Protocol):
+    """Request-head parsing with limits and deadlines, shared by both listeners."""
+
+    worker: Worker
+    transport: Any
+    parser: httptools.HttpRequestParser
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.transport = None
+        self.client_ip = ""
+        self.state = HEAD
+        self.deadline = worker.now + worker.limits.header_timeout
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.parser = httptools.HttpRequestParser(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        worker = self.worker
+        if len(worker.connections) >= worker.limits.max_connections or worker.draining:
+            transport.abort()  # type: ignore[attr-defined]
+            self.state = CLOSED
+            return
+        worker.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) else "unix"
+        self.client_ip = ip[7:] if ip.startswith("::ffff:") else ip
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.worker.connections.discard(self)
+
+    # httptools callbacks for the request head
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        if self.state <= HEAD:  # not while a previous (pipelined) request is being answered
+            self.state = HEAD
+            self.deadline = self.worker.now + self.worker.limits.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.worker.limits.max_request_line:
+            raise _Refuse(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def _check_head(self) -> None:
+        if len(self.headers) > self.worker.limits.max_headers:
+            raise _Refuse(431, "too many header fields")
+
+    def _count_head(self, data: bytes) -> None:
+        """Bytes received while reading a head: a never-ending header is cut off here, before
+        the parser buffers it."""
+        self.head_bytes += len(data)
+        limit = self.worker.limits.max_head
+        if self.head_bytes > limit:
+            end = data.find(b"\r\n\r\n")
+            if end < 0 or self.head_bytes - len(data) + end > limit:
+                raise _Refuse(431, "request header too large")
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer an error the client caused and close (its stream cannot be trusted now)."""
+        self.worker.log_refusal(self, status, reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(http.error_page(status, reason, close=True))
+            self.transport.close()
+        self.state = CLOSED
+
+    def timeout(self) -> None:
+        if self.state == HEAD and self.head_bytes:
+            self.refuse(408, "request header not received in time")
+        elif self.transport is not None:
+            self.transport.abort()
+
+    def drain(self) -> None:
+        """SIGTERM: close now if between requests, else after the current response."""
+        between = self.state in (IDLE, CLOSED) or (self.state == HEAD and not self.head_bytes)
+        if between and self.transport is not None:
+            self.transport.close()
+
+
+class _Refuse(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class HttpsConnection(_Connection):
+    """A client connection on the HTTPS port: requests proxied to the site's upstream."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        self.tls_site: SiteRuntime | None = None
+        self.current: Exchange | None = None  # the exchange being answered
+        self.parsing: Exchange | None = None  # the exchange whose request is being read
+        self.queue: deque[Exchange] | None = None  # pipelined requests waiting their turn
+        self.out: list[bytes] = []
+        self.up_out: list[bytes] = []
+        self.keep_alive = True
+        self.read_paused = False
+        self.tunnel: UpstreamConnection | None = None
+        self.tunnel_buf: list[bytes] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls_site = getattr(sslobj.context, "site", None)
+
+    # -- client bytes in ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
+            self.tunnel.tunnel_data(data)
+            return
+        if self.tunnel_buf is not None:  # upgrade asked, upstream has not switched yet
+            self.tunnel_buf.append(data)
+            return
+        try:
+            if self.parsing is None:
+                self._count_head(data)
+            elif self.state == BODY:
+                self.deadline = self.worker.now + self.worker.limits.body_timeout
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.tunnel_buf = [data[exc.args[0]:]] if len(data) > exc.args[0] else []
+        except _Refuse as exc:
+            self.refuse(exc.status, exc.reason)
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, (_Refuse, http.HttpError)):
+                self.refuse(cause.status, cause.reason)
+            else:
+                raise
+            return
+        except httptools.HttpParserError as exc:
+            self.refuse(http.parser_error_status(str(exc)), str(exc) or "malformed request")
+            return
+        if self.up_out:
+            self._flush_upstream()
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = 0
+        self._check_head()
+        parser = self.parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        req = http.forward_request(method, self.url, version, self.headers, self.client_ip)
+        site = self.worker.route(req.host, self.tls_site)
+        if site is None:
+            raise http.HttpError(421, f"this server does not serve {req.host or 'that host'}")
+        ex = Exchange(self, method, self.url, version, req, site)
+        self.parsing = ex
+        if not req.keep_alive:
+            self.keep_alive = False
+        if self.current is None:
+            self.current = ex
+            self.state = BODY if req.body else WAITING
+            self._start(ex)
+        else:  # pipelined: answered after the current one
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(ex)
+            ex.body_buf = []
+        if req.expect_continue and self.current is ex:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        if ex.upstream is not None and ex.body_buf is None:
+            if ex.req.body == http.CHUNKED:
+                self.up_out += (b"%x\r\n" % len(body), body, b"\r\n")
+            else:
+                self.up_out.append(body)
+        else:
+            buf = ex.body_buf
+            if buf is None:
+                buf = ex.body_buf = []
+            buf.append(body)
+            if sum(map(len, buf)) > MAX_BUFFERED_BODY:
+                self.pause_reading()
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        self.parsing = None
+        ex.request_done = True
+        if ex.upstream is not None and ex.body_buf is None:
+            if ex.req.body == http.CHUNKED:
+                self.up_out.append(b"0\r\n\r\n")
+            if self.state == BODY:
+                self.state = WAITING
+                self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+        elif self.state == BODY:
+            self.state = CONNECTING if ex is self.current else WAITING
+
+    # -- upstream -------------------------------------------------------------------------------
+
+    def _start(self, ex: Exchange) -> None:
+        up = ex.site.pool.take()
+        if up is not None:
+            self._attach(ex, up)
+            return
+        if ex.request_done or ex.req.body == http.NONE:
+            self.state = CONNECTING
+        self.deadline = self.worker.now + self.worker.limits.connect_timeout
+        if ex.body_buf is None:
+            ex.body_buf = []
+        ex.site.pool.connect(lambda conn, why: self._connected(ex, conn, why))
+
+    def _connected(self, ex: Exchange, up: UpstreamConnection | None, why: str) -> None:
+        if self.current is not ex or self.state == CLOSED:
+            if up is not None:
+                up.release()
+            return
+        if up is None:
+            self._answer_error(ex, 502, f"the upstream {ex.site.site.upstream} is unreachable "
+                                        f"({why})")
+            return
+        self._attach(ex, up)
+        if self.up_out:
+            self._flush_upstream()
+
+    def _attach(self, ex: Exchange, up: UpstreamConnection) -> None:
+        ex.upstream = up
+        up.exchange = ex
+        self.up_out.append(ex.req.head)
+        buf = ex.body_buf
+        ex.body_buf = None
+        if buf:
+            if ex.req.body == http.CHUNKED:
+                for piece in buf:
+                    self.up_out += (b"%x\r\n" % len(piece), piece, b"\r\n")
+            else:
+                self.up_out += buf
+            self.resume_reading()
+        if ex.request_done:
+            if ex.req.body == http.CHUNKED:
+                self.up_out.append(b"0\r\n\r\n")
+            self.state = WAITING
+            self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+        elif ex.req.body:
+            self.state = BODY
+            self.deadline = self.worker.now + self.worker.limits.body_timeout
+        if ex.req.upgrade is not None:
+            self.state = WAITING
+            self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+
+    def _flush_upstream(self) -> None:
+        out = self.up_out
+        self.up_out = []
+        ex = self.current
+        if ex is None or ex.upstream is None:
+            return
+        ex.upstream.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def response_head(self, ex: Exchange, up: UpstreamConnection, status: int, head: bytes,
+                      upstream_keep_alive: bool) -> None:
+        try:
+            resp = http.forward_response(
+                head, status, head_request=ex.method == b"HEAD",
+                request_keep_alive=self.keep_alive, client_version=ex.version,
+                upstream_keep_alive=upstream_keep_alive, hsts=ex.site.hsts,
+                upgrade=ex.req.upgrade is not None)
+        except http.HttpError as exc:
+            up.close()
+            self._answer_error(ex, exc.status, exc.reason)
+            return
+        ex.response = resp
+        ex.status = status
+        self.out.append(resp.head)
+        if status == 101 and ex.req.upgrade is not None:
+            self._start_tunnel(ex, up)
+            return
+        self.state = RESPONDING
+        self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+        if not resp.keep_alive:
+            self.keep_alive = False
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        resp = ex.response
+        if resp is None:
+            return
+        ex.sent += len(body)
+        if resp.to_client == http.CHUNKED:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+        self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+
+    def response_done(self, ex: Exchange) -> None:
+        resp = ex.response
+        up = ex.upstream
+        if resp is None or self.current is not ex:
+            return
+        if resp.to_client == http.CHUNKED:
+            self.out.append(b"0\r\n\r\n")
+        ex.upstream = None
+        if up is not None:
+            if resp.upstream_reusable and ex.request_done:
+                up.release()
+            else:
+                up.close()
+        self.flush()
+        self.worker.log_access(self, ex)
+        self._next()
+
+    def _next(self) -> None:
+        """The current exchange is over: close, or go on with the next request."""
+        self.current = None
+        if not self.keep_alive or self.worker.draining:
+            if self.transport is not None:
+                self.transport.close()
+            self.state = CLOSED
+            return
+        queue = self.queue
+        if queue:
+            ex = self.current = queue.popleft()
+            self.state = BODY if not ex.request_done else WAITING
+            self._start(ex)
+            if self.up_out:
+                self._flush_upstream()
+            return
+        if self.parsing is None:
+            self.state = IDLE
+            self.deadline = self.worker.now + self.worker.limits.idle_timeout
+        self.resume_reading()
+
+    def flush(self) -> None:
+        out = self.out
+        if out and self.transport is not None:
+            self.out = []
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def upstream_lost(self, ex: Exchange, up: UpstreamConnection) -> None:
+        """The upstream closed while serving ``ex``."""
+        resp = ex.response
+        if resp is not None and resp.body == http.UNTIL_CLOSE:
+            self.response_done(ex)  # the close is how such a body ends
+            return
+        if resp is None and up.reused and not ex.retried and ex.req.body == http.NONE \
+                and ex.req.upgrade is None and self.current is ex:
+            # A kept-alive connection the upstream had just closed: the request never got
+            # there. Safe to send once more on a new connection (it has no body).
+            ex.retried = True
+            ex.upstream = None
+            ex.request_done = True
+            self._start(ex)
+            return
+        self.upstream_failed(ex, "the upstream closed the connection")
+
+    def upstream_failed(self, ex: Exchange, why: str) -> None:
+        if ex.upstream is not None:
+            ex.upstream.close()
+            ex.upstream = None
+        if ex.response is None:
+            self._answer_error(ex, 502, why)
+        else:  # the head is out: all we can do is cut the response short
+            self.worker.log_access(self, ex)
+            self.abort()
+
+    def _answer_error(self, ex: Exchange, status: int, why: str) -> None:
+        if self.current is not ex:
+            return
+        close = not ex.request_done or not self.keep_alive
+        ex.status = status
+        if ex.upstream is not None:
+            ex.upstream.close()
+            ex.upstream = None
+        self.out.append(http.error_page(status, why, close=close))
+        if close:
+            self.keep_alive = False
+        self.flush()
+        self.worker.log_access(self, ex, why)
+        self._next()
+
+    def timeout(self) -> None:
+        ex = self.current
+        state = self.state
+        if ex is not None and state in (CONNECTING, WAITING) and ex.response is None:
+            self._answer_error(ex, 504, "the upstream did not answer in time")
+        elif state == BODY and ex is not None and ex.response is None:
+            self.keep_alive = False
+            self._answer_error(ex, 408, "request body not received in time")
+        elif ex is not None and ex.upstream is not None:
+            self.upstream_failed(ex, "the upstream stalled")
+        else:
+            super().timeout()
+
+    # -- back-pressure ----------------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and \
+                not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and \
+                not self.transport.is_closing():
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        ex = self.current
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.pause_reading()
+        elif self.tunnel is not None:
+            self.tunnel.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.current
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.resume_reading()
+        elif self.tunnel is not None:
+            self.tunnel.resume_reading()
+
+    # -- WebSocket and other upgrades -------------------------------------------------------------
+
+    def _start_tunnel(self, ex: Exchange, up: UpstreamConnection) -> None:
+        self.flush()
+        self.worker.log_access(self, ex)
+        self.tunnel = up
+        up.exchange = None
+        up.tunnel = self
+        ex.upstream = None
+        self.current = None
+        self.state = TUNNEL
+        self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
+        pending = self.tunnel_buf or []
+        self.tunnel_buf = None
+        for piece in pending:
+            if piece:
+                up.tunnel_data(piece)
+
+    def tunnel_data(self, data: bytes) -> None:
+        """Upstream -> client bytes of an upgraded connection."""
+        self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
+        if self.out:
+            self.flush()
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def tunnel_closed(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- teardown -------------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.state = CLOSED
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        # A client that vanished mid-exchange: the upstream connection is in an unknown state
+        # (half a request sent, or half a response unread) and is closed, never pooled.
+        for ex in [self.current, self.parsing, *(self.queue or ())]:
+            if ex is not None and ex.upstream is not None:
+                ex.upstream.close()
+                ex.upstream = None
+        self.current = self.parsing = None
+        self.queue = None
+
+    def drain(self) -> None:
+        self.keep_alive = False
+        if self.current is None and self.tunnel is None:
+            super().drain()
+
+
+class RedirectConnection(_Connection):
+    """A connection on the HTTP port: ACME HTTP-01 answers, and redirects to HTTPS."""
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self.state in (HEAD, IDLE):
+                self._count_head(data)
+            self.parser.feed_data(data)
+        except _Refuse as exc:
+            self.refuse(exc.status, exc.reason)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, (_Refuse, http.HttpError)):
+                self.refuse(cause.status, cause.reason)
+            else:
+                raise
+        except httptools.HttpParserUpgrade:
+            pass  # answered in on_headers_complete; the connection closes
+        except httptools.HttpParserError as exc:
+            self.refuse(http.parser_error_status(str(exc)), str(exc) or "malformed request")
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = 0
+        self._check_head()
+        worker = self.worker
+        version = self.parser.get_http_version()
+        method = self.parser.get_method()
+        req = http.forward_request(method, self.url, version, self.headers, self.client_ip,
+                                   b"http")
+        close = req.body != http.NONE or not req.keep_alive or req.upgrade is not None
+        path = self.url.split(b"?", 1)[0]
+        if path.startswith(CHALLENGE_PREFIX):
+            answer = worker.challenge_answer(path[len(CHALLENGE_PREFIX):])
+            if answer is None:
+                response = http.simple_response(404, b"no such challenge\n", close=close)
+                status = 404
+            else:
+                response = http.simple_response(200, answer, close=close,
+                                                content_type=b"text/plain")
+                status = 200
+        else:
+            site = worker.route(req.host, None)
+            if site is None:
+                status = 404
+                response = http.error_page(404, f"no site named {req.host or '(no Host)'}",
+                                           close=close)
+            else:
+                status = site.redirect
+                response = http.redirect(status, req.host, worker.config.https_port, self.url)
+                if close:
+                    response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
+                                                1)
+        self.transport.write(response)
+        worker.log_plain(self, method, self.url, version, status, req)
+        if close:
+            self.transport.close()
+            self.state = CLOSED
+        else:
+            self.state = IDLE
+            self.deadline = worker.now + worker.limits.idle_timeout
+
+    def on_message_complete(self) -> None:
+        pass
+
+
+class AccessLog:
+    """Buffered access log shared by appending writers (one ``write`` per flush, O_APPEND)."""
+
+    def __init__(self, target: str | None, fmt: str) -> None:
+        self.fd: int | None = None
+        if target == "-":
+            self.fd = sys.stdout.fileno()
+        elif target:
+            self.fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.json = fmt == "json"
+        self.buf: list[str] = []
+        self.size = 0
+        self._stamp_second = -1
+        self._stamp = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.fd is not None
+
+    def stamp(self) -> str:
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            if self.json:
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+            else:
+                self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        return self._stamp
+
+    def add(self, client: str, method: bytes, target: bytes, version: str, status: int,
+            sent: int, referer: bytes, agent: bytes, host: str, duration: float,
+            error: str = "") -> None:
+        if self.json:
+            record: dict[str, Any] = {
+                "time": self.stamp(), "client": client, "host": host,
+                "method": method.decode("latin-1"), "target": target.decode("latin-1"),
+                "protocol": f"HTTP/{version}", "status": status, "bytes": sent,
+                "referer": referer.decode("latin-1"), "user_agent": agent.decode("latin-1"),
+                "duration_ms": round(duration * 1000, 3)}
+            if error:
+                record["error"] = error
+            line = json.dumps(record) + "\n"
+        else:
+            line = (f'{client} - - [{self.stamp()}] "{_q(method)} {_q(target)} HTTP/{version}" '
+                    f'{status} {sent} "{_q(referer) or "-"}" "{_q(agent) or "-"}"\n')
+        self.buf.append(line)
+        self.size += len(line)
+        if self.size > 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf and self.fd is not None:
+            data = "".join(self.buf).encode("utf-8", "replace")
+            self.buf = []
+            self.size = 0
+            with contextlib.suppress(OSError):
+                os.write(self.fd, data)
+
+
+def _q(value: bytes) -> str:
+    text = value.decode("latin-1")
+    if '"' in text or "\\" in text or not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return text
+
+
+class Worker:
+    """One process's event loop: listeners, connections, the deadline sweep, signals."""
+
+    def __init__(self, config: ProxyConfig, contexts: SiteContexts,
+                 http_socks: list[socket.socket], https_socks: list[socket.socket],
+                 dispatch: ssl.SSLContext, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.contexts = contexts
+        self.http_socks = http_socks
+        self.https_socks = https_socks
+        self.dispatch = dispatch
+        self.loop = asyncio.get_running_loop()
+        self.now = self.loop.time()
+        self.connections: set[_Connection] = set()
+        self.draining = False
+        self.servers: list[asyncio.AbstractServer] = []
+        self.access = AccessLog(config.access_log, config.log_format)
+        self.say = log or (lambda line: None)
+        pools: dict[Any, UpstreamPool] = {}
+        self.sites: list[SiteRuntime] = []
+        self.by_host: dict[str, SiteRuntime] = {}
+        for site in config.sites:
+            pool = pools.get(site.upstream)
+            if pool is None:
+                pool = pools[site.upstream] = UpstreamPool(site.upstream, self.loop)
+            runtime = SiteRuntime(site, pool)
+            self.sites.append(runtime)
+            for host in runtime.hosts:
+                self.by_host[host] = runtime
+        self.pools = pools
+        contexts.attach(self.sites)
+        self._stopped = asyncio.Event()
+        self._challenge_dir = os.path.join(contexts.home, "challenges", "http", ".well-known",
+                                           "acme-challenge")
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def route(self, host: str, tls_site: SiteRuntime | None) -> SiteRuntime | None:
+        """The site for a Host header; with TLS it must be the site whose certificate the
+        client was given (else 421: the connection belongs to another site)."""
+        site = self.by_host.get(host)
+        if site is None and host and "." in host:
+            site = self.by_host.get("*." + host.split(".", 1)[1])
+        if site is None:
+            return tls_site if not host else None
+        if tls_site is not None and site is not tls_site:
+            return None
+        return site
+
+    def challenge_answer(self, token: bytes) -> bytes | None:
+        if not _TOKEN.match(token):
+            return None
+        try:
+            with open(os.path.join(self._challenge_dir, token.decode()), "rb") as fh:
+                return fh.read(4096)
+        except OSError:
+            return None
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def log_access(self, conn: HttpsConnection, ex: Exchange, error: str = "") -> None:
+        if self.access.fd is not None:
+            self.access.add(conn.client_ip, ex.method, ex.target, ex.version, ex.status, ex.sent,
+                            ex.req.referer, ex.req.user_agent, ex.req.host,
+                            self.loop.time() - ex.started, error)
+
+    def log_plain(self, conn: _Connection, method: bytes, target: bytes, version: str,
+                  status: int, req: http.Request) -> None:
+        if self.access.fd is not None:
+            self.access.add(conn.client_ip, method, target, version, status, 0, req.referer,
+                            req.user_agent, req.host, 0.0)
+
+    def log_refusal(self, conn: _Connection, status: int, reason: str) -> None:
+        if self.access.fd is not None:
+            self.access.add(conn.client_ip, b"-", conn.url or b"-", "1.1", status, 0, b"", b"",
+                            "", 0.0, reason)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        loop = self.loop
+        for sock in self.http_socks:
+            self.servers.append(await loop.create_server(
+                lambda: RedirectConnection(self), sock=sock, backlog=4096))
+        for sock in self.https_socks:
+            self.servers.append(await loop.create_server(
+                lambda: HttpsConnection(self), sock=sock, ssl=self.dispatch, backlog=4096,
+                ssl_handshake_timeout=self.limits.header_timeout))
+        loop.add_signal_handler(signal.SIGTERM, self.begin_drain)
+        loop.add_signal_handler(signal.SIGINT, self.begin_drain)
+        loop.add_signal_handler(signal.SIGUSR1, self.reload_certificates)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor handles reloads
+        sweeper = loop.create_task(self._sweep())
+        try:
+            await self._stopped.wait()
+        finally:
+            sweeper.cancel()
+            self.access.flush()
+
+    async def _sweep(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(SWEEP)
+            now = self.now = self.loop.time()
+            for conn in [c for c in self.connections if c.deadline <= now]:
+                try:
+                    conn.timeout()
+                except Exception as exc:  # a bug must not stop the sweep
+                    self.say(f"timeout handling failed: {exc!r}")
+                    if conn.transport is not None:
+                        conn.transport.abort()
+            self.access.flush()
+            ticks += 1
+            if ticks % 2 == 0:
+                self.reload_certificates()
+            self.contexts.poll_challenges()
+            if self.draining and (not self.connections or now > self._drain_deadline):
+                self._finish()
+
+    def reload_certificates(self) -> None:
+        try:
+            for name in self.contexts.refresh():
+                self.say(f"serving a new certificate for {name}")
+        except Exception as exc:
+            self.say(f"reloading certificates failed: {exc}")
+
+    def begin_drain(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        self._drain_deadline = self.loop.time() + self.limits.drain_timeout
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.drain()
+        if not self.connections:
+            self._finish()
+
+    def _finish(self) -> None:
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for pool in self.pools.values():
+            pool.close()
+        self._stopped.set()
