@@ -100,7 +100,7 @@ def serial(der: bytes) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
-# -- serving ----------------------------------------------------------------------------------------
+# -- serving ---------------------------------------------------------------------------------------
 
 def test_https_200_with_forwarded_headers(proxy: Proxy) -> None:
     root = str(proxy.root)
@@ -127,7 +127,7 @@ def test_certificate_per_sni_and_unknown_name_refused(proxy: Proxy) -> None:
     assert sans(served_certificate(proxy.https_port, None)) == sans(local)  # no SNI: IP site
     # (uvloop closes a failed handshake without flushing the unrecognized_name alert: the
     # client sees the connection end.)
-    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|EOF"):
+    with pytest.raises(ssl.SSLError, match=r"UNRECOGNIZED_NAME|EOF"):
         served_certificate(proxy.https_port, "other.test")
     # openssl is shown no certificate at all for the unknown name.
     shown = subprocess.run(
@@ -214,14 +214,15 @@ def test_access_log_json(proxy: Proxy) -> None:
     assert record["method"] == "GET" and record["client"] == "127.0.0.1"
 
 
-# -- robustness -------------------------------------------------------------------------------------
+# -- robustness ------------------------------------------------------------------------------------
 
 SMUGGLING = {
     "both lengths": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "two lengths": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
                    b"Content-Length: 3\r\n\r\nabc",
-    "invalid length": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: +3\r\n\r\nabc",
+    "invalid length": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: +3\r\n"
+                      b"\r\nabc",
     "folded header": b"GET /hello HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n c\r\n\r\n",
     "two hosts": b"GET /hello HTTP/1.1\r\nHost: localhost\r\nHost: app.test\r\n\r\n",
     "bare LF": b"GET /hello HTTP/1.1\nHost: localhost\n\n",
@@ -298,7 +299,7 @@ def test_client_vanishing_mid_upload_leaks_no_upstream_connection(
                timeout=10)
 
 
-# -- streaming ---------------------------------------------------------------------------------------
+# -- streaming -------------------------------------------------------------------------------------
 
 HUNDRED_MB = 100 * 1024 * 1024
 
@@ -330,7 +331,7 @@ def test_100mb_upload_and_download_stream_in_bounded_memory(
         assert grown < 30 * 1024, f"peak RSS grew by {grown} KiB"
 
 
-# -- certificates live ------------------------------------------------------------------------------
+# -- certificates live -----------------------------------------------------------------------------
 
 def test_reissued_certificate_served_at_once_without_failures(
         upstream: UpstreamApp, tmp_path: Path) -> None:
@@ -430,7 +431,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ----------------------------------------------------------------------------------
 
 def test_port_in_use_is_one_clear_line(upstream: UpstreamApp, tmp_path: Path) -> None:
     with socket.socket() as busy:

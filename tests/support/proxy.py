@@ -11,8 +11,14 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.net import LOOPBACK, die_with_parent, free_port, port_open, stop_process, \
-    wait_until
+from tests.support.net import (
+    LOOPBACK,
+    die_with_parent,
+    free_port,
+    port_open,
+    stop_process,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
