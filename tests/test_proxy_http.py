@@ -39,7 +39,7 @@ def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     return sink.url, sink.headers
 
 
-# -- requests ----------------------------------------------------------------------------------------
+# -- requests --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("headers", "status"), [
     ([(b"Host", b"a"), (b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")], 400),
@@ -124,7 +124,7 @@ def test_any_accepted_request_reaches_the_upstream_as_one_well_framed_request(
     except http.HttpError as exc:
         assert exc.status in (400, 417, 501)
         return
-    url, parsed = parse_head(req.head)  # httptools accepts what we send upstream
+    _url, parsed = parse_head(req.head)  # httptools accepts what we send upstream
     lower = [n.lower() for n, _ in parsed]
     assert lower.count(b"content-length") + lower.count(b"transfer-encoding") <= 1
     assert lower.count(b"host") == 1
@@ -137,7 +137,7 @@ def test_any_accepted_request_reaches_the_upstream_as_one_well_framed_request(
     assert lower.count(b"x-forwarded-for") == 1
 
 
-# -- responses ---------------------------------------------------------------------------------------
+# -- responses -------------------------------------------------------------------------------------
 
 def respond(head: bytes, status: int = 200, **kw: object) -> http.Response:
     options: dict[str, object] = {"head_request": False, "request_keep_alive": True,
@@ -197,7 +197,7 @@ def test_redirect_and_error_page() -> None:
     assert page.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and b"&lt;x&gt;" in page
 
 
-# -- config ------------------------------------------------------------------------------------------
+# -- config ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("8080", config.Upstream("127.0.0.1", 8080)),
