@@ -189,19 +189,48 @@ def test_reuse_key_ecdsa_p384_and_profile(run_certsmith: RunCertsmith, pebble: P
 
 
 def test_polling_honours_retry_after(pebble_factory, run_certsmith: RunCertsmith,  # type: ignore[no-untyped-def]
-                                     cs_home: Path) -> None:
+                                     cs_home: Path, tmp_path: Path) -> None:
     """With Retry-After: 3 on a pending authorization, the next poll comes >= 3 s later (our own
-    backoff would poll after 50 ms). Read from Pebble's log timestamps (1 s resolution)."""
+    backoff would poll after 50 ms). Read from Pebble's log timestamps (1 s resolution).
+
+    The challenge is answered from a webroot by a responder that holds Pebble's validation
+    request until certsmith has polled once, so that first poll surely sees "pending"."""
     import datetime as dt
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     ca = pebble_factory(retry_after_authz=3, retry_after_order=3)
-    run_certsmith("get", "ra.example.com", "--standalone", "--http-port", ca.http_port,
-                  "--http-address", "127.0.0.1", "--server", ca.directory, "--agree-tos",
-                  server=ca, check=True)
+    webroot = tmp_path / "webroot"
+    webroot.mkdir()
+
+    class Held(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            deadline = time.monotonic() + 30
+            # newOrder fetches the authorization once; the next POST to it is certsmith's poll
+            while ca.log_text().count("POST /authZ/") < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)  # polling a condition with a deadline, not a fixed wait
+            body = (webroot / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", ca.http_port), Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run_certsmith("get", "ra.example.com", "--webroot", webroot, "--server", ca.directory,
+                      "--agree-tos", server=ca, check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
     stamps = [dt.datetime.strptime(" ".join(line.split()[1:3]), "%Y/%m/%d %H:%M:%S")
               for line in ca.log_text().splitlines() if "POST /authZ/" in line]
-    assert len(stamps) >= 3, stamps  # fetched with the order, polled pending, polled again
-    assert (stamps[-1] - stamps[-2]).total_seconds() >= 2, stamps
+    assert len(stamps) == 3, stamps  # fetched with the order, polled pending, polled again
+    assert (stamps[2] - stamps[1]).total_seconds() >= 2, stamps
 
 
 EAB_KID = "kid-1"
