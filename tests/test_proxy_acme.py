@@ -94,3 +94,29 @@ def test_http01_issue_then_forced_renewal_under_load(pebble: Pebble, tmp_path: P
         failed = [r for r in results if not r[0]]
         assert not failed, f"{len(failed)} of {len(results)} requests failed"
         assert results[0][1] == _serial(first) and results[-1][1] != _serial(first)
+
+
+def test_tls_alpn01_answered_on_the_https_port(pebble: Pebble, tmp_path: Path) -> None:
+    """TLS-ALPN-01 only: the proxy's HTTP listener is on another port than Pebble's http-01
+    port, so the certificate can only come through the HTTPS port's acme-tls/1 answer."""
+    root = pebble.write_root(tmp_path / "pebble-root.pem")
+    name = "alpn.example.com"
+    with UpstreamApp(tmp_path).start() as app, Proxy(
+            tmp_path / "home", [name, "--to", app.address, "--server", pebble.directory,
+                                "--agree-tos", "--challenge", "tls-alpn-01", "--workers", "2"],
+            https_port=pebble.tls_port,
+            env={"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}) as proxy:
+
+        def issued() -> bytes | None:
+            try:
+                return served_certificate(proxy.https_port, name, root)
+            except (OSError, ssl.SSLError):
+                return None
+
+        der = wait_until(issued, what="certificate via TLS-ALPN-01", timeout=60,
+                         proc=proxy.proc, log=proxy.logs)
+        cert = x509.load_der_x509_certificate(der)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.DNSName) == [name]
+        spec = (tmp_path / "home" / "sites" / f"{name}.toml").read_text()
+        assert 'kind = "tls-alpn"' in spec

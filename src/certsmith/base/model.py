@@ -77,16 +77,17 @@ class FileTarget:
 class SolverSpec:
     """How control of the names is proven. ``server``: HTTP-01 through a running nginx, Apache
     or lighttpd (``server`` names it) whose certsmith include maps the challenge path to
-    ``webroot``, certsmith's own challenge directory."""
+    ``webroot``, certsmith's own challenge directory. ``tls-alpn``: TLS-ALPN-01 answered by a
+    running ``certsmith proxy`` from the challenge certificates written to ``webroot``."""
 
-    kind: Literal["webroot", "standalone", "server"]
+    kind: Literal["webroot", "standalone", "server", "tls-alpn"]
     webroot: str | None = None
     http_port: int = 80
     address: str = ""
     server: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind in ("webroot", "server") and not self.webroot:
+        if self.kind in ("webroot", "server", "tls-alpn") and not self.webroot:
             raise UsageError("--webroot needs a directory")
         if self.kind == "server" and self.server not in ("nginx", "apache", "lighttpd"):
             raise UsageError(f"unknown web server {self.server!r}")
@@ -98,7 +99,7 @@ class SolverSpec:
         if self.kind == "server":
             out["server"] = self.server
             out["webroot"] = self.webroot
-        elif self.kind == "webroot":
+        elif self.kind in ("webroot", "tls-alpn"):
             out["webroot"] = self.webroot
         else:
             out["http_port"] = self.http_port

@@ -11,7 +11,8 @@ renewed and swapped in without a restart: from the local CA for localhost, IP ad
 local names (.test, .internal, .localhost, .home.arpa, .lan, .local), from an ACME CA (Let's
 Encrypt by default) for public names, proving control on the proxy's own HTTP port.
 
-The HTTP port redirects to HTTPS (308, or --redirect 301) and answers ACME challenges. Requests
+The HTTP port redirects to HTTPS (308, or --redirect 301) and answers ACME HTTP-01 challenges
+(--challenge tls-alpn-01: the HTTPS port answers TLS-ALPN-01 instead). Requests
 reach the app with X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host; WebSockets work.
 
 signals: SIGHUP re-reads --config and replaces the workers gracefully; SIGTERM finishes the
@@ -48,6 +49,9 @@ def register(sub: Any) -> None:
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA for public names")
     p.add_argument("--email", metavar="E", help="contact address for the ACME account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
+    p.add_argument("--challenge", choices=("http-01", "tls-alpn-01"),
+                   help="how public names are proven: on the HTTP port (http-01, default) or "
+                        "on the HTTPS port (tls-alpn-01)")
     p.set_defaults(handler=run)
 
 
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "http_port": args.http_port, "https_port": args.https_port, "address": args.address,
         "workers": args.workers, "access_log": args.access_log, "log_format": args.log_format,
         "server": args.server, "email": args.email,
-        "agree_tos": True if args.agree_tos else None,
+        "agree_tos": True if args.agree_tos else None, "challenge": args.challenge,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.config:

@@ -124,6 +124,11 @@ def make_solver(spec: SolverSpec) -> Solver:
         # any webroot.
         assert spec.webroot is not None
         return WebrootSolver(spec.webroot)
+    if spec.kind == "tls-alpn":
+        from certsmith.core.solvers.tlsalpn01 import TlsAlpnSolver
+
+        assert spec.webroot is not None
+        return TlsAlpnSolver(spec.webroot)
     return StandaloneSolver(spec.http_port, spec.address)
 
 

@@ -163,7 +163,7 @@ class SiteContexts:
             name = server_name.lower()
             if self.challenge_ctx:
                 offered = self._offered.pop(id(sslobj), None)
-                if offered == [ACME_TLS_ALPN.encode()] and name in self.challenge_ctx:
+                if offered and ACME_TLS_ALPN.encode() in offered and name in self.challenge_ctx:
                     sslobj.context = self.challenge_ctx[name]
                     return None
             ctx = self.by_name.get(name)

@@ -18,7 +18,7 @@ from certsmith.base.model import SolverSpec
 from certsmith.base.sites import load_site
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import CertsmithError
-from certsmith.services.proxy.certs import ensure_local
+from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
 
 WEBROOT = "challenges/http"  # under the home; the workers answer /.well-known/acme-challenge/
@@ -32,8 +32,11 @@ def challenge_webroot(home: Path) -> Path:
 
 
 def solver_spec(config: ProxyConfig, home: Path) -> SolverSpec:
-    """HTTP-01 answered by the proxy: a webroot the workers serve, so ``certsmith renew`` from
-    a timer works through a running proxy too."""
+    """Challenges answered by the proxy itself: HTTP-01 from a webroot the workers serve, or
+    TLS-ALPN-01 from challenge certificates they load. Either way through the store, so
+    ``certsmith renew`` from a timer works through a running proxy too."""
+    if config.acme.challenge == "tls-alpn-01":
+        return SolverSpec("tls-alpn", webroot=str(Path(home) / TLS_ALPN_DIR))
     return SolverSpec("webroot", webroot=str(challenge_webroot(home)))
 
 
