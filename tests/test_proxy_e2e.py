@@ -446,3 +446,47 @@ def test_port_in_use_is_one_clear_line(upstream: UpstreamApp, tmp_path: Path) ->
         err = proxy.stderr().strip()
         assert err.count("\n") == 0 and f"port {port} is already in use" in err
         assert "--https-port" in err
+
+
+def test_sighup_reloads_the_config_without_dropping_requests(
+        upstream: UpstreamApp, tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    site = f'[[site]]\nnames = ["localhost"]\nto = "{upstream.address}"\n'
+    config.write_text("workers = 2\n" + site)
+    with Proxy(tmp_path / "home", ["--config", str(config)]) as proxy:
+        with pytest.raises(ssl.SSLError):
+            served_certificate(proxy.https_port, "new.test", proxy.root)
+        before = set(proxy.workers())
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                got = curl("--cacert", str(proxy.root), proxy.url("localhost", "/hello"),
+                           check=False)
+                if got.stdout != "hello":
+                    failures.append(got.stderr)
+
+        t = threading.Thread(target=loop)
+        t.start()
+        try:
+            config.write_text("workers = 2\n" + site + '[[site]]\nnames = ["new.test"]\n'
+                              f'to = "{upstream.address}"\nhsts = 60\n')
+            proxy.signal(signal.SIGHUP)
+            wait_until(lambda: "reloaded" in proxy.stderr(), what="reload", timeout=15)
+            got = curl("-i", "--cacert", str(proxy.root), *resolve(proxy, "new.test"),
+                       proxy.url("new.test", "/hello"))
+            assert got.stdout.endswith("hello") and "max-age=60" in got.stdout
+            wait_until(lambda: not (set(proxy.workers()) & before), what="old workers gone",
+                       timeout=15)
+            # A broken file is refused; the running configuration stays.
+            config.write_text("workers = 2\n[[site]]\nnames = []\n")
+            proxy.signal(signal.SIGHUP)
+            wait_until(lambda: "reload failed" in proxy.stderr(), what="refused", timeout=15)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            t.join()
+        assert not failures, failures[:3]
+        assert curl("--cacert", str(proxy.root), *resolve(proxy, "new.test"),
+                    proxy.url("new.test", "/hello")).stdout == "hello"

@@ -151,6 +151,7 @@ class Supervisor:
             raise
 
     def run(self) -> int:
+        _raise_fd_limit()
         issued = self.prepare()
         self.dispatch = dispatch_context()
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
@@ -301,6 +302,16 @@ class Supervisor:
             self._spawn(slot)
         self.next_job = time.monotonic()
         _say(f"reloaded {self.config.source}: {len(new.sites)} site(s)")
+
+
+def _raise_fd_limit() -> None:
+    """One descriptor per connection (two while proxying): use all the system allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _with_listening(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
