@@ -340,6 +340,23 @@ def _ambiguous(srv: WebServer, name: str) -> list[str]:
     return files
 
 
+def _serving_again(srv: WebServer, deadline: float = 15.0) -> None:
+    """Wait (polling, with a deadline) until a reload that ``get`` started has finished:
+    lighttpd's graceful restart closes its listener for a moment."""
+    import socket
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            with socket.create_connection((LOOPBACK, srv.http_port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.02)
+
+
 def _still_serving(srv: WebServer) -> None:
     import urllib.request
 
@@ -355,6 +372,7 @@ def test_failures_leave_server_serving_and_tree_identical(
     srv = webserver(kind)
     s = Site(srv, pebble, run_certsmith, f"{failure}.{kind}.test")
     s.get()
+    _serving_again(srv)
     env: dict[str, str] = {}
     if failure == "broken-config":
         rel, text = BROKEN[kind]
