@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from certsmith import __version__
+from certsmith.base.store.fs import fsync_dir
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
 
 MANIFEST = "certsmith-backup.json"
@@ -179,7 +180,7 @@ def backup(home: Path, dest: Path) -> Summary:
         os.close(fd)
         fd = -1
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException as exc:
         if fd >= 0:
             os.close(fd)
@@ -197,14 +198,6 @@ def _bytes_reader(data: bytes) -> IO[bytes]:
     import io
 
     return io.BytesIO(data)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- restore: checks (pure, on the member list) --------------------------------------------------
@@ -369,7 +362,7 @@ def restore(archive: Path, home: Path, *, force: bool = False) -> Summary:
             else:
                 os.chmod(staging, 0o755)
                 os.rename(staging, home)
-                _fsync_dir(home.parent)
+                fsync_dir(home.parent)
         except _DAMAGED as exc:
             raise BackupError(f"{archive} is damaged; nothing was restored") from exc
         except OSError as exc:
@@ -392,4 +385,4 @@ def _swap_entries(staging: Path, home: Path) -> None:
             os.rename(dest, trash / top)
         if os.path.lexists(new):
             os.rename(new, dest)
-    _fsync_dir(home)
+    fsync_dir(home)

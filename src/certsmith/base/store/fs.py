@@ -24,7 +24,8 @@ _VERSION = re.compile(r"^[0-9]+$")
 PRIVATE_DIRS = ("accounts", "archive", "ca", "locks", "state")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -51,7 +52,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class FileStore:
@@ -204,7 +205,7 @@ class FileStore:
                 crash_point(f"publish:wrote:{filename}")
             final = archive / str(version)
             os.rename(staging, final)
-            _fsync_dir(archive)
+            fsync_dir(archive)
             crash_point("publish:archived")
             live = self.live_path(name)
             tmp_link = live.with_name(f".{name}.{os.getpid()}.tmp")
@@ -213,7 +214,7 @@ class FileStore:
             os.symlink(f"../archive/{name}/{version}", tmp_link)
             crash_point("publish:linked")
             os.replace(tmp_link, live)
-            _fsync_dir(live.parent)
+            fsync_dir(live.parent)
         except OSError as exc:
             raise StoreError(f"cannot write certificate {name}: {exc.strerror or exc}") from exc
         self._prune_staging(archive)
