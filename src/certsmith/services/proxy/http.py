@@ -223,12 +223,11 @@ _HOP_LINE = re.compile(
 _STS_LINE = re.compile(rb"\r\nstrict-transport-security[ \t]*:[^\r]*", re.I)
 
 
-_VALUE_OF = {name: re.compile(rb"\r\n" + name + rb"[ \t]*:([^\r]*)", re.I)
-             for name in (b"content-length", b"transfer-encoding", b"connection", b"upgrade")}
-
-
-def _values(head: bytes, name: bytes) -> list[bytes]:
-    return [v.strip() for v in _VALUE_OF[name].findall(head)]
+# The headers forward_response must look at, found in one scan (name, value).
+_NOTABLE = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|trailer"
+    rb"|upgrade|proxy-authenticate|proxy-authorization|strict-transport-security)[ \t]*:"
+    rb"[ \t]*([^\r]*)", re.I)
 
 
 def forward_response(head: bytes, status: int, *, head_request: bool, request_keep_alive: bool,
@@ -237,42 +236,47 @@ def forward_response(head: bytes, status: int, *, head_request: bool, request_ke
     """The head to send the client for an upstream response head (raw bytes, ending with the
     empty line, as llhttp validated them), and how to frame the body.
 
-    Works on the bytes with a few C-level scans instead of a Python loop over headers: this is
-    the per-request hot path. Headers pass through in order; hop-by-hop ones (and those the
+    Works on the bytes with one C-level scan instead of a Python loop over every header: this
+    is the per-request hot path. Headers pass through in order; hop-by-hop ones (and those the
     upstream's ``Connection`` names) are dropped."""
-    lower = head.lower()
     core = head[:-4]  # without the blank line; every header now starts with CRLF
     if not core.startswith(b"HTTP/1.1 "):
         core = b"HTTP/1.1" + core[8:]
     chunked = False
     length = None
     tokens: set[bytes] = set()
-    if b"\r\ncontent-length" in lower:
-        lengths = set(_values(head, b"content-length"))
-        if len(lengths) > 1:
-            raise HttpError(502, "upstream sent conflicting Content-Length headers")
-        length = lengths.pop()
-    if b"\r\ntransfer-encoding" in lower:
-        chunked = b",".join(_values(head, b"transfer-encoding")).lower().endswith(b"chunked")
-    if b"\r\nconnection" in lower:
-        tokens = _connection_tokens(b",".join(_values(head, b"connection")))
+    hop = sts = False
+    upgrade_to = []
+    for name, value in _NOTABLE.findall(core):
+        lname = name.lower()
+        if lname == b"content-length":
+            value = value.strip()
+            if length is not None and value != length:
+                raise HttpError(502, "upstream sent conflicting Content-Length headers")
+            length = value
+        elif lname == b"strict-transport-security":
+            sts = True
+        else:
+            hop = True
+            if lname == b"transfer-encoding":
+                chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                tokens |= _connection_tokens(value)
+            elif lname == b"upgrade":
+                upgrade_to.append(value.strip())
+    if hop:
+        core = _HOP_LINE.sub(b"", core)
         for token in tokens - {b"close", b"keep-alive", b"upgrade"}:
             if token.replace(b"-", b"").isalnum():
                 core = re.sub(rb"\r\n" + re.escape(token) + rb"[ \t]*:[^\r]*", b"", core,
                               flags=re.I)
     extra = []
     if upgrade and status == 101:
-        upgrade_to = _values(head, b"upgrade")
-        core = _HOP_LINE.sub(b"", core)
         extra.append(b"Connection: upgrade\r\n")
         extra += [b"Upgrade: " + v + b"\r\n" for v in upgrade_to]
         return Response(core + b"\r\n" + b"".join(extra) + b"\r\n", NONE, NONE, False, False)
-    if b"\r\nconnection" in lower or b"\r\nkeep-alive" in lower or chunked or \
-            b"\r\nupgrade" in lower or b"\r\nte" in lower or b"\r\ntrailer" in lower or \
-            b"\r\nproxy-" in lower or b"\r\ntransfer-encoding" in lower:
-        core = _HOP_LINE.sub(b"", core)
     if hsts is not None:
-        if b"\r\nstrict-transport-security" in lower:
+        if sts:
             core = _STS_LINE.sub(b"", core)
         extra.append(b"Strict-Transport-Security: " + hsts + b"\r\n")
     no_body = head_request or status in (204, 304) or 100 <= status < 200
