@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from tests.support.net import free_port, port_open, stop_process, wait_until
+from tests.support.proxy import run_testssl
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -180,7 +180,7 @@ class CertsmithProxy(Server):
         return [sys.executable, "-m", "certsmith", "--home", str(self.work / "home"), "proxy",
                 "localhost", "--to", f"127.0.0.1:{self.upstream}", "--https-port",
                 str(self.port), "--http-port", str(self.http_port), "--workers",
-                str(self.workers)]
+                str(self.workers), "--hsts"]
 
     @property
     def cert(self) -> tuple[Path, Path]:
@@ -283,20 +283,8 @@ def idle_memory(proxy: CertsmithProxy, count: int) -> tuple[int, int, int]:
     return held, before, after
 
 
-def testssl(proxy_port: int, work: Path) -> int:
-    """testssl.sh protocols, ciphers, forward secrecy, server defaults and headers."""
-    out = work / "testssl.json"
-    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--ip",
-                    "127.0.0.1", "--nodns", "min", "--sneaky", "-p", "-s", "-f", "-P", "-h",
-                    "--jsonfile", str(out), f"https://localhost:{proxy_port}/"],
-                   capture_output=True, text=True, timeout=1200, check=False)
-    findings = json.loads(out.read_text())
-    protocols = {f["id"]: f["finding"] for f in findings
-                 if f["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")}
-    bad = [f for f in findings if f.get("severity") in ("NOT ok", "CRITICAL", "HIGH", "MEDIUM")
-           or "not ok" in f.get("finding", "").lower()]
-    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")),
-                "missing")
+def report_testssl(proxy_port: int, work: Path) -> int:
+    protocols, bad, hsts = run_testssl(f"https://localhost:{proxy_port}/", work)
     print(f"testssl.sh: protocols {protocols}")
     print(f"  HSTS: {hsts}")
     print(f"  findings rated NOT ok/MEDIUM/HIGH/CRITICAL: {len(bad)}")
@@ -361,7 +349,7 @@ def main() -> int:
             print(f"idle: {held} keep-alive TLS connections held; certsmith proxy RSS (all "
                   f"processes) {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with them")
         if args.testssl:
-            testssl(ours.port, work)
+            report_testssl(ours.port, work)
     finally:
         for server in reversed(started):
             if server.proc is not None and server.proc.poll() is None:

@@ -25,6 +25,7 @@ from tests.support.proxy import (
     Proxy,
     UpstreamApp,
     client_context,
+    run_testssl,
     served_certificate,
     tls_request,
     vm_hwm_kib,
@@ -490,3 +491,13 @@ def test_sighup_reloads_the_config_without_dropping_requests(
         assert not failures, failures[:3]
         assert curl("--cacert", str(proxy.root), *resolve(proxy, "new.test"),
                     proxy.url("new.test", "/hello")).stdout == "hello"
+
+
+def test_testssl_rates_nothing_not_ok_and_sees_hsts(proxy: Proxy, tmp_path: Path) -> None:
+    protocols, bad, _headers, hsts = run_testssl(proxy.url("app.test"), tmp_path)
+    assert protocols["TLS1_2"].startswith("offered")
+    assert protocols["TLS1_3"].startswith("offered")
+    assert all(protocols[p].startswith("not offered")
+               for p in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"))
+    assert not bad, bad
+    assert "600" in hsts  # (testssl.sh calls 600 s short: this site asked for it)

@@ -185,3 +185,37 @@ def vm_rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+TLS_PROTOCOLS = ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")
+BAD_SEVERITIES = ("NOT ok", "CRITICAL", "HIGH", "MEDIUM")
+
+
+Findings = list[dict[str, str]]
+
+
+def run_testssl(url: str, workdir: Path) -> tuple[dict[str, str], Findings, Findings, str]:
+    """Run Debian's testssl.sh (protocols, ciphers, forward secrecy, server preferences,
+    headers) against ``url`` on 127.0.0.1: (protocols offered, protocol/cipher findings rated
+    NOT ok, MEDIUM, HIGH or CRITICAL, other such findings (headers), the HSTS finding)."""
+    import json
+
+    out = workdir / "testssl.json"
+    out.unlink(missing_ok=True)
+    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--ip",
+                    "127.0.0.1", "--nodns", "min", "--sneaky", "-p", "-s", "-f", "-P", "-h",
+                    "--jsonfile", str(out), url],
+                   capture_output=True, text=True, timeout=900, check=False)
+    findings = json.loads(out.read_text())
+    protocols = {f["id"]: f["finding"] for f in findings if f["id"] in TLS_PROTOCOLS}
+    bad = [f for f in findings if f.get("severity") in BAD_SEVERITIES
+           or "not ok" in f.get("finding", "").lower()]
+    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")),
+                "missing")
+
+    def about_tls(f: dict[str, str]) -> bool:  # protocols, ciphers, their order
+        return f["id"] in TLS_PROTOCOLS or f["id"].startswith(
+            ("cipherlist_", "cipher-", "cipher_order", "FS", "cipher_negotiated"))
+
+    return (protocols, [f for f in bad if about_tls(f)], [f for f in bad if not about_tls(f)],
+            hsts)
