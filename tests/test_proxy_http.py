@@ -269,3 +269,20 @@ def test_client_hello_alpn() -> None:
     assert client_hello_alpn(_client_hello(["h2", "http/1.1"])) == [b"h2", b"http/1.1"]
     assert client_hello_alpn(_client_hello(None)) == []
     assert client_hello_alpn(b"\x01\x00") == []
+
+
+def test_privileged_port_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as root here, so the kernel's refusal of ports below 1024 is simulated."""
+    import errno
+
+    from certsmith.services.proxy import supervisor
+
+    def refuse(_address: str, _port: int) -> list[object]:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(supervisor, "_bind_one", refuse)
+    with pytest.raises(UsageError) as caught:
+        supervisor.bind(config.from_cli(["localhost"], "8080"), 1)
+    message = str(caught.value)
+    assert "\n" not in message and "port 80" in message
+    assert "--http-port 8080 --https-port 8443" in message
