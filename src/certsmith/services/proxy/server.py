@@ -37,6 +37,7 @@ CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
 SWEEP = 1.0
+DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
 # Connection states (what the deadline means)
 IDLE, HEAD, BODY, CONNECTING, WAITING, RESPONDING, TUNNEL, CLOSED = range(8)
@@ -58,8 +59,9 @@ class SiteRuntime:
 class Exchange:
     """One request and its response."""
 
-    __slots__ = ("body_buf", "conn", "method", "req", "request_done", "response", "retried",
-                 "sent", "site", "started", "status", "target", "upstream", "version")
+    __slots__ = ("body_buf", "buffered", "conn", "method", "req", "request_done", "response",
+                 "retried", "sent", "site", "started", "status", "target", "upstream",
+                 "version")
 
     def __init__(self, conn: HttpsConnection, method: bytes, target: bytes, version: str,
                  req: http.Request, site: SiteRuntime) -> None:
@@ -71,6 +73,7 @@ class Exchange:
         self.site = site
         self.upstream: UpstreamConnection | None = None
         self.body_buf: list[bytes] | None = None  # body pieces before the upstream is attached
+        self.buffered = 0
         self.request_done = False
         self.response: http.Response | None = None
         self.status = 0
@@ -100,11 +103,13 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         worker = self.worker
-        if len(worker.connections) >= worker.limits.max_connections or worker.draining:
+        if len(worker.connections) >= worker.limits.max_connections:
             transport.abort()  # type: ignore[attr-defined]
             self.state = CLOSED
             return
         worker.connections.add(self)
+        if worker.draining:  # accepted before the listener closed: one request, then close
+            self.drain()
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else "unix"
         self.client_ip = ip[7:] if ip.startswith("::ffff:") else ip
@@ -158,10 +163,13 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def drain(self) -> None:
-        """SIGTERM: close now if between requests, else after the current response."""
-        between = self.state in (IDLE, CLOSED) or (self.state == HEAD and not self.head_bytes)
-        if between and self.transport is not None:
+        """SIGTERM: a kept-alive connection between requests closes now (its client retries
+        elsewhere); a new one may still send its first request, promptly; any other closes
+        after its current response."""
+        if self.state == IDLE and self.transport is not None:
             self.transport.close()
+        elif self.state == HEAD and not self.head_bytes:
+            self.deadline = min(self.deadline, self.worker.now + DRAIN_GRACE)
 
 
 class _Refuse(Exception):
@@ -262,12 +270,15 @@ class HttpsConnection(_Connection):
                 self.up_out += (b"%x\r\n" % len(body), body, b"\r\n")
             else:
                 self.up_out.append(body)
+        elif ex.response is not None:
+            return  # answered already (an error, or the upstream did not wait): discarded
         else:
             buf = ex.body_buf
             if buf is None:
                 buf = ex.body_buf = []
             buf.append(body)
-            if sum(map(len, buf)) > MAX_BUFFERED_BODY:
+            ex.buffered += len(body)
+            if ex.buffered > MAX_BUFFERED_BODY:
                 self.pause_reading()
 
     def on_message_complete(self) -> None:
@@ -360,9 +371,16 @@ class HttpsConnection(_Connection):
         ex.response = resp
         ex.status = status
         self.out.append(resp.head)
-        if status == 101 and ex.req.upgrade is not None:
-            self._start_tunnel(ex, up)
-            return
+        if ex.req.upgrade is not None:
+            if status == 101:
+                self._start_tunnel(ex, up)
+                return
+            self.keep_alive = False  # refused upgrade: what the client sends next is not HTTP
+        if not ex.request_done:
+            # The upstream answers before the body is all there (an early 413, or streaming
+            # both ways): the connection closes after this response, and body that arrives
+            # once the response is complete is discarded.
+            self.keep_alive = False
         self.state = RESPONDING
         self.deadline = self.worker.now + self.worker.limits.upstream_timeout
         if not resp.keep_alive:
@@ -811,7 +829,8 @@ class Worker:
             if ticks % 2 == 0:
                 self.reload_certificates()
             self.contexts.poll_challenges()
-            if self.draining and (not self.connections or now > self._drain_deadline):
+            if self.draining and (now > self._drain_deadline or (
+                    not self.connections and now >= self._drain_start + DRAIN_GRACE)):
                 self._finish()
 
     def reload_certificates(self) -> None:
@@ -830,8 +849,9 @@ class Worker:
             server.close()
         for conn in list(self.connections):
             conn.drain()
-        if not self.connections:
-            self._finish()
+        # Finishing waits DRAIN_GRACE at least: connections accepted just before the listener
+        # closed may still be in their TLS handshake, invisible until it completes.
+        self._drain_start = self.loop.time()
 
     def _finish(self) -> None:
         for conn in list(self.connections):
