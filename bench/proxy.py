@@ -5,7 +5,7 @@ same fast upstream (a one-worker nginx answering ``hello world`` from memory), w
 per core. wrk (Debian) measures keep-alive (``wrk -t1 -c64 -d10s --latency``) and a new TLS
 connection per request (``-H 'Connection: close'``). Printed: req/s, p50/p99 latency, the
 proxy's own CPU time per request (all its processes, from /proc), and ratios against the peers.
-Then 10,000 idle keep-alive TLS connections are opened to certsmith proxy and its memory read.
+Then 10,000 idle keep-alive TLS connections are opened to each proxy and its memory read.
 
     .venv/bin/python bench/proxy.py [--duration 10] [--connections 64] [--skip caddy]
                                     [--idle 10000] [--testssl]
@@ -85,12 +85,14 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def rss_kib(pids: list[int]) -> int:
+def pss_kib(pids: list[int]) -> int:
+    """Proportional set size of the processes together: pages the forked workers share with
+    the supervisor are counted once (a sum of RSS would count them once per process)."""
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -264,17 +266,16 @@ async def _idle_connections(port: int, count: int, root: Path) -> list[asyncio.S
     return writers
 
 
-def idle_memory(proxy: CertsmithProxy, count: int) -> tuple[int, int, int]:
-    """(connections held, RSS of all proxy processes before, after) in KiB."""
+def idle_memory(proxy: Server, count: int, root: Path) -> tuple[int, int, int]:
+    """(connections held, memory (PSS) of all the proxy's processes before, after) in KiB."""
     assert proxy.proc is not None
     pids = tree(proxy.proc.pid)
-    before = rss_kib(pids)
+    before = pss_kib(pids)
 
     async def hold() -> tuple[int, int]:
-        writers = await _idle_connections(proxy.port, count, proxy.work / "home" / "ca" /
-                                          "root.pem")
+        writers = await _idle_connections(proxy.port, count, root)
         await asyncio.sleep(2)
-        after = rss_kib(pids)
+        after = pss_kib(pids)
         for w in writers:
             w.close()
         return len(writers), after
@@ -284,11 +285,11 @@ def idle_memory(proxy: CertsmithProxy, count: int) -> tuple[int, int, int]:
 
 
 def report_testssl(proxy_port: int, work: Path) -> int:
-    protocols, bad, hsts = run_testssl(f"https://localhost:{proxy_port}/", work)
+    protocols, bad, other, hsts = run_testssl(f"https://localhost:{proxy_port}/", work)
     print(f"testssl.sh: protocols {protocols}")
     print(f"  HSTS: {hsts}")
-    print(f"  findings rated NOT ok/MEDIUM/HIGH/CRITICAL: {len(bad)}")
-    for f in bad:
+    print(f"  protocol/cipher findings rated NOT ok/MEDIUM/HIGH/CRITICAL: {len(bad)}")
+    for f in bad + other:
         print(f"    {f['id']}: {f['severity']}: {f['finding']}")
     return len(bad)
 
@@ -313,7 +314,8 @@ def main() -> int:
     try:
         upstream = NginxUpstream(work).start()
         started.append(upstream)
-        ours = CertsmithProxy(work, upstream.port, args.workers).start()
+        ours = CertsmithProxy(work, upstream.port, args.workers)
+        ours.start()
         started.append(ours)
         servers: list[Server] = [ours]
         if "nginx" not in skip:
@@ -345,9 +347,13 @@ def main() -> int:
                       f"p99 {ours_r.p99_ms / r.p99_ms:.2f}x, CPU/req "
                       f"{ours_r.cpu_us / r.cpu_us:.2f}x")
         if args.idle:
-            held, before, after = idle_memory(ours, args.idle)
-            print(f"idle: {held} keep-alive TLS connections held; certsmith proxy RSS (all "
-                  f"processes) {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with them")
+            root = ours.work / "home" / "ca" / "root.pem"
+            for server in servers:
+                held, before, after = idle_memory(server, args.idle, root)
+                print(f"idle: {server.name}: {held} keep-alive TLS connections held; memory "
+                      f"(PSS, all its processes) {before / 1024:.0f} MiB before, "
+                      f"{after / 1024:.0f} MiB with them "
+                      f"({(after - before) / max(held, 1):.1f} KiB per connection)")
         if args.testssl:
             report_testssl(ours.port, work)
     finally:
