@@ -70,13 +70,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if name != only:
             sub.add_parser(name, help=summary, add_help=False)
             continue
-        try:
-            module = importlib.import_module(f"certsmith.cli.cmd_{name}")
-        except ModuleNotFoundError as exc:  # command still being written (temporary)
-            if exc.name != f"certsmith.cli.cmd_{name}":
-                raise
-            continue
+        module = importlib.import_module(f"certsmith.cli.cmd_{name}")
         module.register(sub)
+        # The global options also work after the command (`certsmith renew --quiet`);
+        # SUPPRESS keeps a value given before the command.
+        command = sub.choices[name]
+        command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                             help="state directory")
+        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="print only errors")
     return parser
 
 
@@ -95,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    if not hasattr(args, "handler"):
-        parser.error(f"the {args.command!r} command is not available in this build")
     from certsmith.errors import CertsmithError
 
     try:

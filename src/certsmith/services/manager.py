@@ -252,6 +252,10 @@ class Manager:
                 raise
             issued = order(reregister(self.store, conn, account))
         crash_point("order:issued")
+        if issued.replace_refused:
+            events.record(self.home, "replaces-refused", name, replaces=replaces,
+                          error=issued.replace_refused)
+        replaces = issued.replaced
         if not keys.key_matches_cert(key_pem, issued.cert_pem):
             raise CAError("the CA returned a certificate for a different key")
         info = keys.cert_info(issued.cert_pem)

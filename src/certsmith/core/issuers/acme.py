@@ -8,6 +8,7 @@ into one actionable line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -265,7 +266,7 @@ class AcmeConnection:
         step = on_step or (lambda _s: None)
         deadline = time.monotonic() + ORDER_TIMEOUT
         step("ordering")
-        orderr = self._new_order(client, identifiers, csr_pem, profile, replaces)
+        orderr, refused = self._new_order(client, identifiers, csr_pem, profile, replaces)
         presented: list[tuple[str, str]] = []
         try:
             pending = []
@@ -294,11 +295,14 @@ class AcmeConnection:
                 solver.cleanup(domain, token)
         crash_point("order:validated")
         step("finalizing")
-        return self._finalize(client, orderr, deadline, preferred_chain)
+        issued = self._finalize(client, orderr, deadline, preferred_chain)
+        return dataclasses.replace(issued, replaced=None if refused else replaces,
+                                   replace_refused=refused)
 
     def _new_order(self, client: acme_client.ClientV2, identifiers: Sequence[Identifier],
                    csr_pem: bytes, profile: str | None, replaces: str | None
-                   ) -> messages.OrderResource:
+                   ) -> tuple[messages.OrderResource, str | None]:
+        """The new order, and why the CA refused ``replaces`` if it did."""
         idents = [messages.Identifier(typ=messages.IDENTIFIER_IP if i.is_ip
                                       else messages.IDENTIFIER_FQDN, value=i.value)
                   for i in identifiers]
@@ -320,15 +324,17 @@ class AcmeConnection:
             return messages.OrderResource(body=body, uri=response.headers.get("Location"),
                                           authorizations=authzs, csr_pem=csr_pem)
 
+        refused = None
         if replaces and self.has_ari():
             try:
-                return self.call(lambda: post(replaces))  # type: ignore[no-any-return]
+                return self.call(post, replaces), None
             except CAError as exc:
                 # A CA may refuse "replaces" (already replaced by an order whose certificate we
                 # never stored, unknown): order without it. Network failures are not that.
                 if isinstance(exc.__cause__, requests.exceptions.RequestException):
                     raise
-        return self.call(lambda: post(None))  # type: ignore[no-any-return]
+                refused = str(exc)
+        return self.call(post, None), refused
 
     def _poll_authz(self, client: acme_client.ClientV2, authzr: messages.AuthorizationResource,
                     deadline: float) -> None:

@@ -16,6 +16,8 @@ class Issued:
 
     cert_pem: bytes
     chain_pem: bytes
+    replaced: str | None = None  # the ARI id the order replaced, as the CA accepted it
+    replace_refused: str | None = None  # why the CA would not take "replaces", if it refused
 
 
 class Issuer(Protocol):
