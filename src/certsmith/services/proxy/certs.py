@@ -106,6 +106,7 @@ class SiteContexts:
         self.runtime: dict[str, Any] = {}  # cert_name -> the worker's SiteRuntime
         self.by_name: dict[str, ssl.SSLContext] = {}
         self.versions: dict[str, int] = {}
+        self.failed: dict[str, str] = {}  # cert_name -> why its live version did not load
         self.no_sni: ssl.SSLContext | None = None
         self.challenge_ctx: dict[str, ssl.SSLContext] = {}
         self._challenge_mtime: int | None = None
@@ -131,13 +132,18 @@ class SiteContexts:
             if version is None or self.versions.get(name) == version:
                 continue
             directory = os.path.join(self.home, "archive", name, str(version))
-            ctx = site_context(os.path.join(directory, "fullchain.pem"),
-                               os.path.join(directory, "privkey.pem"))
+            try:
+                ctx = site_context(os.path.join(directory, "fullchain.pem"),
+                                   os.path.join(directory, "privkey.pem"))
+            except (OSError, ssl.SSLError) as exc:  # keep serving the previous one
+                self.failed[name] = f"{directory}: {exc}"
+                continue
             ctx.site = self.runtime.get(name)  # type: ignore[attr-defined]
             # Swap each name in one assignment: a handshake sees the old or the new context.
             for ident in site.cert_identifiers:
                 self.by_name[ident.value] = ctx
             self.versions[name] = version
+            self.failed.pop(name, None)
             changed.append(name)
         if changed:
             self._pick_no_sni()

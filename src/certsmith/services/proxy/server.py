@@ -28,12 +28,14 @@ from typing import Any
 
 import httptools
 
+from certsmith.core.solvers.http01 import PREFIX
 from certsmith.services.proxy import http
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig, Site
+from certsmith.services.proxy.issuing import WEBROOT
 from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
 
-CHALLENGE_PREFIX = b"/.well-known/acme-challenge/"
+CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
 SWEEP = 1.0
@@ -745,8 +747,8 @@ class Worker:
         self.pools = pools
         contexts.attach(self.sites)
         self._stopped = asyncio.Event()
-        self._challenge_dir = os.path.join(contexts.home, "challenges", "http", ".well-known",
-                                           "acme-challenge")
+        # Where the HTTP-01 solver (any certsmith process) writes the answers.
+        self._challenge_dir = os.path.join(contexts.home, WEBROOT, PREFIX.strip("/"))
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -834,11 +836,15 @@ class Worker:
                 self._finish()
 
     def reload_certificates(self) -> None:
+        failed = dict(self.contexts.failed)
         try:
             for name in self.contexts.refresh():
                 self.say(f"serving a new certificate for {name}")
         except Exception as exc:
             self.say(f"reloading certificates failed: {exc}")
+        for name, why in self.contexts.failed.items():
+            if failed.get(name) != why:
+                self.say(f"cannot load the certificate for {name}: {why}")
 
     def begin_drain(self) -> None:
         if self.draining:

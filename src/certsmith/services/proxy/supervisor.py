@@ -255,7 +255,7 @@ class Supervisor:
                 slot = self.workers.pop(pid)
                 if not self.stopping:
                     _say(f"worker {pid} exited ({code}); starting a new one")
-                    time.sleep(0.2)
+                    time.sleep(1.0)  # (a worker that cannot start must not spin)
                     self._spawn(slot)
         return self.stopping and not self.workers and not self.retiring
 
