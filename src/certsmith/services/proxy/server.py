@@ -87,9 +87,11 @@ class Exchange:
 class _Connection(asyncio.Protocol):
     """Request-head parsing with limits and deadlines, shared by both listeners."""
 
-    worker: Worker
+    # (Slots: thousands of these live at once, and attribute access is on the hot path.)
+    __slots__ = ("client_ip", "deadline", "head_bytes", "headers", "parser", "state",
+                 "transport", "url", "worker")
+
     transport: Any
-    parser: httptools.HttpRequestParser
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -183,6 +185,9 @@ class _Refuse(Exception):
 
 class HttpsConnection(_Connection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
+
+    __slots__ = ("current", "keep_alive", "out", "parsing", "queue", "read_paused", "tls_site",
+                 "tunnel", "tunnel_buf", "up_out")
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
@@ -585,6 +590,8 @@ class HttpsConnection(_Connection):
 
 class RedirectConnection(_Connection):
     """A connection on the HTTP port: ACME HTTP-01 answers, and redirects to HTTPS."""
+
+    __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
         try:
