@@ -6,11 +6,11 @@ that keep a front-end and its upstream agreeing on where a request ends (RFC 911
 
 - ``Content-Length`` together with ``Transfer-Encoding``: 400.
 - more than one ``Content-Length`` (even equal ones), or one that is not plain digits: 400.
-- a ``Transfer-Encoding`` other than exactly ``chunked``: 400 (we never forward an encoding
-  the upstream might read differently).
+- two ``Transfer-Encoding`` headers: 400; one other than exactly ``chunked``: 501 (we never
+  forward an encoding the upstream might read differently).
 - obsolete line folding (a header line starting with white space): 400.
 - HTTP/1.1 without exactly one ``Host``: 400.
-- oversized heads: 431 (headers) / 414 (request line).
+- oversized heads: 431 (headers, checked by the server as bytes arrive) / 414 (request line).
 
 The request forwarded upstream is rebuilt from the parsed pieces, never copied byte for byte:
 hop-by-hop headers (and those the client's ``Connection`` names) are removed, and
