@@ -18,6 +18,7 @@ within one run.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import os
@@ -117,7 +118,7 @@ def wrk(url: str, pid: int, duration: int, connections: int, close: bool) -> Res
     return Result(rps, p50, p99, used / TICK * 1e6 / max(total, 1), errors)
 
 
-class Server:
+class Server(abc.ABC):
     name = ""
 
     def __init__(self, work: Path) -> None:
@@ -126,8 +127,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = work / f"{self.__class__.__name__.lower()}.log"
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line (it writes its config file first)."""
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
