@@ -92,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
 def startup_banner(config: Any, home: Any) -> str:
     https = "" if config.https_port == 443 else f":{config.https_port}"
-    http = "" if config.http_port == 80 else f":{config.http_port}"
     lines = []
     local = False
     for site in config.sites:
@@ -104,7 +103,7 @@ def startup_banner(config: Any, home: Any) -> str:
                      f"({source} certificate for {', '.join(i.value for i in site.names)})")
     where = config.address or "all addresses"
     lines.append(f"  listening on {where}: HTTPS port {config.https_port}, HTTP port "
-                 f"{config.http_port} (redirects to HTTPS{http and ''}); "
+                 f"{config.http_port} (redirects to HTTPS); "
                  f"{config.worker_count} worker(s); state in {home}")
     if local:
         lines.append("  to make browsers and curl trust the local CA on this machine, run: "
