@@ -4,6 +4,7 @@ threads on 127.0.0.1 and serve every connection until closed."""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 import socket
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.net import LOOPBACK, free_port, port_open, wait_until
 
 
-class _Server:
+class _Server(abc.ABC):
     def __init__(self) -> None:
         self.port = free_port()
         self._sock = socket.socket()
@@ -50,8 +51,9 @@ class _Server:
         with contextlib.suppress(OSError, ssl.SSLError), conn:
             self.handle(conn)
 
+    @abc.abstractmethod
     def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Serve one accepted connection."""
 
     @staticmethod
     def _answer(conn: socket.socket, head: str) -> None:

@@ -10,6 +10,7 @@ CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD variables that point certsmith at this inst
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import shlex
@@ -49,7 +50,7 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
     return out
 
 
-class WebServer:
+class WebServer(abc.ABC):
     kind = ""
 
     def __init__(self, *, http_port: int | None = None, https_port: int | None = None,
@@ -102,8 +103,9 @@ class WebServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @abc.abstractmethod
     def argv(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this server in the foreground."""
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
@@ -138,8 +140,9 @@ class WebServer:
                 out.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:])
         return "\n".join(out)
 
+    @abc.abstractmethod
     def certsmith_env(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The CERTSMITH_<SERVER>_* variables pointing certsmith at this server."""
 
     def tree(self) -> dict[str, tuple[str, bytes | str, int]]:
         return tree(self.root)
