@@ -38,6 +38,9 @@ from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
 CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
+# Decrypted client bytes land here (one buffer per worker, see HttpsConnection.get_buffer). As
+# large as uvloop's own TLS read size, so a burst of records is still read in one go.
+READ_BUFFER = 256 * 1024
 SWEEP = 1.0
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
@@ -209,6 +212,18 @@ class HttpsConnection(_Connection):
             self.tls_site = getattr(sslobj.context, "site", None)
 
     # -- client bytes in ------------------------------------------------------------------------
+
+    # uvloop's TLS layer treats a protocol with get_buffer/buffer_updated as a buffered one and
+    # decrypts into the buffer given. Without them it calls SSLObject.read(256 KiB) for every
+    # record, which allocates (and shrinks) a 256 KiB bytes object each time: a malloc of that
+    # size per request showed up as a large share of the worker's CPU. All connections share
+    # one buffer: the event loop is single-threaded and buffer_updated consumes (copies) the
+    # bytes before any other connection can read.
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.worker.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.worker.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -736,6 +751,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.now = self.loop.time()
         self.connections: set[_Connection] = set()
+        self.read_buffer = memoryview(bytearray(READ_BUFFER))
         self.draining = False
         self.servers: list[asyncio.AbstractServer] = []
         self.access = AccessLog(config.access_log, config.log_format)
