@@ -7,9 +7,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from certsmith import __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Each command is a module ``certsmith.cli.cmd_<name>`` with ``register(subparsers)``; its
 # handler is stored as ``args.handler`` and imports its service only when it runs. Only the
@@ -84,6 +87,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def home_from(args: argparse.Namespace) -> Path:
     if args.home:
+        from pathlib import Path  # (not at import time: start-up stays short)
+
         return Path(args.home).expanduser().absolute()
     from certsmith.base.home import default_home
 
