@@ -255,10 +255,17 @@ class Lighttpd(WebServer):
         return ["lighttpd", "-D", "-f", str(self.conf)]
 
     def certsmith_env(self) -> dict[str, str]:
-        pid = self.workdir / "lighttpd.pid"
+        pid = shlex.quote(str(self.workdir / "lighttpd.pid"))
+        log = shlex.quote(str(self.logs / "error.log"))
+        # A graceful restart (SIGUSR1) happens after kill returns and re-reads the config; wait
+        # for its "server started" line (as `systemctl reload` would for a notify service), so
+        # a test never edits the tree while lighttpd is still re-reading it.
+        reload = (f"n=$(grep -c 'server started' {log}); kill -USR1 $(cat {pid}) && "
+                  f"for i in $(seq 500); do [ $(grep -c 'server started' {log}) -gt $n ] "
+                  "&& exit 0; sleep 0.02; done; exit 1")
         return {"CERTSMITH_LIGHTTPD_ROOT": str(self.root),
                 "CERTSMITH_LIGHTTPD_CMD": f"lighttpd -f {shlex.quote(str(self.conf))}",
-                "CERTSMITH_LIGHTTPD_RELOAD": f"kill -USR1 $(cat {shlex.quote(str(pid))})"}
+                "CERTSMITH_LIGHTTPD_RELOAD": reload}
 
     def reload(self) -> None:
         if self._proc is not None:
