@@ -29,7 +29,7 @@ from typing import Any
 import httptools
 
 from certsmith.core.solvers.http01 import PREFIX
-from certsmith.services.proxy import http
+from certsmith.services.proxy import fastpath, http, tls
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig, Site
 from certsmith.services.proxy.issuing import WEBROOT
@@ -38,9 +38,6 @@ from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
 CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
-# Decrypted client bytes land here (one buffer per worker, see HttpsConnection.get_buffer). As
-# large as uvloop's own TLS read size, so a burst of records is still read in one go.
-READ_BUFFER = 256 * 1024
 SWEEP = 1.0
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
@@ -62,28 +59,32 @@ class SiteRuntime:
 
 
 class Exchange:
-    """One request and its response."""
+    """One request and its response.
 
-    __slots__ = ("body_buf", "buffered", "conn", "method", "req", "request_done", "response",
-                 "retried", "sent", "site", "started", "status", "target", "upstream",
-                 "version")
+    (No ``__slots__``: most fields keep their class-level default for the whole exchange, and
+    not storing them is a measurable share of a request's cost.)"""
+
+    upstream: UpstreamConnection | None = None
+    body_buf: list[bytes] | None = None  # body pieces before the upstream is attached
+    buffered = 0
+    request_done = False
+    response: http.Response | None = None
+    status = 0
+    sent = 0
+    retried = False
+    version = "1.1"
+    # The response may take fastpath.response: HTTP/1.1, not HEAD, no upgrade, request sent.
+    fast_reply = False
 
     def __init__(self, conn: HttpsConnection, method: bytes, target: bytes, version: str,
                  req: http.Request, site: SiteRuntime) -> None:
         self.conn = conn
         self.method = method
         self.target = target
-        self.version = version
+        if version != "1.1":
+            self.version = version
         self.req = req
         self.site = site
-        self.upstream: UpstreamConnection | None = None
-        self.body_buf: list[bytes] | None = None  # body pieces before the upstream is attached
-        self.buffered = 0
-        self.request_done = False
-        self.response: http.Response | None = None
-        self.status = 0
-        self.sent = 0
-        self.retried = False
         self.started = conn.worker.now
 
 
@@ -189,8 +190,8 @@ class _Refuse(Exception):
 class HttpsConnection(_Connection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
 
-    __slots__ = ("current", "keep_alive", "out", "parsing", "queue", "read_paused", "tls_site",
-                 "tunnel", "tunnel_buf", "up_out")
+    __slots__ = ("client_bytes", "current", "in_message", "keep_alive", "lane", "out", "parsing",
+                 "queue", "read_paused", "tls_site", "tunnel", "tunnel_buf", "up_out")
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
@@ -204,28 +205,56 @@ class HttpsConnection(_Connection):
         self.read_paused = False
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_buf: list[bytes] | None = None
+        # Between requests with the parser at a message boundary: the next request may take
+        # the fast path (see data_received).
+        self.lane = True
+        self.in_message = False  # the parser is inside a request
+        self.client_bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The TCP connection (a :class:`~.tls.TlsTransport`): the header deadline set at
+        creation also bounds the TLS handshake."""
         super().connection_made(transport)
-        sslobj = transport.get_extra_info("ssl_object")
-        if sslobj is not None:
-            self.tls_site = getattr(sslobj.context, "site", None)
+        self.client_bytes = self.client_ip.encode()
+
+    def tls_ready(self) -> None:
+        """Handshake done: the site whose certificate the client got, and a fresh deadline."""
+        sslobj = self.transport.get_extra_info("ssl_object")
+        self.tls_site = getattr(sslobj.context, "site", None)
+        if self.state == HEAD:
+            self.deadline = self.worker.now + self.worker.limits.header_timeout
 
     # -- client bytes in ------------------------------------------------------------------------
 
-    # uvloop's TLS layer treats a protocol with get_buffer/buffer_updated as a buffered one and
-    # decrypts into the buffer given. Without them it calls SSLObject.read(256 KiB) for every
-    # record, which allocates (and shrinks) a 256 KiB bytes object each time: a malloc of that
-    # size per request showed up as a large share of the worker's CPU. All connections share
-    # one buffer: the event loop is single-threaded and buffer_updated consumes (copies) the
-    # bytes before any other connection can read.
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.worker.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.worker.read_buffer[:nbytes].tobytes())
-
     def data_received(self, data: bytes) -> None:
+        if self.lane and data[-4:] == b"\r\n\r\n":
+            # The common case: a whole request head without a body, between requests.
+            worker = self.worker
+            fast = fastpath.request(data, self.client_bytes, worker.request_validator,
+                                    worker.fast_limits, worker.want_agent)
+            if fast is not None:
+                method, target, req = fast
+                site = worker.by_host.get(req.host)
+                if site is not None and (site is self.tls_site or self.tls_site is None):
+                    self.lane = False
+                    ex = Exchange(self, method, target, "1.1", req, site)
+                    ex.request_done = True
+                    ex.fast_reply = method != b"HEAD"
+                    if not req.keep_alive:
+                        self.keep_alive = False
+                    self.current = ex
+                    up = site.pool.take()
+                    if up is None:
+                        self.state = CONNECTING
+                        self._start(ex)
+                    else:
+                        ex.upstream = up
+                        up.exchange = ex
+                        self.state = WAITING
+                        self.deadline = worker.now + worker.limits.upstream_timeout
+                        up.write(req.head)
+                    return
+                # (a wildcard name, or a misdirected request: the general path decides)
         if self.tunnel is not None:
             self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
             self.tunnel.tunnel_data(data)
@@ -256,6 +285,11 @@ class HttpsConnection(_Connection):
             return
         if self.up_out:
             self._flush_upstream()
+
+    def on_message_begin(self) -> None:
+        self.lane = False
+        self.in_message = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self.head_bytes = 0
@@ -304,11 +338,13 @@ class HttpsConnection(_Connection):
                 self.pause_reading()
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         ex = self.parsing
         if ex is None:
             return
         self.parsing = None
         ex.request_done = True
+        ex.fast_reply = ex.version == "1.1" and ex.method != b"HEAD" and ex.req.upgrade is None
         if ex.upstream is not None and ex.body_buf is None:
             if ex.req.body == http.CHUNKED:
                 self.up_out.append(b"0\r\n\r\n")
@@ -408,6 +444,22 @@ class HttpsConnection(_Connection):
         if not resp.keep_alive:
             self.keep_alive = False
 
+    def fast_response(self, ex: Exchange, up: UpstreamConnection,
+                      fast: fastpath.FastResponse) -> None:
+        """A whole response read in one piece (see :func:`fastpath.response`)."""
+        ex.status, out, ex.sent, reusable = fast
+        ex.upstream = None
+        if reusable:
+            up.release()
+        else:
+            up.close()
+        if self.out:
+            self.flush()
+        self.transport.write(out)
+        if self.worker.want_agent:
+            self.worker.log_access(self, ex)
+        self._next()
+
     def response_body(self, ex: Exchange, body: bytes) -> None:
         resp = ex.response
         if resp is None:
@@ -455,7 +507,10 @@ class HttpsConnection(_Connection):
         if self.parsing is None:
             self.state = IDLE
             self.deadline = self.worker.now + self.worker.limits.idle_timeout
-        self.resume_reading()
+            if not self.in_message:
+                self.lane = True
+        if self.read_paused:
+            self.resume_reading()
 
     def flush(self) -> None:
         out = self.out
@@ -751,10 +806,15 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.now = self.loop.time()
         self.connections: set[_Connection] = set()
-        self.read_buffer = memoryview(bytearray(READ_BUFFER))
+        self.tls_buffers = tls.Buffers()
+        self.request_validator = fastpath.Validator(httptools.HttpRequestParser)
+        self.response_validator = fastpath.Validator(httptools.HttpResponseParser)
         self.draining = False
         self.servers: list[asyncio.AbstractServer] = []
         self.access = AccessLog(config.access_log, config.log_format)
+        self.want_agent = self.access.fd is not None  # the access log is on
+        self.fast_limits = fastpath.Limits(self.limits.max_head, self.limits.max_request_line,
+                                           self.limits.max_headers)
         self.say = log or (lambda line: None)
         pools: dict[Any, UpstreamPool] = {}
         self.sites: list[SiteRuntime] = []
@@ -824,8 +884,8 @@ class Worker:
                 lambda: RedirectConnection(self), sock=sock, backlog=4096))
         for sock in self.https_socks:
             self.servers.append(await loop.create_server(
-                lambda: HttpsConnection(self), sock=sock, ssl=self.dispatch, backlog=4096,
-                ssl_handshake_timeout=self.limits.header_timeout))
+                lambda: tls.TlsTransport(HttpsConnection(self), self.dispatch, self.tls_buffers),
+                sock=sock, backlog=4096))
         loop.add_signal_handler(signal.SIGTERM, self.begin_drain)
         loop.add_signal_handler(signal.SIGINT, self.begin_drain)
         loop.add_signal_handler(signal.SIGUSR1, self.reload_certificates)

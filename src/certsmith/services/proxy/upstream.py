@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from certsmith.services.proxy import fastpath
 from certsmith.services.proxy.config import Upstream
 
 if TYPE_CHECKING:
@@ -55,6 +56,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is not None and ex.fast_reply and ex.response is None and not self.buf:
+            conn = ex.conn
+            fast = fastpath.response(data, conn.worker.response_validator, conn.keep_alive,
+                                     ex.site.hsts)
+            if fast is not None:
+                conn.fast_response(ex, self, fast)
+                return
         if self.tunnel is not None:
             self.tunnel.tunnel_data(data)
             return
@@ -188,9 +197,10 @@ class UpstreamPool:
 
     def take(self) -> UpstreamConnection | None:
         """A warm idle connection, or None."""
-        while self.idle:
-            conn, _ = self.idle.popitem()
-            if not conn.closed:
+        idle = self.idle
+        while idle:
+            conn = idle.popitem()[0]
+            if not conn._closed:
                 conn.reused = True
                 return conn
         return None
