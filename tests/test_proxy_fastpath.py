@@ -204,7 +204,7 @@ def general_response(data: bytes, keep_alive: bool, hsts: bytes | None) -> Any:
 def fast_response(data: bytes, keep_alive: bool = True,
                   hsts: bytes | None = None) -> fastpath.FastResponse | None:
     return fastpath.response(data, fastpath.Validator(httptools.HttpResponseParser),
-                             keep_alive, hsts)
+                             fastpath.tail(hsts, keep_alive))
 
 
 @pytest.mark.parametrize("data", [NGINX, NODE])

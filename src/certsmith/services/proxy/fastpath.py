@@ -40,13 +40,14 @@ _REQUEST_FIELDS = re.compile(
     rb"\r\n(host|connection|content-length|transfer-encoding|upgrade|expect|keep-alive|te"
     rb"|trailer|proxy-connection|proxy-authenticate|proxy-authorization|x-forwarded-for"
     rb"|x-forwarded-proto|x-forwarded-host|forwarded|x-real-ip):[ \t]*([^\r]*)")
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 (?!204|304)[2-5][0-9][0-9] [^\r\n]*\r\n")
 _RESPONSE_FIELDS = re.compile(
     rb"\r\n(content-length|connection|keep-alive|transfer-encoding|upgrade|te|trailer"
     rb"|proxy-connection|proxy-authenticate|proxy-authorization"
     rb"|strict-transport-security):[ \t]*([^\r]*)")
-_RESPONSE_CUT = re.compile(rb"\r\n(?:connection|keep-alive):[^\r]*", re.IGNORECASE)
+# Final statuses whose responses have a body (llhttp checks the rest of the status line).
+_STATUS = {b"%d" % code: code for code in range(200, 600) if code not in (204, 304)}
 _CONNECTION_CUT = re.compile(rb"\r\nconnection:[^\r]*", re.IGNORECASE)
+_HOST_VALUE = re.compile(rb"\r\n[Hh][Oo][Ss][Tt]:[ \t]*([^\r]*)")
 _FOLD = b" \t"
 
 _HOSTS: dict[bytes, str] = {}  # lowercased Host value -> parse_host(value)
@@ -95,13 +96,16 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
     ``client_ip`` goes into ``X-Forwarded-For``; ``want_agent`` fills in Referer and User-Agent
     (for the access log)."""
     line = _REQUEST_LINE.match(data)
-    size = len(data)
-    if line is None or line.end() > limits.max_line or size > limits.max_head \
-            or data.find(b"\r\n\r\n") != size - 4 \
-            or data.count(b"\r\n") - 2 > limits.max_fields:
+    if line is None:
         return None
+    line_end = line.end()
+    size = len(data)
+    if line_end > limits.max_line or size > limits.max_head \
+            or data.find(b"\r\n\r\n") != size - 4 \
+            or (size > 4 * limits.max_fields and data.count(b"\r\n") - 2 > limits.max_fields):
+        return None  # (a field line takes 4 bytes at least: no need to count a short head)
     lower = data.lower()
-    fields = _REQUEST_FIELDS.findall(lower, line.end() - 2)
+    fields = _REQUEST_FIELDS.findall(lower, line_end - 2)
     if len(fields) == 1:
         name, host = fields[0]
         if name != b"host":
@@ -134,8 +138,7 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
             _HOSTS.clear()
         name = _HOSTS[host] = parse_host(host)
     # X-Forwarded-Host carries the value as sent (``host`` above is lowercased).
-    at = lower.find(b"\r\nhost:") + 7
-    sent_host = data[at:data.find(b"\r\n", at)].lstrip(_FOLD)
+    sent_host = _HOST_VALUE.search(data, line_end - 2).group(1)  # type: ignore[union-attr]
     referer = agent = b""
     if want_agent:
         referer = _field(data, lower, b"\r\nreferer:")
@@ -160,20 +163,28 @@ def _field(data: bytes, lower: bytes, marker: bytes) -> bytes:
 FastResponse = tuple[int, bytes, int, bool]
 
 
-def response(data: bytes, validator: Validator, keep_alive: bool,
-             hsts: bytes | None) -> FastResponse | None:
+def tail(hsts: bytes | None, keep_alive: bool) -> bytes:
+    """What ends the head sent to the client (``response``'s ``tail``; precomputed per site)."""
+    return b"".join((b"\r\nStrict-Transport-Security: " + hsts if hsts is not None else b"",
+                     b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"))
+
+
+def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | None:
     """``data`` starts a response to a request that was neither HEAD nor an upgrade, from an
-    HTTP/1.1 client whose connection stays open if ``keep_alive``. If it is one whole
-    response with a ``Content-Length`` body: what to send the client; else ``None``."""
-    if _STATUS_LINE.match(data) is None:
-        return None
+    HTTP/1.1 client. If it is one whole response with a ``Content-Length`` body: what to send
+    the client, its head ending with ``tail`` (see :func:`tail`); else ``None``."""
+    status = _STATUS.get(data[9:12])
     end = data.find(b"\r\n\r\n")
-    fields = _RESPONSE_FIELDS.findall(data[:end + 2].lower())
+    if status is None or end < 0 or data[:9] != b"HTTP/1.1 ":
+        return None
+    lower = data[:end + 2].lower()
+    fields = _RESPONSE_FIELDS.findall(lower)
     found = dict(fields)
     length = found.get(b"content-length")
     if length is None or len(found) != len(fields):
         return None  # no Content-Length, or some field twice
     reusable = True
+    head = data[:end]
     if len(found) > 1:
         value = found.get(b"connection")
         if value is not None:
@@ -184,19 +195,20 @@ def response(data: bytes, validator: Validator, keep_alive: bool,
                 return None
         if len(found) != 1 + (value is not None) + (b"keep-alive" in found):
             return None
-        head = _RESPONSE_CUT.sub(b"", data[:end])
-    else:
-        head = data[:end]
-    length = length.rstrip(_FOLD)
+        # Cut the Connection and Keep-Alive lines, the later one first (``lower`` has the
+        # same offsets as ``data``).
+        first = lower.find(b"\r\nconnection:")
+        second = lower.find(b"\r\nkeep-alive:")
+        if first > second:
+            first, second = second, first
+        if second >= 0:
+            head = head[:second] + head[lower.find(b"\r\n", second + 2):]
+        if first >= 0:
+            head = head[:first] + head[lower.find(b"\r\n", first + 2):]
     size = len(data) - end - 4
-    if not length.isdigit() or len(length) > 18 or int(length) != size \
-            or not validator.valid(data):
+    # (the length in plain decimal, as the body has it; "012" or "+12" go the general way)
+    if length.rstrip(_FOLD) != b"%d" % size or not validator.valid(data):
         return None
     if not reusable:
         validator.reset()
-    if hsts is None:
-        tail = b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"
-    else:
-        tail = b"".join((b"\r\nStrict-Transport-Security: ", hsts,
-                         b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"))
-    return int(data[9:12]), b"".join((head, tail, data[end + 4:])), size, reusable
+    return status, b"".join((head, tail, data[end + 4:])), size, reusable

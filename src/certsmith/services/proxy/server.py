@@ -48,12 +48,14 @@ IDLE, HEAD, BODY, CONNECTING, WAITING, RESPONDING, TUNNEL, CLOSED = range(8)
 class SiteRuntime:
     """A site as a worker uses it: its upstream pool and encoded options."""
 
-    __slots__ = ("hosts", "hsts", "pool", "redirect", "site")
+    __slots__ = ("hosts", "hsts", "pool", "redirect", "site", "tails")
 
     def __init__(self, site: Site, pool: UpstreamPool) -> None:
         self.site = site
         self.pool = pool
         self.hsts = http.hsts_value(site.hsts)
+        # How a fast-path response head ends, by whether the client connection stays open.
+        self.tails = (fastpath.tail(self.hsts, False), fastpath.tail(self.hsts, True))
         self.redirect = site.redirect
         self.hosts = frozenset(i.value for i in site.cert_identifiers)
 
@@ -252,7 +254,7 @@ class HttpsConnection(_Connection):
                         up.exchange = ex
                         self.state = WAITING
                         self.deadline = worker.now + worker.limits.upstream_timeout
-                        up.write(req.head)
+                        up.transport.write(req.head)  # type: ignore[union-attr]
                     return
                 # (a wildcard name, or a misdirected request: the general path decides)
         if self.tunnel is not None:
@@ -456,9 +458,18 @@ class HttpsConnection(_Connection):
         if self.out:
             self.flush()
         self.transport.write(out)
-        if self.worker.want_agent:
-            self.worker.log_access(self, ex)
-        self._next()
+        worker = self.worker
+        if worker.want_agent:
+            worker.log_access(self, ex)
+        if self.keep_alive and not worker.draining and self.queue is None \
+                and self.parsing is None and not self.read_paused:
+            # (_next's usual outcome, without the call: back to waiting for a request)
+            self.current = None
+            self.state = IDLE
+            self.deadline = worker.now + worker.limits.idle_timeout
+            self.lane = not self.in_message
+        else:
+            self._next()
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         resp = ex.response

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 _WantRead = ssl.SSLWantReadError
 _ZeroReturn = ssl.SSLZeroReturnError
@@ -55,8 +55,8 @@ class Buffers:
 
 
 class TlsTransport(asyncio.BufferedProtocol):
-    __slots__ = ("app", "buffers", "closing", "context", "incoming", "outgoing", "paused",
-                 "raw", "ready", "sslobj")
+    __slots__ = ("app", "buffers", "closing", "context", "core", "incoming", "outgoing",
+                 "paused", "raw", "ready", "sslobj")
 
     def __init__(self, app: App, context: ssl.SSLContext, buffers: Buffers) -> None:
         self.app = app
@@ -64,6 +64,7 @@ class TlsTransport(asyncio.BufferedProtocol):
         self.buffers = buffers
         self.raw: Any = None
         self.sslobj: ssl.SSLObject | None = None
+        self.core: Any = None
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.ready = False
@@ -75,6 +76,9 @@ class TlsTransport(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.raw = transport
         self.sslobj = self.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        # Reads and writes go to the C object under ssl.SSLObject when there is one: its
+        # read/write are what SSLObject's Python methods call, minus a frame each.
+        self.core = getattr(self.sslobj, "_sslobj", self.sslobj)
         self.app.connection_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -82,10 +86,27 @@ class TlsTransport(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.incoming.write(self.buffers.raw[:nbytes])
-        if self.ready:
-            self._read()
-        else:
+        if not self.ready:
             self._handshake()
+            return
+        # _read's loop, for the usual single record, without the call
+        if not self.paused and not self.closing:
+            try:
+                size = self.core.read(PLAIN_MAX, self.buffers.plain)
+            except _WantRead:
+                return
+            except _ZeroReturn:  # close_notify
+                self.close()
+                return
+            except (_SSLError, OSError):
+                self.abort()
+                return
+            if size:
+                self.app.data_received(self.buffers.plain[:size].tobytes())
+            if self.incoming.pending:
+                self._read()
+            elif self.outgoing.pending:
+                self._flush()
 
     def eof_received(self) -> bool:
         return False  # the client is done: close (TLS has no half-close we serve)
@@ -124,15 +145,13 @@ class TlsTransport(asyncio.BufferedProtocol):
             self._read()  # the first request came with the client's Finished
 
     def _read(self) -> None:
-        sslobj = self.sslobj
-        assert sslobj is not None
+        sslobj = self.core
         plain = self.buffers.plain
         incoming = self.incoming
         app = self.app
         while not self.paused and not self.closing:
             try:
-                # (with a buffer, read returns the byte count; typeshed says bytes)
-                size = cast(int, sslobj.read(PLAIN_MAX, plain))  # type: ignore[arg-type]
+                size = sslobj.read(PLAIN_MAX, plain)
             except _WantRead:
                 break
             except _ZeroReturn:  # close_notify
@@ -158,8 +177,7 @@ class TlsTransport(asyncio.BufferedProtocol):
     def write(self, data: bytes) -> None:
         if self.closing:
             return
-        assert self.sslobj is not None
-        self.sslobj.write(data)
+        self.core.write(data)
         self.raw.write(self.outgoing.read())
 
     def writelines(self, pieces: list[bytes]) -> None:

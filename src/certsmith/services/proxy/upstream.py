@@ -59,8 +59,8 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None and ex.fast_reply and ex.response is None and not self.buf:
             conn = ex.conn
-            fast = fastpath.response(data, conn.worker.response_validator, conn.keep_alive,
-                                     ex.site.hsts)
+            fast = fastpath.response(data, conn.worker.response_validator,
+                                     ex.site.tails[conn.keep_alive])
             if fast is not None:
                 conn.fast_response(ex, self, fast)
                 return
@@ -170,7 +170,11 @@ class UpstreamConnection(asyncio.Protocol):
     def release(self) -> None:
         """The exchange finished cleanly: back to the pool."""
         self.exchange = None
-        self.pool.release(self)
+        idle = self.pool.idle
+        if not self._closed and len(idle) < MAX_IDLE:
+            idle[self] = None
+        else:
+            self.close()
 
     def close(self) -> None:
         """Close and never reuse (the exchange did not end cleanly)."""
