@@ -39,6 +39,7 @@ CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
 SWEEP = 1.0
+_NO_HEADERS: list[tuple[bytes, bytes]] = []  # never appended to: on_message_begin makes a list
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
 # Connection states (what the deadline means)
@@ -106,9 +107,11 @@ class _Connection(asyncio.Protocol):
         self.state = HEAD
         self.deadline = worker.now + worker.limits.header_timeout
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] = _NO_HEADERS  # (a new list per request)
         self.head_bytes = 0
-        self.parser = httptools.HttpRequestParser(self)
+        # The general path's parser; HTTPS connections make theirs when they first need it
+        # (most never do: a parser is the largest Python object of an idle connection).
+        self.parser: httptools.HttpRequestParser | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -269,7 +272,10 @@ class HttpsConnection(_Connection):
                 self._count_head(data)
             elif self.state == BODY:
                 self.deadline = self.worker.now + self.worker.limits.body_timeout
-            self.parser.feed_data(data)
+            parser = self.parser
+            if parser is None:
+                parser = self.parser = httptools.HttpRequestParser(self)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.tunnel_buf = [data[exc.args[0]:]] if len(data) > exc.args[0] else []
         except _Refuse as exc:
@@ -297,6 +303,7 @@ class HttpsConnection(_Connection):
         self.head_bytes = 0
         self._check_head()
         parser = self.parser
+        assert parser is not None
         method = parser.get_method()
         version = parser.get_http_version()
         req = http.forward_request(method, self.url, version, self.headers, self.client_ip)
@@ -678,7 +685,10 @@ class RedirectConnection(_Connection):
         try:
             if self.state in (HEAD, IDLE):
                 self._count_head(data)
-            self.parser.feed_data(data)
+            parser = self.parser
+            if parser is None:
+                parser = self.parser = httptools.HttpRequestParser(self)
+            parser.feed_data(data)
         except _Refuse as exc:
             self.refuse(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
@@ -696,6 +706,7 @@ class RedirectConnection(_Connection):
         self.head_bytes = 0
         self._check_head()
         worker = self.worker
+        assert self.parser is not None
         version = self.parser.get_http_version()
         method = self.parser.get_method()
         req = http.forward_request(method, self.url, version, self.headers, self.client_ip,
