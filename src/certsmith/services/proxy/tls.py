@@ -86,27 +86,10 @@ class TlsTransport(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.incoming.write(self.buffers.raw[:nbytes])
-        if not self.ready:
+        if self.ready:
+            self._read()
+        else:
             self._handshake()
-            return
-        # _read's loop, for the usual single record, without the call
-        if not self.paused and not self.closing:
-            try:
-                size = self.core.read(PLAIN_MAX, self.buffers.plain)
-            except _WantRead:
-                return
-            except _ZeroReturn:  # close_notify
-                self.close()
-                return
-            except (_SSLError, OSError):
-                self.abort()
-                return
-            if size:
-                self.app.data_received(self.buffers.plain[:size].tobytes())
-            if self.incoming.pending:
-                self._read()
-            elif self.outgoing.pending:
-                self._flush()
 
     def eof_received(self) -> bool:
         return False  # the client is done: close (TLS has no half-close we serve)
@@ -154,14 +137,16 @@ class TlsTransport(asyncio.BufferedProtocol):
                 size = sslobj.read(PLAIN_MAX, plain)
             except _WantRead:
                 break
-            except _ZeroReturn:  # close_notify
+            except _ZeroReturn:  # close_notify (when the ssl module raises for it)
                 self.close()
                 return
             except (_SSLError, OSError):
                 self.abort()
                 return
-            if size:
-                app.data_received(plain[:size].tobytes())
+            if not size:  # close_notify
+                self.close()
+                return
+            app.data_received(plain[:size].tobytes())
             if not incoming.pending:
                 break  # every record that came is read; asking again would raise WantRead
         if self.outgoing.pending:
@@ -175,8 +160,8 @@ class TlsTransport(asyncio.BufferedProtocol):
     # -- the application's side (a transport) ---------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.closing:
-            return
+        if self.closing or not self.ready:
+            return  # (nothing can be sent before the handshake: the caller gives up anyway)
         self.core.write(data)
         self.raw.write(self.outgoing.read())
 
