@@ -89,7 +89,7 @@ def test_upstream_head_is_rebuilt() -> None:
         assert dropped not in names
     assert dict(headers)[b"X-Forwarded-For"] == b"10.0.0.7"
     assert dict(headers)[b"X-Forwarded-Proto"] == b"https"
-    assert dict(headers)[b"X-Forwarded-Host"] == b"App.Example:8443"
+    assert dict(headers)[b"X-Forwarded-Host"] == b"app.example:8443"  # (as nginx's $host)
     assert names.count(b"x-forwarded-for") == 1
     assert dict(headers)[b"Content-Length"] == b"5" and dict(headers)[b"Cookie"] == b"a=b"
     assert req.host == "app.example" and req.body == http.LENGTH and req.length == 5

@@ -47,7 +47,6 @@ _RESPONSE_FIELDS = re.compile(
 # Final statuses whose responses have a body (llhttp checks the rest of the status line).
 _STATUS = {b"%d" % code: code for code in range(200, 600) if code not in (204, 304)}
 _CONNECTION_CUT = re.compile(rb"\r\nconnection:[^\r]*", re.IGNORECASE)
-_HOST_VALUE = re.compile(rb"\r\n[Hh][Oo][Ss][Tt]:[ \t]*([^\r]*)")
 _FOLD = b" \t"
 
 _HOSTS: dict[bytes, str] = {}  # lowercased Host value -> parse_host(value)
@@ -137,8 +136,6 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         if len(_HOSTS) > 1024:
             _HOSTS.clear()
         name = _HOSTS[host] = parse_host(host)
-    # X-Forwarded-Host carries the value as sent (``host`` above is lowercased).
-    sent_host = _HOST_VALUE.search(data, line_end - 2).group(1)  # type: ignore[union-attr]
     referer = agent = b""
     if want_agent:
         referer = _field(data, lower, b"\r\nreferer:")
@@ -147,7 +144,7 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
     return method, target, tuple.__new__(Request, (  # (Request.__new__ is Python code)
         name, NONE, 0, keep_alive, None, False,
         b"".join((head, b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: https\r\n"
-                  b"X-Forwarded-Host: ", sent_host, b"\r\n\r\n")),
+                  b"X-Forwarded-Host: ", host, b"\r\n\r\n")),  # (lowercased, as in http)
         referer, agent))
 
 
@@ -197,8 +194,8 @@ def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | N
             return None
         # Cut the Connection and Keep-Alive lines, the later one first (``lower`` has the
         # same offsets as ``data``).
-        first = lower.find(b"\r\nconnection:")
-        second = lower.find(b"\r\nkeep-alive:")
+        first = -1 if value is None else lower.find(b"\r\nconnection:")
+        second = lower.find(b"\r\nkeep-alive:") if b"keep-alive" in found else -1
         if first > second:
             first, second = second, first
         if second >= 0:

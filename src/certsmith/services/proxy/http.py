@@ -15,7 +15,7 @@ that keep a front-end and its upstream agreeing on where a request ends (RFC 911
 The request forwarded upstream is rebuilt from the parsed pieces, never copied byte for byte:
 hop-by-hop headers (and those the client's ``Connection`` names) are removed, and
 ``X-Forwarded-For``/``-Proto``/``-Host`` are set by us (the client's own are dropped: anyone can
-send them).
+send them); ``X-Forwarded-Host`` is the Host value, port included, in lowercase.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
     out += (b"X-Forwarded-For: ", client_ip.encode(), b"\r\nX-Forwarded-Proto: ", proto,
             b"\r\n")
     if host is not None:
-        out += (b"X-Forwarded-Host: ", host, b"\r\n\r\n")
+        out += (b"X-Forwarded-Host: ", host.lower(), b"\r\n\r\n")  # (lowercase, as nginx's $host)
     else:
         out.append(b"\r\n")
     head = b"".join(out)

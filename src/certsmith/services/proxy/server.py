@@ -4,10 +4,16 @@ Everything here runs on one event loop thread, with callbacks rather than tasks 
 a keep-alive request costs a parse, a few list operations and two writes. Timeouts are deadlines
 stored on the connection and checked by one sweep per second, so a request arms no timer.
 
-A request flows client -> :class:`HttpsConnection` (parse, :func:`http.forward_request`) ->
-:class:`~.upstream.UpstreamConnection` (write head, stream body) and the response comes back the
-same way, body pieces forwarded as they arrive. Back-pressure goes both ways: a slow reader pauses
-the other side's reads, so neither a 100 MB upload nor a download is ever held in memory.
+A request flows client -> :class:`~.tls.TlsTransport` (decrypt) -> :class:`HttpsConnection`
+(parse, :func:`http.forward_request`) -> :class:`~.upstream.UpstreamConnection` (write head,
+stream body) and the response comes back the same way, body pieces forwarded as they arrive.
+Back-pressure goes both ways: a slow reader pauses the other side's reads, so neither a 100 MB
+upload nor a download is ever held in memory.
+
+The usual keep-alive exchange (a whole head without a body, then a whole ``Content-Length``
+response) skips the parser callbacks and the state steps in between: see
+:mod:`~.fastpath` and ``HttpsConnection.data_received`` / ``fast_response``. Anything else, or
+anything the fast path is unsure of, takes the general path from the first byte.
 """
 
 from __future__ import annotations
