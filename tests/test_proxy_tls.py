@@ -25,6 +25,9 @@ class Raw:
     def write(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def writelines(self, pieces: list[bytes]) -> None:
+        self.sent.extend(pieces)
+
     def close(self) -> None:
         self.closed = True
 
@@ -153,6 +156,15 @@ def test_handshake_then_data_both_ways(pki: Any) -> None:
     assert pair.app.data == [b"GET / HTTP/1.1\r\n\r\n"]
     pair.server.write(b"HTTP/1.1 200 OK\r\n\r\n")
     assert pair.reply() == b"HTTP/1.1 200 OK\r\n\r\n"
+
+
+def test_a_large_write_goes_out_in_records(pki: Any) -> None:
+    pair = Pair(pki)
+    pair.handshake()
+    body = bytes(range(256)) * 400  # 100 KiB: seven records
+    pair.server.write(body)
+    assert len(pair.raw.sent) == 7
+    assert pair.reply() == body
 
 
 @pytest.mark.parametrize("piece", [1, 3, 7, 100])

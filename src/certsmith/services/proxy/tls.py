@@ -26,6 +26,11 @@ _WantRead = ssl.SSLWantReadError
 _ZeroReturn = ssl.SSLZeroReturnError
 _SSLError = ssl.SSLError
 PLAIN_MAX = 65536  # the largest TLS record plaintext is 16 KiB; a read never needs more
+# A memory BIO keeps the largest size it ever held, for the life of the connection: bytes go
+# in and out of OpenSSL in pieces of at most these sizes, so a connection that once moved a
+# large body does not keep a large buffer afterwards.
+RAW_READ = 32 * 1024
+WRITE_PIECE = 16 * 1024  # one TLS record
 
 
 class App(Protocol):
@@ -49,7 +54,7 @@ class Buffers:
 
     __slots__ = ("plain", "raw")
 
-    def __init__(self, raw_size: int = 256 * 1024) -> None:
+    def __init__(self, raw_size: int = RAW_READ) -> None:
         self.raw = memoryview(bytearray(raw_size))
         self.plain = memoryview(bytearray(PLAIN_MAX))
 
@@ -162,8 +167,16 @@ class TlsTransport(asyncio.BufferedProtocol):
     def write(self, data: bytes) -> None:
         if self.closing or not self.ready:
             return  # (nothing can be sent before the handshake: the caller gives up anyway)
-        self.core.write(data)
-        self.raw.write(self.outgoing.read())
+        if len(data) <= WRITE_PIECE:
+            self.core.write(data)
+            self.raw.write(self.outgoing.read())
+            return
+        view = memoryview(data)
+        records = []
+        for start in range(0, len(view), WRITE_PIECE):
+            self.core.write(view[start:start + WRITE_PIECE])
+            records.append(self.outgoing.read())
+        self.raw.writelines(records)
 
     def writelines(self, pieces: list[bytes]) -> None:
         self.write(b"".join(pieces))
