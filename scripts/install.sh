@@ -5,7 +5,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="$here/.venv"
-py=${PYTHON:-python3}
+# The distribution's Python when there is one: it gets the distribution's security updates
+# (another python3 may come first on PATH, e.g. pyenv's). PYTHON=... chooses another.
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; else py=${PYTHON:-python3}; fi
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
