@@ -46,7 +46,6 @@ _RESPONSE_FIELDS = re.compile(
     rb"|strict-transport-security):[ \t]*([^\r]*)")
 # Final statuses whose responses have a body (llhttp checks the rest of the status line).
 _STATUS = {b"%d" % code: code for code in range(200, 600) if code not in (204, 304)}
-_CONNECTION_CUT = re.compile(rb"\r\nconnection:[^\r]*", re.IGNORECASE)
 _FOLD = b" \t"
 
 _HOSTS: dict[bytes, str] = {}  # lowercased Host value -> parse_host(value)
@@ -117,14 +116,11 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         value = found.get(b"connection")
         if host is None or value is None:
             return None
-        value = value.rstrip(_FOLD)
-        if value == b"keep-alive":
-            keep_alive = True
-        elif value == b"close":
-            keep_alive = False
-        else:
+        kept = _keeps_alive(value)
+        if kept is None:
             return None
-        head = _CONNECTION_CUT.sub(b"", data[:-2], 1)
+        keep_alive = kept
+        head = _without_lines(data[:-2], lower, (b"\r\nconnection:",))
     else:
         return None
     if not validator.valid(data):
@@ -146,6 +142,30 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         b"".join((head, b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: https\r\n"
                   b"X-Forwarded-Host: ", host, b"\r\n\r\n")),  # (lowercased, as in http)
         referer, agent))
+
+
+def _keeps_alive(connection: bytes) -> bool | None:
+    """A lowercased ``Connection`` value: ``keep-alive`` True, ``close`` False; anything else
+    (a list, named fields) None, for the general path."""
+    value = connection.rstrip(_FOLD)
+    if value == b"keep-alive":
+        return True
+    return False if value == b"close" else None
+
+
+def _without_lines(data: bytes, lower: bytes, markers: tuple[bytes, ...]) -> bytes:
+    """``data`` without the field lines ``markers`` start (``\r\nname:``, at most two, each
+    once); ``lower`` is ``data``, or more of it, lowercased (same offsets)."""
+    first = lower.find(markers[0])
+    second = lower.find(markers[1]) if len(markers) > 1 else -1
+    if first > second:
+        first, second = second, first
+    # The later line first, so the earlier one's offsets still hold.
+    if second >= 0:
+        data = data[:second] + data[lower.find(b"\r\n", second + 2):]
+    if first >= 0:
+        data = data[:first] + data[lower.find(b"\r\n", first + 2):]
+    return data
 
 
 def _field(data: bytes, lower: bytes, marker: bytes) -> bytes:
@@ -185,23 +205,13 @@ def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | N
     if len(found) > 1:
         value = found.get(b"connection")
         if value is not None:
-            value = value.rstrip(_FOLD)
-            if value == b"close":
-                reusable = False
-            elif value != b"keep-alive":
+            kept = _keeps_alive(value)
+            if kept is None:
                 return None
+            reusable = kept
         if len(found) != 1 + (value is not None) + (b"keep-alive" in found):
             return None
-        # Cut the Connection and Keep-Alive lines, the later one first (``lower`` has the
-        # same offsets as ``data``).
-        first = -1 if value is None else lower.find(b"\r\nconnection:")
-        second = lower.find(b"\r\nkeep-alive:") if b"keep-alive" in found else -1
-        if first > second:
-            first, second = second, first
-        if second >= 0:
-            head = head[:second] + head[lower.find(b"\r\n", second + 2):]
-        if first >= 0:
-            head = head[:first] + head[lower.find(b"\r\n", first + 2):]
+        head = _without_lines(head, lower, (b"\r\nconnection:", b"\r\nkeep-alive:"))
     size = len(data) - end - 4
     # (the length in plain decimal, as the body has it; "012" or "+12" go the general way)
     if length.rstrip(_FOLD) != b"%d" % size or not validator.valid(data):

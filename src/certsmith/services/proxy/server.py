@@ -45,7 +45,6 @@ CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
 SWEEP = 1.0
-_NO_HEADERS: list[tuple[bytes, bytes]] = []  # never appended to: on_message_begin makes a list
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
 # Connection states (what the deadline means)
@@ -96,6 +95,12 @@ class Exchange:
         self.site = site
         self.started = conn.worker.now
 
+    def request_sent(self) -> None:
+        """The whole request is read (and on its way upstream)."""
+        self.request_done = True
+        self.fast_reply = self.version == "1.1" and self.method != b"HEAD" \
+            and self.req.upgrade is None
+
 
 class _Connection(asyncio.Protocol):
     """Request-head parsing with limits and deadlines, shared by both listeners."""
@@ -113,7 +118,7 @@ class _Connection(asyncio.Protocol):
         self.state = HEAD
         self.deadline = worker.now + worker.limits.header_timeout
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = _NO_HEADERS  # (a new list per request)
+        self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         # The general path's parser; HTTPS connections make theirs when they first need it
         # (most never do: a parser is the largest Python object of an idle connection).
@@ -201,8 +206,8 @@ class _Refuse(Exception):
 class HttpsConnection(_Connection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
 
-    __slots__ = ("client_bytes", "current", "in_message", "keep_alive", "lane", "out", "parsing",
-                 "queue", "read_paused", "tls_site", "tunnel", "tunnel_buf", "up_out")
+    __slots__ = ("current", "in_message", "keep_alive", "out", "parsing", "queue", "read_paused",
+                 "tls_site", "tunnel", "tunnel_buf", "up_out")
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
@@ -216,17 +221,12 @@ class HttpsConnection(_Connection):
         self.read_paused = False
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_buf: list[bytes] | None = None
-        # Between requests with the parser at a message boundary: the next request may take
-        # the fast path (see data_received).
-        self.lane = True
         self.in_message = False  # the parser is inside a request
-        self.client_bytes = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """The TCP connection (a :class:`~.tls.TlsTransport`): the header deadline set at
         creation also bounds the TLS handshake."""
         super().connection_made(transport)
-        self.client_bytes = self.client_ip.encode()
 
     def tls_ready(self) -> None:
         """Handshake done: the site whose certificate the client got, and a fresh deadline."""
@@ -238,34 +238,9 @@ class HttpsConnection(_Connection):
     # -- client bytes in ------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.lane and data[-4:] == b"\r\n\r\n":
-            # The common case: a whole request head without a body, between requests.
-            worker = self.worker
-            fast = fastpath.request(data, self.client_bytes, worker.request_validator,
-                                    worker.fast_limits, worker.want_agent)
-            if fast is not None:
-                method, target, req = fast
-                site = worker.by_host.get(req.host)
-                if site is not None and (site is self.tls_site or self.tls_site is None):
-                    self.lane = False
-                    ex = Exchange(self, method, target, "1.1", req, site)
-                    ex.request_done = True
-                    ex.fast_reply = method != b"HEAD"
-                    if not req.keep_alive:
-                        self.keep_alive = False
-                    self.current = ex
-                    up = site.pool.take()
-                    if up is None:
-                        self.state = CONNECTING
-                        self._start(ex)
-                    else:
-                        ex.upstream = up
-                        up.exchange = ex
-                        self.state = WAITING
-                        self.deadline = worker.now + worker.limits.upstream_timeout
-                        up.transport.write(req.head)  # type: ignore[union-attr]
-                    return
-                # (a wildcard name, or a misdirected request: the general path decides)
+        if self.current is None and data[-4:] == b"\r\n\r\n" and not self.in_message \
+                and self.tunnel is None and self.tunnel_buf is None and self._fast_request(data):
+            return
         if self.tunnel is not None:
             self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
             self.tunnel.tunnel_data(data)
@@ -300,8 +275,29 @@ class HttpsConnection(_Connection):
         if self.up_out:
             self._flush_upstream()
 
+    def _fast_request(self, data: bytes) -> bool:
+        """Between requests, with the parser at a message boundary: a whole head without a
+        body takes the fast path if :func:`fastpath.request` takes it. (A wildcard name or a
+        misdirected request is left to the general path, which decides.)"""
+        worker = self.worker
+        fast = fastpath.request(data, self.client_ip.encode(), worker.request_validator,
+                                worker.fast_limits, worker.want_agent)
+        if fast is None:
+            return False
+        method, target, req = fast
+        site = worker.by_host.get(req.host)
+        if site is None or (site is not self.tls_site and self.tls_site is not None):
+            return False
+        ex = self.current = Exchange(self, method, target, "1.1", req, site)
+        ex.request_sent()
+        if not req.keep_alive:
+            self.keep_alive = False
+        self._start(ex)
+        if self.up_out:
+            self._flush_upstream()
+        return True
+
     def on_message_begin(self) -> None:
-        self.lane = False
         self.in_message = True
         super().on_message_begin()
 
@@ -358,8 +354,7 @@ class HttpsConnection(_Connection):
         if ex is None:
             return
         self.parsing = None
-        ex.request_done = True
-        ex.fast_reply = ex.version == "1.1" and ex.method != b"HEAD" and ex.req.upgrade is None
+        ex.request_sent()
         if ex.upstream is not None and ex.body_buf is None:
             if ex.req.body == http.CHUNKED:
                 self.up_out.append(b"0\r\n\r\n")
@@ -399,6 +394,14 @@ class HttpsConnection(_Connection):
     def _attach(self, ex: Exchange, up: UpstreamConnection) -> None:
         ex.upstream = up
         up.exchange = ex
+        if ex.request_done and ex.req.body == http.NONE and not self.up_out:
+            # Most requests: read whole, no body. The head goes out now.
+            if ex.body_buf is not None:
+                ex.body_buf = None
+            self.state = WAITING
+            self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+            up.write(ex.req.head)
+            return
         self.up_out.append(ex.req.head)
         buf = ex.body_buf
         ex.body_buf = None
@@ -471,18 +474,8 @@ class HttpsConnection(_Connection):
         if self.out:
             self.flush()
         self.transport.write(out)
-        worker = self.worker
-        if worker.want_agent:
-            worker.log_access(self, ex)
-        if self.keep_alive and not worker.draining and self.queue is None \
-                and self.parsing is None and not self.read_paused:
-            # (_next's usual outcome, without the call: back to waiting for a request)
-            self.current = None
-            self.state = IDLE
-            self.deadline = worker.now + worker.limits.idle_timeout
-            self.lane = not self.in_message
-        else:
-            self._next()
+        self.worker.log_access(self, ex)
+        self._next()
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         resp = ex.response
@@ -531,8 +524,6 @@ class HttpsConnection(_Connection):
         if self.parsing is None:
             self.state = IDLE
             self.deadline = self.worker.now + self.worker.limits.idle_timeout
-            if not self.in_message:
-                self.lane = True
         if self.read_paused:
             self.resume_reading()
 

@@ -178,9 +178,6 @@ class TlsTransport(asyncio.BufferedProtocol):
             records.append(self.outgoing.read())
         self.raw.writelines(records)
 
-    def writelines(self, pieces: list[bytes]) -> None:
-        self.write(b"".join(pieces))
-
     def close(self) -> None:
         """Send close_notify and whatever is buffered, then close."""
         if self.closing:
@@ -215,12 +212,7 @@ class TlsTransport(asyncio.BufferedProtocol):
                 if self.ready and self.incoming.pending:
                     self._read()  # records that arrived before the pause
 
-    def get_write_buffer_size(self) -> int:
-        return int(self.raw.get_write_buffer_size())
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":
             return self.sslobj
-        if name == "sslcontext":
-            return self.sslobj.context if self.sslobj is not None else default
         return self.raw.get_extra_info(name, default) if self.raw is not None else default

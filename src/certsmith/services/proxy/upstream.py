@@ -170,11 +170,7 @@ class UpstreamConnection(asyncio.Protocol):
     def release(self) -> None:
         """The exchange finished cleanly: back to the pool."""
         self.exchange = None
-        idle = self.pool.idle
-        if not self._closed and len(idle) < MAX_IDLE:
-            idle[self] = None
-        else:
-            self.close()
+        self.pool.release(self)
 
     def close(self) -> None:
         """Close and never reuse (the exchange did not end cleanly)."""
