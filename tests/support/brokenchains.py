@@ -21,8 +21,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.net import LOOPBACK, die_with_parent, free_port, port_open, stop_process, \
-    wait_until
+from tests.support.net import (
+    LOOPBACK,
+    die_with_parent,
+    free_port,
+    port_open,
+    stop_process,
+    wait_until,
+)
 
 Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
