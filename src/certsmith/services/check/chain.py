@@ -49,12 +49,6 @@ class Link:
     served_at: int | None
 
 
-@dataclass(frozen=True)
-class Path:
-    links: tuple[Link, ...]
-    anchored: bool  # ends at a certificate of the trust store
-
-
 def sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
     """The DNS names and IP addresses of the subjectAltName."""
     try:
@@ -130,7 +124,8 @@ def _served_index(cert: x509.Certificate, served: Sequence[x509.Certificate]) ->
     return next((i for i, c in enumerate(served) if c == cert), None)
 
 
-def build_path(served: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]) -> Path:
+def build_path(served: Sequence[x509.Certificate],
+               roots: Sequence[x509.Certificate]) -> tuple[Link, ...]:
     """Leaf (``served[0]``) up to a trust anchor: at each step a trusted issuer is preferred
     (OpenSSL's X509_V_FLAG_TRUSTED_FIRST), else the served certificate that signed it,
     wherever the server put it. Stops at a self-signed certificate or a missing issuer."""
@@ -142,7 +137,7 @@ def build_path(served: Sequence[x509.Certificate], roots: Sequence[x509.Certific
         if anchor is not None:
             if anchor != current:
                 links.append(Link(anchor, "root", _served_index(anchor, served)))
-            return Path(tuple(links), anchored=True)
+            return tuple(links)
         if _self_signed(current):
             break
         found = next((i for i, c in enumerate(served) if i not in used and _issued_by(current, c)),
@@ -152,7 +147,7 @@ def build_path(served: Sequence[x509.Certificate], roots: Sequence[x509.Certific
         used.add(found)
         cert = served[found]
         links.append(Link(cert, "root" if _self_signed(cert) else "intermediate", found))
-    return Path(tuple(links), anchored=False)
+    return tuple(links)
 
 
 def _who(link: Link) -> str:
@@ -188,10 +183,10 @@ def link_problems(link: Link, now: dt.datetime) -> list[str]:
     return problems
 
 
-def order_problem(path: Path, served: Sequence[x509.Certificate]) -> str | None:
+def order_problem(path: Sequence[Link], served: Sequence[x509.Certificate]) -> str | None:
     """TLS 1.2 (RFC 5246 7.4.2) wants each certificate followed by the one that certifies it;
     OpenSSL and browsers sort a shuffled chain out, stricter clients refuse it."""
-    at = [link.served_at for link in path.links if link.served_at is not None]
+    at = [link.served_at for link in path if link.served_at is not None]
     if at == sorted(at):
         return None
     shown = " <- ".join(display_name(c) for c in served)

@@ -256,7 +256,7 @@ def _chain_facts(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certifi
     SHA-1 signature), then ``cryptography``'s verifier has the last word on the rest."""
     leaf, intermediates = chain[0], chain[1:]
     path = build_path(chain, roots)
-    refused = [text for link in path.links for text in link_problems(link, now)]
+    refused = [text for link in path for text in link_problems(link, now)]
     problems.extend((Status.CRITICAL, text) for text in refused)
     trust_error = _trust_error(leaf, intermediates, roots, now)
     if trust_error is not None and not refused:
