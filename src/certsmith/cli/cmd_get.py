@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.services.accounts import AccountOptions
     from certsmith.services.manager import GetRequest, Manager
 
-    idents = parse_identifiers(args.names)
+    idents = parse_identifiers(args.names, one_certificate=not args.separate)
     groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
     if args.separate:
         if args.cert_name:
