@@ -23,7 +23,9 @@ deploy commands (--deploy-command, repeatable) run with CERTSMITH_NAME, CERTSMIT
   certbot's RENEWED_LINEAGE, RENEWED_DOMAINS) in the environment.
 
 CA (--server): letsencrypt (default), letsencrypt-staging, zerossl, google, google-staging, or a
-directory URL.
+directory URL. A private ACME CA's HTTPS is verified with --ca-bundle FILE (or
+$REQUESTS_CA_BUNDLE); the file's path is recorded with the site, so renewals from a timer, which
+has no such variable, verify the CA the same way.
 
 examples:
   certsmith get allsky.example.org --webroot /var/www/html --agree-tos \\
@@ -54,6 +56,9 @@ def register(sub: Any) -> None:
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
     p.add_argument("--separate", action="store_true", help="one certificate per name")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
+    p.add_argument("--ca-bundle", metavar="FILE",
+                   help="CA certificates verifying a private ACME CA (default "
+                        "$REQUESTS_CA_BUNDLE); remembered for renewals")
     p.add_argument("--email", metavar="E", help="contact address for the account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
     p.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
@@ -118,12 +123,26 @@ def run(args: argparse.Namespace) -> int:
         preferred_chain=args.preferred_chain,
         deploy_files=tuple(FileTarget.parse(s) for s in args.deploy_to),
         deploy_commands=deploy_commands,
+        ca_bundle=_ca_bundle(args.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE")),
     )
     manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
     outcomes = manager.get(req)
     from certsmith.cli.cmd_renew import report
 
     return report(outcomes, args, manager.store.live_path)
+
+
+def _ca_bundle(path: str | None) -> str | None:
+    """The CA bundle (a file, or a directory as requests allows) to record with the site."""
+    import os
+
+    from certsmith.errors import UsageError
+
+    if not path:
+        return None
+    if not os.path.exists(path):
+        raise UsageError(f"CA bundle {path!r} does not exist")
+    return os.path.abspath(path)
 
 
 def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple[Any, str]:
