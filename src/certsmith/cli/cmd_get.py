@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         solver, reload = _through_server(args, groups, resolve_server(args.server))
         deploy_commands = (*tuple(c for c in deploy_commands if c != reload), reload)
     elif args.webroot:
+        _check_webroot_reachable(args, [name for name, _ in groups])
         solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
     else:
         solver = SolverSpec("standalone", http_port=args.http_port, address=args.http_address)
@@ -157,7 +158,30 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
     reload = ""
     for name, idents in groups:
         spec = SiteSpec(name=name, identifiers=idents, server=server, solver=placeholder)
-        directory, reload = prepare_challenge(home, args.web_server, spec,
-                                              http_port=args.http_port,
-                                              listen_address=args.http_address)
+        setup = prepare_challenge(home, args.web_server, spec, http_port=args.http_port,
+                                  listen_address=args.http_address)
+        directory, reload = setup.directory, setup.reload
+        if setup.files and not (args.quiet or args.json):
+            print(f"{name}: {args.web_server} answers HTTP-01 from {directory}; changed "
+                  "('certsmith uninstall' undoes it):")
+            for line in setup.files:
+                print(f"  {line}")
     return SolverSpec("server", webroot=str(directory), server=args.web_server), reload
+
+
+def _check_webroot_reachable(args: argparse.Namespace, names: list[str]) -> None:
+    """A server certsmith set up maps the challenge path to certsmith's own directory: tokens
+    written into --webroot would never be served, and the CA would see 404."""
+    from certsmith.cli.main import home_from
+    from certsmith.errors import UsageError
+    from certsmith.services.servers import challenge_capture
+
+    capture = challenge_capture(home_from(args), names)
+    if capture is None:
+        return
+    kind, owner = capture
+    raise UsageError(
+        f"{kind} serves /.well-known/acme-challenge/ from certsmith's own directory (set up "
+        f"for {owner} by 'certsmith get --{kind}' or 'install'), so files written into "
+        f"{args.webroot} would answer 404: use --{kind} instead of --webroot, or "
+        f"'certsmith uninstall {kind} {owner}' first")

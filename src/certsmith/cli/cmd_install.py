@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.quiet:
         print(result.text)
+        for line in result.files:
+            print(f"  {line}")
         for note in result.notes:
             print(f"  note: {note}")
     return 0
