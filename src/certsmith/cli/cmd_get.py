@@ -72,6 +72,9 @@ def register(sub: Any) -> None:
                    help="copy a part of the certificate somewhere (see above)")
     p.add_argument("--deploy-command", action="append", default=[], metavar="CMD",
                    help="run after every issuance/renewal (e.g. 'systemctl reload nginx')")
+    from certsmith.cli import ocsp
+
+    ocsp.add_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
@@ -130,7 +133,14 @@ def run(args: argparse.Namespace) -> int:
     outcomes = manager.get(req)
     from certsmith.cli.cmd_renew import report
 
-    return report(outcomes, args, manager.store.live_path)
+    status = report(outcomes, args, manager.store.live_path)
+    if args.staple_ocsp and not (args.quiet or args.json):
+        from certsmith.cli import ocsp
+
+        for outcome in outcomes:
+            if outcome.action in ("issued", "renewed"):
+                print(ocsp.note(manager.home, outcome.name))
+    return status
 
 
 def _ca_bundle(path: str | None) -> str | None:

@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
     p.add_argument("--proxy-to", metavar="URL",
                    help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)")
     add_site_options(p)
+    from certsmith.cli import ocsp
+
+    ocsp.add_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the files and the diff only")
     p.set_defaults(handler=run)
 
@@ -72,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     result = install(home_from(args), req)
     if args.dry_run:
         print(result.text)
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"note: {ocsp.note(home_from(args), args.name)}")
         return 0
     if not args.quiet:
         print(result.text)
@@ -79,4 +86,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}")
         for note in result.notes:
             print(f"  note: {note}")
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"  note: {ocsp.note(home_from(args), args.name)}")
     return 0

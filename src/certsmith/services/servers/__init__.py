@@ -43,6 +43,7 @@ __all__ = [
     "install",
     "installer_for",
     "prepare_challenge",
+    "staples_ocsp",
     "uninstall",
 ]
 
@@ -152,6 +153,14 @@ def _has_ocsp(cert_pem: bytes) -> bool:
     except x509.ExtensionNotFound:
         return False
     return any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+def staples_ocsp(home: Path, name: str) -> bool:
+    """Whether ``install`` turns on OCSP stapling for NAME: only when its live certificate
+    names an OCSP responder (Let's Encrypt's no longer do since 2025), so a server never waits
+    on a responder that does not exist. certbot's ``--staple-ocsp`` asks for this."""
+    live = FileStore(home).live_path(name) / "cert.pem"
+    return live.is_file() and _has_ocsp(live.read_bytes())
 
 
 def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
