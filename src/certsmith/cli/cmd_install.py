@@ -43,8 +43,10 @@ def register(sub: Any) -> None:
     p.add_argument("web_server", choices=("nginx", "apache", "lighttpd"), metavar="SERVER",
                    help="nginx, apache or lighttpd")
     p.add_argument("name", metavar="NAME", help="certificate name (see 'certsmith list')")
-    p.add_argument("--redirect", type=int, nargs="?", const=301, choices=(301, 302, 307, 308),
-                   metavar="301|308", help="redirect HTTP to HTTPS (default code 301); "
+    p.add_argument("--redirect", type=int, nargs="?", const=308, choices=(301, 302, 307, 308),
+                   metavar="308|301", help="redirect HTTP to HTTPS (default code 308, as "
+                   "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
+                   "a GET); "
                    "/.well-known/acme-challenge/ stays reachable over HTTP")
     p.add_argument("--hsts", type=int, nargs="?", const=63072000, metavar="SECONDS",
                    help="send Strict-Transport-Security (default max-age two years)")
