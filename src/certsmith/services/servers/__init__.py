@@ -369,8 +369,9 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
     directory = _ensure_challenge_dir(store)
     installer = installer_for(kind, env)
     record = _load_record(store, kind, spec.name)
-    if record and record.get("stage") == "installed":
-        # its site already maps the challenge path
+    if record and record.get("stage") == "installed" and _files_present(record):
+        # its site already maps the challenge path (a record restored from another machine's
+        # backup has no files here: set the mapping up again)
         return ChallengeSetup(directory, installer.config.reload)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
@@ -408,11 +409,17 @@ def challenge_capture(home: Path, names: list[str]) -> tuple[Kind, str] | None:
         for key in store.list(f"installs/{kind}"):
             data = store.get(key)
             record = json.loads(data) if data else {}
-            own = record.get("name") in names
+            own = record.get("name") in names and _files_present(record)
             shared = any(os.path.lexists(p) for p in record.get("shared", []))
             if own or shared:
                 return cast(Kind, kind), str(record.get("name"))
     return None
+
+
+def _files_present(record: dict[str, Any]) -> bool:
+    """Whether the server files an install record lists exist on this machine."""
+    owned = record.get("owned", [])
+    return bool(owned) and all(os.path.lexists(p) for p in owned)
 
 
 def _same(change: Change) -> bool:
