@@ -12,6 +12,11 @@ Three modes:
 - ``crontab``: a marked block in the user's own crontab; used by a non-root user, who can write
   neither directory.
 
+Nothing renews unless something runs the job: :attr:`Host.scheduler_missing` says when systemd
+is not PID 1 (for the timer) or no cron daemon process runs (for cron and crontabs), and
+install/status report it as a warning. Not an error: the files are right, and an image being
+built or a container whose entrypoint starts cron later runs them as soon as cron is up.
+
 Environment overrides, for tests and unusual hosts: ``CERTSMITH_INIT=systemd|cron|crontab``,
 ``CERTSMITH_SYSTEMD_DIR``, ``CERTSMITH_CRON_DIR``. ``systemctl`` is only called when systemd is
 running and the units went to the real system directory, so a test never touches the host.
