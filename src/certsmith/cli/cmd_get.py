@@ -10,7 +10,9 @@ Obtain a certificate for NAME... (DNS names or IP addresses) from an ACME CA, pr
 HTTP-01 (--webroot of a running web server, --standalone on our own listener, or --nginx,
 --apache, --lighttpd: through the running server, with no downtime: certsmith adds a small
 include of its own mapping /.well-known/acme-challenge/ to its challenge directory, checks it
-with the server's own validator and reloads gracefully before the order), store it under
+with the server's own validator, reloads gracefully before the order and lists the files it
+changed; while that mapping is in place, --webroot for a name it answers is refused, since the
+CA would find nothing there), store it under
 live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
 The site is remembered: 'certsmith renew' renews it the same way.
 
@@ -54,7 +56,9 @@ def register(sub: Any) -> None:
                    help="address for --standalone or the web server's HTTP listener "
                         "(default: all)")
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
-    p.add_argument("--separate", action="store_true", help="one certificate per name")
+    p.add_argument("--separate", action="store_true",
+                   help="one certificate per name (as many names as given: the limit of 100 "
+                        "is per certificate)")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
     p.add_argument("--ca-bundle", metavar="FILE",
                    help="CA certificates verifying a private ACME CA (default "
