@@ -278,3 +278,19 @@ def test_preferred_chain(pebble_factory, run_certsmith: RunCertsmith,  # type: i
 
     assert top_issuer("alt.example.com") == alt_cn
     assert top_issuer("default.example.com") != alt_cn
+
+
+def test_separate_takes_more_than_100_names(run_certsmith: RunCertsmith, pebble: Pebble,
+                                            cs_home: Path) -> None:
+    """The 100-name limit is per certificate: --separate with 101 names makes 101 certificates,
+    each carrying its own name."""
+    names = [f"h{i}.many.example.com" for i in range(101)]
+    got = run_certsmith("get", *names, "--separate", "--standalone",
+                        "--http-port", pebble.http_port, "--server", pebble.directory,
+                        "--agree-tos", "--json", timeout=600)
+    assert got.returncode == 0, got.stderr
+    outcomes = json.loads(got.stdout)
+    assert sorted(o["name"] for o in outcomes) == sorted(names)
+    assert {o["action"] for o in outcomes} == {"issued"}
+    for name in names:
+        assert sans(cs_home / "live" / name / "cert.pem") == [name]

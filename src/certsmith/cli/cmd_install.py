@@ -43,14 +43,19 @@ def register(sub: Any) -> None:
     p.add_argument("web_server", choices=("nginx", "apache", "lighttpd"), metavar="SERVER",
                    help="nginx, apache or lighttpd")
     p.add_argument("name", metavar="NAME", help="certificate name (see 'certsmith list')")
-    p.add_argument("--redirect", type=int, nargs="?", const=301, choices=(301, 302, 307, 308),
-                   metavar="301|308", help="redirect HTTP to HTTPS (default code 301); "
+    p.add_argument("--redirect", type=int, nargs="?", const=308, choices=(301, 302, 307, 308),
+                   metavar="308|301", help="redirect HTTP to HTTPS (default code 308, as "
+                   "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
+                   "a GET); "
                    "/.well-known/acme-challenge/ stays reachable over HTTP")
     p.add_argument("--hsts", type=int, nargs="?", const=63072000, metavar="SECONDS",
                    help="send Strict-Transport-Security (default max-age two years)")
     p.add_argument("--proxy-to", metavar="URL",
                    help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)")
     add_site_options(p)
+    from certsmith.cli import ocsp
+
+    ocsp.add_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the files and the diff only")
     p.set_defaults(handler=run)
 
@@ -72,9 +77,19 @@ def run(args: argparse.Namespace) -> int:
     result = install(home_from(args), req)
     if args.dry_run:
         print(result.text)
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"note: {ocsp.note(home_from(args), args.name)}")
         return 0
     if not args.quiet:
         print(result.text)
+        for line in result.files:
+            print(f"  {line}")
         for note in result.notes:
             print(f"  note: {note}")
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"  note: {ocsp.note(home_from(args), args.name)}")
     return 0

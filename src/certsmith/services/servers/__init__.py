@@ -13,12 +13,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store.fs import FileStore
-from certsmith.errors import UsageError
+from certsmith.errors import NotFoundError, UsageError
 from certsmith.services.servers.base import (
     KINDS,
     Block,
@@ -35,12 +35,15 @@ from certsmith.services.servers.base import (
 
 __all__ = [
     "KINDS",
+    "ChallengeSetup",
     "InstallRequest",
     "Result",
+    "challenge_capture",
     "challenge_dir",
     "install",
     "installer_for",
     "prepare_challenge",
+    "staples_ocsp",
     "uninstall",
 ]
 
@@ -95,6 +98,33 @@ class Result:
     text: str                  # the dry-run description, or a summary of what was done
     changed: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # for a person: "wrote PATH", "linked PATH -> TARGET", ...
+
+
+@dataclass(frozen=True)
+class ChallengeSetup:
+    """What ``prepare_challenge`` did: where tokens go, how the server reloads, which of the
+    server's files changed (so the user hears about every file certsmith touched)."""
+
+    directory: Path
+    reload: str
+    files: tuple[str, ...] = ()
+
+
+def _file_lines(changes: list[Change] | tuple[Change, ...],
+                deploy_files: tuple[FileTarget, ...] = ()) -> tuple[str, ...]:
+    out: list[str] = []
+    for c in changes:
+        if c.link is not None:
+            out.append(f"linked {c.path} -> {c.link}")
+        elif c.move_to is not None:
+            out.append(f"moved {c.path} -> {c.move_to} (uninstall puts it back)")
+        elif c.removes:
+            out.append(f"removed {c.path}")
+        else:
+            out.append(f"wrote {c.path}")
+    out += [f"copied {t.part} -> {t.path}" for t in deploy_files]
+    return tuple(out)
 
 
 # -- records: what certsmith added, so uninstall removes exactly that ---------------------------
@@ -123,6 +153,14 @@ def _has_ocsp(cert_pem: bytes) -> bool:
     except x509.ExtensionNotFound:
         return False
     return any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+def staples_ocsp(home: Path, name: str) -> bool:
+    """Whether ``install`` turns on OCSP stapling for NAME: only when its live certificate
+    names an OCSP responder (Let's Encrypt's no longer do since 2025), so a server never waits
+    on a responder that does not exist. certbot's ``--staple-ocsp`` asks for this."""
+    live = FileStore(home).live_path(name) / "cert.pem"
+    return live.is_file() and _has_ocsp(live.read_bytes())
 
 
 def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
@@ -162,9 +200,14 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     """Install the live certificate NAME into the running server (see module docstring)."""
     _check_proxy(req.proxy_to)
     store = FileStore(home)
-    spec = load_site(store, req.name)
+    first = (f"run 'certsmith get {req.name} --{req.kind}' first (it answers the CA through "
+             f"the running {req.kind}), then install")
+    try:
+        spec = load_site(store, req.name)
+    except NotFoundError as exc:
+        raise NotFoundError(f"no certificate named {req.name!r} yet: {first}") from exc
     if store.live_version(req.name) is None:
-        raise UsageError(f"{req.name} has no certificate yet; run 'certsmith get' first")
+        raise UsageError(f"{req.name} has no certificate yet: {first}")
     installer = installer_for(req.kind, env)
     record = _load_record(store, req.kind, req.name)
     _ensure_challenge_dir(store)
@@ -175,6 +218,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     plan = installer.plan(detected, opts)
     if req.dry_run:
         return Result(describe(plan), notes=plan.notes)
+    files = _file_lines([c for c in plan.changes if not _same(c)], plan.deploy_files)
     _apply(installer, plan, opts)
     owned, shared = _split_shared(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
@@ -193,7 +237,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     _save_record(store, req.kind, req.name, new_record)
     _remember_reload(store, spec, installer.config.reload, plan.deploy_files)
     return Result(f"{req.name}: installed into {req.kind}", tuple(c.path for c in plan.changes),
-                  plan.notes)
+                  plan.notes, files)
 
 
 def _carried(detected: Detected) -> dict[str, Any] | None:
@@ -318,16 +362,17 @@ def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool
 
 def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int = 80,
                       listen_address: str = "", env: dict[str, str] | None = None
-                      ) -> tuple[Path, str]:
+                      ) -> ChallengeSetup:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
-    certsmith's challenge directory (validated, reloaded). Returns (directory, reload command).
-    """
+    certsmith's challenge directory (validated, reloaded)."""
     store = FileStore(home)
     directory = _ensure_challenge_dir(store)
     installer = installer_for(kind, env)
     record = _load_record(store, kind, spec.name)
-    if record and record.get("stage") == "installed":
-        return directory, installer.config.reload  # its site already maps the challenge path
+    if record and record.get("stage") == "installed" and _files_present(record):
+        # its site already maps the challenge path (a record restored from another machine's
+        # backup has no files here: set the mapping up again)
+        return ChallengeSetup(directory, installer.config.reload)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
     req = InstallRequest(kind, spec.name, http_port=http_port, listen_address=listen_address)
@@ -337,7 +382,8 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
                        challenge_dir=str(directory))
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
-    if not all(_same(c) for c in plan.changes):  # (else: already in place)
+    changed = [c for c in plan.changes if not _same(c)]
+    if changed:  # (else: already in place)
         Transaction(installer, installer.health_port(opts)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
@@ -348,7 +394,32 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         "deploy_files": [], "deploy_commands": [installer.config.reload],
         "shared": sorted(set(shared) | set((record or {}).get("shared", []))),
     })
-    return directory, installer.config.reload
+    return ChallengeSetup(directory, installer.config.reload, _file_lines(changed))
+
+
+def challenge_capture(home: Path, names: list[str]) -> tuple[Kind, str] | None:
+    """(server, certificate name whose install set it up) when certsmith made a web server
+    answer /.well-known/acme-challenge/ for these certificate names from its own challenge
+    directory, else None. Files put in another webroot
+    are then never served (the CA sees 404): ``get --webroot`` says so instead of failing at
+    the CA. nginx maps the path in certsmith's site for the name; Apache and lighttpd in one
+    include shared by every site of the server."""
+    store = FileStore(home)
+    for kind in KINDS:
+        for key in store.list(f"installs/{kind}"):
+            data = store.get(key)
+            record = json.loads(data) if data else {}
+            own = record.get("name") in names and _files_present(record)
+            shared = any(os.path.lexists(p) for p in record.get("shared", []))
+            if own or shared:
+                return cast(Kind, kind), str(record.get("name"))
+    return None
+
+
+def _files_present(record: dict[str, Any]) -> bool:
+    """Whether the server files an install record lists exist on this machine."""
+    owned = record.get("owned", [])
+    return bool(owned) and all(os.path.lexists(p) for p in owned)
 
 
 def _same(change: Change) -> bool:
