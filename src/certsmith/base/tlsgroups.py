@@ -66,6 +66,8 @@ def _libssl() -> ctypes.CDLL:
 
 def _ssl_ctx(ctx: ssl.SSLContext) -> int:
     """The ``SSL_CTX *`` inside ``ctx``, checked against the context's options."""
+    if not isinstance(ctx, ssl.SSLContext):  # (any other object: its memory is not read)
+        raise TLSGroupsError(f"not an ssl.SSLContext: {type(ctx).__name__}")
     header = object.__basicsize__  # PyObject_HEAD
     if type(ctx).__basicsize__ < header + ctypes.sizeof(ctypes.c_void_p):
         raise TLSGroupsError("unexpected ssl.SSLContext layout: cannot set TLS groups")

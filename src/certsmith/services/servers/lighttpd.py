@@ -210,8 +210,8 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str
     addr = opts.listen_address
     if ":" in addr:
         addr = f"[{addr}]"
-    # Session tickets stay on: lighttpd keeps no session cache and rotates the ticket key
-    # itself, so tickets are how its clients resume.
+    # Session tickets stay on: lighttpd keeps no session cache, and without ssl.stek-file it
+    # makes a new ticket key every 8 hours (each valid a day), so tickets are how it resumes.
     conf_cmd = (f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
                 '"Options" => "-ServerPreference", '
                 f'"CipherString" => {_q(policy.INTERMEDIATE_CIPHERS)}, '
