@@ -29,10 +29,12 @@ import ssl
 import sys
 from functools import cache
 
+from certsmith.errors import CertsmithError
+
 SSL_CTRL_SET_GROUPS_LIST = 92  # include/openssl/ssl.h (SSL_CTRL_SET_CURVES_LIST before 1.1.1)
 
 
-class TLSGroupsError(RuntimeError):
+class TLSGroupsError(CertsmithError):
     """The group list could not be applied: the context would offer more than it should."""
 
 
@@ -45,16 +47,9 @@ def _libssl() -> ctypes.CDLL:
 
     try:
         lib = ctypes.CDLL(_ssl.__file__)
-        ctrl = lib.SSL_CTX_ctrl
-        options = lib.SSL_CTX_get_options
+        ctrl, options, clear = lib.SSL_CTX_ctrl, lib.SSL_CTX_get_options, lib.ERR_clear_error
     except (OSError, AttributeError) as exc:
-        raise TLSGroupsError(f"cannot reach OpenSSL's SSL_CTX_ctrl through {_ssl.__file__}: "
-                             f"{exc}") from exc
-    try:
-        clear = lib.ERR_clear_error
-    except AttributeError as exc:
-        raise TLSGroupsError(f"cannot reach OpenSSL's ERR_clear_error through {_ssl.__file__}"
-                             ) from exc
+        raise TLSGroupsError(f"cannot reach OpenSSL through {_ssl.__file__}: {exc}") from exc
     clear.argtypes, clear.restype = [], None
     ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
     ctrl.restype = ctypes.c_long
