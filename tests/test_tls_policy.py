@@ -5,14 +5,14 @@ cipher order. A real ``certsmith proxy`` process with a local-CA certificate."""
 from __future__ import annotations
 
 import ssl
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from certsmith.base import policy
 from certsmith.base.tlsgroups import TLSGroupsError, set_groups
-from tests.support.net import free_port
-from tests.support.proxy import Proxy
+from tests.support.proxy import Proxy, UpstreamApp
 from tests.support.sslyze import mozilla_intermediate
 from tests.support.tlsprobe import handshake
 
@@ -23,8 +23,17 @@ REFUSED = ("X448", "P-521", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     work = tmp_path_factory.mktemp("tls-policy")
-    with Proxy(work / "home", ["localhost", "--to", f"127.0.0.1:{free_port()}"]) as server:
+    with UpstreamApp(work) as app, \
+            Proxy(work / "home", ["localhost", "--to", app.address, "--hsts"]) as server:
         yield server
+
+
+def test_proxy_hsts_default_is_the_policy_two_years(proxy: Proxy) -> None:
+    got = subprocess.run(["curl", "-sS", "-i", "--max-time", "30", "--cacert", str(proxy.root),
+                          proxy.url("localhost", "/hello")],
+                         capture_output=True, text=True, check=False)
+    assert got.returncode == 0, got.stderr
+    assert "strict-transport-security: max-age=63072000\n" in got.stdout.lower(), got.stdout
 
 
 def test_sslyze_finds_the_proxy_mozilla_intermediate_compliant(proxy: Proxy) -> None:
