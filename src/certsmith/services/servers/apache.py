@@ -318,9 +318,6 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
         if ":" in opts.listen_address:
             addr = f"[{opts.listen_address}]:"
         lines.append(f"Listen {addr}{opts.https_port} https")
-    # Without a cache mod_ssl resumes no session (tickets are off, as Mozilla advises: Apache
-    # never rotates their key). Server-wide; relative to DefaultRuntimeDir (Debian: /run/apache2).
-    lines.append(SESSION_CACHE)
     if opts.ocsp:
         lines.append("SSLStaplingCache shmcb:/tmp/certsmith-ocsp-stapling(128000)")
     names = [f"    ServerName {opts.names[0]}"]
@@ -363,5 +360,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
         lines.append("    SSLUseStapling on")
     if opts.hsts:
         lines.append(f'    Header always set Strict-Transport-Security "max-age={opts.hsts}"')
-    lines += [content, "</VirtualHost>"]
+    # Without a cache mod_ssl resumes no session (tickets are off, as Mozilla advises: Apache
+    # never rotates their key). Server-wide; relative to DefaultRuntimeDir (Debian: /run/apache2).
+    lines += [content, "</VirtualHost>", SESSION_CACHE]
     return "\n".join(lines) + "\n"
