@@ -33,6 +33,7 @@ def mozilla_intermediate(host: str, port: int, ca_file: Path, ip: str = LOOPBACK
                          timeout: float = 600) -> Verdict:
     """Scan ``host`` (the SNI name) at ``ip:port``, trusting ``ca_file`` as well as sslyze's
     own stores, against Mozilla's intermediate configuration."""
+    assert SSLYZE.exists(), f"{SSLYZE} is missing: run scripts/deps/sslyze.sh"
     proc = subprocess.run(
         [str(SSLYZE), "--mozilla_config=intermediate", "--certinfo_ca_file", str(ca_file),
          f"{host}:{port}{{{ip}}}"],
