@@ -228,7 +228,7 @@ def test_local_names_and_sites() -> None:
     assert not local.uses_acme and local.cert_name == "local-localhost"
     assert [i.value for i in local.cert_identifiers] == ["localhost", "127.0.0.1", "::1"]
     public = config.from_cli(["example.org,www.example.org"], "8080", hsts="").sites[0]
-    assert public.uses_acme and public.cert_name == "example.org" and public.hsts == 31536000
+    assert public.uses_acme and public.cert_name == "example.org" and public.hsts == 63072000
 
 
 def test_toml(tmp_path: object) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from certsmith.base import policy
+
 HELP = """\
 Serve NAME (a certificate from 'certsmith get') over HTTPS from the web server you already run.
 certsmith writes its own files only (Debian: sites-available/certsmith-NAME.conf + the
@@ -48,7 +50,7 @@ def register(sub: Any) -> None:
                    "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
                    "a GET); "
                    "/.well-known/acme-challenge/ stays reachable over HTTP")
-    p.add_argument("--hsts", type=int, nargs="?", const=63072000, metavar="SECONDS",
+    p.add_argument("--hsts", type=int, nargs="?", const=policy.HSTS_DEFAULT, metavar="SECONDS",
                    help="send Strict-Transport-Security (default max-age two years)")
     p.add_argument("--proxy-to", metavar="URL",
                    help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)")

@@ -34,7 +34,7 @@ from typing import Any
 
 import httptools
 
-from certsmith.core.solvers.http01 import PREFIX
+from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.services.proxy import fastpath, http, tls
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig, Site

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from certsmith.base import policy
 from certsmith.services.servers import base
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
@@ -23,6 +24,7 @@ from certsmith.services.servers.base import (
     SiteOptions,
 )
 
+SESSION_CACHE = "SSLSessionCache shmcb:certsmith-ssl-sessions(512000)"
 _NAMEVHOST = re.compile(r"^\s*(?:default server|port (\d+) namevhost) (\S+) \((.+):(\d+)\)\s*$")
 _SINGLE = re.compile(r"^(\S+):(\d+)\s+(\S+) \((.+):(\d+)\)\s*$")
 _ALIAS = re.compile(r"^\s+alias (\S+)\s*$")
@@ -295,13 +297,11 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     """certsmith's Apache site for one certificate (pure)."""
     listens = {int(p) for p in detected.facts.get("listens", "").split()}
     moddir = detected.facts.get("moddir", "modules")
-    need = ["ssl", "rewrite"]
+    need = ["ssl", "socache_shmcb", "rewrite"]  # socache_shmcb: the TLS session cache
     if opts.hsts or opts.proxy_to:
         need.append("headers")
     if opts.proxy_to:
         need += ["proxy", "proxy_http"]
-    if opts.ocsp:
-        need.append("socache_shmcb")
     host = opts.listen_address or "*"
     if ":" in host:
         host = f"[{host}]"
@@ -350,14 +350,17 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
               "    SSLEngine on",
               f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
               f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
-              "    SSLProtocol -all +TLSv1.2 +TLSv1.3",
-              f"    SSLOpenSSLConfCmd Curves {base.MOZILLA_CURVES}",
-              f"    SSLCipherSuite {base.MOZILLA_INTERMEDIATE_CIPHERS}",
+              f"    SSLProtocol -all {' '.join('+' + v for v in policy.TLS_VERSIONS)}",
+              f"    SSLOpenSSLConfCmd Curves {policy.GROUPS_LIST}",
+              f"    SSLCipherSuite {policy.INTERMEDIATE_CIPHERS}",
               "    SSLHonorCipherOrder off",
-              "    SSLSessionTickets off"]
+              "    SSLSessionTickets off",
+              f"    SSLSessionCacheTimeout {policy.SESSION_TIMEOUT}"]
     if opts.ocsp:
         lines.append("    SSLUseStapling on")
     if opts.hsts:
         lines.append(f'    Header always set Strict-Transport-Security "max-age={opts.hsts}"')
-    lines += [content, "</VirtualHost>"]
+    # Without a cache mod_ssl resumes no session (tickets are off, as Mozilla advises: Apache
+    # never rotates their key). Server-wide; relative to DefaultRuntimeDir (Debian: /run/apache2).
+    lines += [content, "</VirtualHost>", SESSION_CACHE]
     return "\n".join(lines) + "\n"

@@ -25,21 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget
 from certsmith.errors import CertsmithError
 
 KINDS = ("nginx", "apache", "lighttpd")
 Kind = Literal["nginx", "apache", "lighttpd"]
 COMMAND_TIMEOUT = 120
-MOZILLA_INTERMEDIATE_CIPHERS = (
-    # Mozilla "intermediate" (v5.7) less the DHE suites, which need a dhparam file.
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
-MOZILLA_CURVES = "X25519:prime256v1:secp384r1"
-DEFAULT_HSTS = 63072000  # two years, Mozilla's recommendation
-ACME_PREFIX = "/.well-known/acme-challenge/"
+ACME_PREFIX = policy.ACME_CHALLENGE_PREFIX  # (TLS settings and HSTS: certsmith.base.policy)
 
 
 class ServerError(CertsmithError):

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget
 from certsmith.services.servers import base
 from certsmith.services.servers.base import (
@@ -209,9 +210,12 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str
     addr = opts.listen_address
     if ":" in addr:
         addr = f"[{addr}]"
-    conf_cmd = (f'("MinProtocol" => "TLSv1.2", "Options" => "-ServerPreference,-SessionTicket", '
-                f'"CipherString" => {_q(base.MOZILLA_INTERMEDIATE_CIPHERS)}, '
-                f'"Groups" => {_q(base.MOZILLA_CURVES)})')
+    # Session tickets stay on: lighttpd keeps no session cache, and without ssl.stek-file it
+    # makes a new ticket key every 8 hours (each valid a day), so tickets are how it resumes.
+    conf_cmd = (f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
+                '"Options" => "-ServerPreference", '
+                f'"CipherString" => {_q(policy.INTERMEDIATE_CIPHERS)}, '
+                f'"Groups" => {_q(policy.GROUPS_LIST)})')
     lines += [f'$SERVER["socket"] == {_q(f"{addr}:{opts.https_port}")} {{',
               '    ssl.engine = "enable"',
               f"    ssl.pemfile = {_q(pem[0])}"]

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from certsmith.base import policy
 from certsmith.services.servers import base
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
@@ -293,11 +294,11 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
             f"    server_name {names};",
             f"    ssl_certificate {live}/fullchain.pem;",
             f"    ssl_certificate_key {live}/privkey.pem;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-            f"    ssl_ecdh_curve {base.MOZILLA_CURVES};",
-            f"    ssl_ciphers {base.MOZILLA_INTERMEDIATE_CIPHERS};",
+            f"    ssl_protocols {' '.join(policy.TLS_VERSIONS)};",
+            f"    ssl_ecdh_curve {policy.GROUPS_LIST};",
+            f"    ssl_ciphers {policy.INTERMEDIATE_CIPHERS};",
             "    ssl_prefer_server_ciphers off;",
-            "    ssl_session_timeout 1d;",
+            f"    ssl_session_timeout {policy.SESSION_TIMEOUT}s;",
             "    ssl_session_cache shared:certsmith:10m;",
             "    ssl_session_tickets off;",
         ]
