@@ -32,6 +32,14 @@ from certsmith.services.servers.base import (
     Transaction,
     describe,
 )
+from certsmith.services.servers.proof import (
+    REDIRECT_PROBE,
+    Expectation,
+    connect_host,
+    hostname_for,
+    leaf_of,
+    prove,
+)
 
 __all__ = [
     "KINDS",
@@ -41,6 +49,7 @@ __all__ = [
     "install",
     "installer_for",
     "prepare_challenge",
+    "prove_installed",
     "uninstall",
 ]
 
@@ -223,9 +232,50 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
             except DeployError as exc:
                 raise ServerError(str(exc)) from exc
 
-    Transaction(installer, installer.health_port(opts)).apply(
+    Transaction(installer, _expectation(installer, opts)).apply(
         plan, prepare=copy if plan.deploy_files else None,
         also_save=[t.path for t in plan.deploy_files])
+
+
+def _expectation(installer: Installer, opts: SiteOptions) -> Expectation | None:
+    """What a client sees once ``opts`` is live: HTTP answers; with TLS, the HTTPS port serves
+    the live certificate for the site's first name, and the redirect answers."""
+    health = installer.health_port(opts)
+    if health is None:
+        return None
+    host, name = connect_host(health[0]), hostname_for(opts.names[0])
+    if not opts.tls:
+        return Expectation(host, health[1], name)
+    leaf = leaf_of((Path(opts.live_dir) / "fullchain.pem").read_bytes())
+    redirect = ((opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect
+                else None)
+    return Expectation(host, health[1], name, opts.https_port, leaf, redirect)
+
+
+def prove_installed(home: Path, name: str) -> str | None:
+    """After a renewal redeployed NAME and reloaded the servers it is installed into: whether
+    each of them serves the live certificate (polling while the reload completes). Returns
+    what one of them does not show, or None."""
+    store = FileStore(home)
+    live = store.live_path(name)
+    for kind in KINDS:
+        record = _load_record(store, kind, name)
+        if not record or record.get("stage") != "installed":
+            continue
+        options = record.get("options", {})
+        installer = installer_for(kind, {**record.get("config", {}), **os.environ})
+        spec = load_site(store, name)
+        opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
+                           live_dir=str(live), http_port=int(options.get("http_port", 80)),
+                           https_port=int(options.get("https_port", 443)),
+                           listen_address=options.get("listen_address") or "")
+        expect = _expectation(installer, opts)
+        if expect is None:
+            continue
+        shortfall = prove(dataclasses.replace(expect, redirect=None))
+        if shortfall is not None:
+            return f"{kind} does not serve it: {shortfall}"
+    return None
 
 
 def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
@@ -338,7 +388,7 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
     if not all(_same(c) for c in plan.changes):  # (else: already in place)
-        Transaction(installer, installer.health_port(opts)).apply(plan)
+        Transaction(installer, _expectation(installer, opts)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",
