@@ -153,3 +153,34 @@ def test_lighttpd_that_cannot_be_started_again_is_reported(
         assert not srv.running
     finally:
         srv.close()
+
+
+def test_renewal_whose_reload_does_not_take_effect_fails(
+        pebble: Pebble, run_certsmith: RunCertsmith, tmp_path: Path) -> None:
+    """nginx's `-s reload` exits 0 when its configuration cannot bind (here a user's new site
+    on a port another process holds): the renewed certificate is not served, so the renewal
+    reports a failed deployment instead of success."""
+    squatter = _squatter(tmp_path)
+    srv = Nginx(http_port=pebble.http_port).start()
+    try:
+        site = Site(srv, pebble, run_certsmith, "renew.nginx.test")
+        site.get()
+        site.install("--redirect", "308")
+        old = site.live_serial()
+        assert site.served_serial() == old
+        (srv.root / "conf.d" / "user.conf").write_text(
+            f"server {{\n    listen 127.0.0.1:{squatter.port};\n    return 204;\n}}\n")
+
+        renewed = site.cs("renew", "--force")
+
+        assert renewed.returncode != 0, renewed.stdout + renewed.stderr
+        new = site.live_serial()
+        assert new != old
+        assert site.served_serial() == old  # what every client still sees
+        text = renewed.stdout + renewed.stderr
+        assert "the reload did not take effect: nginx does not serve it: " \
+               f"127.0.0.1:{srv.https_port} serves certificate serial {old:x} for " \
+               f"renew.nginx.test, not the installed {new:x}" in text, text
+    finally:
+        squatter.close()
+        srv.close()
