@@ -184,3 +184,35 @@ def test_renewal_whose_reload_does_not_take_effect_fails(
     finally:
         squatter.close()
         srv.close()
+
+
+def test_challenge_mapping_that_does_not_take_effect_stops_before_the_order(
+        pebble: Pebble, run_certsmith: RunCertsmith, tmp_path: Path) -> None:
+    """`get --nginx` proves the server answers from certsmith's challenge directory before it
+    orders: with a reload that cannot take effect (a user's site on a port another process
+    holds), it stops with a message, orders nothing, and leaves the tree as it was."""
+    squatter = _squatter(tmp_path)
+    srv = Nginx(http_port=pebble.http_port).start()
+    try:
+        (srv.root / "conf.d" / "user.conf").write_text(
+            f"server {{\n    listen 127.0.0.1:{squatter.port};\n    return 204;\n}}\n")
+        before_tree, orders = srv.tree(), pebble.count_orders()
+        site = Site(srv, pebble, run_certsmith, "challenge.nginx.test")
+        got = site.cs("get", site.name, "--nginx", "--http-port", srv.http_port,
+                      "--http-address", LOOPBACK, "--server", pebble.directory,
+                      "--agree-tos")
+        assert got.returncode != 0, got.stdout + got.stderr
+        message = got.stderr.strip()
+        assert len(message.splitlines()) == 1 and "Traceback" not in got.stderr, message
+        assert "nginx reloaded, but the new configuration is not live: " \
+               "http://challenge.nginx.test/.well-known/acme-challenge/certsmith-probe-" \
+            in message, message
+        assert "not the file in certsmith's challenge directory" in message, message
+        assert (f"the previous configuration was restored and nginx answers on "
+                f"127.0.0.1:{srv.http_port} again (verified)") in message, message
+        assert pebble.count_orders() == orders
+        assert srv.tree() == before_tree
+        assert not list((site.home / "http-01" / ".well-known" / "acme-challenge").iterdir())
+    finally:
+        squatter.close()
+        srv.close()

@@ -8,9 +8,12 @@ directory before an order. Every change goes through ``base.Transaction``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,13 +261,14 @@ def prove_installed(home: Path, name: str) -> str | None:
     what one of them does not show, or None."""
     store = FileStore(home)
     live = store.live_path(name)
-    for kind in KINDS:
-        record = _load_record(store, kind, name)
-        if not record or record.get("stage") != "installed":
-            continue
+    records = [(kind, r) for kind in KINDS
+               if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"]
+    if not records:
+        return None
+    spec = load_site(store, name)
+    for kind, record in records:
         options = record.get("options", {})
         installer = installer_for(kind, {**record.get("config", {}), **os.environ})
-        spec = load_site(store, name)
         opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
                            live_dir=str(live), http_port=int(options.get("http_port", 80)),
                            https_port=int(options.get("https_port", 443)),
@@ -388,7 +392,10 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
     if not all(_same(c) for c in plan.changes):  # (else: already in place)
-        Transaction(installer, _expectation(installer, opts)).apply(plan)
+        with _challenge_probe(directory) as probe:
+            expect = _expectation(installer, opts)
+            expect = expect and dataclasses.replace(expect, probe=probe)
+            Transaction(installer, expect).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",
@@ -399,6 +406,24 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         "shared": sorted(set(shared) | set((record or {}).get("shared", []))),
     })
     return directory, installer.config.reload
+
+
+@contextlib.contextmanager
+def _challenge_probe(directory: Path) -> Iterator[tuple[str, bytes]]:
+    """A file in the challenge directory the server must serve once the mapping is live:
+    (URL path, content); removed afterwards."""
+    token = "certsmith-probe-" + secrets.token_hex(8)
+    body = secrets.token_hex(16).encode()
+    path = directory / ".well-known" / "acme-challenge" / token
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o644)
+        fh.write(body)
+    try:
+        yield f"/.well-known/acme-challenge/{token}", body
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _same(change: Change) -> bool:

@@ -46,8 +46,12 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
 
     def restart(root: Path) -> str:
         # A graceful restart re-reads the configuration as server.username: it cannot bind
-        # a new privileged port (:443), and the server exits. Only a restart can.
-        return "systemctl restart lighttpd" if systemd else "service lighttpd restart"
+        # a new privileged port (:443), and the server exits. Only a restart can. (A unit
+        # whose new configuration failed to start a few times in a row is refused further
+        # starts until reset-failed.)
+        if systemd:
+            return "systemctl reset-failed lighttpd 2>/dev/null; systemctl restart lighttpd"
+        return "service lighttpd restart"
 
     return ServerConfig.from_env("lighttpd", env, defaults, "/etc/lighttpd", restart)
 

@@ -27,7 +27,8 @@ class Expectation:
 
     ``https_port``/``leaf_der``: the HTTPS port presents exactly this leaf for ``hostname``
     (sent by SNI unless it is an address); ``redirect``: (status, Location) a plain-HTTP
-    request for ``REDIRECT_PROBE`` with ``Host: hostname`` gets."""
+    request for ``REDIRECT_PROBE`` with ``Host: hostname`` gets; ``probe``: (path, body) a
+    plain-HTTP GET with ``Host: hostname`` answers with 200 (the challenge mapping)."""
 
     host: str
     http_port: int
@@ -35,6 +36,7 @@ class Expectation:
     https_port: int | None = None
     leaf_der: bytes | None = None
     redirect: tuple[int, str] | None = None
+    probe: tuple[str, bytes] | None = None
 
     @property
     def sni(self) -> str | None:
@@ -102,20 +104,21 @@ def served_leaf(host: str, port: int, sni: str | None, timeout: float = 3.0) -> 
     return der
 
 
-def http_head(host: str, port: int, hostname: str, path: str,
-              timeout: float = 3.0) -> tuple[int, str]:
-    """(status, Location) of one plain-HTTP request with ``Host: hostname``."""
+def http_get(host: str, port: int, hostname: str, path: str,
+             timeout: float = 3.0) -> tuple[int, str, bytes]:
+    """(status, Location, body) of one plain-HTTP GET with ``Host: hostname``."""
     request = (f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n"
                "User-Agent: certsmith\r\n\r\n").encode()
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(request)
         data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
+        while len(data) < 65536:
             chunk = sock.recv(4096)
             if not chunk:
                 break
             data += chunk
-    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    head_bytes, _, body = data.partition(b"\r\n\r\n")
+    head = head_bytes.decode("latin-1").split("\r\n")
     parts = head[0].split()
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise OSError(f"no HTTP answer on {_where(host, port)}")
@@ -124,13 +127,13 @@ def http_head(host: str, port: int, hostname: str, path: str,
         key, _, value = line.partition(":")
         if key.strip().lower() == "location":
             location = value.strip()
-    return int(parts[1]), location
+    return int(parts[1]), location, body
 
 
 def answers_http(host: str, port: int) -> bool:
     """One attempt: something accepts a connection there and answers HTTP."""
     try:
-        http_head(host, port, host, ACME_PROBE, timeout=1.0)
+        http_get(host, port, host, ACME_PROBE, timeout=1.0)
     except OSError:
         return False
     return True
@@ -164,13 +167,23 @@ def missing(expect: Expectation) -> str | None:
     if expect.redirect is not None:
         status, location = expect.redirect
         try:
-            got, got_location = http_head(expect.host, expect.http_port, expect.hostname,
-                                          REDIRECT_PROBE)
+            got, got_location, _body = http_get(expect.host, expect.http_port,
+                                                expect.hostname, REDIRECT_PROBE)
         except OSError as exc:
             return f"no answer to the redirect check on {expect.http_where} ({exc})"
         if (got, got_location) != (status, location):
             return (f"http://{expect.hostname}{REDIRECT_PROBE} on {expect.http_where} answers "
                     f"{got} {got_location or '(no Location)'}, not {status} {location}")
+    if expect.probe is not None:
+        path, body = expect.probe
+        try:
+            got, _location, got_body = http_get(expect.host, expect.http_port,
+                                                expect.hostname, path)
+        except OSError as exc:
+            return f"no answer to the challenge check on {expect.http_where} ({exc})"
+        if got != 200 or got_body.strip() != body:
+            return (f"http://{expect.hostname}{path} on {expect.http_where} answers {got}, "
+                    "not the file in certsmith's challenge directory")
     return None
 
 
