@@ -361,7 +361,8 @@ class Transaction:
                 run_shell(cfg.reload, f"{cfg.kind} reload")
             return "the previous configuration was restored"
         commands = [cfg.reload] if answers_http(expect.host, expect.http_port) else []
-        commands += [c for c in (cfg.restart,) if c and c not in commands]
+        if cfg.restart not in commands:
+            commands.append(cfg.restart)
         for command in commands:
             with contextlib.suppress(CertsmithError):
                 if run_shell(command, f"{cfg.kind} rollback").returncode == 0 and \
@@ -369,8 +370,8 @@ class Transaction:
                     return (f"the previous configuration was restored and {cfg.kind} answers "
                             f"on {expect.http_where} again (verified)")
         if answers_http(expect.host, expect.http_port):
-            return (f"the previous configuration was restored; {cfg.kind} answers on "
-                    f"{expect.http_where}, but did not reload it ({cfg.reload})")
+            return (f"the previous configuration was restored on disk; {cfg.kind} answers on "
+                    f"{expect.http_where}, but could not be reloaded ({cfg.reload})")
         return (f"the previous configuration was restored, but {cfg.kind} is not running "
                 f"(nothing answers on {expect.http_where}): start it with '{cfg.restart}'")
 
