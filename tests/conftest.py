@@ -10,6 +10,8 @@ Fixture API (see tests/support/ for the classes):
 - ``lighttpd_factory(docroot, *, port=None, pemfile=None, privkey=None, tls_port=None,
   start=True) -> Lighttpd`` (function): a lighttpd on 127.0.0.1; pass ``port=pebble.http_port``
   to answer Pebble's http-01 requests from ``docroot``. Stopped at the end of the test.
+- ``served_path`` (function): a world-traversable temporary directory for document roots and
+  files the servers read as www-data (pytest's ``tmp_path`` is private to root).
 - ``cs_home`` (function): an empty, not yet created state directory (a ``Path``).
 - ``run_certsmith(*args, env=None, check=False, home=None, server=pebble, timeout=120)
   -> CompletedProcess[str]``: runs ``python -m certsmith`` with CERTSMITH_HOME=cs_home
@@ -22,8 +24,10 @@ Fixture API (see tests/support/ for the classes):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,7 +96,7 @@ class LighttpdFactory(Protocol):
 
 
 @pytest.fixture
-def lighttpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LighttpdFactory]:
+def lighttpd_factory() -> Iterator[LighttpdFactory]:
     started: list[Lighttpd] = []
 
     def make(
@@ -104,16 +108,24 @@ def lighttpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Light
         privkey: Path | str | None = None,
         start: bool = True,
     ) -> Lighttpd:
-        server = Lighttpd(
-            docroot, port=port, tls_port=tls_port, pemfile=pemfile, privkey=privkey,
-            workdir=tmp_path_factory.mktemp("lighttpd"),
-        )
+        server = Lighttpd(docroot, port=port, tls_port=tls_port, pemfile=pemfile,
+                          privkey=privkey)
         started.append(server)
         return server.start() if start else server
 
     yield make
     for server in started:
         server.close()
+
+
+@pytest.fixture
+def served_path() -> Iterator[Path]:
+    """A directory the test servers' workers (www-data, as on Debian) can reach, like /var/www:
+    pytest's ``tmp_path`` is private to root. Removed at the end of the test."""
+    path = Path(tempfile.mkdtemp(prefix="certsmith-served-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

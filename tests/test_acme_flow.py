@@ -94,10 +94,10 @@ def test_standalone_get_renew_revoke(run_certsmith: RunCertsmith, pebble: Pebble
 
 def test_webroot_through_lighttpd_with_deploy_targets(
         run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path, tmp_path: Path,
-        lighttpd_factory: LighttpdFactory) -> None:
+        served_path: Path, lighttpd_factory: LighttpdFactory) -> None:
     """Seed 000: webroot served by a real lighttpd, a combined PEM lighttpd then serves, copies
     with owner/mode, and a reload command with the documented environment."""
-    docroot = tmp_path / "www"
+    docroot = served_path / "www"
     docroot.mkdir()
     (docroot / "index.html").write_text("allsky\n")
     lighttpd_factory(docroot, port=pebble.http_port)

@@ -17,13 +17,21 @@ enabling link is moved aside ('certsmith uninstall' puts it back). Where several
 the name, or the configuration cannot be parsed, nothing is changed.
 
 Every change is checked with the server's own validator (nginx -t, apache2ctl configtest,
-lighttpd -tt), then the server is reloaded gracefully; any failure restores the previous files
-byte for byte. Renewals reload the server.
+lighttpd -tt), then the server is reloaded gracefully (lighttpd, which drops its privileges, is
+restarted when the change adds a listener such as :443). A reload's exit status proves little,
+so certsmith then asks the server as a client would: the HTTPS port must serve the certificate
+just installed (by SNI, for the site's name) and the HTTP port the redirect asked for. Any
+failure restores the previous files byte for byte, brings the server back to them and checks
+that it answers again; the message says whether it does. Renewals reload the server and check
+that it serves the renewed certificate.
 
 where the server lives (defaults: Debian/RHEL paths):
   CERTSMITH_NGINX_ROOT / CERTSMITH_APACHE_ROOT / CERTSMITH_LIGHTTPD_ROOT   config root
   CERTSMITH_<SERVER>_CMD      binary or control script used to parse and check
   CERTSMITH_<SERVER>_RELOAD   shell command reloading the running server
+  CERTSMITH_<SERVER>_RESTART  shell command stopping and starting it (default: systemctl
+                              restart SERVER, or service SERVER restart without systemd;
+                              Apache: apache2ctl restart)
 
 examples:
   certsmith install nginx terrax9.se --redirect 301 --hsts --proxy-to http://127.0.0.1:8080

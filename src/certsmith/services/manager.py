@@ -311,12 +311,22 @@ class Manager:
                          self.store.live_path(name))
         try:
             written = deploy(live, spec.deploy_files, spec.deploy_commands)
+            self._prove_served(name)
         except DeployError as exc:
             events.record(self.home, "deploy-failed", name, error=str(exc))
             raise
         events.record(self.home, "deployed", name, files=written,
                       commands=len(spec.deploy_commands))
         return written
+
+    def _prove_served(self, name: str) -> None:
+        """A reload command's exit status proves nothing: the web servers certsmith installed
+        NAME into must serve the live certificate now, or the deployment failed."""
+        from certsmith.services.servers import prove_installed
+
+        shortfall = prove_installed(self.home, name)
+        if shortfall is not None:
+            raise DeployError(f"the reload did not take effect: {shortfall}")
 
     # -- renew ----------------------------------------------------------------------------------
 

@@ -8,13 +8,17 @@ directory before an order. Every change goes through ``base.Transaction``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store.fs import FileStore
@@ -32,6 +36,14 @@ from certsmith.services.servers.base import (
     Transaction,
     describe,
 )
+from certsmith.services.servers.proof import (
+    REDIRECT_PROBE,
+    Expectation,
+    connect_host,
+    hostname_for,
+    leaf_of,
+    prove,
+)
 
 __all__ = [
     "KINDS",
@@ -43,6 +55,7 @@ __all__ = [
     "install",
     "installer_for",
     "prepare_challenge",
+    "prove_installed",
     "staples_ocsp",
     "uninstall",
 ]
@@ -267,9 +280,51 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
             except DeployError as exc:
                 raise ServerError(str(exc)) from exc
 
-    Transaction(installer, installer.health_port(opts)).apply(
+    Transaction(installer, _expectation(installer, opts)).apply(
         plan, prepare=copy if plan.deploy_files else None,
         also_save=[t.path for t in plan.deploy_files])
+
+
+def _expectation(installer: Installer, opts: SiteOptions) -> Expectation | None:
+    """What a client sees once ``opts`` is live: HTTP answers; with TLS, the HTTPS port serves
+    the live certificate for the site's first name, and the redirect answers."""
+    health = installer.health_port(opts)
+    if health is None:
+        return None
+    host, name = connect_host(health[0]), hostname_for(opts.names[0])
+    if not opts.tls:
+        return Expectation(host, health[1], name)
+    leaf = leaf_of((Path(opts.live_dir) / "fullchain.pem").read_bytes())
+    redirect = ((opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect
+                else None)
+    return Expectation(host, health[1], name, opts.https_port, leaf, redirect)
+
+
+def prove_installed(home: Path, name: str) -> str | None:
+    """After a renewal redeployed NAME and reloaded the servers it is installed into: whether
+    each of them serves the live certificate (polling while the reload completes). Returns
+    what one of them does not show, or None."""
+    store = FileStore(home)
+    live = store.live_path(name)
+    records = [(kind, r) for kind in KINDS
+               if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"]
+    if not records:
+        return None
+    spec = load_site(store, name)
+    for kind, record in records:
+        options = record.get("options", {})
+        installer = installer_for(kind, {**record.get("config", {}), **os.environ})
+        opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
+                           live_dir=str(live), http_port=int(options.get("http_port", 80)),
+                           https_port=int(options.get("https_port", 443)),
+                           listen_address=options.get("listen_address") or "")
+        expect = _expectation(installer, opts)
+        if expect is None:
+            continue
+        shortfall = prove(dataclasses.replace(expect, redirect=None))
+        if shortfall is not None:
+            return f"{kind} does not serve it: {shortfall}"
+    return None
 
 
 def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
@@ -384,7 +439,10 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
     owned, shared = _split_shared(plan)
     changed = [c for c in plan.changes if not _same(c)]
     if changed:  # (else: already in place)
-        Transaction(installer, installer.health_port(opts)).apply(plan)
+        with _challenge_probe(directory) as probe:
+            expect = _expectation(installer, opts)
+            expect = expect and dataclasses.replace(expect, probe=probe)
+            Transaction(installer, expect).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",
@@ -420,6 +478,24 @@ def _files_present(record: dict[str, Any]) -> bool:
     """Whether the server files an install record lists exist on this machine."""
     owned = record.get("owned", [])
     return bool(owned) and all(os.path.lexists(p) for p in owned)
+
+
+@contextlib.contextmanager
+def _challenge_probe(directory: Path) -> Iterator[tuple[str, bytes]]:
+    """A file in the challenge directory the server must serve once the mapping is live:
+    (URL path, content); removed afterwards."""
+    token = "certsmith-probe-" + secrets.token_hex(8)
+    body = secrets.token_hex(16).encode()
+    path = directory / ".well-known" / "acme-challenge" / token
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o644)
+        fh.write(body)
+    try:
+        yield policy.ACME_CHALLENGE_PREFIX + token, body
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _same(change: Change) -> bool:

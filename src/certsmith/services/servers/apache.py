@@ -42,8 +42,13 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
             ctl = f"env APACHE_CONFDIR={root} {ctl}"
         return ctl, f"{ctl} graceful"
 
+    def restart(root: Path) -> str:
+        # To start it again should it have stopped: a graceful restart that cannot bind a
+        # new Listen shuts Apache down.
+        return f"{defaults(root)[0]} restart"
+
     return ServerConfig.from_env("apache", env, defaults,
-                                 "/etc/apache2" if debian else "/etc/httpd")
+                                 "/etc/apache2" if debian else "/etc/httpd", restart)
 
 
 def vhost_body(lines: Sequence[str], start: int) -> tuple[str, int]:
@@ -93,6 +98,9 @@ class ApacheInstaller:
 
     def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
         return (opts.listen_address or "127.0.0.1", opts.http_port)
+
+    def listeners(self) -> frozenset[str]:
+        return frozenset()  # the parent process (root) binds on a graceful restart
 
     # -- detect ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """lighttpd: detect with ``lighttpd -p`` (the preprocessed configuration) and a scan of the
 user's files, write ``conf-enabled/97-certsmith-acme.conf`` (the challenge alias, as in seed
-000) and ``98-certsmith-NAME.conf``, check with ``lighttpd -tt``, reload gracefully (SIGUSR1).
+000) and ``98-certsmith-NAME.conf``, check with ``lighttpd -tt``, reload gracefully (SIGUSR1), or
+restart when the change adds a listener (``CERTSMITH_LIGHTTPD_RESTART``; see ``listeners``).
 
 lighttpd re-reads its certificates as its own user after dropping privileges (on a graceful
 restart, and when it notices a changed file), so certsmith deploys them where that user can read
@@ -36,13 +37,24 @@ _OUR_KEYS = re.compile(r"unknown config-key: (url\.redirect|ssl\.|setenv\.|proxy
 
 
 def config(env: dict[str, str] | None = None) -> ServerConfig:
+    systemd = Path("/run/systemd/system").is_dir()
+
     def defaults(root: Path) -> tuple[str, str]:
         cmd = f"{base.which('lighttpd', '/usr/sbin/lighttpd')} -f {root}/lighttpd.conf"
-        if Path("/run/systemd/system").is_dir():
+        if systemd:
             return cmd, "systemctl reload lighttpd"
         return cmd, "kill -USR1 $(cat /run/lighttpd.pid)"
 
-    return ServerConfig.from_env("lighttpd", env, defaults, "/etc/lighttpd")
+    def restart(root: Path) -> str:
+        # A graceful restart re-reads the configuration as server.username: it cannot bind
+        # a new privileged port (:443), and the server exits. Only a restart can. (A unit
+        # whose new configuration failed to start a few times in a row is refused further
+        # starts until reset-failed.)
+        if systemd:
+            return "systemctl reset-failed lighttpd 2>/dev/null; systemctl restart lighttpd"
+        return "service lighttpd restart"
+
+    return ServerConfig.from_env("lighttpd", env, defaults, "/etc/lighttpd", restart)
 
 
 def _q(value: str) -> str:
@@ -99,6 +111,19 @@ class LighttpdInstaller:
 
     def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
         return (opts.listen_address or "127.0.0.1", opts.http_port)
+
+    def listeners(self) -> frozenset[str]:
+        """Every socket of the configuration on disk (``server.bind``:``server.port`` and each
+        ``$SERVER["socket"]``): after dropping privileges, lighttpd's graceful restart can
+        keep the sockets it has but cannot open new privileged ones."""
+        self._printed = None
+        text = self.printed()
+        self._printed = None
+        port = re.search(r"^\s*server\.port\s*=\s*(\d+)", text, re.M)
+        bind = re.search(r'^\s*server\.bind\s*=\s*"([^"]*)"', text, re.M)
+        out = {f"{bind.group(1) if bind else ''}:{port.group(1) if port else '80'}"}
+        out.update(re.findall(r'^\s*\$SERVER\["socket"\]\s*==\s*"([^"]*)"\s*\{', text, re.M))
+        return frozenset(out)
 
     def _user_files(self) -> list[Path]:
         root = self.config.root

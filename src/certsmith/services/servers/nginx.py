@@ -33,7 +33,13 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
         cmd = nginx if str(root) == "/etc/nginx" else f"{nginx} -c {root}/nginx.conf"
         return cmd, f"{cmd} -s reload"
 
-    return ServerConfig.from_env("nginx", env, defaults, "/etc/nginx")
+    def restart(root: Path) -> str:
+        # To start it again should it have stopped (nginx's master binds as root on a
+        # reload, so no change of certsmith's needs a restart).
+        systemd = Path("/run/systemd/system").is_dir()
+        return "systemctl restart nginx" if systemd else "service nginx restart"
+
+    return ServerConfig.from_env("nginx", env, defaults, "/etc/nginx", restart)
 
 
 def _port(listen_args: Sequence[str]) -> int | None:
@@ -97,6 +103,9 @@ class NginxInstaller:
 
     def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
         return (opts.listen_address or "127.0.0.1", opts.http_port)
+
+    def listeners(self) -> frozenset[str]:
+        return frozenset()  # the master process (root) binds on reload
 
     # -- detect ---------------------------------------------------------------------------
 
