@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from certsmith.base import certder, der
@@ -29,7 +30,23 @@ local_suffix = st.sampled_from(DEFAULT_DNS)
 public_tld = st.sampled_from(["com", "org", "net", "dev", "io", "de", "app"])
 
 
+# Octet boundaries on both sides of zero; -128 was found by Hypothesis (it was ``ff 80``).
+INTEGER_EDGES = [-128, -129, -256, -257, -32768, -32769, -(2**63), -(2**200), -1, 0, 1,
+                 127, 128, 255, 256, 32767, 32768, 2**63 - 1, 2**63, 2**200]
+
+
 @given(st.integers(min_value=-(2**200), max_value=2**200))
+@example(-128)
+@example(-129)
+@example(-256)
+@example(-32768)
+@example(-(2**200))
+@example(127)
+@example(128)
+@example(255)
+@example(256)
+@example(0)
+@example(2**200)
 def test_integer_is_minimal_twos_complement(n: int) -> None:
     tag, value, _ = der.read(der.integer(n))
     assert tag == der.INTEGER
@@ -38,6 +55,15 @@ def test_integer_is_minimal_twos_complement(n: int) -> None:
     if len(value) > 1:
         assert not (value[0] == 0 and value[1] < 0x80)
         assert not (value[0] == 0xFF and value[1] >= 0x80)
+
+
+@pytest.mark.parametrize("n", INTEGER_EDGES)
+def test_integer_matches_openssl(tmp_path: Path, n: int) -> None:
+    """OpenSSL's own encoder (``asn1parse -genstr``) is the reference for every edge."""
+    out = tmp_path / "int.der"
+    subprocess.run(["openssl", "asn1parse", "-genstr", f"INTEGER:{n}", "-out", str(out)],
+                   check=True, capture_output=True)
+    assert der.integer(n) == out.read_bytes()
 
 
 @given(st.binary(max_size=70000))
@@ -53,6 +79,21 @@ def test_oid_matches_cryptography(arcs: list[int]) -> None:
     oid = x509.ObjectIdentifier(dotted)
     name = x509.Name([x509.NameAttribute(oid, "x")])
     assert der.oid(dotted) in name.public_bytes()
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**70), min_size=1, max_size=8),
+       st.sampled_from(["0", "1", "2"]), st.integers(min_value=0, max_value=2**20))
+def test_read_oid_inverts_oid(arcs: list[int], first: str, second: int) -> None:
+    second = second if first == "2" else second % 40
+    dotted = ".".join([first, str(second), *map(str, arcs)])
+    _, value, _ = der.read(der.oid(dotted))
+    assert der.read_oid(value) == dotted == x509.ObjectIdentifier(dotted).dotted_string
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x81", b"\x80\x01", b"\x2a\x80\x01"])
+def test_read_oid_refuses_truncated_or_padded_arcs(bad: bytes) -> None:
+    with pytest.raises(der.DerError):
+        der.read_oid(bad)
 
 
 @given(st.sets(st.integers(min_value=0, max_value=8), min_size=1))
