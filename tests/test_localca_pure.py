@@ -9,18 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from cryptography.x509 import verification
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from certsmith.base import certder, der
 from certsmith.base.identifiers import Identifier, parse_identifier
+from certsmith.base.keytypes import KEY_TYPES, public_key_kind
 from certsmith.base.nameconstraints import DEFAULT_DNS, Constraints, parse_allowed
 from certsmith.core.issuers.localca import LocalCA, generate_key, key_pem, spki_of
 from certsmith.errors import IdentifierError, UsageError
@@ -223,4 +225,65 @@ def test_days_are_bounded(tmp_path: Path) -> None:
     for days in (0, 399):
         with pytest.raises(UsageError):
             ca.issue([parse_identifier("localhost")], days=days)
+    assert not (tmp_path / "ca").exists()
+
+
+# -- which keys the local CA signs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_every_offered_key_type_is_recognised(key_type: str) -> None:
+    assert public_key_kind(spki_of(generate_key(key_type))).key_type == key_type
+
+
+def _spki(public: object) -> bytes:
+    return public.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _compressed_p256() -> bytes:
+    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    return der.seq(der.seq(der.oid("1.2.840.10045.2.1"), der.oid("1.2.840.10045.3.1.7")),
+                   der.bit_string(point))
+
+
+UNOFFERED = [
+    ("RSA 1024-bit", lambda: _spki(rsa.generate_private_key(65537, 1024).public_key())),
+    ("RSA 2048-bit with public exponent 3",
+     lambda: _spki(rsa.generate_private_key(3, 2048).public_key())),
+    ("RSA 2047-bit", lambda: _spki(rsa.generate_private_key(65537, 2047).public_key())),
+    ("ECDSA P-521", lambda: _spki(ec.generate_private_key(ec.SECP521R1()).public_key())),
+    ("ECDSA P-224", lambda: _spki(ec.generate_private_key(ec.SECP224R1()).public_key())),
+    ("ECDSA secp256k1", lambda: _spki(ec.generate_private_key(ec.SECP256K1()).public_key())),
+    ("ECDSA brainpoolP256r1",
+     lambda: _spki(ec.generate_private_key(ec.BrainpoolP256R1()).public_key())),
+    ("ECDSA P-256 with a compressed or malformed point", _compressed_p256),
+    ("Ed25519", lambda: _spki(ed25519.Ed25519PrivateKey.generate().public_key())),
+    ("Ed448", lambda: _spki(ed448.Ed448PrivateKey.generate().public_key())),
+    ("X25519", lambda: _spki(x25519.X25519PrivateKey.generate().public_key())),
+    ("DSA", lambda: _spki(dsa.generate_private_key(1024).public_key())),
+    ("not a readable public key", lambda: b"\x30\x03\x02\x01\x00"),
+]
+
+
+@pytest.mark.parametrize(("described", "make"), UNOFFERED, ids=[u[0] for u in UNOFFERED])
+def test_keys_certsmith_would_not_make_are_described(described: str,
+                                                     make: Callable[[], bytes]) -> None:
+    kind = public_key_kind(make())
+    assert kind == (None, described)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_are_classified_never_raised(data: bytes) -> None:
+    kind = public_key_kind(data)
+    assert kind.key_type is None or kind.key_type in KEY_TYPES
+
+
+def test_the_ca_refuses_an_unoffered_key_before_making_anything(tmp_path: Path) -> None:
+    weak = _spki(rsa.generate_private_key(65537, 1024).public_key())
+    with pytest.raises(UsageError, match="the key is RSA 1024-bit"):
+        LocalCA(tmp_path).issue([parse_identifier("localhost")], public_key_der=weak)
+    with pytest.raises(UsageError, match="unknown key type 'rsa1024'"):
+        LocalCA(tmp_path).issue([parse_identifier("localhost")], key_type="rsa1024")
     assert not (tmp_path / "ca").exists()
