@@ -89,7 +89,7 @@ def test_read_oid_inverts_oid(arcs: list[int], first: str, second: int) -> None:
     second = second if first == "2" else second % 40
     dotted = ".".join([first, str(second), *map(str, arcs)])
     _, value, _ = der.read(der.oid(dotted))
-    assert der.read_oid(value) == dotted == x509.ObjectIdentifier(dotted).dotted_string
+    assert der.read_oid(value) == dotted  # (oid() itself is checked against cryptography above)
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x81", b"\x80\x01", b"\x2a\x80\x01"])
@@ -192,8 +192,8 @@ names = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,  # (its own list replaces the profile's: keep too_slow)
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(names)
 def test_our_check_agrees_with_cryptography_path_validation(ca: LocalCA, name: str) -> None:
     """A leaf forged for ``name`` with the intermediate key validates iff we permit ``name``."""
