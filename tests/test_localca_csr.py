@@ -127,6 +127,29 @@ def test_a_csr_with_a_bad_signature_is_refused(place: Place, csrs: Path) -> None
     assert line == f"certsmith: CSR {bad} has an invalid signature", line
 
 
+def test_a_csr_whose_key_is_off_its_curve_is_refused(place: Place, csrs: Path) -> None:
+    good = openssl_csr(csrs, "offcurve", ["-newkey", "ec", "-pkeyopt",
+                                          "ec_paramgen_curve:P-256"])
+    request = x509.load_pem_x509_csr(good.read_bytes())
+    data = bytearray(request.public_bytes(serialization.Encoding.DER))
+    spki = request.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    data[data.find(spki) + len(spki) - 1] ^= 1  # the point's last octet: now off the curve
+    bad = csrs / "offcurve-bad.csr"
+    bad.write_bytes(bytes(data))
+    line = place.refused(bad)
+    assert line == f"certsmith: CSR {bad} has an invalid public key", line
+
+
+def test_many_refused_names_still_make_one_short_line(place: Place, csrs: Path) -> None:
+    san = ",".join(["DNS:svc.test", *(f"email:u{i}@svc.test" for i in range(40))])
+    csr = openssl_csr(csrs, "many", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+                      san)
+    line = place.refused(csr)
+    assert "e-mail u0@svc.test, e-mail u1@svc.test, e-mail u2@svc.test, e-mail u3@svc.test, " \
+           "e-mail u4@svc.test and 35 more (it signs DNS names" in line, line
+
+
 OFFERED_KEYS = [
     ("p256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], False),
     ("p384", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], False),

@@ -264,6 +264,9 @@ UNOFFERED = [
     ("X25519", lambda: _spki(x25519.X25519PrivateKey.generate().public_key())),
     ("DSA", lambda: _spki(dsa.generate_private_key(1024).public_key())),
     ("not a readable public key", lambda: b"\x30\x03\x02\x01\x00"),
+    ("not a readable public key", lambda: der.seq(  # a negative "2048-bit" modulus
+        der.seq(der.oid("1.2.840.113549.1.1.1"), der.null()),
+        der.bit_string(der.seq(der.integer(-(2**2047) - 1), der.integer(65537))))),
 ]
 
 

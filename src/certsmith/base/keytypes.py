@@ -89,8 +89,11 @@ def _rsa_kind(key_bits: bytes) -> PublicKeyKind:
     (n_tag, n_value, _), (e_tag, e_value, _) = der.children(rsa_key)
     if n_tag != der.INTEGER or e_tag != der.INTEGER:
         raise der.DerError("not an RSA public key")
-    size = int.from_bytes(n_value, "big", signed=True).bit_length()
+    modulus = int.from_bytes(n_value, "big", signed=True)
     exponent = int.from_bytes(e_value, "big", signed=True)
+    if modulus <= 0 or exponent <= 0:
+        raise der.DerError("not an RSA public key")
+    size = modulus.bit_length()
     if exponent != RSA_EXPONENT:
         return PublicKeyKind(None, f"RSA {size}-bit with public exponent {exponent}")
     name = f"rsa{size}"

@@ -81,7 +81,11 @@ def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
     except (ValueError, StopIteration, der.DerError):
         raise UsageError(f"cannot read CSR {path}: not a PEM or DER certificate request") from None
     check_offered_key(spki, f"CSR {path}")
-    if not csr.is_signature_valid:
+    try:
+        signed = csr.is_signature_valid
+    except ValueError:  # cryptography loads the key only now: e.g. a point off its curve
+        raise UsageError(f"CSR {path} has an invalid public key") from None
+    if not signed:
         raise UsageError(f"CSR {path} has an invalid signature")
     names: list[str] = []
     refused: list[str] = []
@@ -99,8 +103,9 @@ def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
         else:
             refused.append(_other_name(entry))
     if refused:
-        raise UsageError(f"CSR {path} asks for names the local CA does not certify: "
-                         f"{', '.join(refused)} (it signs DNS names and IP addresses only)")
+        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if refused[5:] else "")
+        raise UsageError(f"CSR {path} asks for names the local CA does not certify: {shown} "
+                         "(it signs DNS names and IP addresses only)")
     if not names:
         cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         names = [str(cn.value) for cn in cns]
