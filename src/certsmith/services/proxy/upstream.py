@@ -31,7 +31,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_closed",
         "buf",
         "exchange",
-        "head_start",
         "parser",
         "pool",
         "reused",
@@ -44,8 +43,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.buf = b""  # the response head received so far (until llhttp says it is complete)
-        self.head_start = 0  # where the final response's head starts in ``buf`` (after 1xx)
+        # The response head received so far (until llhttp says it is complete); a bytearray,
+        # so a head arriving in many pieces is gathered in linear time. At most max_head.
+        self.buf = bytearray()
         self.reused = False
         self.tunnel: Any = None  # the client connection, once this is a WebSocket tunnel
         self._closed = False
@@ -72,7 +72,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         if ex.response is None:
-            self.buf = self.buf + data if self.buf else data
+            buf = self.buf
+            buf += data
+            if len(buf) > ex.conn.worker.limits.max_head and buf.find(b"\r\n\r\n") < 0:
+                self.close()
+                ex.conn.upstream_failed(ex, "the upstream's response head is too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -118,14 +123,13 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         ex = self.exchange
         buf = self.buf
-        end = buf.find(b"\r\n\r\n", self.head_start) + 4
+        end = buf.find(b"\r\n\r\n") + 4
         if 100 <= status < 200 and status != 101:
             # Interim responses (100, 103) are not forwarded; the final one follows.
-            self.head_start = end
+            del buf[:end]
             return
-        head = buf[self.head_start:end]
-        self.buf = b""
-        self.head_start = 0
+        head = bytes(buf[:end])
+        self.buf = bytearray()
         if ex is None:
             return
         ex.conn.response_head(ex, self, status, head, self.parser.should_keep_alive())
