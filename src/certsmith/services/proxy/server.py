@@ -52,6 +52,8 @@ MAX_PIPELINED = 32
 MAX_QUEUED = 256 * 1024
 MAX_TUNNEL_BUF = 64 * 1024
 SWEEP = 1.0
+# Methods a request may be repeated with (RFC 9110 section 9.2.2); never POST, PATCH, ...
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
 # Connection states (what the deadline means)
@@ -599,9 +601,11 @@ class HttpsConnection(_Connection):
             self.response_done(ex)  # the close is how such a body ends
             return
         if resp is None and up.reused and not ex.retried and ex.req.body == http.NONE \
-                and ex.req.upgrade is None and self.current is ex:
-            # A kept-alive connection the upstream had just closed: the request never got
-            # there. Safe to send once more on a new connection (it has no body).
+                and ex.method in IDEMPOTENT and ex.req.upgrade is None and self.current is ex:
+            # A kept-alive connection the upstream closed without answering: most likely it
+            # closed it just before the request got there, but it may have acted on it. Only
+            # an idempotent request without a body is sent once more, on a new connection
+            # (RFC 9110 section 9.2.2, as nginx); any other gets 502.
             ex.retried = True
             ex.upstream = None
             ex.request_done = True
