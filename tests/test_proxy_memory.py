@@ -181,18 +181,3 @@ def test_endless_upstream_response_head_is_502_at_once(proxy: Proxy) -> None:
     assert served >= 2
     assert ask.answer.startswith(b"HTTP/1.1 502 "), ask.answer[:200]
     assert grown < BOUND, f"RSS grew by {grown} KiB"
-
-
-def test_pipelined_requests_are_all_answered_in_order(proxy: Proxy) -> None:
-    """The bound on the pipelining queue pauses reading; it loses no request."""
-    count = 300
-    raw = b"".join((
-        b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        *(b"GET /headers?i=%d HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (i, PAD)
-          for i in range(count)),
-        b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
-    got = tls_request(proxy.https_port, "localhost", raw, timeout=60)
-    assert got.count(b"HTTP/1.1 200 ") == count + 2
-    positions = [got.find(b'"target": "/headers?i=%d"' % i) for i in range(count)]
-    assert -1 not in positions and positions == sorted(positions)
-    assert got.endswith(b"hello")

@@ -14,6 +14,8 @@ Endpoints (plain HTTP):
                             same kept-alive connection: closes it without answering
   GET  /endless-head?n=N    a response head that never ends (N bytes of header lines, then the
                             connection closes)
+  ANY  /misframed?kind=K    more than the framing says: K=long "hello" + 5 bytes past its
+                            Content-Length, K=204 / K=304 with a body, K=head a body even to HEAD
   an Upgrade request        never switched: answered (or not) as its path says, and whatever the
                             client sends after it is read and discarded
   HEAD any of them          the head only
@@ -102,6 +104,15 @@ class AppConnection(asyncio.Protocol):
             n = int(query.get("n", ["0"])[0])
             task = asyncio.get_running_loop().create_task(self.endless_head(n))
             self.tasks.add(task)
+        elif path == "/misframed":
+            kind = query.get("kind", ["long"])[0]
+            assert self.transport is not None
+            if kind == "long":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA")
+            elif kind in ("204", "304"):
+                self.transport.write(b"HTTP/1.1 %s X\r\n\r\nbody" % kind.encode())
+            else:
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         elif path == "/hello":
             self.reply(200, b"hello", head_only)
         elif path == "/headers":

@@ -216,8 +216,8 @@ class HttpsConnection(_Connection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
 
     __slots__ = ("current", "held", "in_message", "keep_alive", "out", "parsing", "queue",
-                 "queued", "read_paused", "tls_site", "tunnel", "tunnel_buf", "tunnel_size",
-                 "up_out", "write_paused")
+                 "queued", "read_paused", "refusal", "tls_site", "tunnel", "tunnel_buf",
+                 "tunnel_size", "up_out", "write_paused")
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
@@ -228,6 +228,9 @@ class HttpsConnection(_Connection):
         self.queued = 0  # bytes of their heads and bodies
         self.write_paused = False  # the client is not reading what we send
         self.held = False  # the next exchange waits for the client to read (resume_writing)
+        # A later pipelined request was refused: (status, reason), answered after the ones
+        # before it.
+        self.refusal: tuple[int, str] | None = None
         self.out: list[bytes] = []
         self.up_out: list[bytes] = []
         self.keep_alive = True
@@ -262,6 +265,8 @@ class HttpsConnection(_Connection):
         if self.tunnel_buf is not None:  # upgrade asked, upstream has not switched yet
             self._hold_for_tunnel(data)
             return
+        if self.refusal is not None:
+            return  # (bytes after a refused request: the parser has stopped, they are void)
         try:
             parsing = self.parsing
             if parsing is None:
@@ -286,18 +291,16 @@ class HttpsConnection(_Connection):
                 self._hold_for_tunnel(data[exc.args[0]:])
         except _Refuse as exc:
             self.refuse(exc.status, exc.reason)
-            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, (_Refuse, http.HttpError)):
                 self.refuse(cause.status, cause.reason)
             else:
                 raise
-            return
         except httptools.HttpParserError as exc:
             self.refuse(http.parser_error_status(str(exc)), str(exc) or "malformed request")
-            return
-        if self.up_out:
+        # (A refusal deferred behind requests being answered leaves their bytes to send.)
+        if self.up_out and self.state != CLOSED:
             self._flush_upstream()
 
     def _hold_for_tunnel(self, data: bytes) -> None:
@@ -310,6 +313,13 @@ class HttpsConnection(_Connection):
 
     def refuse(self, status: int, reason: str) -> None:
         ex = self.current
+        if ex is not None and self.parsing is None and self.refusal is None:
+            # The bad bytes come after whole requests still being answered: those get their
+            # answers first (in _next), then this refusal, then the connection closes.
+            self.refusal = (status, reason)
+            self.in_message = False
+            self.pause_reading()
+            return
         if ex is not None and ex.response is not None:
             # A response is on its way: an error page cannot follow part of it. Cut it.
             self.worker.log_refusal(self, status, reason)
@@ -561,6 +571,9 @@ class HttpsConnection(_Connection):
             if self.transport is not None:
                 self.transport.close()
             self.state = CLOSED
+            return
+        if self.refusal is not None and not self.queue:
+            self.refuse(*self.refusal)
             return
         if self.write_paused:
             # The client is not reading: the next response waits until it does, and so does

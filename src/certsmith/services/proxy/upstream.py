@@ -31,6 +31,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_closed",
         "buf",
         "exchange",
+        "extra",
+        "finished",
         "parser",
         "pool",
         "reused",
@@ -47,6 +49,11 @@ class UpstreamConnection(asyncio.Protocol):
         # so a head arriving in many pieces is gathered in linear time. At most max_head.
         self.buf = bytearray()
         self.reused = False
+        # The response ended inside the bytes being parsed: it is handed on once they all are,
+        # and if any came after its end (``extra``: a body longer than its Content-Length, a
+        # 204/304 or HEAD response with one) the connection is closed instead of pooled.
+        self.finished = False
+        self.extra = False
         self.tunnel: Any = None  # the client connection, once this is a WebSocket tunnel
         self._closed = False
 
@@ -85,9 +92,17 @@ class UpstreamConnection(asyncio.Protocol):
             if self.tunnel is not None and rest:
                 self.tunnel.tunnel_data(rest)
         except httptools.HttpParserError as exc:
-            self.close()
-            ex.conn.upstream_failed(ex, f"invalid response from the upstream: {exc}")
-            return
+            if not self.finished:
+                self.close()
+                ex.conn.upstream_failed(ex, f"invalid response from the upstream: {exc}")
+                return
+            self.extra = True  # garbage after a complete response
+        if self.finished:
+            self.finished = False
+            if self.extra:
+                self.extra = False
+                self.close()  # (response_done then cannot pool it)
+            ex.conn.response_done(ex)
         conn = ex.conn
         if conn.out:
             conn.flush()
@@ -129,6 +144,7 @@ class UpstreamConnection(asyncio.Protocol):
             del buf[:end]
             return
         head = bytes(buf[:end])
+        more = len(buf) > end
         self.buf = bytearray()
         if ex is None:
             return
@@ -137,17 +153,22 @@ class UpstreamConnection(asyncio.Protocol):
             # llhttp cannot be told the request was HEAD: it would wait for the body the
             # headers announce. The response is complete; a new parser reads the next one.
             self.parser = httptools.HttpResponseParser(self)
-            ex.conn.response_done(ex)
+            self.finished = True
+            self.extra = more
+
+    def on_message_begin(self) -> None:
+        if self.finished:
+            self.extra = True  # another response, unasked for
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        if ex is not None:
+        if ex is not None and not self.finished:
             ex.conn.response_body(ex, body)
 
     def on_message_complete(self) -> None:
         ex = self.exchange
-        if ex is not None and ex.response is not None:
-            ex.conn.response_done(ex)
+        if ex is not None and ex.response is not None and not self.finished:
+            self.finished = True
 
     # -- used by the client side ----------------------------------------------------------------
 
@@ -228,6 +249,11 @@ class UpstreamPool:
                 done(None, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
                 return
             _transport, conn = t.result()
+            if conn.closed:
+                # Accepted and closed at once, before this callback ran: connection_lost has
+                # been and gone, so an exchange attached now would wait for nothing.
+                done(None, "the upstream closed the connection at once")
+                return
             done(conn, "")
 
         task.add_done_callback(finished)
