@@ -799,7 +799,8 @@ class RedirectConnection(_Connection):
         req = http.forward_request(method, self.url, version, self.headers, self.client_ip,
                                    b"http")
         close = req.body != http.NONE or not req.keep_alive or req.upgrade is not None
-        path = self.url.split(b"?", 1)[0]
+        target = self.url if self.url[:1] in (b"/", b"*") else http.origin_form(self.url)[1]
+        path = target.split(b"?", 1)[0]
         if path.startswith(CHALLENGE_PREFIX):
             answer = worker.challenge_answer(path[len(CHALLENGE_PREFIX):])
             if answer is None:
@@ -817,7 +818,7 @@ class RedirectConnection(_Connection):
                                            close=close)
             else:
                 status = site.redirect
-                response = http.redirect(status, req.host, worker.config.https_port, self.url)
+                response = http.redirect(status, req.host, worker.config.https_port, target)
                 if close:
                     response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
                                                 1)
