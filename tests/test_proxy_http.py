@@ -66,8 +66,12 @@ def test_versions_and_targets() -> None:
     with pytest.raises(http.HttpError) as caught:
         http.forward_request(b"GET", b"/", "2.0", [(b"Host", b"a")], "1.2.3.4")
     assert caught.value.status == 505
+    # Absolute form (RFC 9112 section 3.2.2, accepted since issue 11): the target's authority
+    # replaces Host, the upstream gets the origin form.
+    req = http.forward_request(b"GET", b"http://other/", "1.1", [(b"Host", b"a")], "1.2.3.4")
+    assert req.host == "other" and req.head.startswith(b"GET / HTTP/1.1\r\nHost: other\r\n")
     with pytest.raises(http.HttpError):
-        http.forward_request(b"GET", b"http://evil/", "1.1", [(b"Host", b"a")], "1.2.3.4")
+        http.forward_request(b"GET", b"ftp://evil/", "1.1", [(b"Host", b"a")], "1.2.3.4")
     req = http.forward_request(b"GET", b"/", "1.0", [], "1.2.3.4")
     assert not req.keep_alive and req.host == ""
 
