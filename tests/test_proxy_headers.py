@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.net import LOOPBACK
-from tests.support.proxy import Proxy, UpstreamApp, tls_request
+from tests.support.proxy import Proxy, UpstreamApp, served_certificate, tls_request
 
 
 @pytest.fixture(scope="module")
@@ -129,4 +129,14 @@ def test_other_target_forms_are_400(proxy: Proxy, target: bytes) -> None:
 def test_host_with_a_trailing_dot_is_the_same_site(proxy: Proxy) -> None:
     _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost.\r\n"
                                      b"Connection: close\r\n\r\n"))
+    assert ("host", "localhost.") in headers
+
+
+def test_sni_with_a_trailing_dot_is_the_same_site(proxy: Proxy) -> None:
+    # "localhost." and "localhost" are one DNS name; a client that keeps the dot in SNI must
+    # get the site's certificate, not an unrecognized_name alert.
+    assert served_certificate(proxy.https_port, "localhost.") == served_certificate(
+        proxy.https_port, "localhost")
+    _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost.\r\n"
+                                     b"Connection: close\r\n\r\n", sni="localhost."))
     assert ("host", "localhost.") in headers

@@ -165,7 +165,7 @@ class SiteContexts:
         if server_name is None:
             ctx = self.no_sni
         else:
-            name = server_name.lower()
+            name = server_name.lower().rstrip(".")  # "localhost." is "localhost"
             if self.challenge_ctx:
                 offered = self._offered.pop(id(sslobj), None)
                 if offered and ACME_TLS_ALPN.encode() in offered and name in self.challenge_ctx:
