@@ -610,3 +610,68 @@ def test_force_replaces_only_what_the_archive_carries_and_says_so(tmp_path: Path
     again = cli(here, "restore", str(file))
     assert again.returncode == 0, again.stderr
     assert len(again.stdout.splitlines()) == 1
+
+
+# -- a backup is a consistent snapshot, even while certificates renew ----------------------------
+
+RENEWER = """
+import sys
+from pathlib import Path
+from certsmith.base.identifiers import parse_identifier
+from certsmith.services.proxy.certs import ensure_local
+
+home, stop, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+ids = {n: (parse_identifier(n),) for n in names}
+for n in names:
+    ensure_local(home, n, ids[n], force=True)
+print("ready", flush=True)
+for i in range(5000):  # bounded: the test stops it long before
+    if stop.exists():
+        break
+    name = names[i % len(names)]
+    ensure_local(home, name, ids[name], force=True)
+print(i, flush=True)
+"""
+
+
+def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> None:
+    """Local-CA renewals run without pause (the same lineage writer and lock the proxy's
+    renewals use) while the CLI takes backups: every backup restores, and in every restored
+    home each live/ link resolves to a version whose key matches its certificate."""
+    home = tmp_path / "home"
+    FileStore(home).ensure()
+    names = [f"app{i}.internal" for i in range(8)]
+    stop = tmp_path / "stop"
+    renewer = subprocess.Popen([sys.executable, "-c", RENEWER, str(home), str(stop), *names],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert renewer.stdout is not None
+        assert renewer.stdout.readline() == "ready\n", renewer.stderr.read() if renewer.stderr \
+            else ""
+        problems = []
+        for n in range(10):
+            file = tmp_path / f"b{n}.tar.gz"
+            result = cli(home, "backup", str(file))
+            assert result.returncode == 0, result.stderr
+            new = tmp_path / f"restored{n}"
+            restored = cli(new, "restore", str(file))
+            if restored.returncode != 0:
+                problems.append(restored.stderr.strip())
+                continue
+            for name in names:
+                live = new / "live" / name
+                if not (live / "cert.pem").is_file():
+                    problems.append(f"backup {n}: live/{name} -> {os.readlink(live)} dangles")
+                    continue
+                key = (live / "privkey.pem").read_bytes()
+                cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+                pub = serialization.load_pem_private_key(key, None).public_key()
+                fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+                assert pub.public_bytes(serialization.Encoding.DER, fmt) == \
+                    cert.public_key().public_bytes(serialization.Encoding.DER, fmt)
+        assert problems == []
+    finally:
+        stop.touch()
+        out, err = renewer.communicate(timeout=120)
+    assert renewer.returncode == 0, err
+    assert int(out.split()[-1]) > len(names)  # renewals did run during the backups

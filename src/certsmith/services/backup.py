@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -142,9 +143,9 @@ def _count_accounts(home: Path) -> int:
     return n
 
 
-def _walk(home: Path) -> Iterator[str]:
-    """Relative names to archive, parents before children, in :data:`ENTRIES` order."""
-    for top in ENTRIES:
+def _walk(home: Path, tops: tuple[str, ...] = ENTRIES) -> Iterator[str]:
+    """Relative names to archive, parents before children, in the order of ``tops``."""
+    for top in tops:
         path = home / top
         if not os.path.lexists(path):
             continue
@@ -201,10 +202,39 @@ def _entry(info: tarfile.TarInfo, digest: str = "") -> Entry:
                  if kind == "file" else 0, sha256=digest, target=info.linkname)
 
 
+@contextlib.contextmanager
+def _lineage_locks(home: Path, names: list[str]) -> Iterator[None]:
+    """Hold the locks every lineage writer (get, renew, the proxy, import, install) holds while
+    it publishes a version, then the local CA's, always in this order: no certificate, its
+    state or the CA changes while the backup reads them. A home this user cannot write (so no
+    lock file can be made) is read without them; the order of reading below still keeps
+    ``live/`` pointing at versions in the archive."""
+    from certsmith.base.store.fs import FileStore
+    from certsmith.errors import StoreError
+
+    store = FileStore(home)
+    with contextlib.ExitStack() as stack:
+        for lock in [*(f"cert-{n}" for n in sorted(names)), "ca"]:
+            try:
+                stack.enter_context(store.lock(lock))
+            except (PermissionError, StoreError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                break
+        yield
+
+
 def _collect(home: Path, spool: tarfile.TarFile) -> list[Entry]:
-    """Copy the home's entries into ``spool`` (an uncompressed tar); returns their entries."""
+    """Copy the home's entries into ``spool`` (an uncompressed tar); returns their entries.
+
+    ``live/`` is read first and stored last: a version is immutable once published and is
+    complete in ``archive/`` before any link names it, so every link read before the archive is
+    walked names a version the walk finds (a version published meanwhile is merely not live)."""
     entries: list[Entry] = []
-    for rel in _walk(home):
+    live = [_member(home, spool, rel) for rel in _walk(home, ("live",))]
+    for rel in _walk(home, tuple(t for t in ENTRIES if t != "live")):
         info = _member(home, spool, rel)
         if info.isreg():
             with open(home / rel, "rb") as f:
@@ -212,6 +242,10 @@ def _collect(home: Path, spool: tarfile.TarFile) -> list[Entry]:
                 spool.addfile(info, reader)  # type: ignore[arg-type]
             entries.append(_entry(info, reader.digest.hexdigest()))
         elif info.isdir() or info.issym():
+            spool.addfile(info)
+            entries.append(_entry(info))
+    for info in live:
+        if info.isdir() or info.issym():
             spool.addfile(info)
             entries.append(_entry(info))
     return entries
@@ -233,7 +267,8 @@ def backup(home: Path, dest: Path) -> Summary:
     try:
         names = certificate_names(home)
         with tempfile.SpooledTemporaryFile(_SPOOL, dir=str(dest.parent)) as spool_file:
-            with tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
+            with _lineage_locks(home, names), \
+                    tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
                 entries = _collect(home, spool)
             manifest = manifest_format.encode({
                 "certsmith": __version__,
