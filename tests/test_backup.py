@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -675,3 +675,51 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
         out, err = renewer.communicate(timeout=120)
     assert renewer.returncode == 0, err
     assert int(out.split()[-1]) > len(names)  # renewals did run during the backups
+
+
+# -- an unreadable file or directory fails the backup ---------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nobody_home() -> Iterator[Path]:
+    """A state directory owned by an unprivileged user (root reads mode-000 entries, so the
+    test runs certsmith as that user), in a directory that user can reach."""
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="certsmith-backup-"))
+    try:
+        base.chmod(0o755)
+        make_home(base / "home")
+        (base / "out").mkdir()
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in [*dirnames, *filenames]:
+                os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def cli_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTSMITH_")}
+    env["HOME"] = str(home.parent)
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", sys.executable, "-m", "certsmith",
+                           "--home", str(home), *args],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("unreadable", ["archive/example.com/1", "archive/app.internal/3/privkey.pem",
+                                        "accounts"])
+def test_unreadable_entry_fails_the_backup(nobody_home: Path, unreadable: str) -> None:
+    home, out = nobody_home / "home", nobody_home / "out"
+    ok = cli_as_nobody(home, "backup", str(out / "first.tar.gz"))
+    assert ok.returncode == 0, ok.stderr  # the user can back up this home...
+    (out / "first.tar.gz").unlink()
+    (home / unreadable).chmod(0o000)
+    result = cli_as_nobody(home, "backup", str(out / "b.tar.gz"))
+    err = one_error_line(result)  # ...but not one with an entry it cannot read
+    assert f"cannot read {home / unreadable}: Permission denied" in err, err
+    assert result.stdout == ""
+    assert list(out.iterdir()) == []  # no archive, no temporary file

@@ -152,7 +152,8 @@ def _walk(home: Path, tops: tuple[str, ...] = ENTRIES) -> Iterator[str]:
         yield top
         if path.is_symlink() or not path.is_dir():
             continue
-        for root, dirs, files in os.walk(path):
+        # An unreadable directory fails the backup: os.walk would skip it without a word.
+        for root, dirs, files in os.walk(path, onerror=_raise):
             dirs[:] = sorted(d for d in dirs if not _skip(d))
             rel = os.path.relpath(root, home)
             # os.walk lists symlinks to directories under dirs; they are entries, not trees.
@@ -274,6 +275,7 @@ def backup(home: Path, dest: Path) -> Summary:
                 "certsmith": __version__,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "certificates": names}, entries)
+            accounts = _count_accounts(home)
             spool_file.seek(0)
             _write(dest, tmp, manifest, spool_file)
     except OSError as exc:
@@ -283,7 +285,7 @@ def backup(home: Path, dest: Path) -> Summary:
         verb = "read" if what is not dest else "write"
         raise BackupError(f"cannot {verb} {what}: {exc.strerror or exc}") from exc
     files = sum(1 for e in entries if e.kind == "file")
-    return Summary(dest, home, tuple(names), _count_accounts(home), files)
+    return Summary(dest, home, tuple(names), accounts, files)
 
 
 def _write(dest: Path, tmp: Path, manifest: bytes, spool_file: IO[bytes]) -> None:
