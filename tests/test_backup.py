@@ -710,8 +710,8 @@ def cli_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.parametrize("unreadable", ["archive/example.com/1", "archive/app.internal/3/privkey.pem",
-                                        "accounts"])
+@pytest.mark.parametrize("unreadable", ["archive/example.com/1",
+                                        "archive/app.internal/3/privkey.pem", "accounts"])
 def test_unreadable_entry_fails_the_backup(nobody_home: Path, unreadable: str) -> None:
     home, out = nobody_home / "home", nobody_home / "out"
     ok = cli_as_nobody(home, "backup", str(out / "first.tar.gz"))
