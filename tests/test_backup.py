@@ -311,6 +311,11 @@ UNSAFE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], str]] = {
     "duplicate": ([*GOOD, _file("archive/x/1/privkey.pem", b"other")], "appears twice"),
     "top-not-dir": ([_file("live")], "must be a directory"),
     "events-dir": ([_dir("events.jsonl")], "must be a regular file"),
+    "link-outside-live": ([*GOOD, _link("archive/x/2", "1")], "only live/<name> entries"),
+    "link-dangling": ([_dir("live"), _dir("archive"), _link("live/x", "../archive/x/9")],
+                      "not an archived version of x"),
+    "link-other-name": ([*GOOD, _link("live/y", "../archive/x/1")],
+                        "not an archived version of y"),
 }
 
 
@@ -723,3 +728,63 @@ def test_unreadable_entry_fails_the_backup(nobody_home: Path, unreadable: str) -
     assert f"cannot read {home / unreadable}: Permission denied" in err, err
     assert result.stdout == ""
     assert list(out.iterdir()) == []  # no archive, no temporary file
+
+
+# -- restore defects: mismatched keys, modes, endless input ---------------------------------------
+
+
+def test_key_that_does_not_match_its_certificate_is_refused(home: Path, tmp_path: Path) -> None:
+    other_key, _ = key_and_cert("other")
+    (home / "archive" / "example.com" / "1" / "privkey.pem").write_bytes(other_key)
+    file = tmp_path / "b.tar.gz"
+    assert cli(home, "backup", str(file)).returncode == 0  # (the checksums are of these bytes)
+    target = tmp_path / "new"
+    err = one_error_line(cli(target, "restore", str(file)))
+    assert "archive/example.com/1/privkey.pem does not match archive/example.com/1/cert.pem" \
+        in err, err
+    assert not target.exists()
+
+
+def test_modes_are_normalised(tmp_path: Path) -> None:
+    key, cert = key_and_cert("x")
+    members = [_dir("sites"), _file("sites/x.toml", b"", 0o6777), _dir("archive"),
+               _dir("archive/x"), _dir("archive/x/1"), _file("archive/x/1/privkey.pem", key, 0o777),
+               _file("archive/x/1/cert.pem", cert, 0o7755), _dir("state"),
+               _file("state/x.json", b"{}", 0o4640), _dir("live"),
+               _link("live/x", "../archive/x/1")]
+    members[4][0].mode = 0o7777  # archive/x/1
+    target = tmp_path / "h"
+    result = cli(target, "restore", str(write_tar(tmp_path / "m.tar.gz", members)))
+    assert result.returncode == 0, result.stderr
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE((target / rel).stat().st_mode)
+
+    assert mode("sites/x.toml") == 0o644
+    assert mode("archive/x/1") == 0o755
+    assert mode("archive/x/1/privkey.pem") == 0o600
+    assert mode("archive/x/1/cert.pem") == 0o644
+    assert mode("state/x.json") == 0o640  # narrowed, never widened
+
+
+def test_restore_of_an_endless_file_ends(tmp_path: Path) -> None:
+    target = tmp_path / "h"
+    assert "not a regular file" in one_error_line(cli(target, "restore", "/dev/zero"))
+    # endless-looking input inside a real archive: far more bytes than the manifest announces
+    good = tmp_path / "good.tar.gz"
+    write_tar(good, GOOD)
+    padded = tmp_path / "padded.tar.gz"
+    padded.write_bytes(gzip.compress(gzip.decompress(good.read_bytes()) + b"\x01" * (32 << 20)))
+    assert "longer than its manifest allows" in one_error_line(
+        cli(target, "restore", str(padded)))
+    assert not target.exists()
+
+
+def test_member_missing_from_the_manifest_is_refused(tmp_path: Path) -> None:
+    manifest = manifest_for(GOOD)
+    archive = write_tar(tmp_path / "x.tar.gz", [*GOOD, _file("sites/extra.toml")],
+                        manifest=manifest)
+    target = tmp_path / "h"
+    assert "members its manifest does not list" in one_error_line(
+        cli(target, "restore", str(archive)))
+    assert not target.exists()

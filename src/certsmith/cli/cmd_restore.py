@@ -10,8 +10,10 @@ Restore the state directory from FILE, written by 'certsmith backup'. Nothing in
 directory changes unless the whole archive verifies: its manifest lists every member with a
 SHA-256 and is sealed with its own, the archive is read to the end of its compressed stream
 (whose checksum is at the very end, so a cut or damaged file is refused), and it is safe: no
-absolute paths, no '..', no links other than live/ links to archived versions, no devices. Any
-damage is refused with one line naming it. The backup is unpacked beside the state directory
+absolute paths, no '..', no links other than live/ links to archived versions, no devices,
+hard links or FIFOs, and every version's key matches its certificate. Any problem is refused
+with one line naming it; FILE must be a regular file or a pipe, and no more is read than its
+manifest announces. The backup is unpacked beside the state directory
 and moved into place; keys get 0600, other files at most 0644, never setuid or executable.
 Restoring into a state directory replaces the top-level entries the backup carries (sites,
 accounts, archive, live, ...); entries the backup does not carry, such as a local CA when the

@@ -38,7 +38,7 @@ from certsmith import __version__
 from certsmith.base.store.fs import fsync_dir
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
 from certsmith.services import backup_manifest as manifest_format
-from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries
+from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries, check_keys
 from certsmith.services.backup_manifest import Entry, Manifest
 from certsmith.services.backup_reader import ArchiveError, ArchiveReader, open_archive
 
@@ -441,13 +441,13 @@ def restore(archive: Path, home: Path, *, force: bool = False) -> Summary:
         if todo.lost and not force:
             raise UsageError(f"{home} already has {describe(todo.lost)}; use --force to "
                              f"replace them with the backup's")
-        files = _unpack_and_swap(archive, reader, manifest, home, todo)
+        files = _unpack_and_swap(archive, reader, manifest, entries, home, todo)
     return Summary(archive, home, manifest.certificates, _count_accounts(home), files,
                    describe(todo.lost))
 
 
-def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest, home: Path,
-                     todo: Plan) -> int:
+def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest,
+                     entries: dict[str, Entry], home: Path, todo: Plan) -> int:
     exists = home.exists()
     # Staging on the same filesystem as the destination, so the renames below are atomic:
     # beside a new home, inside an existing one (which may be a mount point).
@@ -461,6 +461,7 @@ def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest, h
         staging.mkdir(mode=0o700)
         try:
             files = reader.unpack(manifest, staging)
+            check_keys(staging, entries)  # a key the checksums vouch for may still be the wrong one
         except (ArchiveError, UnsafeArchive) as exc:
             raise _refuse(archive, str(exc)) from None
         if exists:
