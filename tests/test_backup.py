@@ -654,7 +654,7 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
         assert renewer.stdout.readline() == "ready\n", renewer.stderr.read() if renewer.stderr \
             else ""
         problems = []
-        for n in range(10):
+        for n in range(8):
             file = tmp_path / f"b{n}.tar.gz"
             result = cli(home, "backup", str(file))
             assert result.returncode == 0, result.stderr
@@ -788,3 +788,18 @@ def test_member_missing_from_the_manifest_is_refused(tmp_path: Path) -> None:
     assert "members its manifest does not list" in one_error_line(
         cli(target, "restore", str(archive)))
     assert not target.exists()
+
+
+def test_force_names_a_replaced_local_ca(home: Path, tmp_path: Path) -> None:
+    file = tmp_path / "b.tar.gz"
+    assert cli(home, "backup", str(file)).returncode == 0
+    here = tmp_path / "here"
+    make_home(here, ("example.com", "app.internal"))
+    (here / "ca" / "rootCA-key.pem").write_bytes(b"this machine's own CA key\n")
+    err = one_error_line(cli(here, "restore", str(file)))
+    assert "a local CA with its root key" in err and "--force" in err, err
+    result = cli(here, "restore", "--force", str(file))
+    assert result.returncode == 0, result.stderr
+    assert "replaced what was there: " in result.stdout
+    assert "a local CA with its root key" in result.stdout.splitlines()[1]
+    assert (here / "ca" / "rootCA-key.pem").read_bytes() == b"local ca key\n"
