@@ -265,6 +265,10 @@ def backup(home: Path, dest: Path) -> Summary:
     if not dest.parent.is_dir():
         raise NotFoundError(f"no directory {dest.parent} to write {dest.name} into")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:  # first, so that an unwritable destination fails before any reading
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise BackupError(f"cannot write {dest}: {exc.strerror}") from exc
     try:
         names = certificate_names(home)
         with tempfile.SpooledTemporaryFile(_SPOOL, dir=str(dest.parent)) as spool_file:
@@ -277,40 +281,38 @@ def backup(home: Path, dest: Path) -> Summary:
                 "certificates": names}, entries)
             accounts = _count_accounts(home)
             spool_file.seek(0)
-            _write(dest, tmp, manifest, spool_file)
-    except OSError as exc:
+            _write(fd, dest, manifest, spool_file)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(OSError):
             tmp.unlink()
-        what = exc.filename if exc.filename and str(exc.filename) != str(tmp) else dest
-        verb = "read" if what is not dest else "write"
-        raise BackupError(f"cannot {verb} {what}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            what = exc.filename if exc.filename and str(exc.filename) != str(tmp) else dest
+            verb = "read" if what is not dest and Path(what).is_relative_to(home) else "write"
+            raise BackupError(f"cannot {verb} {what}: {exc.strerror or exc}") from exc
+        raise
     files = sum(1 for e in entries if e.kind == "file")
     return Summary(dest, home, tuple(names), accounts, files)
 
 
-def _write(dest: Path, tmp: Path, manifest: bytes, spool_file: IO[bytes]) -> None:
-    """The archive: the manifest, then the spooled members; written beside ``dest`` and
-    renamed into place, so ``dest`` is never half-written."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb", closefd=False) as raw, _open_for_writing(dest, raw) as tar, \
-                tarfile.open(fileobj=spool_file, mode="r:") as spool:
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode = len(manifest), 0o600
-            info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
-            tar.addfile(info, _bytes_reader(manifest))
-            for member in spool:
-                tar.addfile(member, spool.extractfile(member) if member.isreg() else None)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    os.close(fd)
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
+def _write(fd: int, dest: Path, manifest: bytes, spool_file: IO[bytes]) -> None:
+    """The archive into ``fd``: the manifest, then the spooled members. The caller writes it
+    beside ``dest`` and renames it into place, so ``dest`` is never half-written."""
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb", closefd=False) as raw, _open_for_writing(dest, raw) as tar, \
+            tarfile.open(fileobj=spool_file, mode="r:") as spool:
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(manifest), 0o600
+        info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
+        tar.addfile(info, _bytes_reader(manifest))
+        for member in spool:
+            tar.addfile(member, spool.extractfile(member) if member.isreg() else None)
+    os.fsync(fd)
 
 
 def _bytes_reader(data: bytes) -> IO[bytes]:
