@@ -349,11 +349,13 @@ def test_unsafe_archive_is_refused_and_nothing_written(tmp_path: Path, case: str
      "not a certsmith backup"),
     (lambda p: write_tar(p, [_dir("sites")], manifest=b'{"format": "certsmith-backup", '
                                                      b'"version": 99}'), "upgrade certsmith"),
+    (lambda p: write_tar(p, GOOD, manifest=b'{"format": "certsmith-backup", "version": 1, '
+                                           b'"certificates": ["x"]}'), "has no checksums"),
     (lambda p: p.write_bytes(os.urandom(4096)) and p, "not a tar archive"),
     (lambda p: p.write_bytes(b"") or p, "not a tar archive"),
     (lambda p: p.write_bytes(write_tar(p, GOOD).read_bytes()[:200]) and p, "not a certsmith"),
-], ids=["no-manifest", "bad-json", "other-format", "future-version", "random", "empty",
-        "truncated"])
+], ids=["no-manifest", "bad-json", "other-format", "future-version", "unverifiable-v1",
+        "random", "empty", "truncated"])
 def test_foreign_or_damaged_archive_is_refused(tmp_path: Path, make: Callable[[Path], Path],
                                                why: str) -> None:
     archive = tmp_path / "file.tar.gz"
