@@ -3,6 +3,8 @@ unsafe or foreign archives are refused with one line and nothing written."""
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import io
 import json
 import os
@@ -14,11 +16,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +31,7 @@ from certsmith.base import events
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import CertsmithError
 from certsmith.services import backup as backup_service
+from certsmith.services import backup_manifest
 from tests.conftest import RunCertsmith
 from tests.support.net import LOOPBACK, free_port, port_open, wait_until
 from tests.support.pebble import Pebble
@@ -56,6 +62,20 @@ def without_locks(snap: Snapshot) -> Snapshot:
     return {k: v for k, v in snap.items() if k != "locks" and not k.startswith("locks/")}
 
 
+def key_and_cert(name: str) -> tuple[bytes, bytes]:
+    """A real key and a self-signed certificate for it (restore checks that they match)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
 def make_home(home: Path, names: tuple[str, ...] = ("example.com", "app.internal")) -> None:
     """A state directory as the manager leaves it: sites, an account, versions, state, log."""
     store = FileStore(home)
@@ -67,12 +87,13 @@ def make_home(home: Path, names: tuple[str, ...] = ("example.com", "app.internal
     store.put("ca/rootCA.pem", b"local ca cert\n")
     for i, name in enumerate(names):
         store.put(f"sites/{name}.toml", f'name = "{name}"\nnames = ["{name}"]\n'.encode())
-        for version in range(1, 3 + i):
+        for _version in range(1, 3 + i):
+            key_pem, cert_pem = key_and_cert(name)
             store.publish(name, {
-                "cert.pem": f"cert {name} {version}\n".encode(),
+                "cert.pem": cert_pem,
                 "chain.pem": b"chain\n",
-                "fullchain.pem": f"cert {name} {version}\nchain\n".encode(),
-                "privkey.pem": os.urandom(64),
+                "fullchain.pem": cert_pem + b"chain\n",
+                "privkey.pem": key_pem,
                 "meta.json": b"{}",
             }, frozenset({"privkey.pem"}))
         store.put(f"state/{name}.json", b'{"failures": 0}', private=True)
@@ -121,7 +142,7 @@ def test_round_trip_bytes_links_and_modes(home: Path, tmp_path: Path, suffix: st
         f = tar.extractfile(members[0])
         assert f is not None
         manifest = json.loads(f.read())
-    assert manifest["format"] == "certsmith-backup" and manifest["version"] == 1
+    assert manifest["format"] == "certsmith-backup" and manifest["version"] == 2
     assert manifest["certificates"] == ["app.internal", "example.com"]
     names = {m.name for m in members}
     assert "archive/example.com/2/privkey.pem" in names and "live/app.internal" in names
@@ -212,8 +233,7 @@ def test_backup_bad_destinations(home: Path, tmp_path: Path) -> None:
 
 # -- refusals --------------------------------------------------------------------------------------
 
-MANIFEST = json.dumps({"format": "certsmith-backup", "version": 1,
-                       "certificates": ["x"]}).encode()
+AUTO = b"auto"  # write_tar: a valid manifest listing the members, as 'certsmith backup' writes
 
 
 def _file(name: str, data: bytes = b"data", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
@@ -240,8 +260,26 @@ def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, b""
 
 
+_KINDS = {tarfile.REGTYPE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "link",
+          tarfile.LNKTYPE: "hardlink", tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "device"}
+
+
+def manifest_for(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    import hashlib
+
+    entries = [backup_manifest.Entry(info.name, _KINDS[info.type], info.mode, int(info.mtime),
+                                     size=len(data) if info.isreg() else 0,
+                                     sha256=hashlib.sha256(data).hexdigest()
+                                     if info.isreg() else "",
+                                     target=info.linkname)
+               for info, data in members]
+    return backup_manifest.encode({"certificates": ["x"]}, entries)
+
+
 def write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]],
-              manifest: bytes | None = MANIFEST) -> Path:
+              manifest: bytes | None = AUTO) -> Path:
+    if manifest == AUTO:
+        manifest = manifest_for(members)
     with tarfile.open(path, "w:gz") as tar:
         if manifest is not None:
             info, data = _file(backup_service.MANIFEST, manifest)
@@ -273,6 +311,11 @@ UNSAFE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], str]] = {
     "duplicate": ([*GOOD, _file("archive/x/1/privkey.pem", b"other")], "appears twice"),
     "top-not-dir": ([_file("live")], "must be a directory"),
     "events-dir": ([_dir("events.jsonl")], "must be a regular file"),
+    "link-outside-live": ([*GOOD, _link("archive/x/2", "1")], "only live/<name> entries"),
+    "link-dangling": ([_dir("live"), _dir("archive"), _link("live/x", "../archive/x/9")],
+                      "not an archived version of x"),
+    "link-other-name": ([*GOOD, _link("live/y", "../archive/x/1")],
+                        "not an archived version of y"),
 }
 
 
@@ -306,11 +349,13 @@ def test_unsafe_archive_is_refused_and_nothing_written(tmp_path: Path, case: str
      "not a certsmith backup"),
     (lambda p: write_tar(p, [_dir("sites")], manifest=b'{"format": "certsmith-backup", '
                                                      b'"version": 99}'), "upgrade certsmith"),
+    (lambda p: write_tar(p, GOOD, manifest=b'{"format": "certsmith-backup", "version": 1, '
+                                           b'"certificates": ["x"]}'), "has no checksums"),
     (lambda p: p.write_bytes(os.urandom(4096)) and p, "not a tar archive"),
     (lambda p: p.write_bytes(b"") or p, "not a tar archive"),
     (lambda p: p.write_bytes(write_tar(p, GOOD).read_bytes()[:200]) and p, "not a certsmith"),
-], ids=["no-manifest", "bad-json", "other-format", "future-version", "random", "empty",
-        "truncated"])
+], ids=["no-manifest", "bad-json", "other-format", "future-version", "unverifiable-v1",
+        "random", "empty", "truncated"])
 def test_foreign_or_damaged_archive_is_refused(tmp_path: Path, make: Callable[[Path], Path],
                                                why: str) -> None:
     archive = tmp_path / "file.tar.gz"
@@ -339,7 +384,7 @@ def test_setuid_bits_are_dropped(tmp_path: Path) -> None:
     archive = write_tar(tmp_path / "s.tar.gz", [_dir("sites"), _file("sites/x.toml", b"", 0o4755)])
     target = tmp_path / "h"
     assert cli(target, "restore", str(archive)).returncode == 0
-    assert stat.S_IMODE((target / "sites" / "x.toml").stat().st_mode) == 0o755
+    assert stat.S_IMODE((target / "sites" / "x.toml").stat().st_mode) == 0o644
 
 
 # -- property: whatever restore accepts stays inside the home -------------------------------------
@@ -434,3 +479,329 @@ def test_restore_brings_install_records_and_says_to_install_again(
         assert served_serial(https_port, "moved.test", root_pem) == live.serial_number
     finally:
         new.close()
+
+
+# -- damaged backups: every kind of flipped byte is refused before the home changes -------------
+
+
+def _flip(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
+
+
+def _tar_offsets(tar_bytes: bytes) -> dict[str, int]:
+    """Offsets in the uncompressed tar of a real backup, one or two per kind of damage."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    key = members["archive/example.com/2/privkey.pem"]
+    cert = members["archive/app.internal/3/cert.pem"]
+    link = members["live/app.internal"]
+    manifest = members[backup_service.MANIFEST]
+    sites = members["sites/example.com.toml"]
+    key_header = key.offset_data - 512
+    link_header = link.offset_data - 512
+    return {
+        # tar headers: the name, mode, size, checksum and link-target fields
+        "header-name": key_header + 20,
+        "header-mode": key_header + 100 + 4,
+        "header-size": key_header + 124 + 9,
+        "header-checksum": key_header + 148 + 3,
+        "header-link-target": link_header + 157 + len(link.linkname) - 1,
+        "header-first": 0,
+        # member data
+        "data-key": key.offset_data + 40,
+        "data-cert": cert.offset_data + cert.size // 2,
+        "data-site": sites.offset_data + 3,
+        # the manifest: its JSON syntax, a digest in it, its own seal
+        "manifest-start": manifest.offset_data,
+        "manifest-digest": manifest.offset_data + max(0, tar_bytes[
+            manifest.offset_data:manifest.offset_data + manifest.size].find(b'"sha256": "'))
+        + 20,
+        "manifest-seal": manifest.offset_data + manifest.size - 10,
+    }
+
+
+@pytest.fixture(scope="module")
+def real_backup(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A backup made by the CLI of a realistic home (two certificates, a local CA, an
+    account)."""
+    base = tmp_path_factory.mktemp("real-backup")
+    make_home(base / "home")
+    result = cli(base / "home", "backup", str(base / "b.tar.gz"))
+    assert result.returncode == 0, result.stderr
+    return (base / "b.tar.gz").read_bytes()
+
+
+def _damaged(real: bytes, case: str) -> bytes:
+    kind, _, where = case.partition(":")
+    if kind == "tar":  # damage inside the tar, under an intact gzip envelope
+        tar_bytes = gzip.decompress(real)
+        return gzip.compress(_flip(tar_bytes, _tar_offsets(tar_bytes)[where]))
+    if where == "cut-trailer":
+        return real[:-4]
+    if where == "cut-stream":
+        return real[:-8]
+    offset = {"trailer-crc": -8, "trailer-crc-last": -5, "trailer-size": -4,
+              "deflate-early": len(real) // 10, "deflate-middle": len(real) // 2,
+              "deflate-late": len(real) - 40}[where]
+    return _flip(real, offset % len(real))
+
+
+DAMAGE = [f"tar:{k}" for k in ("header-name", "header-mode", "header-size", "header-checksum",
+                               "header-link-target", "header-first", "data-key", "data-cert",
+                               "data-site", "manifest-start", "manifest-digest",
+                               "manifest-seal")] + \
+         [f"gzip:{k}" for k in ("trailer-crc", "trailer-crc-last", "trailer-size",
+                                "cut-trailer", "cut-stream", "deflate-early", "deflate-middle",
+                                "deflate-late")]
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damaged_backup_is_refused_before_the_home_changes(
+        real_backup: bytes, tmp_path: Path, case: str) -> None:
+    archive = tmp_path / "damaged.tar.gz"
+    archive.write_bytes(_damaged(real_backup, case))
+    existing = tmp_path / "existing" / "certsmith"
+    make_home(existing, ("keep.example",))
+    before = snapshot(existing.parent)
+    result = cli(existing, "restore", "--force", str(archive))
+    err = one_error_line(result)
+    assert "not a certsmith backup" in err or f"refusing to restore {archive}" in err, err
+    assert "restored" not in result.stdout
+    assert snapshot(existing.parent) == before  # byte for byte: nothing moved, nothing deleted
+    fresh = tmp_path / "fresh" / "certsmith"
+    fresh.parent.mkdir()
+    one_error_line(cli(fresh, "restore", str(archive)))
+    assert list(fresh.parent.iterdir()) == []
+
+
+def test_damage_names_what_is_wrong(real_backup: bytes, tmp_path: Path) -> None:
+    archive = tmp_path / "d.tar.gz"
+    target = tmp_path / "h"
+    for case, why in (("tar:data-key", "archive/example.com/2/privkey.pem does not match its "
+                                       "checksum in the manifest"),
+                      ("tar:header-checksum", "the archive ends before "
+                                              "archive/example.com/2/privkey.pem"),
+                      ("tar:manifest-digest", "certsmith-backup.json does not match its "
+                                              "checksum"),
+                      ("gzip:trailer-crc", "the compressed data is damaged"),
+                      ("gzip:cut-trailer", "the compressed data is damaged")):
+        archive.write_bytes(_damaged(real_backup, case))
+        err = one_error_line(cli(target, "restore", str(archive)))
+        assert why in err, (case, err)
+        assert not target.exists()
+
+
+def test_force_replaces_only_what_the_archive_carries_and_says_so(tmp_path: Path) -> None:
+    """A backup without a local CA, restored with --force over a home that has one: the CA
+    (its root key) stays; what is replaced is named before (refusal) and after (--force)."""
+    old = tmp_path / "old"
+    make_home(old, ("moved.example",))
+    for f in (old / "ca").iterdir():
+        f.unlink()
+    file = tmp_path / "b.tar.gz"
+    assert cli(old, "backup", str(file)).returncode == 0
+    here = tmp_path / "here"
+    make_home(here, ("here.example",))
+    ca_before = snapshot(here / "ca")
+    err = one_error_line(cli(here, "restore", str(file)))
+    assert f"{here} already has certificates (here.example), 1 other file; use --force" in err, \
+        err  # (the account is the same in both: it is not lost)
+    result = cli(here, "restore", "--force", str(file))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (
+        "replaced what was there: certificates (here.example), 1 other file")
+    assert snapshot(here / "ca") == ca_before and (here / "ca" / "rootCA-key.pem").is_file()
+    assert FileStore(here).live_version("moved.example") == 2
+    assert not (here / "live" / "here.example").exists()
+    # the same backup again: nothing differs, so no --force is needed and nothing is replaced
+    again = cli(here, "restore", str(file))
+    assert again.returncode == 0, again.stderr
+    assert len(again.stdout.splitlines()) == 1
+
+
+# -- a backup is a consistent snapshot, even while certificates renew ----------------------------
+
+RENEWER = """
+import sys
+from pathlib import Path
+from certsmith.base.identifiers import parse_identifier
+from certsmith.services.proxy.certs import ensure_local
+
+home, stop, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+ids = {n: (parse_identifier(n),) for n in names}
+for n in names:
+    ensure_local(home, n, ids[n], force=True)
+print("ready", flush=True)
+for i in range(5000):  # bounded: the test stops it long before
+    if stop.exists():
+        break
+    name = names[i % len(names)]
+    ensure_local(home, name, ids[name], force=True)
+print(i, flush=True)
+"""
+
+
+def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> None:
+    """Local-CA renewals run without pause (the same lineage writer and lock the proxy's
+    renewals use) while the CLI takes backups: every backup restores, and in every restored
+    home each live/ link resolves to a version whose key matches its certificate."""
+    home = tmp_path / "home"
+    FileStore(home).ensure()
+    names = [f"app{i}.internal" for i in range(8)]
+    stop = tmp_path / "stop"
+    renewer = subprocess.Popen([sys.executable, "-c", RENEWER, str(home), str(stop), *names],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert renewer.stdout is not None
+        assert renewer.stdout.readline() == "ready\n", renewer.stderr.read() if renewer.stderr \
+            else ""
+        problems = []
+        for n in range(8):
+            file = tmp_path / f"b{n}.tar.gz"
+            result = cli(home, "backup", str(file))
+            assert result.returncode == 0, result.stderr
+            new = tmp_path / f"restored{n}"
+            restored = cli(new, "restore", str(file))
+            if restored.returncode != 0:
+                problems.append(restored.stderr.strip())
+                continue
+            for name in names:
+                live = new / "live" / name
+                if not (live / "cert.pem").is_file():
+                    problems.append(f"backup {n}: live/{name} -> {os.readlink(live)} dangles")
+                    continue
+                key = (live / "privkey.pem").read_bytes()
+                cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+                pub = serialization.load_pem_private_key(key, None).public_key()
+                fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+                assert pub.public_bytes(serialization.Encoding.DER, fmt) == \
+                    cert.public_key().public_bytes(serialization.Encoding.DER, fmt)
+        assert problems == []
+    finally:
+        stop.touch()
+        out, err = renewer.communicate(timeout=120)
+    assert renewer.returncode == 0, err
+    assert int(out.split()[-1]) > len(names)  # renewals did run during the backups
+
+
+# -- an unreadable file or directory fails the backup ---------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nobody_home() -> Iterator[Path]:
+    """A state directory owned by an unprivileged user (root reads mode-000 entries, so the
+    test runs certsmith as that user), in a directory that user can reach."""
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="certsmith-backup-"))
+    try:
+        base.chmod(0o755)
+        make_home(base / "home")
+        (base / "out").mkdir()
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in [*dirnames, *filenames]:
+                os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def cli_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTSMITH_")}
+    env["HOME"] = str(home.parent)
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", sys.executable, "-m", "certsmith",
+                           "--home", str(home), *args],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("unreadable", ["archive/example.com/1",
+                                        "archive/app.internal/3/privkey.pem", "accounts"])
+def test_unreadable_entry_fails_the_backup(nobody_home: Path, unreadable: str) -> None:
+    home, out = nobody_home / "home", nobody_home / "out"
+    ok = cli_as_nobody(home, "backup", str(out / "first.tar.gz"))
+    assert ok.returncode == 0, ok.stderr  # the user can back up this home...
+    (out / "first.tar.gz").unlink()
+    (home / unreadable).chmod(0o000)
+    result = cli_as_nobody(home, "backup", str(out / "b.tar.gz"))
+    err = one_error_line(result)  # ...but not one with an entry it cannot read
+    assert f"cannot read {home / unreadable}: Permission denied" in err, err
+    assert result.stdout == ""
+    assert list(out.iterdir()) == []  # no archive, no temporary file
+
+
+# -- restore defects: mismatched keys, modes, endless input ---------------------------------------
+
+
+def test_key_that_does_not_match_its_certificate_is_refused(home: Path, tmp_path: Path) -> None:
+    other_key, _ = key_and_cert("other")
+    (home / "archive" / "example.com" / "1" / "privkey.pem").write_bytes(other_key)
+    file = tmp_path / "b.tar.gz"
+    assert cli(home, "backup", str(file)).returncode == 0  # (the checksums are of these bytes)
+    target = tmp_path / "new"
+    err = one_error_line(cli(target, "restore", str(file)))
+    assert "archive/example.com/1/privkey.pem does not match archive/example.com/1/cert.pem" \
+        in err, err
+    assert not target.exists()
+
+
+def test_modes_are_normalised(tmp_path: Path) -> None:
+    key, cert = key_and_cert("x")
+    members = [_dir("sites"), _file("sites/x.toml", b"", 0o6777), _dir("archive"),
+               _dir("archive/x"), _dir("archive/x/1"), _file("archive/x/1/privkey.pem", key, 0o777),
+               _file("archive/x/1/cert.pem", cert, 0o7755), _dir("state"),
+               _file("state/x.json", b"{}", 0o4640), _dir("live"),
+               _link("live/x", "../archive/x/1")]
+    members[4][0].mode = 0o7777  # archive/x/1
+    target = tmp_path / "h"
+    result = cli(target, "restore", str(write_tar(tmp_path / "m.tar.gz", members)))
+    assert result.returncode == 0, result.stderr
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE((target / rel).stat().st_mode)
+
+    assert mode("sites/x.toml") == 0o644
+    assert mode("archive/x/1") == 0o755
+    assert mode("archive/x/1/privkey.pem") == 0o600
+    assert mode("archive/x/1/cert.pem") == 0o644
+    assert mode("state/x.json") == 0o640  # narrowed, never widened
+
+
+def test_restore_of_an_endless_file_ends(tmp_path: Path) -> None:
+    target = tmp_path / "h"
+    assert "not a regular file" in one_error_line(cli(target, "restore", "/dev/zero"))
+    # endless-looking input inside a real archive: far more bytes than the manifest announces
+    good = tmp_path / "good.tar.gz"
+    write_tar(good, GOOD)
+    padded = tmp_path / "padded.tar.gz"
+    padded.write_bytes(gzip.compress(gzip.decompress(good.read_bytes()) + b"\x01" * (32 << 20)))
+    assert "longer than its manifest allows" in one_error_line(
+        cli(target, "restore", str(padded)))
+    assert not target.exists()
+
+
+def test_member_missing_from_the_manifest_is_refused(tmp_path: Path) -> None:
+    manifest = manifest_for(GOOD)
+    archive = write_tar(tmp_path / "x.tar.gz", [*GOOD, _file("sites/extra.toml")],
+                        manifest=manifest)
+    target = tmp_path / "h"
+    assert "members its manifest does not list" in one_error_line(
+        cli(target, "restore", str(archive)))
+    assert not target.exists()
+
+
+def test_force_names_a_replaced_local_ca(home: Path, tmp_path: Path) -> None:
+    file = tmp_path / "b.tar.gz"
+    assert cli(home, "backup", str(file)).returncode == 0
+    here = tmp_path / "here"
+    make_home(here, ("example.com", "app.internal"))
+    (here / "ca" / "rootCA-key.pem").write_bytes(b"this machine's own CA key\n")
+    err = one_error_line(cli(here, "restore", str(file)))
+    assert "a local CA with its root key" in err and "--force" in err, err
+    result = cli(here, "restore", "--force", str(file))
+    assert result.returncode == 0, result.stderr
+    assert "replaced what was there: " in result.stdout
+    assert "a local CA with its root key" in result.stdout.splitlines()[1]
+    assert (here / "ca" / "rootCA-key.pem").read_bytes() == b"local ca key\n"

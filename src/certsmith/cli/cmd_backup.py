@@ -12,7 +12,11 @@ channels, the audit log and the install records (what 'get --SERVER' and 'instal
 their options; not the server files themselves, which 'restore' tells you to write again with
 'certsmith install'). FILE ending in .tar.xz or .txz is xz-compressed, anything else gzip.
 The archive is created 0600 and appears whole (it is written beside FILE and renamed), so keep
-it as secret as the keys it holds. Restore it on another machine with 'certsmith restore FILE'.
+it as secret as the keys it holds. It is a consistent snapshot: renewals of each certificate
+wait while the backup reads, and every live/ link in it names a version it holds. Any file or
+directory that cannot be read fails the backup with one line, and nothing is written. Every
+member's SHA-256 is in the archive's manifest, so 'restore' refuses a damaged copy. Restore
+it on another machine with 'certsmith restore FILE'.
 """
 
 

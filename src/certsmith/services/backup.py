@@ -9,22 +9,26 @@ re-running the recorded ``certsmith install`` on the new one writes them for its
 (:func:`reinstall_commands` says which). It is written 0600 next to its destination and renamed into
 place, so ``FILE`` is never half-written.
 
-Restore trusts nothing in the archive: every member is checked before anything is written
-(relative names inside the known top-level entries, only files, directories and symlinks, no
-member below a symlink, symlinks resolving inside the home without passing through another
-symlink). It is unpacked into a staging directory and then moved into place with renames.
+Restore trusts nothing in the archive. The manifest lists every member with its SHA-256 and
+carries its own (:mod:`backup_manifest`); its entries are checked for safety before anything is
+unpacked (:mod:`backup_checks`); the archive is read once, to the end of the compressed stream,
+each member compared with its entry, into a staging directory (:mod:`backup_reader`). Only when
+all of that passed are the top-level entries the archive carries moved into place with one rename
+each. An entry the archive does not carry (an empty one counts as not carried) stays as it is,
+and whatever a restore would replace that differs from the backup needs ``--force`` and is named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import hashlib
 import json
-import lzma
 import os
 import shutil
 import tarfile
-import zlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +37,17 @@ from typing import IO, Any
 from certsmith import __version__
 from certsmith.base.store.fs import fsync_dir
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
+from certsmith.services import backup_manifest as manifest_format
+from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries, check_keys
+from certsmith.services.backup_manifest import Entry, Manifest
+from certsmith.services.backup_reader import ArchiveError, ArchiveReader, open_archive
 
-MANIFEST = "certsmith-backup.json"
-FORMAT = "certsmith-backup"
-VERSION = 1
-# Restored in this order, ``live`` last so its symlinks never point at a missing version.
-ENTRIES = ("sites", "accounts", "ca", "state", "archive", "events.jsonl", "alerts.toml",
-           "installs", "live")
-FILES = frozenset({"events.jsonl", "alerts.toml"})
+MANIFEST = manifest_format.NAME
+FORMAT = manifest_format.FORMAT
+VERSION = manifest_format.VERSION
 _CHUNK = 1 << 20
-# What a damaged archive raises while being read.
-_DAMAGED = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+# Small archives are assembled in memory, larger ones in a temporary file beside FILE.
+_SPOOL = 32 << 20
 
 
 class BackupError(CertsmithError):
@@ -59,6 +63,7 @@ class Summary:
     certificates: tuple[str, ...]
     accounts: int
     files: int
+    replaced: str = ""  # what a forced restore replaced, for a person ("" when nothing)
 
     def line(self, verb: str) -> str:
         names = ", ".join(self.certificates) if self.certificates else "none"
@@ -138,16 +143,17 @@ def _count_accounts(home: Path) -> int:
     return n
 
 
-def _walk(home: Path) -> Iterator[str]:
-    """Relative names to archive, parents before children, in :data:`ENTRIES` order."""
-    for top in ENTRIES:
+def _walk(home: Path, tops: tuple[str, ...] = ENTRIES) -> Iterator[str]:
+    """Relative names to archive, parents before children, in the order of ``tops``."""
+    for top in tops:
         path = home / top
         if not os.path.lexists(path):
             continue
         yield top
         if path.is_symlink() or not path.is_dir():
             continue
-        for root, dirs, files in os.walk(path):
+        # An unreadable directory fails the backup: os.walk would skip it without a word.
+        for root, dirs, files in os.walk(path, onerror=_raise):
             dirs[:] = sorted(d for d in dirs if not _skip(d))
             rel = os.path.relpath(root, home)
             # os.walk lists symlinks to directories under dirs; they are entries, not trees.
@@ -170,12 +176,80 @@ def _open_for_writing(path: Path, raw: IO[bytes]) -> tarfile.TarFile:
     return tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT)
 
 
-def _tarinfo(home: Path, tar: tarfile.TarFile, rel: str) -> tarfile.TarInfo:
+class _Hashing:
+    """Reads a file for the archive while hashing it: the digest is of the very bytes stored."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.digest = f, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _member(home: Path, tar: tarfile.TarFile, rel: str) -> tarfile.TarInfo:
     info = tar.gettarinfo(str(home / rel), arcname=rel)
     # Owners belong to the old machine; restore gives files to whoever runs it.
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mtime = int(info.mtime)  # (a float would add a PAX header to every member)
     return info
+
+
+def _entry(info: tarfile.TarInfo, digest: str = "") -> Entry:
+    kind = "file" if info.isreg() else "dir" if info.isdir() else "link"
+    return Entry(info.name, kind, info.mode & 0o7777, int(info.mtime), size=info.size
+                 if kind == "file" else 0, sha256=digest, target=info.linkname)
+
+
+@contextlib.contextmanager
+def _lineage_locks(home: Path, names: list[str]) -> Iterator[None]:
+    """Hold the locks every lineage writer (get, renew, the proxy, import, install) holds while
+    it publishes a version, then the local CA's, always in this order: no certificate, its
+    state or the CA changes while the backup reads them. A home this user cannot write (so no
+    lock file can be made) is read without them; the order of reading below still keeps
+    ``live/`` pointing at versions in the archive."""
+    from certsmith.base.store.fs import FileStore
+    from certsmith.errors import StoreError
+
+    store = FileStore(home)
+    with contextlib.ExitStack() as stack:
+        for lock in [*(f"cert-{n}" for n in sorted(names)), "ca"]:
+            try:
+                stack.enter_context(store.lock(lock))
+            except (PermissionError, StoreError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                break
+        yield
+
+
+def _collect(home: Path, spool: tarfile.TarFile) -> list[Entry]:
+    """Copy the home's entries into ``spool`` (an uncompressed tar); returns their entries.
+
+    ``live/`` is read first and stored last: a version is immutable once published and is
+    complete in ``archive/`` before any link names it, so every link read before the archive is
+    walked names a version the walk finds (a version published meanwhile is merely not live)."""
+    entries: list[Entry] = []
+    live = [_member(home, spool, rel) for rel in _walk(home, ("live",))]
+    for rel in _walk(home, tuple(t for t in ENTRIES if t != "live")):
+        info = _member(home, spool, rel)
+        if info.isreg():
+            with open(home / rel, "rb") as f:
+                reader = _Hashing(f)
+                spool.addfile(info, reader)  # type: ignore[arg-type]
+            entries.append(_entry(info, reader.digest.hexdigest()))
+        elif info.isdir() or info.issym():
+            spool.addfile(info)
+            entries.append(_entry(info))
+    for info in live:
+        if info.isdir() or info.issym():
+            spool.addfile(info)
+            entries.append(_entry(info))
+    return entries
 
 
 def backup(home: Path, dest: Path) -> Summary:
@@ -190,37 +264,24 @@ def backup(home: Path, dest: Path) -> Summary:
         raise UsageError(f"write the backup outside the state directory {home}")
     if not dest.parent.is_dir():
         raise NotFoundError(f"no directory {dest.parent} to write {dest.name} into")
-    names = certificate_names(home)
-    manifest = json.dumps({
-        "format": FORMAT, "version": VERSION, "certsmith": __version__,
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "certificates": names,
-    }, indent=1).encode()
-
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    files = 0
-    try:
+    try:  # first, so that an unwritable destination fails before any reading
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise BackupError(f"cannot write {dest}: {exc.strerror}") from exc
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb", closefd=False) as raw, _open_for_writing(dest, raw) as tar:
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode = len(manifest), 0o600
-            info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
-            tar.addfile(info, _bytes_reader(manifest))
-            # live/ is read before archive/ is walked: a version published meanwhile may be
-            # missing from live, but live never points at a version missing from the archive.
-            for rel in _walk(home):
-                info = _tarinfo(home, tar, rel)
-                if info.isreg():
-                    with open(home / rel, "rb") as f:
-                        tar.addfile(info, f)
-                    files += 1
-                elif info.isdir() or info.issym():
-                    tar.addfile(info)
-        os.fsync(fd)
+        names = certificate_names(home)
+        with tempfile.SpooledTemporaryFile(_SPOOL, dir=str(dest.parent)) as spool_file:
+            with _lineage_locks(home, names), \
+                    tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
+                entries = _collect(home, spool)
+            manifest = manifest_format.encode({
+                "certsmith": __version__,
+                "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "certificates": names}, entries)
+            accounts = _count_accounts(home)
+            spool_file.seek(0)
+            _write(fd, dest, manifest, spool_file)
         os.close(fd)
         fd = -1
         os.replace(tmp, dest)
@@ -232,10 +293,26 @@ def backup(home: Path, dest: Path) -> Summary:
             tmp.unlink()
         if isinstance(exc, OSError):
             what = exc.filename if exc.filename and str(exc.filename) != str(tmp) else dest
-            verb = "read" if what is not dest else "write"
+            verb = "read" if what is not dest and Path(what).is_relative_to(home) else "write"
             raise BackupError(f"cannot {verb} {what}: {exc.strerror or exc}") from exc
         raise
-    return Summary(dest, home, tuple(names), _count_accounts(home), files)
+    files = sum(1 for e in entries if e.kind == "file")
+    return Summary(dest, home, tuple(names), accounts, files)
+
+
+def _write(fd: int, dest: Path, manifest: bytes, spool_file: IO[bytes]) -> None:
+    """The archive into ``fd``: the manifest, then the spooled members. The caller writes it
+    beside ``dest`` and renames it into place, so ``dest`` is never half-written."""
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb", closefd=False) as raw, _open_for_writing(dest, raw) as tar, \
+            tarfile.open(fileobj=spool_file, mode="r:") as spool:
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(manifest), 0o600
+        info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
+        tar.addfile(info, _bytes_reader(manifest))
+        for member in spool:
+            tar.addfile(member, spool.extractfile(member) if member.isreg() else None)
+    os.fsync(fd)
 
 
 def _bytes_reader(data: bytes) -> IO[bytes]:
@@ -244,189 +321,178 @@ def _bytes_reader(data: bytes) -> IO[bytes]:
     return io.BytesIO(data)
 
 
-# -- restore: checks (pure, on the member list) --------------------------------------------------
+# -- restore -------------------------------------------------------------------------------------
 
 
 def _refuse(archive: Path, why: str) -> BackupError:
     return BackupError(f"refusing to restore {archive}: {why}")
 
 
-def check_members(archive: Path,
-                  members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
-    """The members to restore, by name; raises :class:`BackupError` on anything unsafe."""
-    if not members or members[0].name != MANIFEST or not members[0].isreg():
-        raise BackupError(f"{archive} is not a certsmith backup (no {MANIFEST})")
-    seen: dict[str, tarfile.TarInfo] = {}
-    for m in members[1:]:
-        name = m.name
-        parts = name.split("/")
-        if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise _refuse(archive, f"unsafe member name {name!r}")
-        if name in seen:
-            raise _refuse(archive, f"member {name!r} appears twice")
-        if parts[0] not in ENTRIES:
-            raise _refuse(archive, f"unexpected member {name!r}")
-        if parts[0] in FILES and not (len(parts) == 1 and m.isreg()):
-            raise _refuse(archive, f"{parts[0]} must be a regular file")
-        if parts[0] not in FILES and len(parts) == 1 and not m.isdir():
-            raise _refuse(archive, f"{parts[0]} must be a directory")
-        if not (m.isreg() or m.isdir() or m.issym()):
-            raise _refuse(archive, f"{name!r} is not a file, directory or symlink")
-        for i in range(1, len(parts)):
-            parent = seen.get("/".join(parts[:i]))
-            if parent is not None and not parent.isdir():
-                raise _refuse(archive, f"{name!r} lies below a non-directory member")
-        seen[name] = m
-    for name, m in seen.items():
-        if m.issym():
-            _check_link(archive, name, m.linkname, seen)
-    return seen
+@dataclass(frozen=True)
+class Plan:
+    """Which top-level entries the archive replaces, and what in the home that would lose."""
+
+    replace: frozenset[str]
+    lost: tuple[str, ...]
 
 
-def _check_link(archive: Path, name: str, target: str,
-                members: dict[str, tarfile.TarInfo]) -> None:
-    """A symlink must resolve inside the home, through real directories only."""
-    if not target or target.startswith("/"):
-        raise _refuse(archive, f"symlink {name!r} points outside the state directory")
-    stack = name.split("/")[:-1]
-    for part in target.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not stack:
-                raise _refuse(archive, f"symlink {name!r} points outside the state directory")
-            stack.pop()
-            continue
-        stack.append(part)
-        hop = members.get("/".join(stack))
-        if hop is not None and hop.issym():
-            raise _refuse(archive, f"symlink {name!r} points through another symlink")
+def _carried(entries: dict[str, Entry]) -> frozenset[str]:
+    """Top-level entries the archive has content for (an empty directory replaces nothing)."""
+    return frozenset(name.split("/")[0] for name, e in entries.items() if e.kind != "dir")
 
 
-def read_manifest(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> dict[str, Any]:
-    f = tar.extractfile(member)
-    try:
-        data = json.loads(f.read(1 << 20)) if f else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BackupError(f"{archive} is not a certsmith backup (bad {MANIFEST})")
-    version = data.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise BackupError(f"{archive} is a backup format version {version!r}; "
-                          f"this certsmith reads up to {VERSION}: upgrade certsmith")
-    return data
+def _home_entries(home: Path, top: str) -> Iterator[str]:
+    path = home / top
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir() or path.is_symlink():
+        yield top
+        return
+    for root, dirs, files in os.walk(path, onerror=_raise):
+        rel = os.path.relpath(root, home)
+        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(root, d)))]:
+            if not _skip(name):
+                yield f"{rel}/{name}"
 
 
-# -- restore: I/O --------------------------------------------------------------------------------
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
-def _open(archive: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(archive, mode="r:*")
-    except FileNotFoundError:
-        raise NotFoundError(f"no such file: {archive}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{archive} is a directory, not a backup archive") from None
-    except PermissionError:
-        raise BackupError(f"cannot read {archive}: permission denied") from None
-    except (*_DAMAGED, OSError) as exc:
-        raise BackupError(f"{archive} is not a certsmith backup (not a tar archive)") from exc
+def _same_content(home: Path, rel: str, entry: Entry | None) -> bool:
+    path = home / rel
+    if entry is None:
+        return False
+    if path.is_symlink():
+        return entry.kind == "link" and os.readlink(path) == entry.target
+    if entry.kind != "file":
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest() == entry.sha256
 
 
-def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], into: Path) -> int:
-    """Unpack checked members below ``into`` (which we just created); returns the file count."""
-    files = 0
-    dirs: list[tuple[Path, int]] = []
-    for name, m in members.items():
-        path = into.joinpath(*name.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        mode = m.mode & 0o777  # never setuid/setgid/sticky from an archive
-        if m.isdir():
-            path.mkdir(mode=0o700, exist_ok=True)
-            dirs.append((path, mode))
-        elif m.issym():
-            os.symlink(m.linkname, path)
+def plan(home: Path, entries: dict[str, Entry]) -> Plan:
+    """What restoring ``entries`` into ``home`` replaces; entries the archive does not carry
+    (an existing local CA when the backup has none, say) stay as they are."""
+    replace = _carried(entries)
+    lost: list[str] = []
+    if home.is_dir():
+        for top in ENTRIES:
+            if top in replace:
+                lost += [rel for rel in _home_entries(home, top)
+                         if not _same_content(home, rel, entries.get(rel))]
+    return Plan(replace, tuple(lost))
+
+
+def describe(lost: tuple[str, ...]) -> str:
+    """What the lost files are, for a person: certificates, the local CA, accounts, others."""
+    certs: set[str] = set()
+    accounts: set[str] = set()
+    ca_keys = ca = False
+    other = 0
+    for rel in lost:
+        parts = rel.split("/")
+        if parts[0] in ("sites", "archive", "live", "state") and len(parts) > 1:
+            name = parts[1]
+            for suffix in (".toml", ".json"):
+                if parts[0] in ("sites", "state") and name.endswith(suffix):
+                    name = name[: -len(suffix)]
+            certs.add(name)
+        elif parts[0] == "ca":
+            ca = True
+            ca_keys = ca_keys or rel.endswith("key.pem") or rel == "ca/intermediate.pem"
+        elif parts[0] == "accounts" and len(parts) > 3:
+            accounts.add("/".join(parts[1:3]))
         else:
-            src = tar.extractfile(m)
-            if src is None:
-                raise BackupError(f"cannot read {name!r} from the archive")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                os.fchmod(fd, mode)
-                with os.fdopen(fd, "wb", closefd=False) as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.utime(path, (m.mtime, m.mtime))
-            files += 1
-    # Directory modes last: a 0500 directory would have refused its own files.
-    for path, mode in reversed(dirs):
-        os.chmod(path, mode)
-    return files
-
-
-def _has_certificates(home: Path) -> list[str]:
-    return certificate_names(home) if home.is_dir() else []
+            other += 1
+    words = []
+    if certs:
+        words.append(f"certificates ({', '.join(sorted(certs))})")
+    if ca:
+        words.append("a local CA with its root key" if ca_keys else "a local CA")
+    if accounts:
+        words.append(f"{len(accounts)} ACME account{'s' if len(accounts) != 1 else ''} "
+                     f"with {'their keys' if len(accounts) != 1 else 'its key'}")
+    if other:
+        words.append(f"{other} other file{'s' if other != 1 else ''}")
+    return ", ".join(words)
 
 
 def restore(archive: Path, home: Path, *, force: bool = False) -> Summary:
-    """Restore ``archive`` into ``home``; refuses unsafe archives and, without ``force``, a home
-    that already has certificates."""
+    """Restore ``archive`` into ``home``. The whole archive is verified before anything in
+    ``home`` changes; without ``force`` nothing the archive would replace may differ."""
     archive = archive.absolute()
     home = home.absolute()
-    with _open(archive) as tar:
+    with open_archive(archive) as raw:
+        reader = ArchiveReader(raw)
         try:
-            members = tar.getmembers()
-        except (*_DAMAGED, OSError) as exc:
-            raise BackupError(f"{archive} is not a certsmith backup (damaged archive)") from exc
-        checked = check_members(archive, members)
-        manifest = read_manifest(archive, tar, members[0])
-        existing = _has_certificates(home)
-        if existing and not force:
-            raise UsageError(f"{home} already has certificates ({', '.join(existing)}); "
-                             f"use --force to replace them")
+            manifest = reader.manifest()
+            entries = check_entries(manifest.entries)
+        except (ArchiveError, UnsafeArchive) as exc:
+            raise _refuse(archive, str(exc)) from None
         exists = home.exists()
         if exists and not home.is_dir():
             raise UsageError(f"{home} exists and is not a directory")
-        # Staging on the same filesystem as the destination, so the renames below are atomic:
-        # beside a new home, inside an existing one (which may be a mount point).
-        if exists:
-            staging = home / f".restore.{os.getpid()}.tmp"
-        else:
-            home.parent.mkdir(parents=True, exist_ok=True)
-            staging = home.with_name(f".{home.name}.restore.{os.getpid()}.tmp")
         try:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(mode=0o700)
-            files = _extract(tar, checked, staging)
-            if exists:
-                _swap_entries(staging, home)
-            else:
-                os.chmod(staging, 0o755)
-                os.rename(staging, home)
-                fsync_dir(home.parent)
-        except _DAMAGED as exc:
-            raise BackupError(f"{archive} is damaged; nothing was restored") from exc
+            todo = plan(home, entries)
         except OSError as exc:
-            raise BackupError(f"cannot restore into {home}: {exc.strerror or exc}") from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    names = manifest.get("certificates")
-    certs = tuple(str(n) for n in names) if isinstance(names, list) else ()
-    return Summary(archive, home, certs, _count_accounts(home), files)
+            raise BackupError(f"cannot read {exc.filename or home}: {exc.strerror}") from exc
+        if todo.lost and not force:
+            raise UsageError(f"{home} already has {describe(todo.lost)}; use --force to "
+                             f"replace them with the backup's")
+        files = _unpack_and_swap(archive, reader, manifest, entries, home, todo)
+    return Summary(archive, home, manifest.certificates, _count_accounts(home), files,
+                   describe(todo.lost))
 
 
-def _swap_entries(staging: Path, home: Path) -> None:
-    """Move each top-level entry from ``staging`` into ``home`` with one rename each."""
+def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest,
+                     entries: dict[str, Entry], home: Path, todo: Plan) -> int:
+    exists = home.exists()
+    # Staging on the same filesystem as the destination, so the renames below are atomic:
+    # beside a new home, inside an existing one (which may be a mount point).
+    if exists:
+        staging = home / f".restore.{os.getpid()}.tmp"
+    else:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = home.with_name(f".{home.name}.restore.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        try:
+            files = reader.unpack(manifest, staging)
+            check_keys(staging, entries)  # a key the checksums vouch for may still be the wrong one
+        except (ArchiveError, UnsafeArchive) as exc:
+            raise _refuse(archive, str(exc)) from None
+        if exists:
+            _swap_entries(staging, home, todo.replace)
+        else:
+            os.chmod(staging, 0o755)
+            os.rename(staging, home)
+            fsync_dir(home.parent)
+    except OSError as exc:
+        raise BackupError(f"cannot restore into {home}: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files
+
+
+def _swap_entries(staging: Path, home: Path, replace: frozenset[str]) -> None:
+    """Move each top-level entry the archive carries from ``staging`` into ``home`` with one
+    rename each; an entry it does not carry stays, or comes (empty) from the archive if the
+    home has none."""
     trash = staging / ".old"
     trash.mkdir(mode=0o700)
     for top in ENTRIES:
         new = staging / top
         dest = home / top
+        if not os.path.lexists(new):
+            continue
         if os.path.lexists(dest):
+            if top not in replace:
+                continue
             os.rename(dest, trash / top)
-        if os.path.lexists(new):
-            os.rename(new, dest)
+        os.rename(new, dest)
     fsync_dir(home)
