@@ -30,10 +30,12 @@ from certsmith.errors import (
     CAError,
     CertsmithError,
     ChallengeError,
+    DamagedError,
     DeployError,
     NotFoundError,
     UsageError,
 )
+from certsmith.services import integrity
 from certsmith.services.accounts import (
     AccountOptions,
     check_can_register,
@@ -42,6 +44,7 @@ from certsmith.services.accounts import (
 )
 
 if TYPE_CHECKING:
+    from certsmith.base import keys as keys_module
     from certsmith.core.issuers.acme import Account, AcmeConnection
     from certsmith.core.issuers.base import Issued
     from certsmith.core.solvers.base import Solver
@@ -98,6 +101,20 @@ class SiteStatus:
 
 
 @dataclass(frozen=True)
+class DamagedSite:
+    """A lineage whose site file cannot be read: listed by name, with why."""
+
+    name: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "names": [], "server": None, "issuer": None, "serial": None,
+                "not_after": None, "days_left": None, "next_renewal": None,
+                "last_result": "damaged", "last_error": self.reason, "failures": 0,
+                "version": None}
+
+
+@dataclass(frozen=True)
 class GetRequest:
     groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
     server: str
@@ -139,6 +156,9 @@ class Manager:
         self.store = FileStore(home)
         self.progress: Progress = progress or (lambda _n, _s: None)
         self._connections: dict[tuple[str, str | None], AcmeConnection] = {}
+        # (name, one line) for every damage found and reported by this command (repaired or
+        # not); the CLI prints them and exits non-zero.
+        self.damage: list[tuple[str, str]] = []
 
     def connection(self, server: str, ca_bundle: str | None = None) -> AcmeConnection:
         """One connection per CA and trust bundle (``ca_bundle``: see ``SiteSpec``)."""
@@ -237,8 +257,9 @@ class Manager:
         name = spec.name
         key = None
         if spec.reuse_key and self.store.live_version(name) is not None:
-            key_pem = (self.store.live_path(name) / "privkey.pem").read_bytes()
-            key = keys.load_key(key_pem)
+            reused = self._live_key(name)
+            if reused is not None:
+                key, key_pem = reused
         if key is None:
             key = keys.generate_key(spec.key_type)
             key_pem = keys.key_to_pem(key)
@@ -289,6 +310,18 @@ class Manager:
         self.progress(name, action)
         return Outcome(name, action, f"version {version}", info.serial, info.not_after, version)
 
+    def _live_key(self, name: str) -> tuple[keys_module.PrivateKey, bytes] | None:
+        """The live key for --reuse-key, unless the live set is damaged (then a new one)."""
+        from certsmith.base import keys
+        from certsmith.base.liveset import Damaged, examine
+
+        try:
+            examine(self.store.live_path(name))
+            pem = (self.store.live_path(name) / "privkey.pem").read_bytes()
+            return keys.load_key(pem), pem
+        except (Damaged, UsageError, OSError):
+            return None
+
     def _deploy_after(self, spec: SiteSpec, outcome: Outcome) -> Outcome:
         if not (spec.deploy_files or spec.deploy_commands):
             return outcome
@@ -335,20 +368,29 @@ class Manager:
         parsed only when it needs the network (ARI refresh) or a renewal."""
         now = _now()
         wanted = self._names(names)
-        states = {n: load_state(self.store, n) for n in wanted}
+        outcomes: dict[str, Outcome] = {}
         specs: dict[str, SiteSpec] = {}
+        states: dict[str, CertState] = {}
+        forced: dict[str, str] = {}
+        for name in wanted:
+            spec = self._load_spec(name)
+            if isinstance(spec, DamagedSite):  # reported and alerted as a failure
+                outcomes[name] = Outcome(name, "failed", spec.reason)
+                continue
+            specs[name] = spec
+            states[name], due_now = self._check(name)
+            if due_now:
+                forced[name] = due_now
+        healthy = [n for n in wanted if n in specs]
 
         def spec_of(name: str) -> SiteSpec:
-            if name not in specs:
-                specs[name] = load_site(self.store, name)
             return specs[name]
 
-        self._refresh_ari(wanted, states, now, spec_of)
+        self._refresh_ari(healthy, states, now, spec_of)
         due: list[tuple[SiteSpec, renewal.Decision]] = []
-        outcomes: dict[str, Outcome] = {}
-        for name in wanted:
+        for name in healthy:
             state = states[name]
-            decision = self._decide(name, state, now, force)
+            decision = self._decide(name, state, now, force, forced.get(name))
             if decision.due:
                 due.append((spec_of(name), decision))
             else:
@@ -366,8 +408,26 @@ class Manager:
                 outcomes[outcome.name] = outcome
         return [outcomes[n] for n in wanted]
 
+    def _load_spec(self, name: str) -> SiteSpec | DamagedSite:
+        """The lineage's spec, or why its site file cannot be used (one damaged file must not
+        stop the other certificates)."""
+        try:
+            return load_site(self.store, name)
+        except DamagedError as exc:
+            events.record(self.home, "damaged", name, error=str(exc))
+            return DamagedSite(name, str(exc))
+
+    def _check(self, name: str) -> tuple[CertState, str | None]:
+        """The lineage's state after verifying (and repairing) it; a reason if it is due now."""
+        checked = integrity.check(self.store, name)
+        if checked.damage:
+            self.damage.append((name, checked.damage))
+        return checked.state, checked.due
+
     def _decide(self, name: str, state: CertState, now: dt.datetime,
-                force: bool) -> renewal.Decision:
+                force: bool, due_now: str | None = None) -> renewal.Decision:
+        if due_now:
+            return renewal.Decision(True, now, due_now)
         if state.not_after is None or state.not_before is None or \
                 self.store.live_version(name) is None:
             return renewal.Decision(True, now, "no certificate yet")
@@ -463,12 +523,16 @@ class Manager:
 
     # -- list -----------------------------------------------------------------------------------
 
-    def status(self) -> list[SiteStatus]:
+    def status(self) -> list[SiteStatus | DamagedSite]:
+        """Every lineage, verified (see ``integrity``); damaged site files are listed too."""
         now = _now()
-        out = []
+        out: list[SiteStatus | DamagedSite] = []
         for name in site_names(self.store):
-            spec = load_site(self.store, name)
-            state = load_state(self.store, name)
-            decision = self._decide(name, state, now, force=False)
+            spec = self._load_spec(name)
+            if isinstance(spec, DamagedSite):
+                out.append(spec)
+                continue
+            state, due_now = self._check(name)
+            decision = self._decide(name, state, now, False, due_now)
             out.append(SiteStatus(spec, state, decision.at, self.store.live_version(spec.name)))
         return out
