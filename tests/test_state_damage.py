@@ -4,6 +4,7 @@ one line naming the file, and every other certificate is still listed and renewe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from tests.conftest import RunCertsmith, _certsmith_env
+from tests.support.net import wait_until
 from tests.support.pebble import Pebble
 from tests.support.receivers import WebhookReceiver
 from tests.test_faults import live_is_consistent
@@ -230,3 +232,41 @@ def test_empty_account_key_is_refused(run_certsmith: RunCertsmith, pebble: Pebbl
         f"{key.parent} away to register a new account"]
     assert sorted((cs_home / "accounts").rglob("*")) == accounts
     assert not (cs_home / "sites" / "second.example.com.toml").exists()
+
+
+def _waiters(inode: int) -> int:
+    """Processes blocked in flock() on the file with ``inode`` (from /proc/locks)."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines
+               if " -> " in line and line.split()[6].rsplit(":", 1)[1] == str(inode))
+
+
+def test_two_gets_at_once_order_once(run_certsmith: RunCertsmith, pebble: Pebble,
+                                     cs_home: Path) -> None:
+    get(run_certsmith, pebble, "warm.example.com")  # the account exists
+    name = "twice.example.com"
+    orders = pebble.count_orders()
+    # Both commands start, and both wait for the standalone listener held here; released,
+    # one orders, the other finds the fresh certificate under the lineage lock.
+    lock = os.open(cs_home / "locks" / f"standalone-{pebble.http_port}.lock",
+                   os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    env = _certsmith_env(cs_home, pebble, None)
+    cmd = [sys.executable, "-m", "certsmith", "get", name, "--standalone", "--http-port",
+           str(pebble.http_port), "--server", pebble.directory, "--agree-tos", "--json"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        inode = os.fstat(lock).st_ino
+        wait_until(lambda: _waiters(inode) == 2, what="both gets waiting", timeout=60)
+    finally:
+        os.close(lock)
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert pebble.count_orders() == orders + 1
+    outcomes = sorted((o for out, _err in results for o in json.loads(out)),
+                      key=lambda o: str(o["action"]))
+    assert [o["action"] for o in outcomes] == ["issued", "skipped"]
+    assert outcomes[1]["detail"] == "issued by another certsmith process"
+    assert outcomes[0]["serial"] == outcomes[1]["serial"] == live_serial(cs_home, name)
+    assert sorted(os.listdir(cs_home / "archive" / name)) == ["1"]

@@ -175,9 +175,14 @@ class Manager:
     # -- get ------------------------------------------------------------------------------------
 
     def get(self, req: GetRequest) -> list[Outcome]:
-        """Obtain one certificate per group (concurrently), store, deploy."""
+        """Obtain one certificate per group (concurrently), store, deploy.
+
+        What each lineage holds is noted first: a ``get`` of the same site by another process
+        that finishes while this one waits (for the standalone listener, the lineage lock) is
+        seen under the lock, and not ordered twice."""
         from certsmith.core.deploy import check_target
 
+        seen = {name: load_state(self.store, name).serial for name, _ in req.groups}
         for target in req.deploy_files:
             check_target(target)
         for _name, idents in req.groups:
@@ -196,7 +201,8 @@ class Manager:
         with self._solver(req.solver) as solver:
             account = load_or_create(self.store, conn, req.account)
             jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
-                                             renewing=False)) for spec in specs]
+                                             renewing=False, seen_serial=seen[spec.name]))
+                    for spec in specs]
             return self._run_all(jobs)
 
     @contextlib.contextmanager
@@ -233,6 +239,10 @@ class Manager:
                 # Another process renewed it while we waited for the lock.
                 return Outcome(name, "skipped", "renewed by another certsmith process",
                                state.serial, state.not_after)
+            if not renewing and state.serial != seen_serial and self._same_site(spec):
+                # Another 'get' of the same site finished while we waited for the lock.
+                return Outcome(name, "skipped", "issued by another certsmith process",
+                               state.serial, state.not_after, self.store.live_version(name))
             started = _now()
             try:
                 outcome = self._order(conn, account, spec, solver, state, renewing)
@@ -249,6 +259,12 @@ class Manager:
                 events.record(self.home, "failed", name, error=str(exc), failures=failures)
                 raise
         return self._deploy_after(spec, outcome)
+
+    def _same_site(self, spec: SiteSpec) -> bool:
+        try:
+            return load_site(self.store, spec.name) == spec
+        except CertsmithError:
+            return False
 
     def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
                state: CertState, renewing: bool) -> Outcome:
