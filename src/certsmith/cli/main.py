@@ -40,7 +40,9 @@ COMMANDS = {
 EPILOG = """\
 state directory: --home, else $CERTSMITH_HOME, else /var/lib/certsmith (root) or
 ~/.local/share/certsmith. The ACME server's TLS is verified with the system trust store or
-$REQUESTS_CA_BUNDLE. Exit status 0 on success, non-zero with one line on stderr otherwise.
+$REQUESTS_CA_BUNDLE. Every network exchange (a request to the CA, a webhook, an e-mail) ends
+after $CERTSMITH_NET_DEADLINE seconds in total (default 120), however slowly the other side
+answers. Exit status 0 on success, non-zero with one line on stderr otherwise.
 """
 
 
