@@ -50,12 +50,13 @@ def examine(directory: Path) -> x509.Certificate:
             x509.load_pem_x509_certificates(data["chain.pem"])
         except ValueError:
             raise Damaged("chain.pem is not a PEM certificate chain") from None
-    try:
-        full = x509.load_pem_x509_certificates(data["fullchain.pem"])
-    except ValueError:
-        raise Damaged("fullchain.pem is not a PEM certificate chain") from None
-    if full[0] != cert:
-        raise Damaged("fullchain.pem does not start with cert.pem")
+    if data["fullchain.pem"] != data["cert.pem"] + data["chain.pem"]:  # (as written: cheap)
+        try:
+            full = x509.load_pem_x509_certificates(data["fullchain.pem"])
+        except ValueError:
+            raise Damaged("fullchain.pem is not a PEM certificate chain") from None
+        if full[0] != cert:
+            raise Damaged("fullchain.pem does not start with cert.pem")
     try:
         key = serialization.load_pem_private_key(data["privkey.pem"], None,
                                                  unsafe_skip_rsa_key_validation=True)
