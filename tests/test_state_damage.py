@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -269,3 +270,28 @@ def test_two_gets_at_once_order_once(run_certsmith: RunCertsmith, pebble: Pebble
     assert outcomes[1]["detail"] == "issued by another certsmith process"
     assert outcomes[0]["serial"] == outcomes[1]["serial"] == live_serial(cs_home, name)
     assert sorted(os.listdir(cs_home / "archive" / name)) == ["1"]
+
+
+@pytest.mark.parametrize("where", ["state/{name}.json", "sites/{name}.toml", "archive/{name}"])
+def test_unreadable_lineage_does_not_stop_the_others(
+        where: str, run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path) -> None:
+    get(run_certsmith, pebble, "bad.example.com", "good.example.com")
+    path = cs_home / where.format(name="bad.example.com")
+    if path.is_dir():
+        shutil.rmtree(path)
+        path.write_text("not a directory\n")
+    else:
+        path.unlink()
+        path.mkdir()
+    listed = run_certsmith("list", "--json")
+    assert listed.returncode == 1
+    assert [e["name"] for e in json.loads(listed.stdout)] == ["bad.example.com",
+                                                             "good.example.com"]
+    assert listed.stderr.startswith(f"certsmith: bad.example.com: cannot read {path}: ")
+    renewed = run_certsmith("renew", "--force", "--json")
+    assert renewed.returncode == 1
+    actions = {o["name"]: o["action"] for o in json.loads(renewed.stdout)}
+    assert actions == {"bad.example.com": "failed", "good.example.com": "renewed"}
+    assert renewed.stderr.splitlines() == [
+        ln for ln in renewed.stderr.splitlines() if ln.startswith(
+            f"certsmith: bad.example.com: cannot read {path}: ")]

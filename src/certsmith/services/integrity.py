@@ -52,10 +52,12 @@ def _look(store: FileStore, name: str) -> _Seen:
     current = store.live_version(name)
     newer = tuple(v for v in versions if current is not None and v > current)
     where = _live_dir(store, name)
-    if not where.is_dir():
-        target = os.readlink(live) if live.is_symlink() else str(live)
+    if not live.is_symlink():
         return _Seen(state, state_problem, None,
-                     f"live/{name} points to a missing version ({target})", newer)
+                     f"live/{name} is not a link to a version in the archive", newer)
+    if not where.is_dir():
+        return _Seen(state, state_problem, None,
+                     f"live/{name} points to a missing version ({os.readlink(live)})", newer)
     try:
         cert = examine(where)
     except Damaged as exc:

@@ -30,9 +30,9 @@ from certsmith.errors import (
     CAError,
     CertsmithError,
     ChallengeError,
-    DamagedError,
     DeployError,
     NotFoundError,
+    StoreError,
     UsageError,
 )
 from certsmith.services import integrity
@@ -393,8 +393,12 @@ class Manager:
             if isinstance(spec, DamagedSite):  # reported and alerted as a failure
                 outcomes[name] = Outcome(name, "failed", spec.reason)
                 continue
+            try:
+                states[name], due_now = self._check(name)
+            except StoreError as exc:  # unreadable: this certificate fails, not the others
+                outcomes[name] = Outcome(name, "failed", str(exc))
+                continue
             specs[name] = spec
-            states[name], due_now = self._check(name)
             if due_now:
                 forced[name] = due_now
         healthy = [n for n in wanted if n in specs]
@@ -429,8 +433,9 @@ class Manager:
         stop the other certificates)."""
         try:
             return load_site(self.store, name)
-        except DamagedError as exc:
-            events.record(self.home, "damaged", name, error=str(exc))
+        except StoreError as exc:  # damaged, or unreadable
+            with contextlib.suppress(StoreError):
+                events.record(self.home, "damaged", name, error=str(exc))
             return DamagedSite(name, str(exc))
 
     def _check(self, name: str) -> tuple[CertState, str | None]:
@@ -548,7 +553,11 @@ class Manager:
             if isinstance(spec, DamagedSite):
                 out.append(spec)
                 continue
-            state, due_now = self._check(name)
+            try:
+                state, due_now = self._check(name)
+            except StoreError as exc:
+                out.append(DamagedSite(name, str(exc)))
+                continue
             decision = self._decide(name, state, now, False, due_now)
             out.append(SiteStatus(spec, state, decision.at, self.store.live_version(spec.name)))
         return out
