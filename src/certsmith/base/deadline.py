@@ -14,7 +14,6 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from types import TracebackType
 
 from certsmith.errors import UsageError
@@ -106,9 +105,3 @@ def watch(sock: socket.socket | None) -> None:
     while sock is not None and deadline is not None:
         deadline.add(sock)
         deadline = deadline._outer
-
-
-@contextlib.contextmanager
-def bounded(seconds: float | None = None) -> Iterator[Deadline]:
-    with Deadline(seconds) as deadline:
-        yield deadline

@@ -380,8 +380,9 @@ class Manager:
 
     def renew(self, names: Sequence[str] | None = None, *, force: bool = False,
               dry_run: bool = False) -> list[Outcome]:
-        """Renew what is due. The scan reads only the small state files; a site's spec is
-        parsed only when it needs the network (ARI refresh) or a renewal."""
+        """Renew what is due. The scan touches no network unless an ARI answer expired; it
+        reads each site file and verifies each live set (``integrity``), so damage is found
+        and reported at every run, and one damaged lineage fails alone."""
         now = _now()
         wanted = self._names(names)
         outcomes: dict[str, Outcome] = {}
