@@ -26,6 +26,11 @@ class StoreError(CertsmithError):
     """The state directory cannot be read or written."""
 
 
+class DamagedError(StoreError):
+    """A file in the state directory exists but cannot be used (truncated, not parseable,
+    inconsistent); the message names the file."""
+
+
 class LockedError(StoreError):
     """Another certsmith process holds the lock."""
 

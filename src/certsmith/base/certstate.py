@@ -14,8 +14,16 @@ def _ts(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _dt(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
+def _strict_time(key: str, value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} is not a time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{key} has no time zone")
+    return parsed
 
 
 _TIMES = ("not_before", "not_after", "ari_start", "ari_end", "ari_next_check", "last_attempt",
@@ -50,13 +58,32 @@ class CertState:
 
     @classmethod
     def from_json(cls, raw: bytes) -> CertState:
+        """Lenient: a damaged file reads as "nothing known" (see ``parse`` for the reason)."""
+        try:
+            return cls.parse(raw)
+        except ValueError:
+            return cls()
+
+    @classmethod
+    def parse(cls, raw: bytes) -> CertState:
+        """Strict: raises ``ValueError`` saying what is wrong with the file's content."""
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return cls()
+            raise ValueError("not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         kwargs = {k: v for k, v in data.items() if k in _FIELDS}
         for key in _TIMES:
-            kwargs[key] = _dt(kwargs.get(key))
+            kwargs[key] = _strict_time(key, kwargs.get(key))
+        for key, kind in (("serial", str), ("issuer", str), ("ari_id", str),
+                          ("last_error", str), ("last_result", str)):
+            if kwargs.get(key) is not None and not isinstance(kwargs[key], kind):
+                raise ValueError(f"{key} is not a string")
+        if not isinstance(kwargs.get("failures", 0), int):
+            raise ValueError("failures is not a number")
+        if not isinstance(kwargs.get("extra", {}), dict):
+            raise ValueError("extra is not an object")
         return cls(**kwargs)
 
     def update(self, **changes: Any) -> CertState:
@@ -71,8 +98,22 @@ def state_key(name: str) -> str:
 
 
 def load_state(store: Store, name: str) -> CertState:
+    """Lenient, for readers that only report (metrics, alerts): damage reads as unknown."""
     raw = store.get(state_key(name))
     return CertState.from_json(raw) if raw else CertState()
+
+
+def load_state_checked(store: Store, name: str) -> tuple[CertState, str | None]:
+    """The state and, if the file exists but cannot be used, why (the manager repairs it)."""
+    raw = store.get(state_key(name))
+    if raw is None:
+        return CertState(), None
+    if not raw.strip():
+        return CertState(), "empty"
+    try:
+        return CertState.parse(raw), None
+    except ValueError as exc:
+        return CertState(), str(exc)
 
 
 def save_state(store: Store, name: str, state: CertState) -> None:

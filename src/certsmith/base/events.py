@@ -8,14 +8,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from certsmith.errors import StoreError
+
 
 def record(home: Path, event: str, name: str, **fields: Any) -> None:
     """Append one event; a single O_APPEND write keeps concurrent writers' lines whole."""
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event,
              "name": name, **fields}
     line = (json.dumps(entry, sort_keys=False, default=str) + "\n").encode()
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    path = home / "events.jsonl"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         os.write(fd, line)
     finally:

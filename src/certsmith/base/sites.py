@@ -8,7 +8,7 @@ import tomli_w
 
 from certsmith.base.model import SiteSpec
 from certsmith.base.store.base import Store
-from certsmith.errors import NotFoundError, UsageError
+from certsmith.errors import DamagedError, NotFoundError, UsageError
 
 
 def site_key(name: str) -> str:
@@ -16,14 +16,36 @@ def site_key(name: str) -> str:
 
 
 def load_site(store: Store, name: str) -> SiteSpec:
+    """The spec of lineage ``name``; a file that cannot be used raises ``DamagedError`` naming
+    the file (never the name inside it, which may be the damaged part)."""
     data = store.get(site_key(name))
     if data is None:
         raise NotFoundError(f"no certificate named {name!r} (see 'certsmith list')")
+    where = store.where(site_key(name))
     try:
         parsed = tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"broken site file sites/{name}.toml: {exc}") from exc
-    return SiteSpec.from_dict(parsed)
+        raise DamagedError(f"damaged site file {where}: {exc}") from exc
+    if not parsed:
+        raise DamagedError(f"damaged site file {where}: empty")
+    try:
+        spec = SiteSpec.from_dict(parsed)
+    except UsageError as exc:
+        raise DamagedError(f"damaged site file {where}: {_reason(exc)}") from exc
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise DamagedError(f"damaged site file {where}: {type(exc).__name__}: {exc}") from exc
+    if spec.name != name:
+        raise DamagedError(f"damaged site file {where}: it names the certificate {spec.name!r}")
+    return spec
+
+
+def _reason(exc: UsageError) -> str:
+    """``SiteSpec.from_dict`` says "invalid site file for NAME: 'key'": keep what is wrong."""
+    text = str(exc)
+    if text.startswith("invalid site file for ") and ": " in text:
+        missing = text.split(": ", 1)[1]
+        return f"missing or invalid {missing}" if missing.startswith("'") else missing
+    return text
 
 
 def save_site(store: Store, spec: SiteSpec) -> None:

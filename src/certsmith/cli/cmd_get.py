@@ -14,7 +14,8 @@ with the server's own validator, reloads gracefully before the order and lists t
 changed; while that mapping is in place, --webroot for a name it answers is refused, since the
 CA would find nothing there), store it under
 live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
-The site is remembered: 'certsmith renew' renews it the same way.
+The site is remembered: 'certsmith renew' renews it the same way. A second 'get' of the same site
+started while one runs waits for it and then reports the certificate it got as skipped.
 
 deploy targets (--deploy-to, repeatable): PART=PATH[,owner=USER][,group=GROUP][,mode=0640]
   PART is fullchain, cert, chain, key, combined (cert+chain+key in one PEM, as lighttpd < 1.4.53

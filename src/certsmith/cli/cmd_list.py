@@ -10,26 +10,37 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser("list", help="show managed certificates",
                        description="Show every managed certificate: names, issuer, expiry, days "
-                                   "left, next renewal and the last result.")
+                                   "left, next renewal and the last result. Each live set is "
+                                   "verified (files parse, key matches the certificate) and "
+                                   "repaired from the newest intact version in the archive; "
+                                   "damaged files are named on stderr and make the exit "
+                                   "status 1.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from certsmith.cli.cmd_renew import report_damage
     from certsmith.cli.main import home_from
     from certsmith.cli.render import print_json, table
-    from certsmith.services.manager import Manager
+    from certsmith.services.manager import DamagedSite, Manager
 
-    statuses = Manager(home_from(args)).status()
+    manager = Manager(home_from(args))
+    statuses = manager.status()
+    damaged = [(s.name, s.reason) for s in statuses if isinstance(s, DamagedSite)]
+    damaged += manager.damage
     if args.json:
         print_json([s.to_json() for s in statuses])
-        return 0
+        return report_damage(damaged)
     if not statuses:
         print("no certificates yet: certsmith get NAME --webroot DIR | --standalone")
         return 0
     now = dt.datetime.now(dt.UTC)
     rows = []
     for s in statuses:
+        if isinstance(s, DamagedSite):
+            rows.append([s.name, "-", "-", "-", "-", "-", "damaged"])
+            continue
         na = s.state.not_after
         names = ",".join(i.value for i in s.spec.identifiers)
         rows.append([
@@ -43,4 +54,4 @@ def run(args: argparse.Namespace) -> int:
         ])
     print(table(["NAME", "NAMES", "ISSUER", "EXPIRES (UTC)", "DAYS", "NEXT RENEWAL", "LAST"],
                 rows))
-    return 0
+    return report_damage(damaged)

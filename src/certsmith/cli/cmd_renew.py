@@ -17,6 +17,12 @@ CA offers one (RFC 9773, sending 'replaces'), else when a third of the lifetime 
 lifetimes under 10 days), with jitter. A failure is recorded, backs off exponentially (honouring
 the CA's Retry-After) and leaves the current certificate live. Run it from a timer:
 'certsmith schedule install'.
+
+Damaged state is reported on stderr, naming the file, and the others are renewed all the same
+(exit status 1, and a failure alert): a site file that cannot be read skips its certificate; a
+damaged state file is recomputed from the live certificate; a damaged live set (missing or
+mismatched key, unparseable chain, dangling link) is repaired from the newest intact version in
+the archive, and renewed at once if that is not the newest version or there is none.
 """
 
 
@@ -37,15 +43,24 @@ def run(args: argparse.Namespace) -> int:
 
     manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
     outcomes = manager.renew(args.names or None, force=args.force, dry_run=args.dry_run)
-    return report(outcomes, args, manager.store.live_path)
+    return report(outcomes, args, manager.store.live_path, manager.damage)
+
+
+def report_damage(damage: Sequence[tuple[str, str]]) -> int:
+    """One line per damaged lineage on stderr; 1 if there was any, else 0."""
+    for name, line in damage:
+        sys.stderr.write(f"certsmith: {name}: {line}\n")
+    return 1 if damage else 0
 
 
 def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
-           live_path: Callable[[str], Path]) -> int:
-    """Print outcomes (text or JSON); exit 0 only if every certificate is fine."""
+           live_path: Callable[[str], Path],
+           damage: Sequence[tuple[str, str]] = ()) -> int:
+    """Print outcomes (text or JSON); exit 0 only if every certificate is fine and nothing
+    was found damaged (repaired or not)."""
     from certsmith.cli.render import print_json
 
-    _operations(outcomes, args)
+    _operations(outcomes, args, damage)
 
     failed = [o for o in outcomes if not o.ok]
     if args.json:
@@ -59,12 +74,14 @@ def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
                 print(f"{o.name}: {o.action} ({o.detail})")
     for o in failed:
         sys.stderr.write(f"certsmith: {o.name}: {o.detail}\n")
+    damaged = report_damage(damage)
     if not failed:
-        return 0
-    return 3 if all(o.action == "deploy-failed" for o in failed) else 1
+        return damaged
+    return 3 if all(o.action == "deploy-failed" for o in failed) and not damaged else 1
 
 
-def _operations(outcomes: Sequence[Outcome], args: argparse.Namespace) -> None:
+def _operations(outcomes: Sequence[Outcome], args: argparse.Namespace,
+                damage: Sequence[tuple[str, str]] = ()) -> None:
     """After get/renew: alerts (failures, expiry thresholds, optional successes) and the
     metrics textfile. Best effort: neither may change the outcome or the exit status."""
     if getattr(args, "dry_run", False):
@@ -78,5 +95,10 @@ def _operations(outcomes: Sequence[Outcome], args: argparse.Namespace) -> None:
     except ImportError:  # a build without the operations services
         return
     renewing = args.command == "renew"
-    after_run(home, outcomes, what="renewal" if renewing else "issuance", scan_expiry=renewing)
+    from certsmith.services.manager import Outcome
+
+    # Damage found (and repaired or not) is alerted as a failure of that certificate.
+    damaged = [Outcome(name, "failed", line) for name, line in damage]
+    after_run(home, [*outcomes, *damaged], what="renewal" if renewing else "issuance",
+              scan_expiry=renewing)
     refresh_textfile(home)

@@ -40,7 +40,9 @@ COMMANDS = {
 EPILOG = """\
 state directory: --home, else $CERTSMITH_HOME, else /var/lib/certsmith (root) or
 ~/.local/share/certsmith. The ACME server's TLS is verified with the system trust store or
-$REQUESTS_CA_BUNDLE. Exit status 0 on success, non-zero with one line on stderr otherwise.
+$REQUESTS_CA_BUNDLE. Every network exchange (a request to the CA, a webhook, an e-mail) ends
+after $CERTSMITH_NET_DEADLINE seconds in total (default 120), however slowly the other side
+answers. Exit status 0 on success, non-zero with one line on stderr otherwise.
 """
 
 
@@ -115,11 +117,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        if exc.filename is None or os.environ.get("CERTSMITH_DEBUG"):
+            return _internal(exc)
+        # A file of the state (or one a command names) that cannot be read or written: say
+        # which, as every service's own StoreError does.
+        _error(f"cannot access {exc.filename}: {exc.strerror}")
+        return 1
     except Exception as exc:  # a bug: still one line, unless asked for the traceback
-        if os.environ.get("CERTSMITH_DEBUG"):
-            raise
-        _error(f"internal error: {type(exc).__name__}: {exc} (set CERTSMITH_DEBUG=1 for details)")
-        return 70
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> int:
+    if os.environ.get("CERTSMITH_DEBUG"):
+        raise exc
+    _error(f"internal error: {type(exc).__name__}: {exc} (set CERTSMITH_DEBUG=1 for details)")
+    return 70
 
 
 def _error(message: str) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.store.base import Store
 from certsmith.core.issuers.cas import NEEDS_EAB, alias_of, server_id
-from certsmith.errors import UsageError
+from certsmith.errors import DamagedError, UsageError
 
 if TYPE_CHECKING:
     from certsmith.core.issuers.acme import Account, AcmeConnection
@@ -24,12 +24,38 @@ class AccountOptions:
 
 
 def _find(store: Store, server: str) -> tuple[str, bytes, bytes | None] | None:
-    """(account dir key, key PEM, account.json or None) of the first account for ``server``."""
+    """(account dir key, key PEM, account.json or None) of the first account for ``server``.
+
+    A directory without a key is what a run that died before writing it leaves (skipped); a
+    key that is empty or not a key, or an account without its key, is damage: registering a
+    new account would silently lose the old one (its certificates, its rate limits), so it is
+    refused, naming the file."""
     for entry in store.list(f"accounts/{server_id(server)}"):
         key_pem = store.get(f"{entry}/key.pem")
-        if key_pem:
-            return entry, key_pem, store.get(f"{entry}/account.json")
+        account = store.get(f"{entry}/account.json")
+        if key_pem is None and account is None:
+            continue
+        where = store.where(f"{entry}/key.pem")
+        fix = (f"restore it from a backup, or move {store.where(entry)} away to register a "
+               "new account")
+        if key_pem is None:
+            raise DamagedError(f"damaged account: {where} is missing; {fix}")
+        if not key_pem.strip():
+            raise DamagedError(f"damaged account key {where}: empty; {fix}")
+        if not _is_key(key_pem):
+            raise DamagedError(f"damaged account key {where}: not a PEM private key; {fix}")
+        return entry, key_pem, account
     return None
+
+
+def _is_key(pem: bytes) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def has_account(store: Store, server: str) -> bool:
@@ -58,13 +84,13 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
     from certsmith.core.issuers import acme
 
     found = _find(store, conn.url)
-    if found and found[2] is not None:
-        return _load(found[1], found[2])
+    if found and (raw := found[2]) is not None:
+        return _load(store, found[0], found[1], raw)
     conn.directory()  # an unreachable CA fails here, before anything is written
     with store.lock(f"account-{server_id(conn.url)}"):
         found = _find(store, conn.url)
-        if found and found[2] is not None:
-            return _load(found[1], found[2])
+        if found and (raw := found[2]) is not None:
+            return _load(store, found[0], found[1], raw)
         check_can_register(store, conn.url, options)
         if conn.needs_eab() and not options.eab_kid:
             raise UsageError("this CA needs External Account Binding: add --eab-kid and "
@@ -102,13 +128,20 @@ def reregister(store: Store, conn: AcmeConnection, account: Account) -> Account:
 
 def load_existing(store: Store, server: str) -> Account:
     found = _find(store, server)
-    if not found or found[2] is None:
+    if not found or (raw := found[2]) is None:
         raise UsageError(f"no account for {server}")
-    return _load(found[1], found[2])
+    return _load(store, found[0], found[1], raw)
 
 
-def _load(key_pem: bytes, raw: bytes) -> Account:
+def _load(store: Store, entry: str, key_pem: bytes, raw: bytes) -> Account:
     from certsmith.core.issuers import acme
 
-    data = json.loads(raw)
+    where = store.where(f"{entry}/account.json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DamagedError(f"damaged account file {where}: not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or \
+            not isinstance(data.get("body"), dict):
+        raise DamagedError(f"damaged account file {where}: no account URI and body")
     return acme.Account(key=acme.load_account_key(key_pem), uri=data["uri"], body=data["body"])

@@ -32,8 +32,10 @@ from certsmith.errors import (
     ChallengeError,
     DeployError,
     NotFoundError,
+    StoreError,
     UsageError,
 )
+from certsmith.services import integrity
 from certsmith.services.accounts import (
     AccountOptions,
     check_can_register,
@@ -42,6 +44,7 @@ from certsmith.services.accounts import (
 )
 
 if TYPE_CHECKING:
+    from certsmith.base import keys as keys_module
     from certsmith.core.issuers.acme import Account, AcmeConnection
     from certsmith.core.issuers.base import Issued
     from certsmith.core.solvers.base import Solver
@@ -98,6 +101,20 @@ class SiteStatus:
 
 
 @dataclass(frozen=True)
+class DamagedSite:
+    """A lineage whose site file cannot be read: listed by name, with why."""
+
+    name: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "names": [], "server": None, "issuer": None, "serial": None,
+                "not_after": None, "days_left": None, "next_renewal": None,
+                "last_result": "damaged", "last_error": self.reason, "failures": 0,
+                "version": None}
+
+
+@dataclass(frozen=True)
 class GetRequest:
     groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
     server: str
@@ -139,6 +156,9 @@ class Manager:
         self.store = FileStore(home)
         self.progress: Progress = progress or (lambda _n, _s: None)
         self._connections: dict[tuple[str, str | None], AcmeConnection] = {}
+        # (name, one line) for every damage found and reported by this command (repaired or
+        # not); the CLI prints them and exits non-zero.
+        self.damage: list[tuple[str, str]] = []
 
     def connection(self, server: str, ca_bundle: str | None = None) -> AcmeConnection:
         """One connection per CA and trust bundle (``ca_bundle``: see ``SiteSpec``)."""
@@ -155,9 +175,14 @@ class Manager:
     # -- get ------------------------------------------------------------------------------------
 
     def get(self, req: GetRequest) -> list[Outcome]:
-        """Obtain one certificate per group (concurrently), store, deploy."""
+        """Obtain one certificate per group (concurrently), store, deploy.
+
+        What each lineage holds is noted first: a ``get`` of the same site by another process
+        that finishes while this one waits (for the standalone listener, the lineage lock) is
+        seen under the lock, and not ordered twice."""
         from certsmith.core.deploy import check_target
 
+        seen = {name: load_state(self.store, name).serial for name, _ in req.groups}
         for target in req.deploy_files:
             check_target(target)
         for _name, idents in req.groups:
@@ -176,7 +201,8 @@ class Manager:
         with self._solver(req.solver) as solver:
             account = load_or_create(self.store, conn, req.account)
             jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
-                                             renewing=False)) for spec in specs]
+                                             renewing=False, seen_serial=seen[spec.name]))
+                    for spec in specs]
             return self._run_all(jobs)
 
     @contextlib.contextmanager
@@ -213,6 +239,10 @@ class Manager:
                 # Another process renewed it while we waited for the lock.
                 return Outcome(name, "skipped", "renewed by another certsmith process",
                                state.serial, state.not_after)
+            if not renewing and state.serial != seen_serial and self._same_site(spec):
+                # Another 'get' of the same site finished while we waited for the lock.
+                return Outcome(name, "skipped", "issued by another certsmith process",
+                               state.serial, state.not_after, self.store.live_version(name))
             started = _now()
             try:
                 outcome = self._order(conn, account, spec, solver, state, renewing)
@@ -230,6 +260,12 @@ class Manager:
                 raise
         return self._deploy_after(spec, outcome)
 
+    def _same_site(self, spec: SiteSpec) -> bool:
+        try:
+            return load_site(self.store, spec.name) == spec
+        except CertsmithError:
+            return False
+
     def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
                state: CertState, renewing: bool) -> Outcome:
         from certsmith.base import keys
@@ -237,8 +273,9 @@ class Manager:
         name = spec.name
         key = None
         if spec.reuse_key and self.store.live_version(name) is not None:
-            key_pem = (self.store.live_path(name) / "privkey.pem").read_bytes()
-            key = keys.load_key(key_pem)
+            reused = self._live_key(name)
+            if reused is not None:
+                key, key_pem = reused
         if key is None:
             key = keys.generate_key(spec.key_type)
             key_pem = keys.key_to_pem(key)
@@ -288,6 +325,18 @@ class Manager:
                       not_after=info.not_after.isoformat(), replaces=replaces)
         self.progress(name, action)
         return Outcome(name, action, f"version {version}", info.serial, info.not_after, version)
+
+    def _live_key(self, name: str) -> tuple[keys_module.PrivateKey, bytes] | None:
+        """The live key for --reuse-key, unless the live set is damaged (then a new one)."""
+        from certsmith.base import keys
+        from certsmith.base.liveset import Damaged, examine
+
+        try:
+            examine(self.store.live_path(name))
+            pem = (self.store.live_path(name) / "privkey.pem").read_bytes()
+            return keys.load_key(pem), pem
+        except (Damaged, UsageError, OSError):
+            return None
 
     def _deploy_after(self, spec: SiteSpec, outcome: Outcome) -> Outcome:
         if not (spec.deploy_files or spec.deploy_commands):
@@ -341,24 +390,38 @@ class Manager:
 
     def renew(self, names: Sequence[str] | None = None, *, force: bool = False,
               dry_run: bool = False) -> list[Outcome]:
-        """Renew what is due. The scan reads only the small state files; a site's spec is
-        parsed only when it needs the network (ARI refresh) or a renewal."""
+        """Renew what is due. The scan touches no network unless an ARI answer expired; it
+        reads each site file and verifies each live set (``integrity``), so damage is found
+        and reported at every run, and one damaged lineage fails alone."""
         now = _now()
         wanted = self._names(names)
-        states = {n: load_state(self.store, n) for n in wanted}
+        outcomes: dict[str, Outcome] = {}
         specs: dict[str, SiteSpec] = {}
+        states: dict[str, CertState] = {}
+        forced: dict[str, str] = {}
+        for name in wanted:
+            spec = self._load_spec(name)
+            if isinstance(spec, DamagedSite):  # reported and alerted as a failure
+                outcomes[name] = Outcome(name, "failed", spec.reason)
+                continue
+            try:
+                states[name], due_now = self._check(name)
+            except StoreError as exc:  # unreadable: this certificate fails, not the others
+                outcomes[name] = Outcome(name, "failed", str(exc))
+                continue
+            specs[name] = spec
+            if due_now:
+                forced[name] = due_now
+        healthy = [n for n in wanted if n in specs]
 
         def spec_of(name: str) -> SiteSpec:
-            if name not in specs:
-                specs[name] = load_site(self.store, name)
             return specs[name]
 
-        self._refresh_ari(wanted, states, now, spec_of)
+        self._refresh_ari(healthy, states, now, spec_of)
         due: list[tuple[SiteSpec, renewal.Decision]] = []
-        outcomes: dict[str, Outcome] = {}
-        for name in wanted:
+        for name in healthy:
             state = states[name]
-            decision = self._decide(name, state, now, force)
+            decision = self._decide(name, state, now, force, forced.get(name))
             if decision.due:
                 due.append((spec_of(name), decision))
             else:
@@ -376,8 +439,27 @@ class Manager:
                 outcomes[outcome.name] = outcome
         return [outcomes[n] for n in wanted]
 
+    def _load_spec(self, name: str) -> SiteSpec | DamagedSite:
+        """The lineage's spec, or why its site file cannot be used (one damaged file must not
+        stop the other certificates)."""
+        try:
+            return load_site(self.store, name)
+        except StoreError as exc:  # damaged, or unreadable
+            with contextlib.suppress(StoreError):
+                events.record(self.home, "damaged", name, error=str(exc))
+            return DamagedSite(name, str(exc))
+
+    def _check(self, name: str) -> tuple[CertState, str | None]:
+        """The lineage's state after verifying (and repairing) it; a reason if it is due now."""
+        checked = integrity.check(self.store, name)
+        if checked.damage:
+            self.damage.append((name, checked.damage))
+        return checked.state, checked.due
+
     def _decide(self, name: str, state: CertState, now: dt.datetime,
-                force: bool) -> renewal.Decision:
+                force: bool, due_now: str | None = None) -> renewal.Decision:
+        if due_now:
+            return renewal.Decision(True, now, due_now)
         if state.not_after is None or state.not_before is None or \
                 self.store.live_version(name) is None:
             return renewal.Decision(True, now, "no certificate yet")
@@ -473,12 +555,20 @@ class Manager:
 
     # -- list -----------------------------------------------------------------------------------
 
-    def status(self) -> list[SiteStatus]:
+    def status(self) -> list[SiteStatus | DamagedSite]:
+        """Every lineage, verified (see ``integrity``); damaged site files are listed too."""
         now = _now()
-        out = []
+        out: list[SiteStatus | DamagedSite] = []
         for name in site_names(self.store):
-            spec = load_site(self.store, name)
-            state = load_state(self.store, name)
-            decision = self._decide(name, state, now, force=False)
+            spec = self._load_spec(name)
+            if isinstance(spec, DamagedSite):
+                out.append(spec)
+                continue
+            try:
+                state, due_now = self._check(name)
+            except StoreError as exc:
+                out.append(DamagedSite(name, str(exc)))
+                continue
+            decision = self._decide(name, state, now, False, due_now)
             out.append(SiteStatus(spec, state, decision.at, self.store.live_version(spec.name)))
         return out

@@ -104,6 +104,9 @@ class FileStore:
         except OSError as exc:
             raise StoreError(f"cannot read {self._path(key)}: {exc.strerror}") from exc
 
+    def where(self, key: str) -> str:
+        return str(self._path(key))
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
@@ -120,8 +123,10 @@ class FileStore:
         base = self._path(prefix)
         try:
             names = sorted(os.listdir(base))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise StoreError(f"cannot read {base}: {exc.strerror}") from exc
         return [f"{prefix}/{n}" for n in names if not n.startswith(".")]
 
     def delete(self, key: str) -> None:
@@ -143,7 +148,10 @@ class FileStore:
         self.ensure()
         safe = name.replace("/", "_")
         path = self.home / "locks" / f"{safe}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
         try:
             deadline = None if wait is None else time.monotonic() + wait
             delay = 0.005
@@ -171,6 +179,9 @@ class FileStore:
             entries = os.listdir(self.home / "archive" / name)
         except FileNotFoundError:
             return iter(())
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.home / 'archive' / name}: {exc.strerror}") \
+                from exc
         return iter(sorted(int(e) for e in entries if _VERSION.match(e)))
 
     def live_path(self, name: str) -> Path:
@@ -219,6 +230,20 @@ class FileStore:
             raise StoreError(f"cannot write certificate {name}: {exc.strerror or exc}") from exc
         self._prune_staging(archive)
         return version
+
+    def relink(self, name: str, version: int) -> None:
+        """Point ``live/name`` at an existing ``version`` with one rename (repairs a damaged
+        live set; the caller holds the lineage lock)."""
+        live = self.live_path(name)
+        tmp_link = live.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_link.unlink()
+            os.symlink(f"../archive/{name}/{version}", tmp_link)
+            os.replace(tmp_link, live)
+            fsync_dir(live.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot relink {live}: {exc.strerror or exc}") from exc
 
     def _prune_staging(self, archive: Path) -> None:
         """Remove staging directories left by crashed processes (never a published version)."""

@@ -30,9 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certsmith import __version__
 from certsmith.base.crashpoints import crash_point
+from certsmith.base.deadline import Deadline
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import split_pem_chain
 from certsmith.core.issuers.base import Issued
+from certsmith.core.issuers.deadline_http import DeadlineAdapter
 from certsmith.core.renewal import AriWindow
 from certsmith.core.solvers.base import Solver
 from certsmith.errors import CAError, ChallengeError, UsageError
@@ -60,6 +62,8 @@ def _describe(exc: BaseException, url: str) -> str:
                 "'certsmith get' --ca-bundle FILE, or set REQUESTS_CA_BUNDLE)")
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"cannot reach the CA at {url}: connection failed"
+    if isinstance(exc, DeadlineExceeded):
+        return f"the CA at {url} sent no complete answer within {exc.seconds:g} s"
     if isinstance(exc, requests.exceptions.Timeout):
         return f"the CA at {url} did not answer in time"
     if isinstance(exc, errors.ClientError):
@@ -90,8 +94,36 @@ def _retry_after_seconds(response: requests.Response | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
+class DeadlineExceeded(requests.exceptions.Timeout):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g} s")
+        self.seconds = seconds
+
+
 class _Network(acme_client.ClientNetwork):  # type: ignore[misc]
-    """ClientNetwork that retries badNonce with a fresh nonce as often as needed."""
+    """ClientNetwork that retries badNonce with a fresh nonce as often as needed, and bounds
+    every request's total time (``Deadline``), not only each read: a CA that trickles its
+    answer would otherwise hang the command forever."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        adapter = DeadlineAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def _send_request(self, method: str, url: str, *args: Any,
+                      **kwargs: Any) -> requests.Response:
+        with Deadline() as deadline:
+            try:
+                response: requests.Response = super()._send_request(
+                    method, url, *args, **kwargs)
+            except requests.exceptions.RequestException as exc:
+                if deadline.expired:
+                    raise DeadlineExceeded(deadline.seconds) from exc
+                raise
+            if deadline.expired:  # (a body read to EOF ends "complete" when cut)
+                raise DeadlineExceeded(deadline.seconds)
+            return response
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         for attempt in range(NONCE_RETRIES):

@@ -12,10 +12,25 @@ import ssl
 import stat
 from pathlib import Path
 
+from certsmith.base.deadline import Deadline, watch
 from certsmith.errors import CertsmithError, UsageError
 from certsmith.services.alerts.model import Alert, Channel
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # per read; the whole delivery is bounded by base.deadline
+
+
+class _SMTP(smtplib.SMTP):
+    """SMTP whose socket is under the current deadline from the moment it connects (also
+    under SMTP_SSL's handshake: see the class order of ``_SMTPS``)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        watch(sock)
+        return sock  # type: ignore[no-any-return]
+
+
+class _SMTPS(smtplib.SMTP_SSL, _SMTP):
+    pass
 PASSWORD_ENV = "CERTSMITH_SMTP_PASSWORD"
 
 
@@ -61,22 +76,27 @@ def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
     assert channel.smtp_host is not None
     msg = render(channel, alert, now)
     where = f"{channel.smtp_host}:{channel.smtp_port}"
+    deadline = Deadline()
     try:
         password = password_for(channel)
         smtp: smtplib.SMTP
-        if channel.smtp_port == 465:  # implicit TLS ("smtps")
-            smtp = smtplib.SMTP_SSL(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT,
-                                    context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT)
-        with smtp:
-            if channel.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if channel.user and password is not None:
-                smtp.login(channel.user, password)
-            smtp.send_message(msg)
-    except smtplib.SMTPException as exc:
+        with deadline:
+            if channel.smtp_port == 465:  # implicit TLS ("smtps")
+                smtp = _SMTPS(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT,
+                              context=ssl.create_default_context())
+            else:
+                smtp = _SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT)
+            with smtp:
+                if channel.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if channel.user and password is not None:
+                    smtp.login(channel.user, password)
+                smtp.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        if deadline.expired:
+            raise CertsmithError(f"mail server {where} sent no complete answer within "
+                                 f"{deadline.seconds:g} s") from None
+        if not isinstance(exc, smtplib.SMTPException):
+            raise CertsmithError(f"mail server {where} unreachable: "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from None
         raise CertsmithError(f"mail server {where} refused the alert: {exc}") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise CertsmithError(f"mail server {where} unreachable: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
