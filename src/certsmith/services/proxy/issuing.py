@@ -126,6 +126,8 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
             elif not outcome.ok:
                 say(f"{outcome.name}: renewal failed: {outcome.detail}")
                 failed.append(outcome.name)
+        for name, line in manager.damage:  # found (and repaired, or renewed) by this run
+            say(f"{name}: {line}")
     return JobResult(tuple(changed), tuple(failed))
 
 
