@@ -94,7 +94,9 @@ def decode(raw: bytes) -> Manifest:
                             f"{VERSION}: upgrade certsmith")
     if version < VERSION:
         raise ManifestError(f"a backup format version {version} has no checksums, so its "
-                            f"contents cannot be verified; make a new backup with this certsmith")
+                            f"contents cannot be verified; make a new backup with this certsmith "
+                            f"(or, from a machine that is gone, unpack it by hand with tar "
+                            f"and check the keys before use)")
     seal = data.pop("sha256", None)
     if seal != hashlib.sha256(_dump(data)).hexdigest():
         raise ManifestError(f"{NAME} does not match its checksum (damaged)")
