@@ -273,7 +273,7 @@ def parse_hsts(value: str | int | bool | None, label: str | None = None) -> int 
         return None
     if value is True or value == "":
         return DEFAULT_HSTS
-    return values.whole(label, value, 0, MAX_HSTS, what)
+    return values.whole(label, values.from_text(value), 0, MAX_HSTS, what)
 
 
 def _server(label: str, value: object) -> str:
@@ -314,6 +314,7 @@ _TOP = set(_TOP_CHECKS) | {"limits", "site"}
 _SITE = {"names", "to", "hsts", "redirect", "issuer"}
 _ACME = ("server", "email", "agree_tos", "challenge")
 
+_NUMBERS = ("http_port", "https_port", "workers")  # given as text on the command line
 # The command-line option of each setting a command line can override.
 CLI_OPTIONS = {
     "http_port": "--http-port", "https_port": "--https-port", "address": "--address",
@@ -332,7 +333,8 @@ def from_options(**raw: Any) -> dict[str, Any]:
             continue
         if key not in CLI_OPTIONS:
             raise UsageError(f"unknown setting {key!r}")
-        checked[key] = _TOP_CHECKS[key](option(CLI_OPTIONS[key], value), value)
+        typed = values.from_text(value) if key in _NUMBERS else value
+        checked[key] = _TOP_CHECKS[key](option(CLI_OPTIONS[key], value), typed)
     return checked
 
 
@@ -348,7 +350,7 @@ def from_cli(names: list[str], to: str, **options: Any) -> ProxyConfig:
     site = Site(names=identifiers, upstream=Upstream.parse(to),
                 hsts=parse_hsts(options.pop("hsts", None)),
                 redirect=308 if redirect is None else values.choice(
-                    option("--redirect", redirect), redirect, REDIRECTS))
+                    option("--redirect", redirect), values.from_text(redirect), REDIRECTS))
     limits = Limits.from_dict(options.pop("limits", None) or {}, "limits: ")
     settings = {k: v for k, v in options.items() if v is not None}
     acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})

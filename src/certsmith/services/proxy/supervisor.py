@@ -170,7 +170,7 @@ class Supervisor:
         return self._loop()
 
     def _spawn(self, slot: int) -> None:
-        from certsmith.services.proxy.worker import run_worker
+        from certsmith.services.proxy.worker import run_worker, start_signals
 
         assert self.listeners is not None
         config = self.config
@@ -178,7 +178,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+                start_signals(SIGNALS)
                 mine = self.listeners.http[slot] + self.listeners.https[slot]
                 for sock in self.listeners.all():
                     if sock not in mine:

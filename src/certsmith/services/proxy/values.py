@@ -53,14 +53,24 @@ def _fail(label: str, expected: str) -> UsageError:
     return UsageError(f"{label}: expected {expected}")
 
 
+def from_text(value: object) -> object:
+    """A command-line string that spells a number, as that number (others unchanged, for the
+    check to refuse): argv has only strings, TOML has types and ``"80"`` is not a port there."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if _INTEGER.fullmatch(stripped):
+            return int(stripped)
+        try:
+            return float(stripped)
+        except ValueError:
+            return value
+    return value
+
+
 def whole(label: str, value: object, low: int, high: int, what: str = "a whole number",
           note: str = "") -> int:
-    """An integer in ``[low, high]``; argv strings are parsed, booleans and floats refused."""
+    """An integer in ``[low, high]``; strings, booleans and floats refused."""
     expected = f"{what} {low}-{high}{note}"
-    if isinstance(value, str):
-        if not _INTEGER.fullmatch(value.strip()):
-            raise _fail(label, expected)
-        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise _fail(label, expected)
     return value
@@ -70,11 +80,6 @@ def seconds(label: str, value: object, high: float) -> float:
     """A duration: a finite number above 0, at most ``high`` (NaN and infinity would disable
     the deadline it sets, e.g. the slow-loris cut-off)."""
     expected = f"a number of seconds above 0 and at most {high:g}"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise _fail(label, expected) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(label, expected)
     number = float(value)
@@ -88,10 +93,9 @@ def port(label: str, value: object) -> int:
 
 
 def choice(label: str, value: object, options: Collection[Any]) -> Any:
-    """One of ``options`` (ints given on the command line are compared as text)."""
+    """One of ``options``, of the same type (``true`` is not 1, ``"308"`` is not 308)."""
     for known in options:
-        if (value == known and type(value) is type(known)) or (
-                isinstance(value, str) and value.strip() == str(known)):
+        if value == known and type(value) is type(known):
             return known
     names = [str(o) for o in options]
     listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
