@@ -37,14 +37,16 @@ def open_log(target: str) -> int:
     if target == STDOUT:
         flags = fcntl.fcntl(1, fcntl.F_GETFL)  # OSError (EBADF) when stdout is closed
         if flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
-            raise OSError(errno.EBADF, "standard output is not open for writing")
+            raise OSError(errno.EBADF, "opened read-only")
         return 1
     return os.open(target, _FLAGS, 0o640)
 
 
 def _reason(target: str, exc: OSError) -> str:
     reason = exc.strerror or str(exc)
-    if exc.errno == errno.ENOENT and target != STDOUT:
+    if target == STDOUT:
+        return f"standard output is not open for writing ({reason})"
+    if exc.errno == errno.ENOENT:
         parent = os.path.dirname(os.path.abspath(target))
         if not os.path.isdir(parent):
             reason += f" (the directory {parent} does not exist)"
