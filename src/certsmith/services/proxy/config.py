@@ -197,9 +197,9 @@ class Limits:
             self.check(f.name, getattr(self, f.name), "limits.")
 
     @staticmethod
-    def check(key: str, value: object, prefix: str, label: str | None = None) -> int | float:
-        """One limit, typed and in range (``label`` overrides the ``prefix key = value``)."""
-        label = label or at(prefix, key, value)
+    def check(key: str, value: object, prefix: str) -> int | float:
+        """One limit, typed and in range; the error line starts ``<prefix>key = value``."""
+        label = at(prefix, key, value)
         if key in LIMIT_RANGES:
             low, high = LIMIT_RANGES[key]
             what = "a number of bytes" if key.startswith("max_head") or key.endswith("line") \
@@ -342,12 +342,8 @@ def from_cli(names: list[str], to: str, **options: Any) -> ProxyConfig:
     """One site from ``certsmith proxy NAME[,NAME...] --to UPSTREAM`` and its options
     (``hsts`` and ``redirect`` as given on the command line; the others typed, as
     :func:`from_options` returns them)."""
-    try:
-        identifiers = parse_identifiers(names)
-    except UsageError as exc:
-        raise UsageError(f"{', '.join(names)}: {exc}") from None
     redirect = options.pop("redirect", None)
-    site = Site(names=identifiers, upstream=Upstream.parse(to),
+    site = Site(names=parse_identifiers(names), upstream=Upstream.parse(to),
                 hsts=parse_hsts(options.pop("hsts", None)),
                 redirect=308 if redirect is None else values.choice(
                     option("--redirect", redirect), values.from_text(redirect), REDIRECTS))
