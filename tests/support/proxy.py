@@ -137,6 +137,39 @@ class Proxy:
         self.close()
 
 
+def run_proxy(home: Path, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``certsmith --home HOME proxy ARGS...`` to its end, for arguments it must refuse. Killed
+    (and the output kept) if it is still running after ``timeout``: a proxy that starts anyway
+    fails the test instead of hanging it."""
+    proc = subprocess.Popen([sys.executable, "-m", "certsmith", "--home", str(home), "proxy",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=_env(), cwd=REPO, text=True,
+                            preexec_fn=die_with_parent)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # (its own session: the workers too)
+        out, err = proc.communicate()
+        err += f"\n[still running after {timeout}s: killed]"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (a proxy's workers share its command
+    line, so a home directory's path finds every process a proxy left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def client_context(root: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(root))
 

@@ -11,11 +11,15 @@ renewed and swapped in without a restart: from the local CA for localhost, IP ad
 local names (.test, .internal, .localhost, .home.arpa, .lan, .local), from an ACME CA (Let's
 Encrypt by default) for public names, proving control on the proxy's own HTTP port.
 
-The HTTP port redirects to HTTPS (308, or --redirect 301) and answers ACME HTTP-01 challenges
-(--challenge tls-alpn-01: the HTTPS port answers TLS-ALPN-01 instead). Requests
+The HTTP port redirects to HTTPS (308, or --redirect 301/302/307) and answers ACME HTTP-01
+challenges (--challenge tls-alpn-01: the HTTPS port answers TLS-ALPN-01 instead). Requests
 reach the app with X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host; WebSockets work.
 
-signals: SIGHUP re-reads --config and replaces the workers gracefully; SIGTERM finishes the
+Every setting is checked before anything starts (a bad value, an unknown key or an access log
+that cannot be opened for appending: one line naming it, exit 2).
+
+signals: SIGHUP re-reads --config and replaces the workers gracefully (a file that does not
+check out is refused and the running configuration keeps serving); SIGTERM finishes the
 requests in flight, then exits; SIGUSR1 reloads the certificates.
 
 examples:
@@ -34,22 +38,26 @@ def register(sub: Any) -> None:
     p.add_argument("--to", metavar="UPSTREAM",
                    help="the app: host:port, port, [::1]:port or unix:/path")
     p.add_argument("--config", metavar="FILE", help="TOML file with many sites (see docs)")
-    p.add_argument("--http-port", type=int, metavar="N", help="HTTP port (default 80)")
-    p.add_argument("--https-port", type=int, metavar="N", help="HTTPS port (default 443)")
-    p.add_argument("--address", metavar="ADDR", help="listen address (default: all)")
-    p.add_argument("--redirect", type=int, choices=(301, 308),
+    # (Values are checked by the proxy's config module, not argparse, so a bad one is the same
+    # one line as in the file instead of a usage dump.)
+    p.add_argument("--http-port", metavar="N", help="HTTP port (default 80)")
+    p.add_argument("--https-port", metavar="N", help="HTTPS port (default 443)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="listen address, an IP address (default: all, IPv4 and IPv6)")
+    p.add_argument("--redirect", metavar="{301,302,307,308}",
                    help="status of the HTTP -> HTTPS redirect (default 308)")
     p.add_argument("--hsts", nargs="?", const="", metavar="SECONDS",
                    help="send Strict-Transport-Security (default max-age two years)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: one per CPU core)")
-    p.add_argument("--access-log", metavar="FILE|-", help="access log file, or - for stdout")
-    p.add_argument("--log-format", choices=("combined", "json"),
+    p.add_argument("--workers", metavar="N",
+                   help="worker processes, up to 1024 (default: one per CPU core)")
+    p.add_argument("--access-log", metavar="FILE|-",
+                   help="access log file (opened for appending at start-up), or - for stdout")
+    p.add_argument("--log-format", metavar="{combined,json}",
                    help="access log format (default combined)")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA for public names")
     p.add_argument("--email", metavar="E", help="contact address for the ACME account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
-    p.add_argument("--challenge", choices=("http-01", "tls-alpn-01"),
+    p.add_argument("--challenge", metavar="{http-01,tls-alpn-01}",
                    help="how public names are proven: on the HTTP port (http-01, default) or "
                         "on the HTTPS port (tls-alpn-01)")
     p.set_defaults(handler=run)
@@ -61,13 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.services.proxy import config as proxy_config
     from certsmith.services.proxy.supervisor import Supervisor
 
-    overrides: dict[str, Any] = {
-        "http_port": args.http_port, "https_port": args.https_port, "address": args.address,
-        "workers": args.workers, "access_log": args.access_log, "log_format": args.log_format,
-        "server": args.server, "email": args.email,
-        "agree_tos": True if args.agree_tos else None, "challenge": args.challenge,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = proxy_config.from_options(
+        http_port=args.http_port, https_port=args.https_port, address=args.address,
+        workers=args.workers, access_log=args.access_log, log_format=args.log_format,
+        server=args.server, email=args.email, agree_tos=True if args.agree_tos else None,
+        challenge=args.challenge)
     if args.config:
         if args.names or args.to:
             raise UsageError("give either NAME --to UPSTREAM or --config FILE, not both")

@@ -1,11 +1,12 @@
 """What the proxy serves: sites (names -> upstream, options) and limits, from TOML or the CLI.
 
-Pure apart from reading the TOML file. Everything is validated here, once, so the server can
-trust it. A TOML file looks like::
+Pure apart from reading the TOML file. Every value is validated here, once (types, finite
+ranges, unknown keys; see :mod:`.values`), so the server can trust it and a bad value is one line
+naming the setting before anything starts. A TOML file looks like::
 
     http_port = 80                  # optional, these are the defaults
     https_port = 443
-    redirect = 308                  # or 301
+    redirect = 308                  # or 301, 302, 307
     access_log = "/var/log/certsmith-proxy.log"   # or "-" for stdout; none by default
     log_format = "combined"         # or "json"
     server = "letsencrypt"          # the ACME CA for public names
@@ -29,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,15 @@ from certsmith.base import policy
 from certsmith.base.identifiers import Identifier, default_cert_name, parse_identifiers
 from certsmith.base.nameconstraints import Constraints
 from certsmith.errors import UsageError
+from certsmith.services.proxy import values
+from certsmith.services.proxy.values import at, option
 
-REDIRECTS = (301, 308)
+REDIRECTS = (301, 302, 307, 308)
+ISSUERS = ("auto", "local", "acme")
+MAX_WORKERS = 1024
+MAX_SECONDS = 86400.0  # a day: the longest any of the proxy's timeouts may be
+MAX_HSTS = 2**31 - 1  # RFC 6797 delta-seconds; browsers cap it far lower anyway
+MAX_CONFIG_BYTES = 1 << 20  # a site file is text: never read /dev/zero to the end
 LOG_FORMATS = ("combined", "json")
 CHALLENGES = ("http-01", "tls-alpn-01")
 DEFAULT_HSTS = policy.HSTS_DEFAULT  # two years, as for install (Mozilla's value)
@@ -71,17 +80,21 @@ class Upstream:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @classmethod
-    def parse(cls, text: str) -> Upstream:
+    def parse(cls, text: str, label: str | None = None) -> Upstream:
         """``8080``, ``127.0.0.1:8080``, ``localhost:3000``, ``[::1]:8080``,
-        ``http://host:port``, ``unix:/run/app.sock``."""
+        ``http://host:port``, ``unix:/run/app.sock``. ``label`` starts the error line
+        (default ``--to TEXT``)."""
+        label = label or option("--to", text)
         value = text.strip()
         if value.startswith("unix:"):
+            if not value[5:].startswith("/") or not value.isprintable():
+                raise UsageError(f"{label}: the socket must be an absolute path (unix:/path)")
             return cls(path=value[5:])
         if value.startswith("https://"):
-            raise UsageError(f"--to {text}: the upstream must speak plain HTTP (http://...)")
+            raise UsageError(f"{label}: the upstream must speak plain HTTP (http://...)")
         value = value.removeprefix("http://").rstrip("/")
         if "/" in value:
-            raise UsageError(f"--to {text}: give host:port, without a path")
+            raise UsageError(f"{label}: give host:port, without a path")
         if value.isdigit():
             host, port_text = "127.0.0.1", value
         elif value.startswith("["):
@@ -90,20 +103,19 @@ class Upstream:
         elif value.count(":") == 1:
             host, port_text = value.split(":")
         elif value.count(":") > 1:
-            raise UsageError(f"--to {text}: write IPv6 addresses as [addr]:port")
+            raise UsageError(f"{label}: write IPv6 addresses as [addr]:port")
         else:
             host, port_text = value, "80"
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise UsageError(f"--to {text}: invalid port {port_text!r}")
+            raise UsageError(f"{label}: invalid port {port_text!r} (expected 1-65535)")
         if not host:
-            raise UsageError(f"--to {text}: no host")
-        with_port = cls(host=host, port=int(port_text))
+            raise UsageError(f"{label}: no host")
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            if not all(c.isalnum() or c in "-." for c in host):
-                raise UsageError(f"--to {text}: invalid host {host!r}") from None
-        return with_port
+            if not all(c.isascii() and (c.isalnum() or c in "-.") for c in host):
+                raise UsageError(f"{label}: invalid host {host!r}") from None
+        return cls(host=host, port=int(port_text))
 
 
 @dataclass(frozen=True)
@@ -119,16 +131,14 @@ class Site:
     def __post_init__(self) -> None:
         if not self.names:
             raise UsageError("a site needs at least one name")
-        if self.redirect not in REDIRECTS:
-            raise UsageError(f"redirect {self.redirect}: use 301 or 308")
-        if self.hsts is not None and self.hsts < 0:
-            raise UsageError("hsts max-age must not be negative")
-        if self.issuer not in ("auto", "local", "acme"):
-            raise UsageError(f"issuer {self.issuer!r}: use auto, local or acme")
+        values.choice(at("", "redirect", self.redirect), self.redirect, REDIRECTS)
+        if self.hsts is not None:
+            values.whole(at("", "hsts", self.hsts), self.hsts, 0, MAX_HSTS, "max-age seconds")
+        values.choice(at("", "issuer", self.issuer), self.issuer, ISSUERS)
         kinds = {is_local(i) for i in self.names}
         if self.issuer == "auto" and len(kinds) > 1:
             local = ", ".join(i.value for i in self.names if is_local(i))
-            raise UsageError(f"site {self.names[0]}: {local} can only have a local-CA "
+            raise UsageError(f"{local} can only have a local-CA "
                              "certificate and the other names a public one; make two sites")
         if self.uses_acme and any(i.is_wildcard for i in self.names):
             raise UsageError(f"{self.names[0]}: public wildcard names need DNS-01, which the "
@@ -157,6 +167,15 @@ class Site:
         return self.names + extra
 
 
+# The sane range of each whole-number limit (the timeouts: above 0, at most MAX_SECONDS).
+LIMIT_RANGES = {
+    "max_head": (1024, 1 << 20),
+    "max_request_line": (256, 1 << 20),
+    "max_headers": (1, 10000),
+    "max_connections": (1, 1_000_000),
+}
+
+
 @dataclass(frozen=True)
 class Limits:
     """Robustness limits; times in seconds, sizes in bytes."""
@@ -175,21 +194,25 @@ class Limits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise UsageError(f"limits.{f.name} must be positive")
+            self.check(f.name, getattr(self, f.name), "limits.")
+
+    @staticmethod
+    def check(key: str, value: object, prefix: str) -> int | float:
+        """One limit, typed and in range; the error line starts ``<prefix>key = value``."""
+        label = at(prefix, key, value)
+        if key in LIMIT_RANGES:
+            low, high = LIMIT_RANGES[key]
+            what = "a number of bytes" if key.startswith("max_head") or key.endswith("line") \
+                else "a whole number"
+            return values.whole(label, value, low, high, what)
+        return values.seconds(label, value, MAX_SECONDS)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Limits:
-        known = {f.name: f.type for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise UsageError(f"unknown limit {key!r}; known: {', '.join(known)}")
-        try:
-            values: dict[str, Any] = {k: (int(v) if known[k] == "int" else float(v))
-                                      for k, v in data.items()}
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"invalid [limits]: {exc}") from None
+    def from_dict(cls, data: dict[str, Any], prefix: str = "[limits] ") -> Limits:
+        known = [f.name for f in fields(cls)]
+        values.refuse_unknown(prefix, data, known, {k: "the top level" for k in _TOP})
+        checked: dict[str, Any] = {k: cls.check(k, v, prefix) for k, v in data.items()}
+        return cls(**checked)
 
 
 @dataclass(frozen=True)
@@ -200,8 +223,8 @@ class AcmeOptions:
     challenge: str = "http-01"
 
     def __post_init__(self) -> None:
-        if self.challenge not in CHALLENGES:
-            raise UsageError(f"challenge {self.challenge!r}: use {' or '.join(CHALLENGES)}")
+        values.choice(at("", "challenge", self.challenge), self.challenge, CHALLENGES)
+        values.flag(at("", "agree_tos", self.agree_tos), self.agree_tos)
 
 
 @dataclass(frozen=True)
@@ -220,15 +243,12 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not self.sites:
             raise UsageError("no sites to serve")
-        for port in (self.http_port, self.https_port):
-            if not 0 < port < 65536:
-                raise UsageError(f"invalid port {port}")
+        for key in ("http_port", "https_port", "workers", "address", "log_format"):
+            _TOP_CHECKS[key](at("", key, getattr(self, key)), getattr(self, key))
+        if self.access_log is not None:
+            _TOP_CHECKS["access_log"](at("", "access_log", self.access_log), self.access_log)
         if self.http_port == self.https_port:
-            raise UsageError("the HTTP and HTTPS ports must differ")
-        if self.workers < 0:
-            raise UsageError("workers must be 0 (one per core) or more")
-        if self.log_format not in LOG_FORMATS:
-            raise UsageError(f"log format {self.log_format!r}: use combined or json")
+            raise UsageError(f"the HTTP and HTTPS ports must differ (both {self.http_port})")
         seen: dict[Identifier, int] = {}
         for index, site in enumerate(self.sites):
             for name in site.names:
@@ -245,93 +265,182 @@ class ProxyConfig:
         return self.workers or os.cpu_count() or 1
 
 
-def parse_hsts(value: str | int | bool | None) -> int | None:
-    """``--hsts`` (two years), ``--hsts=SECONDS``, TOML ``hsts = true | 0 | SECONDS``."""
+def parse_hsts(value: str | int | bool | None, label: str | None = None) -> int | None:
+    """``--hsts`` (two years), ``--hsts=SECONDS``, TOML ``hsts = true | false | SECONDS``."""
+    what = "true, false or a max-age in seconds" if label else "a max-age in seconds"
+    label = label or option("--hsts", value)
     if value is None or value is False:
         return None
     if value is True or value == "":
         return DEFAULT_HSTS
+    return values.whole(label, values.from_text(value), 0, MAX_HSTS, what)
+
+
+def _server(label: str, value: object) -> str:
+    from certsmith.core.issuers.cas import resolve_server
+
+    server = values.text(label, value, "a CA directory URL or alias such as letsencrypt")
     try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"hsts {value!r}: give a number of seconds") from None
-    if seconds < 0:
-        raise UsageError("hsts max-age must not be negative")
-    return seconds
+        resolve_server(server)
+    except UsageError as exc:
+        raise UsageError(f"{label}: {exc}") from None
+    return server
+
+
+def _hsts(label: str, value: object) -> int | None:
+    if not isinstance(value, bool | int):
+        raise UsageError(f"{label}: expected true, false or a max-age in seconds 0-{MAX_HSTS}")
+    return parse_hsts(value, label)
+
+
+# Each top-level setting's check: (label, raw value) -> the typed value, or one UsageError.
+_TOP_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "http_port": values.port,
+    "https_port": values.port,
+    "address": values.listen_address,
+    "workers": lambda label, v: values.whole(label, v, 0, MAX_WORKERS,
+                                             "a number of worker processes",
+                                             " (0: one per CPU core)"),
+    "access_log": lambda label, v: values.text(label, v, 'a file path, or "-" for stdout'),
+    "log_format": lambda label, v: values.choice(label, v, LOG_FORMATS),
+    "redirect": lambda label, v: values.choice(label, v, REDIRECTS),
+    "hsts": _hsts,
+    "server": _server,
+    "email": values.email,
+    "agree_tos": values.flag,
+    "challenge": lambda label, v: values.choice(label, v, CHALLENGES),
+}
+_TOP = set(_TOP_CHECKS) | {"limits", "site"}
+_SITE = {"names", "to", "hsts", "redirect", "issuer"}
+_ACME = ("server", "email", "agree_tos", "challenge")
+
+_NUMBERS = ("http_port", "https_port", "workers")  # given as text on the command line
+# The command-line option of each setting a command line can override.
+CLI_OPTIONS = {
+    "http_port": "--http-port", "https_port": "--https-port", "address": "--address",
+    "workers": "--workers", "access_log": "--access-log", "log_format": "--log-format",
+    "server": "--server", "email": "--email", "agree_tos": "--agree-tos",
+    "challenge": "--challenge",
+}
+
+
+def from_options(**raw: Any) -> dict[str, Any]:
+    """The command line's settings (argv strings) checked and typed, each error naming its
+    option; settings not given (None) are left out, so the file's values stay."""
+    checked: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key not in CLI_OPTIONS:
+            raise UsageError(f"unknown setting {key!r}")
+        typed = values.from_text(value) if key in _NUMBERS else value
+        checked[key] = _TOP_CHECKS[key](option(CLI_OPTIONS[key], value), typed)
+    return checked
 
 
 def from_cli(names: list[str], to: str, **options: Any) -> ProxyConfig:
-    """One site from ``certsmith proxy NAME[,NAME...] --to UPSTREAM`` and its options."""
+    """One site from ``certsmith proxy NAME[,NAME...] --to UPSTREAM`` and its options
+    (``hsts`` and ``redirect`` as given on the command line; the others typed, as
+    :func:`from_options` returns them)."""
+    redirect = options.pop("redirect", None)
     site = Site(names=parse_identifiers(names), upstream=Upstream.parse(to),
                 hsts=parse_hsts(options.pop("hsts", None)),
-                redirect=int(options.pop("redirect", 308) or 308))
-    acme = AcmeOptions(server=options.pop("server", None), email=options.pop("email", None),
-                       agree_tos=bool(options.pop("agree_tos", False)),
-                       challenge=options.pop("challenge", None) or "http-01")
-    limits = Limits.from_dict(options.pop("limits", None) or {})
-    return ProxyConfig(sites=(site,), acme=acme, limits=limits,
-                       **{k: v for k, v in options.items() if v is not None})
-
-
-_TOP = {"http_port", "https_port", "address", "workers", "access_log", "log_format", "redirect",
-        "hsts", "server", "email", "agree_tos", "challenge", "limits", "site"}
-_SITE = {"names", "to", "hsts", "redirect", "issuer"}
+                redirect=308 if redirect is None else values.choice(
+                    option("--redirect", redirect), values.from_text(redirect), REDIRECTS))
+    limits = Limits.from_dict(options.pop("limits", None) or {}, "limits: ")
+    settings = {k: v for k, v in options.items() if v is not None}
+    acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
+    return ProxyConfig(sites=(site,), acme=acme, limits=limits, **settings)
 
 
 def load(path: Path | str, **overrides: Any) -> ProxyConfig:
-    """Read a TOML site file; ``overrides`` (from the command line) win over its top level."""
+    """Read a TOML site file; ``overrides`` (from the command line, typed) win over its top
+    level. Every error names the file and the setting."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a site file")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return from_dict(data, source=str(path.absolute()), **overrides)
+    return from_dict(data, source=str(path.absolute()), prefix=f"{path}: ", **overrides)
 
 
-def from_dict(data: dict[str, Any], source: str | None = None, **overrides: Any) -> ProxyConfig:
-    unknown = set(data) - _TOP
-    if unknown:
-        raise UsageError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(sorted(_TOP))}")
-    raw_sites = data.get("site")
-    if not isinstance(raw_sites, list) or not raw_sites:
-        raise UsageError("no [[site]] tables: each needs names = [...] and to = \"host:port\"")
-    default_redirect = int(data.get("redirect", 308))
-    default_hsts = data.get("hsts")
-    sites = []
-    for number, raw in enumerate(raw_sites, 1):
-        if not isinstance(raw, dict):
-            raise UsageError(f"site {number}: expected a table")
-        bad = set(raw) - _SITE
-        if bad:
-            raise UsageError(f"site {number}: unknown setting(s) {', '.join(sorted(bad))}")
-        names = raw.get("names")
-        if isinstance(names, str):
-            names = [names]
-        if not names or "to" not in raw:
-            raise UsageError(f"site {number}: needs names = [...] and to = \"host:port\"")
-        sites.append(Site(names=parse_identifiers(names), upstream=Upstream.parse(str(raw["to"])),
-                          hsts=parse_hsts(raw.get("hsts", default_hsts)),
-                          redirect=int(raw.get("redirect", default_redirect)),
-                          issuer=str(raw.get("issuer", "auto"))))
-    acme = AcmeOptions(server=data.get("server"), email=data.get("email"),
-                       agree_tos=bool(data.get("agree_tos", False)),
-                       challenge=str(data.get("challenge", "http-01")))
+def _site_prefix(prefix: str, number: int, raw: object) -> str:
+    """``proxy.toml: site 2 (app.test): `` -- the site's first name when it has one."""
+    first = raw.get("names") if isinstance(raw, dict) else None
+    if isinstance(first, list) and first:
+        first = first[0]
+    name = f" ({first})" if isinstance(first, str) and first.isprintable() and first else ""
+    return f"{prefix}site {number}{name}: "
+
+
+def _site(where: str, raw: object, default_redirect: int, default_hsts: int | None) -> Site:
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}expected a [[site]] table")
+    elsewhere = {k: "the top level" for k in _TOP - _SITE - {"site", "limits"}}
+    elsewhere.update({f.name: "[limits]" for f in fields(Limits)})
+    values.refuse_unknown(where, raw, _SITE, elsewhere)
+    if "names" not in raw or "to" not in raw:
+        raise UsageError(f"{where}needs names = [...] and to = \"host:port\"")
+    label = at(where, "names", raw["names"])
+    try:
+        identifiers = parse_identifiers(values.names(label, raw["names"]))
+    except UsageError as exc:
+        message = str(exc)
+        raise UsageError(message if message.startswith(label) else f"{label}: {message}") \
+            from None
+    label = at(where, "to", raw["to"])
+    upstream = Upstream.parse(values.text(label, raw["to"], 'an upstream such as '
+                                          '"127.0.0.1:8080" or "unix:/run/app.sock"'), label)
+    hsts = _hsts(at(where, "hsts", raw["hsts"]), raw["hsts"]) if "hsts" in raw \
+        else default_hsts
+    redirect = _TOP_CHECKS["redirect"](at(where, "redirect", raw["redirect"]),
+                                       raw["redirect"]) if "redirect" in raw \
+        else default_redirect
+    issuer = values.choice(at(where, "issuer", raw["issuer"]), raw["issuer"], ISSUERS) \
+        if "issuer" in raw else "auto"
+    try:
+        return Site(names=identifiers, upstream=upstream, hsts=hsts, redirect=redirect,
+                    issuer=issuer)
+    except UsageError as exc:
+        raise UsageError(f"{where}{exc}") from None
+
+
+def from_dict(data: dict[str, Any], source: str | None = None, prefix: str = "",
+              **overrides: Any) -> ProxyConfig:
+    """A parsed TOML document -> the configuration; ``prefix`` starts every error line."""
+    elsewhere = {k: "a [[site]] table" for k in ("names", "to", "issuer")}
+    elsewhere.update({f.name: "[limits]" for f in fields(Limits)})
+    values.refuse_unknown(prefix, data, _TOP, elsewhere)
+    settings = {k: _TOP_CHECKS[k](at(prefix, k, v), v) for k, v in data.items()
+                if k in _TOP_CHECKS}
     limits = data.get("limits", {})
     if not isinstance(limits, dict):
-        raise UsageError("[limits] must be a table")
-    settings: dict[str, Any] = {k: data[k] for k in ("http_port", "https_port", "address",
-                                                     "workers", "access_log", "log_format")
-                                if k in data}
+        raise UsageError(f"{at(prefix, 'limits', limits)}: expected a [limits] table")
+    raw_sites = data.get("site")
+    if raw_sites is None:
+        raise UsageError(f"{prefix}no [[site]] tables: each needs names = [...] and "
+                         "to = \"host:port\"")
+    if not isinstance(raw_sites, list) or not raw_sites:
+        raise UsageError(f"{prefix}site: expected [[site]] tables, each with names = [...] "
+                         "and to = \"host:port\"")
+    default_redirect = settings.pop("redirect", 308)
+    default_hsts = settings.pop("hsts", None)
+    sites = tuple(_site(_site_prefix(prefix, number, raw), raw, default_redirect, default_hsts)
+                  for number, raw in enumerate(raw_sites, 1))
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    acme_keys = ("server", "email", "agree_tos", "challenge")
-    acme_over: dict[str, Any] = {k: settings.pop(k) for k in acme_keys if k in settings}
-    if acme_over:
-        acme = AcmeOptions(**{**acme.__dict__, **acme_over})
-    for key in ("http_port", "https_port", "workers"):
-        if key in settings and not isinstance(settings[key], int):
-            raise UsageError(f"{key} must be a number")
-    return ProxyConfig(sites=tuple(sites), acme=acme, limits=Limits.from_dict(limits),
-                       source=source, **settings)
+    acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
+    try:
+        return ProxyConfig(sites=sites, acme=acme, limits=Limits.from_dict(limits,
+                                                                           f"{prefix}[limits] "),
+                           source=source, **settings)
+    except UsageError as exc:
+        message = str(exc)
+        raise UsageError(message if message.startswith(prefix) else f"{prefix}{message}") \
+            from None

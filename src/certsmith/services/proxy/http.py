@@ -44,7 +44,8 @@ _MAX_LENGTH_DIGITS = 18  # < 2**63
 
 REASONS = {
     100: "Continue", 101: "Switching Protocols", 200: "OK", 301: "Moved Permanently",
-    308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+    302: "Found", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+    404: "Not Found", 408: "Request Timeout",
     413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
     421: "Misdirected Request",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",

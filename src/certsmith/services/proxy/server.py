@@ -19,15 +19,11 @@ anything the fast path is unsure of, takes the general path from the first byte.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import re
 import signal
 import socket
 import ssl
-import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +32,7 @@ import httptools
 
 from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.services.proxy import fastpath, http, tls
+from certsmith.services.proxy.accesslog import AccessLog
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig, Site
 from certsmith.services.proxy.issuing import WEBROOT
@@ -835,72 +832,6 @@ class RedirectConnection(_Connection):
         pass
 
 
-class AccessLog:
-    """Buffered access log shared by appending writers (one ``write`` per flush, O_APPEND)."""
-
-    def __init__(self, target: str | None, fmt: str) -> None:
-        self.fd: int | None = None
-        if target == "-":
-            self.fd = sys.stdout.fileno()
-        elif target:
-            self.fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self.json = fmt == "json"
-        self.buf: list[str] = []
-        self.size = 0
-        self._stamp_second = -1
-        self._stamp = ""
-
-    @property
-    def enabled(self) -> bool:
-        return self.fd is not None
-
-    def stamp(self) -> str:
-        now = int(time.time())
-        if now != self._stamp_second:
-            self._stamp_second = now
-            if self.json:
-                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
-            else:
-                self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
-        return self._stamp
-
-    def add(self, client: str, method: bytes, target: bytes, version: str, status: int,
-            sent: int, referer: bytes, agent: bytes, host: str, duration: float,
-            error: str = "") -> None:
-        if self.json:
-            record: dict[str, Any] = {
-                "time": self.stamp(), "client": client, "host": host,
-                "method": method.decode("latin-1"), "target": target.decode("latin-1"),
-                "protocol": f"HTTP/{version}", "status": status, "bytes": sent,
-                "referer": referer.decode("latin-1"), "user_agent": agent.decode("latin-1"),
-                "duration_ms": round(duration * 1000, 3)}
-            if error:
-                record["error"] = error
-            line = json.dumps(record) + "\n"
-        else:
-            line = (f'{client} - - [{self.stamp()}] "{_q(method)} {_q(target)} HTTP/{version}" '
-                    f'{status} {sent} "{_q(referer) or "-"}" "{_q(agent) or "-"}"\n')
-        self.buf.append(line)
-        self.size += len(line)
-        if self.size > 65536:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf and self.fd is not None:
-            data = "".join(self.buf).encode("utf-8", "replace")
-            self.buf = []
-            self.size = 0
-            with contextlib.suppress(OSError):
-                os.write(self.fd, data)
-
-
-def _q(value: bytes) -> str:
-    text = value.decode("latin-1")
-    if '"' in text or "\\" in text or not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-    return text
-
-
 class Worker:
     """One process's event loop: listeners, connections, the deadline sweep, signals."""
 
@@ -921,11 +852,11 @@ class Worker:
         self.response_validator = fastpath.Validator(httptools.HttpResponseParser)
         self.draining = False
         self.servers: list[asyncio.AbstractServer] = []
-        self.access = AccessLog(config.access_log, config.log_format)
-        self.want_agent = self.access.fd is not None  # the access log is on
+        self.say = log or (lambda line: None)
+        self.access = AccessLog(config.access_log, config.log_format, self.say)
+        self.want_agent = self.access.enabled  # the access log is on
         self.fast_limits = fastpath.Limits(self.limits.max_head, self.limits.max_request_line,
                                            self.limits.max_headers)
-        self.say = log or (lambda line: None)
         pools: dict[Any, UpstreamPool] = {}
         self.sites: list[SiteRuntime] = []
         self.by_host: dict[str, SiteRuntime] = {}
@@ -1020,6 +951,7 @@ class Worker:
                     if conn.transport is not None:
                         conn.transport.abort()
             self.access.flush()
+            self.access.check()
             ticks += 1
             if ticks % 2 == 0:
                 self.reload_certificates()

@@ -8,8 +8,12 @@
 - Issues local-CA certificates before the workers start; ACME orders and all renewals run in a
   short-lived child process (on start, then every ``CHECK_INTERVAL``), and the workers are told
   to reload (SIGUSR1) when it finishes. The supervisor itself never runs threads: it forks.
-- SIGHUP re-reads the configuration and replaces the workers gracefully; SIGTERM/SIGINT drain
-  them (in-flight requests finish, up to ``limits.drain_timeout``); SIGUSR1 reloads certificates.
+- Opens the access log once as the workers will (start-up and each reload), so a log that
+  cannot be written is one clear line instead of workers dying and respawning forever.
+- SIGHUP re-reads the configuration and replaces the workers gracefully (a file or access log
+  that does not check out is refused, said once, and the running workers stay); SIGTERM/SIGINT
+  drain them (in-flight requests finish, up to ``limits.drain_timeout``); SIGUSR1 reloads
+  certificates.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certsmith.errors import UsageError
+from certsmith.services.proxy import accesslog
 from certsmith.services.proxy import config as config_mod
 from certsmith.services.proxy.certs import dispatch_context
 from certsmith.services.proxy.config import ProxyConfig
@@ -133,6 +138,7 @@ class Supervisor:
     def prepare(self) -> list[str]:
         """Everything that can fail with a clear message, before any worker exists."""
         config = self.config
+        accesslog.check(config.access_log)  # as the workers will open it (they must not die)
         if any(s.uses_acme for s in config.sites):
             from certsmith.base.store.fs import FileStore
             from certsmith.core.issuers.cas import resolve_server
@@ -164,7 +170,7 @@ class Supervisor:
         return self._loop()
 
     def _spawn(self, slot: int) -> None:
-        from certsmith.services.proxy.worker import run_worker
+        from certsmith.services.proxy.worker import run_worker, start_signals
 
         assert self.listeners is not None
         config = self.config
@@ -172,7 +178,7 @@ class Supervisor:
         if pid == 0:  # the worker
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+                start_signals(SIGNALS)
                 mine = self.listeners.http[slot] + self.listeners.https[slot]
                 for sock in self.listeners.all():
                     if sock not in mine:
@@ -287,6 +293,7 @@ class Supervisor:
                 _say("ports, address and worker count change only with a restart; "
                      "keeping the old ones")
                 new = _with_listening(new, self.config)
+            accesslog.check(new.access_log)
             ensure_local_sites(new, self.home, _say)
         except Exception as exc:  # a broken file must not take the running proxy down
             _say(f"reload failed, still serving the old configuration: {exc}")

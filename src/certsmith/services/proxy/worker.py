@@ -14,13 +14,24 @@ from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig
 
 
+def start_signals(blocked: set[signal.Signals]) -> None:
+    """In a new worker, before the supervisor's ``blocked`` signals are let through: SIGTERM
+    and SIGINT end it, SIGHUP and SIGUSR1 are ignored until its event loop has handlers.
+    (SIGUSR1 comes when a certificate job ends, often just after a reload started the worker;
+    by default it would kill it. A starting worker reads the certificates from disk, and its
+    sweep reloads them, so nothing is missed.)"""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+
+
 def run_worker(config: ProxyConfig, home: Path, http_socks: list[socket.socket],
                https_socks: list[socket.socket], dispatch: ssl.SSLContext) -> int:
     """Serve until SIGTERM has drained the connections; returns the exit code."""
     import uvloop
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
     pid = os.getpid()
 
     def say(line: str) -> None:
