@@ -19,6 +19,7 @@ from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import UsageError
+from certsmith.services.servers import listen
 from certsmith.services.servers.base import (
     KINDS,
     Block,
@@ -86,7 +87,7 @@ class InstallRequest:
     proxy_to: str | None = None
     http_port: int = 80
     https_port: int = 443
-    listen_address: str = ""
+    listen_addresses: tuple[str, ...] = ()  # empty: the addresses the user's site listens on
     dry_run: bool = False
 
 
@@ -131,7 +132,7 @@ def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
         return detected
     c = record["carried"]
     block = Block(c["file"], c["line"], tuple(c["names"]), tuple(c["ports"]), c["tls"],
-                  c["body"])
+                  c["body"], tuple(c.get("listens", ())))
     return dataclasses.replace(detected, blocks=(block,), takeover=None)
 
 
@@ -143,7 +144,8 @@ def _options(req: InstallRequest, spec: SiteSpec, store: FileStore, installer: I
     return SiteOptions(
         name=spec.name, names=tuple(i.value for i in spec.identifiers), live_dir=str(live),
         tls=tls, redirect=req.redirect, hsts=req.hsts, proxy_to=req.proxy_to,
-        http_port=req.http_port, https_port=req.https_port, listen_address=req.listen_address,
+        http_port=req.http_port, https_port=req.https_port,
+        listen_addresses=req.listen_addresses,
         challenge_dir=str(challenge_dir(store.home)), ocsp=ocsp, server_user=user,
         server_group=group)
 
@@ -184,7 +186,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
         "moved": moved, "config": installer.config.env_vars(),
         "options": {"redirect": req.redirect, "hsts": req.hsts, "proxy_to": req.proxy_to,
                     "http_port": req.http_port, "https_port": req.https_port,
-                    "listen_address": req.listen_address},
+                    "listen_addresses": list(req.listen_addresses)},
         "carried": (record or {}).get("carried") or _carried(detected),
         "deploy_files": [t.to_dict() for t in plan.deploy_files],
         "deploy_commands": [installer.config.reload],
@@ -223,9 +225,18 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
             except DeployError as exc:
                 raise ServerError(str(exc)) from exc
 
-    Transaction(installer, installer.health_port(opts)).apply(
+    Transaction(installer, health_address(plan)).apply(
         plan, prepare=copy if plan.deploy_files else None,
         also_save=[t.path for t in plan.deploy_files])
+
+
+def health_address(plan: Plan) -> tuple[str, int] | None:
+    """Where the server must still answer HTTP after the reload: the site's first address."""
+    for text in plan.http_listens:
+        hp = listen.parse_hostport(text, 80)
+        if hp is not None:
+            return listen.probe_host(hp[0]), hp[1]
+    return None
 
 
 def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
@@ -317,7 +328,8 @@ def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool
 
 
 def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int = 80,
-                      listen_address: str = "", env: dict[str, str] | None = None
+                      listen_addresses: tuple[str, ...] = (),
+                      env: dict[str, str] | None = None
                       ) -> tuple[Path, str]:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
     certsmith's challenge directory (validated, reloaded). Returns (directory, reload command).
@@ -330,15 +342,16 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         return directory, installer.config.reload  # its site already maps the challenge path
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
-    req = InstallRequest(kind, spec.name, http_port=http_port, listen_address=listen_address)
+    req = InstallRequest(kind, spec.name, http_port=http_port,
+                         listen_addresses=listen_addresses)
     detected = _with_record(installer.detect(names, http_port, 443), record)
     opts = SiteOptions(name=spec.name, names=tuple(names), live_dir="", tls=False,
-                       http_port=req.http_port, listen_address=listen_address,
+                       http_port=req.http_port, listen_addresses=listen_addresses,
                        challenge_dir=str(directory))
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
     if not all(_same(c) for c in plan.changes):  # (else: already in place)
-        Transaction(installer, installer.health_port(opts)).apply(plan)
+        Transaction(installer, health_address(plan)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",

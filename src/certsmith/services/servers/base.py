@@ -132,6 +132,7 @@ class Block:
     ports: tuple[int, ...] = ()
     tls: bool = False
     body: str = ""  # its content, re-rendered for carrying over (nginx, Apache)
+    listens: tuple[str, ...] = ()  # its listen addresses as written (nginx: with parameters)
 
     @property
     def where(self) -> str:
@@ -162,7 +163,7 @@ class SiteOptions:
     proxy_to: str | None = None
     http_port: int = 80
     https_port: int = 443
-    listen_address: str = ""
+    listen_addresses: tuple[str, ...] = ()  # --listen-address; empty: as the user's site
     challenge_dir: str = ""
     ocsp: bool = False             # the certificate names an OCSP responder
     server_user: str = ""
@@ -194,6 +195,8 @@ class Plan:
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = ()
     deploy_files: tuple[FileTarget, ...] = ()
+    http_listens: tuple[str, ...] = ()   # where the site answers after the change (host:port)
+    https_listens: tuple[str, ...] = ()
 
     def owned(self) -> list[str]:
         """Paths certsmith creates (what uninstall removes)."""
@@ -217,8 +220,6 @@ class Installer(Protocol):
 
     def plan(self, detected: Detected, opts: SiteOptions) -> Plan:
         """Pure: certsmith's files for this site."""
-
-    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None: ...
 
     def server_identity(self) -> tuple[str, str]:
         """(user, group) the server's workers run as, '' where unknown."""
