@@ -262,7 +262,10 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
         lines.append(f"    ssl.privkey = {_q(pem[1])}")
     lines.append(f"    ssl.openssl.ssl-conf-cmd = {conf_cmd}")
     if opts.hsts:
-        lines.append('    setenv.add-response-header += ("Strict-Transport-Security" => '
+        # set-, not add-response-header: lighttpd takes a key from the last matching
+        # condition, so the user's own add-response-header conditionals and HSTS would
+        # replace each other; distinct keys are both applied.
+        lines.append('    setenv.set-response-header += ("Strict-Transport-Security" => '
                      f'"max-age={opts.hsts}")')
     if opts.proxy_to:
         from urllib.parse import urlsplit
