@@ -21,7 +21,13 @@ from cryptography import x509
 
 from certsmith.services.servers import installer_for
 from certsmith.services.servers.base import Plan, SiteOptions, Transaction
-from certsmith.services.servers.listen import parse_addresses
+from certsmith.services.servers.listen import (
+    conflicts,
+    covered,
+    hostport,
+    parse_addresses,
+    parse_hostport,
+)
 from tests.conftest import RunCertsmith
 from tests.support.net import LOOPBACK, LOOPBACK6, free_port, wait_until
 from tests.support.pebble import Pebble
@@ -133,14 +139,14 @@ def test_site_on_loopback_v4_and_v6_keeps_both(kind: str, server: Factory, pebbl
     does): certsmith's site answers on exactly those, and on the same two for HTTPS."""
     srv = server(kind)
     http = both(srv.http_port)
-    assert listening(srv.http_port) == http
+    assert settled(srv.http_port, http) == http
     s = Site(srv, pebble, run_certsmith, f"both.{kind}.test")
     s.get()
     assert settled(srv.http_port, http) == http
     got = s.install("--redirect", "308")
     check_over(s, (LOOPBACK, LOOPBACK6))
     assert settled(srv.https_port, both(srv.https_port)) == both(srv.https_port)
-    assert listening(srv.http_port) == http
+    assert settled(srv.http_port, http) == http
     assert f"[::1]:{srv.https_port} (HTTPS), as your site does" in got.stdout, got.stdout
 
 
@@ -293,6 +299,16 @@ def test_listen_address_override_on_the_stock_tree(kind: str) -> None:
 def test_listen_address_values() -> None:
     assert parse_addresses(["127.0.0.1,::1", "[::1]", " 10.0.0.1 "]) == \
         ("127.0.0.1", "::1", "10.0.0.1")
+    assert [parse_hostport(t, 80) for t in
+            ("80", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::]:443", "*:80", ":443",
+             "localhost:81", "unix:/run/x.sock", "/run/x.sock", "[::1]x")] == [
+        ("", 80), ("127.0.0.1", 80), ("127.0.0.1", 8080), ("::1", 80), ("::", 443),
+        ("*", 80), ("", 443), ("localhost", 81), None, None, None]
+    assert hostport("", 80) == "80" and hostport("::1", 443) == "[::1]:443"
+    # a second socket beside a wildcard one of its family cannot be bound
+    assert covered("127.0.0.1", ["0.0.0.0"]) and not covered("::1", ["0.0.0.0"])
+    assert covered("::1", [""]) and not covered("127.0.0.1", ["::1"])
+    assert conflicts("", ["127.0.0.1"]) and not conflicts("::", ["127.0.0.1"])
 
 
 @pytest.mark.parametrize("value", ["localhost", "127.0.0.1:80", "", "1.2.3"])
