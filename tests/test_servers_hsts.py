@@ -10,7 +10,6 @@ together with the user's own headers, which must survive too."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,10 +17,11 @@ import pytest
 from certsmith.services.servers.base import Block, Detected, SiteOptions
 from certsmith.services.servers.nginx import render_site
 from tests.conftest import RunCertsmith
-from tests.support.net import free_port
+from tests.support.net import LOOPBACK, free_port
 from tests.support.pebble import Pebble
 from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
 from tests.test_servers_e2e import Site
+from tests.test_servers_listen import get_through_server, reload_until
 
 SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
 Factory = Callable[[str], WebServer]
@@ -115,11 +115,6 @@ def _lighttpd_site(srv: WebServer, name: str, where: str) -> None:
         "}\n")
 
 
-def _reload(srv: WebServer) -> None:
-    subprocess.run(srv.certsmith_env()[f"CERTSMITH_{srv.kind.upper()}_RELOAD"], shell=True,
-                   check=True)
-
-
 def _headers(s: Site, path: str) -> tuple[str, str]:
     got = s.curl(path)
     assert got.returncode == 0, got.stderr
@@ -151,12 +146,12 @@ def test_hsts_on_every_response_under_the_users_header_blocks(
         _apache_site(srv, name)
     else:  # the user's conditionals before certsmith's 98-certsmith-NAME.conf, or after it
         _lighttpd_site(srv, name, "50" if kind.endswith("before") else "99")
-    _reload(srv)
+    reload_until(srv, name, "x-site: site")
     cases = list(CASES)
     if srv.kind == "nginx":
         cases.append(("/docs/page.html?flag=1", "200", "x-flag: flag"))
     s = Site(srv, pebble, run_certsmith, name)
-    s.get()
+    get_through_server(s, (LOOPBACK,))
     s.install("--redirect", "308", "--hsts")
     s.wait_https()  # (the HTTPS port is new: once it answers, the new configuration does)
     for path, status, header in cases:

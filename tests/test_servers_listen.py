@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certsmith.services.servers import installer_for
+from certsmith.base.identifiers import parse_identifiers
+from certsmith.base.model import SiteSpec, SolverSpec
+from certsmith.services.servers import challenge_dir, installer_for, prepare_challenge
 from certsmith.services.servers.base import Plan, SiteOptions, Transaction
 from certsmith.services.servers.listen import (
     conflicts,
@@ -93,6 +95,51 @@ def served_serial(s: Site, host: str) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
+def reload_until(srv: WebServer, name: str, header: str) -> None:
+    """Reload the server after the test changed its files, and wait until the user's site
+    answers (with ``header``): a graceful reload completes after the command returns."""
+    subprocess.run(srv.certsmith_env()[f"CERTSMITH_{srv.kind.upper()}_RELOAD"], shell=True,
+                   check=True)
+
+    def live() -> bool:
+        got = subprocess.run(
+            ["curl", "-sS", "-i", "--max-time", "5", "--resolve",
+             f"{name}:{srv.http_port}:{LOOPBACK}", f"http://{name}:{srv.http_port}/"],
+            capture_output=True, text=True, check=False)
+        return header in got.stdout.lower()
+
+    wait_until(live, what=f"{srv.kind} serving the user's site {name}")
+
+
+def get_through_server(s: Site, hosts: tuple[str, ...]) -> None:
+    """``certsmith get --SERVER``, its challenge mapping live first.
+
+    ``get --SERVER`` installs the mapping, reloads and orders at once; a graceful reload
+    completes after the command returns, so Pebble may still reach the old workers (proving
+    that the new configuration is live is the reload check's job, not these tests'). Here the
+    same service call installs the mapping, the test waits until the server answers from
+    certsmith's challenge directory on each of ``hosts``, and ``get`` then finds it in place."""
+    spec = SiteSpec(name=s.name, identifiers=parse_identifiers(s.names),
+                    server=s.pebble.directory,
+                    solver=SolverSpec("server", webroot=str(challenge_dir(s.home)),
+                                      server=s.srv.kind))
+    directory, _reload = prepare_challenge(s.home, s.srv.kind, spec,  # type: ignore[arg-type]
+                                           http_port=s.srv.http_port,
+                                           env=s.srv.certsmith_env())
+    probe = directory / ".well-known" / "acme-challenge" / "certsmith-test-probe"
+    probe.write_text("probe\n")
+    probe.chmod(0o644)
+    path = "/.well-known/acme-challenge/certsmith-test-probe"
+
+    def answered() -> bool:
+        return all(curl(s, h, s.srv.http_port, path, https=False).stdout
+                   .startswith("HTTP/1.1 200") for h in hosts)
+
+    wait_until(answered, what=f"{s.srv.kind} answering from certsmith's challenge directory")
+    probe.unlink()
+    s.get()
+
+
 def refused(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -141,7 +188,7 @@ def test_site_on_loopback_v4_and_v6_keeps_both(kind: str, server: Factory, pebbl
     http = both(srv.http_port)
     assert settled(srv.http_port, http) == http
     s = Site(srv, pebble, run_certsmith, f"both.{kind}.test")
-    s.get()
+    get_through_server(s, (LOOPBACK, LOOPBACK6))
     assert settled(srv.http_port, http) == http
     got = s.install("--redirect", "308")
     check_over(s, (LOOPBACK, LOOPBACK6))
@@ -160,18 +207,17 @@ def test_site_on_127_0_0_1_only_is_not_widened(kind: str, server: Factory, pebbl
     if kind == "nginx":
         site = srv.root / "sites-available" / "v4site"
         site.write_text(f"server {{\n    listen {LOOPBACK}:{srv.http_port};\n"
-                        f"    server_name {name};\n    root {srv.docroot};\n}}\n")
+                        f"    server_name {name};\n    root {srv.docroot};\n"
+                        "    add_header X-User v4;\n}\n")
         (srv.root / "sites-enabled" / "v4site").symlink_to(site)
-        reload = srv.certsmith_env()["CERTSMITH_NGINX_RELOAD"]
     else:
         site = srv.root / "sites-available" / "v4site.conf"
         site.write_text(f"<VirtualHost {LOOPBACK}:{srv.http_port}>\n    ServerName {name}\n"
                         f"    DocumentRoot {srv.docroot}\n</VirtualHost>\n")
         (srv.root / "sites-enabled" / "v4site.conf").symlink_to(site)
-        reload = srv.certsmith_env()["CERTSMITH_APACHE_RELOAD"]
-    subprocess.run(reload, shell=True, check=True)
+    reload_until(srv, name, "x-user: v4" if kind == "nginx" else "stock apache page")
     s = Site(srv, pebble, run_certsmith, name)
-    s.get()
+    get_through_server(s, (LOOPBACK,))
     s.install("--redirect", "308")
     check_over(s, (LOOPBACK,))
     v4 = {f"{LOOPBACK}:{srv.https_port}"}
