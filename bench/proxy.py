@@ -8,7 +8,7 @@ proxy's own CPU time per request (all its processes, from /proc), and ratios aga
 Then 10,000 idle keep-alive TLS connections are opened to each proxy and its memory read.
 
     .venv/bin/python bench/proxy.py [--duration 10] [--connections 64] [--skip caddy]
-                                    [--idle 10000] [--testssl]
+                                    [--idle 10000] [--testssl] [--sslyze]
 
 Peers are configured as a careful operator would for this job: nginx with upstream keep-alive
 (``keepalive 128``) and no per-connection request cap; Caddy 2.6 with its defaults. Everything
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from tests.support.net import free_port, port_open, stop_process, wait_until
 from tests.support.proxy import run_testssl
+from tests.support.sslyze import mozilla_intermediate
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -304,6 +305,8 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated: nginx,caddy")
     parser.add_argument("--idle", type=int, default=10000, help="idle connections (0: skip)")
     parser.add_argument("--testssl", action="store_true", help="also run testssl.sh")
+    parser.add_argument("--sslyze", action="store_true",
+                        help="also run sslyze's Mozilla intermediate check")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     missing = [tool for tool in ("wrk", "nginx", "caddy") if not shutil.which(tool)
@@ -358,6 +361,11 @@ def main() -> int:
                       f"({(after - before) / max(held, 1):.1f} KiB per connection)")
         if args.testssl:
             report_testssl(ours.port, work)
+        if args.sslyze:
+            verdict = mozilla_intermediate("localhost", ours.port,
+                                           ours.work / "home" / "ca" / "root.pem")
+            print(f"sslyze Mozilla intermediate: {'compliant' if verdict.compliant else 'NOT'}"
+                  f" compliant {verdict.issues or ''}")
     finally:
         for server in reversed(started):
             if server.proc is not None and server.proc.poll() is None:

@@ -10,6 +10,8 @@ Fixture API (see tests/support/ for the classes):
 - ``lighttpd_factory(docroot, *, port=None, pemfile=None, privkey=None, tls_port=None,
   start=True) -> Lighttpd`` (function): a lighttpd on 127.0.0.1; pass ``port=pebble.http_port``
   to answer Pebble's http-01 requests from ``docroot``. Stopped at the end of the test.
+- ``served_path`` (function): a world-traversable temporary directory for document roots and
+  files the servers read as www-data (pytest's ``tmp_path`` is private to root).
 - ``cs_home`` (function): an empty, not yet created state directory (a ``Path``).
 - ``run_certsmith(*args, env=None, check=False, home=None, server=pebble, timeout=120)
   -> CompletedProcess[str]``: runs ``python -m certsmith`` with CERTSMITH_HOME=cs_home
@@ -17,23 +19,55 @@ Fixture API (see tests/support/ for the classes):
 - ``certsmith_env`` (function): the environment ``run_certsmith`` uses (for Popen-based tests).
 - ``openssl_verify(cert, chain=None, root=None) -> CompletedProcess[str]``: fixture wrapping
   ``verify_chain`` below; ``root`` defaults to the session Pebble's root.
+
+Hypothesis runs with the ``repeatable`` profile below unless ``CERTSMITH_HYPOTHESIS=explore``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.lighttpd import Lighttpd
 from tests.support.pebble import Pebble
 
 REPO = Path(__file__).resolve().parent.parent
+
+# -- Hypothesis: property tests never turn the suite red by chance ---------------------------------
+# ``repeatable`` (the default, on CI and on a fresh clone alike): each test draws the same
+# examples on every run (derandomized), reads and writes no example database, and has no
+# deadline and no too-slow check, since a loaded machine is slow, not wrong. A failure prints its
+# reproduction blob; what it found is then kept in the test as an explicit ``@example``.
+# ``CERTSMITH_HYPOTHESIS=explore``: random examples, ten times as many (tests that set their own
+# ``max_examples`` keep it), remembered in .hypothesis/ so a failure found replays; for looking
+# for new failures, never for CI. Loaded here, before any test module makes its settings.
+_BASE = settings.get_profile("default")  # not Hypothesis's own "ci", which CI=true would load
+_HYPOTHESIS_PROFILES = {
+    "repeatable": settings(_BASE, derandomize=True, database=None, print_blob=True,
+                           deadline=None, suppress_health_check=[HealthCheck.too_slow]),
+    "explore": settings(_BASE, derandomize=False, max_examples=1000, print_blob=True,
+                        deadline=None, suppress_health_check=[HealthCheck.too_slow]),
+}
+for _name, _profile in _HYPOTHESIS_PROFILES.items():
+    settings.register_profile(_name, _profile)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the Hypothesis profile (before collection imports any test module)."""
+    wanted = os.environ.get("CERTSMITH_HYPOTHESIS", "repeatable")
+    if wanted not in _HYPOTHESIS_PROFILES:
+        raise pytest.UsageError(f"CERTSMITH_HYPOTHESIS={wanted}: choose one of "
+                                f"{', '.join(_HYPOTHESIS_PROFILES)}")
+    settings.load_profile(wanted)
 
 
 def verify_chain(
@@ -92,7 +126,7 @@ class LighttpdFactory(Protocol):
 
 
 @pytest.fixture
-def lighttpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LighttpdFactory]:
+def lighttpd_factory() -> Iterator[LighttpdFactory]:
     started: list[Lighttpd] = []
 
     def make(
@@ -104,16 +138,24 @@ def lighttpd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Light
         privkey: Path | str | None = None,
         start: bool = True,
     ) -> Lighttpd:
-        server = Lighttpd(
-            docroot, port=port, tls_port=tls_port, pemfile=pemfile, privkey=privkey,
-            workdir=tmp_path_factory.mktemp("lighttpd"),
-        )
+        server = Lighttpd(docroot, port=port, tls_port=tls_port, pemfile=pemfile,
+                          privkey=privkey)
         started.append(server)
         return server.start() if start else server
 
     yield make
     for server in started:
         server.close()
+
+
+@pytest.fixture
+def served_path() -> Iterator[Path]:
+    """A directory the test servers' workers (www-data, as on Debian) can reach, like /var/www:
+    pytest's ``tmp_path`` is private to root. Removed at the end of the test."""
+    path = Path(tempfile.mkdtemp(prefix="certsmith-served-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -94,10 +94,10 @@ def test_standalone_get_renew_revoke(run_certsmith: RunCertsmith, pebble: Pebble
 
 def test_webroot_through_lighttpd_with_deploy_targets(
         run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path, tmp_path: Path,
-        lighttpd_factory: LighttpdFactory) -> None:
+        served_path: Path, lighttpd_factory: LighttpdFactory) -> None:
     """Seed 000: webroot served by a real lighttpd, a combined PEM lighttpd then serves, copies
     with owner/mode, and a reload command with the documented environment."""
-    docroot = tmp_path / "www"
+    docroot = served_path / "www"
     docroot.mkdir()
     (docroot / "index.html").write_text("allsky\n")
     lighttpd_factory(docroot, port=pebble.http_port)
@@ -278,3 +278,19 @@ def test_preferred_chain(pebble_factory, run_certsmith: RunCertsmith,  # type: i
 
     assert top_issuer("alt.example.com") == alt_cn
     assert top_issuer("default.example.com") != alt_cn
+
+
+def test_separate_takes_more_than_100_names(run_certsmith: RunCertsmith, pebble: Pebble,
+                                            cs_home: Path) -> None:
+    """The 100-name limit is per certificate: --separate with 101 names makes 101 certificates,
+    each carrying its own name."""
+    names = [f"h{i}.many.example.com" for i in range(101)]
+    got = run_certsmith("get", *names, "--separate", "--standalone",
+                        "--http-port", pebble.http_port, "--server", pebble.directory,
+                        "--agree-tos", "--json", timeout=600)
+    assert got.returncode == 0, got.stderr
+    outcomes = json.loads(got.stdout)
+    assert sorted(o["name"] for o in outcomes) == sorted(names)
+    assert {o["action"] for o in outcomes} == {"issued"}
+    for name in names:
+        assert sans(cs_home / "live" / name / "cert.pem") == [name]

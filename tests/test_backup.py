@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
+import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +26,10 @@ from certsmith.base import events
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import CertsmithError
 from certsmith.services import backup as backup_service
+from tests.conftest import RunCertsmith
+from tests.support.net import LOOPBACK, free_port, port_open, wait_until
+from tests.support.pebble import Pebble
+from tests.support.webservers import Lighttpd
 
 Snapshot = dict[str, tuple[str, int, bytes | str]]
 
@@ -370,3 +378,59 @@ def test_accepted_archives_never_reach_outside(members: list[tuple[tarfile.TarIn
                 assert resolved == real_home or resolved.startswith(real_home + os.sep), \
                     (name, resolved)
         assert sorted(p.name for p in root.iterdir()) == ["jail", "p.tar.gz"]
+
+
+# -- install records: a new machine learns what its web servers must serve -----------------------
+
+
+def served_serial(port: int, name: str, root_pem: Path) -> int:
+    context = ssl.create_default_context(cafile=str(root_pem))
+    with socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_restore_brings_install_records_and_says_to_install_again(
+        run_certsmith: RunCertsmith, pebble: Pebble, tmp_path: Path) -> None:
+    """Old machine: get --lighttpd + install. Its backup restored into a fresh home holds the
+    install records, and restore prints the install command that, run against a fresh
+    lighttpd (the new machine's), serves the restored certificate."""
+    root_pem = tmp_path / "pebble-root.pem"
+    root_pem.write_text(pebble.root_pem())
+    http_port, https_port = pebble.http_port, free_port()
+    old = Lighttpd(http_port=http_port, https_port=https_port).start()
+    try:
+        home = old.workdir / "certsmith"
+        env = old.certsmith_env()
+        run_certsmith("get", "moved.test", "--lighttpd", "--http-port", http_port,
+                      "--http-address", LOOPBACK, "--server", pebble.directory, "--agree-tos",
+                      env=env, home=home, check=True)
+        run_certsmith("install", "lighttpd", "moved.test", "--http-port", http_port,
+                      "--https-port", https_port, "--listen-address", LOOPBACK, "--redirect",
+                      "--hsts", env=env, home=home, check=True)
+        record = (home / "installs" / "lighttpd" / "moved.test.json").read_bytes()
+        file = tmp_path / "backup.tar.gz"
+        run_certsmith("backup", file, home=home, check=True)
+    finally:
+        old.close()
+
+    new = Lighttpd(http_port=http_port, https_port=https_port).start()
+    try:
+        fresh = new.workdir / "certsmith"
+        restored = run_certsmith("restore", file, home=fresh, check=True)
+        assert (fresh / "installs" / "lighttpd" / "moved.test.json").read_bytes() == record
+        lines = restored.stdout.splitlines()
+        assert lines[1] == "the web servers of the old machine served these; run on this one:"
+        command = shlex.split(lines[2])
+        assert command == ["certsmith", "install", "lighttpd", "moved.test", "--redirect", "308",
+                           "--hsts", "63072000", "--listen-address", LOOPBACK,
+                           "--http-port", str(http_port), "--https-port", str(https_port)]
+        run_certsmith(*command[1:], env=new.certsmith_env(), home=fresh, check=True)
+        live = x509.load_pem_x509_certificate(
+            (fresh / "live" / "moved.test" / "cert.pem").read_bytes())
+        wait_until(lambda: port_open(https_port), what="lighttpd's HTTPS listener")
+        assert served_serial(https_port, "moved.test", root_pem) == live.serial_number
+    finally:
+        new.close()

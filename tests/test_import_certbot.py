@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,9 @@ class CertbotState:
 def certbot_state(tmp_path_factory: pytest.TempPathFactory,
                   pebble: Pebble) -> Iterator[CertbotState]:
     base = tmp_path_factory.mktemp("certbot")
-    config, docroot, hook_out = base / "letsencrypt", base / "www", base / "hook-ran"
+    served = Path(tempfile.mkdtemp(prefix="certsmith-served-"))  # lighttpd runs as www-data
+    os.chmod(served, 0o755)
+    config, docroot, hook_out = base / "letsencrypt", served / "www", base / "hook-ran"
     docroot.mkdir()
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}
     common = [CERTBOT, "certonly", "--non-interactive", "--agree-tos",
@@ -57,7 +60,7 @@ def certbot_state(tmp_path_factory: pytest.TempPathFactory,
     certbot("--standalone", "--http-01-port", str(pebble.http_port), "--http-01-address",
             "127.0.0.1", "--key-type", "rsa", "--rsa-key-size", "2048", "-d", STD,
             "--deploy-hook", f'printf %s "$RENEWED_DOMAINS" > {hook_out}')
-    server = Lighttpd(docroot, port=pebble.http_port, workdir=base / "lighttpd").start()
+    server = Lighttpd(docroot, port=pebble.http_port).start()
     try:
         certbot("--webroot", "-w", str(docroot), "--key-type", "ecdsa", "--elliptic-curve",
                 "secp384r1", "-d", WEB)
@@ -69,6 +72,7 @@ def certbot_state(tmp_path_factory: pytest.TempPathFactory,
         yield CertbotState(config, hook_out, docroot, server)
     finally:
         server.close()
+        shutil.rmtree(served, ignore_errors=True)
 
 
 def serial(path: Path) -> int:

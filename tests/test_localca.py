@@ -552,9 +552,12 @@ def test_trust_nss_profiles_and_java_are_idempotent_and_reversible(env: Env) -> 
 
 
 def test_trust_missing_and_broken_stores_are_reported_not_fatal(env: Env) -> None:
-    # No NSS database at all: reported, skipped, success.
-    out = ok(env.cs("trust", "install", "--store", "nss"))
+    # No NSS database and no certutil to make one: reported, skipped, success.
+    no_certutil = env.tmp / "no-certutil"
+    no_certutil.mkdir()
+    out = ok(env.cs("trust", "install", "--store", "nss", PATH=str(no_certutil)))
     assert re.search(r"nss .*missing \(skipped\)", out.stdout), out.stdout
+    assert not (env.user_home / ".pki").exists()
     # One damaged database next to a good one: the good one is still done; exit non-zero.
     good, bad = env.user_home / ".pki" / "nssdb", env.user_home / ".mozilla" / "firefox" / "p"
     make_nssdb(good)
@@ -564,6 +567,32 @@ def test_trust_missing_and_broken_stores_are_reported_not_fatal(env: Env) -> Non
     assert "some stores failed" in one_line_error(proc)
     assert re.search(rf"{re.escape(str(good))}\s+installed", proc.stdout), proc.stdout
     assert re.search(rf"{re.escape(str(bad))}\s+failed", proc.stdout), proc.stdout
+
+
+def test_trust_install_creates_chromiums_missing_database(env: Env) -> None:
+    """A fresh or headless Chromium never creates ~/.pki/nssdb; one 'trust install' is enough:
+    the database is made, holds the root, and Chromium then accepts a local certificate."""
+    db = env.user_home / ".pki" / "nssdb"
+    assert not db.exists()
+    ok(env.cs("-q", "local", "www.app.test"))
+    out = ok(env.cs("trust", "install", "--store", "nss", "--json"))
+    [report] = json.loads(out.stdout)["stores"]
+    assert report == {"store": "nss", "location": str(db), "state": "installed",
+                      "detail": "created the database (Chrome/Chromium)"}
+    root_der = load_chain(env.root)[0].public_bytes(serialization.Encoding.DER)
+    label = f"certsmith-local-ca-{hashlib.sha256(root_der).hexdigest()[:16]}"
+    assert re.search(rf"^{label}\s+C,,", nss_listing(db), re.M), nss_listing(db)
+    assert stat_mode(db) == 0o700
+    with https_server(env.work / "www.app.test.pem", env.work / "www.app.test-key.pem") as (
+            port, token):
+        b = chromium("www.app.test", port, env.user_home, env.tmp)
+        assert token in b.stdout, (chromium_error(b), b.stderr[-2000:])
+    again = json.loads(ok(env.cs("trust", "install", "--store", "nss", "--json")).stdout)
+    assert [(r["state"], r["detail"]) for r in again["stores"]] == [("trusted", "already")]
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def test_trust_without_a_ca_changes_nothing(env: Env) -> None:

@@ -77,9 +77,9 @@ def test_directory_has_ari_and_tls_bundle_works(pebble: Pebble) -> None:
 
 
 def test_certificate_end_to_end_via_lighttpd_webroot(
-    pebble: Pebble, lighttpd_factory: LighttpdFactory, tmp_path: Path
+    pebble: Pebble, lighttpd_factory: LighttpdFactory, tmp_path: Path, served_path: Path
 ) -> None:
-    webroot = tmp_path / "www"
+    webroot = served_path / "www"
     web = lighttpd_factory(webroot, port=pebble.http_port)
     (webroot / "hello.txt").write_text("hi")
     assert web.get("/hello.txt") == (200, b"hi")
@@ -117,12 +117,13 @@ def test_certificate_end_to_end_via_lighttpd_webroot(
 
 
 def test_validity_and_tls_mode_lighttpd(
-    pebble_factory: PebbleFactory, lighttpd_factory: LighttpdFactory, tmp_path: Path
+    pebble_factory: PebbleFactory, lighttpd_factory: LighttpdFactory, tmp_path: Path,
+    served_path: Path,
 ) -> None:
     """A one-hour Pebble certificate, served by lighttpd from one combined PEM, then a reload
     picks up a second certificate."""
     ca = pebble_factory(validity=3600, authz_reuse=100)
-    webroot = tmp_path / "www"
+    webroot = served_path / "www"
     lighttpd_factory(webroot, port=ca.http_port)
     acme = _acme_client(ca)
     _register(acme)
@@ -147,7 +148,7 @@ def test_validity_and_tls_mode_lighttpd(
             acme.answer_challenge(chall, response)
         deadline = dt.datetime.now() + dt.timedelta(seconds=60)
         fullchain: str = acme.poll_and_finalize(order, deadline).fullchain_pem
-        combined = tmp_path / "combined.pem"
+        combined = served_path / "combined.pem"  # re-read by www-data on the reload
         combined.write_text(fullchain + key_pem.decode())
         return fullchain, combined
 
@@ -155,7 +156,7 @@ def test_validity_and_tls_mode_lighttpd(
     cert = x509.load_pem_x509_certificate(fullchain.encode())
     assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(hours=1, minutes=1)
 
-    tls = lighttpd_factory(tmp_path / "tls-www", pemfile=combined)
+    tls = lighttpd_factory(served_path / "tls-www", pemfile=combined)
     served = x509.load_pem_x509_certificate(tls.served_cert_pem().encode())
     assert served == cert
 

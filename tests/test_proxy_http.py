@@ -66,8 +66,12 @@ def test_versions_and_targets() -> None:
     with pytest.raises(http.HttpError) as caught:
         http.forward_request(b"GET", b"/", "2.0", [(b"Host", b"a")], "1.2.3.4")
     assert caught.value.status == 505
+    # Absolute form (RFC 9112 section 3.2.2, accepted since issue 11): the target's authority
+    # replaces Host, the upstream gets the origin form.
+    req = http.forward_request(b"GET", b"http://other/", "1.1", [(b"Host", b"a")], "1.2.3.4")
+    assert req.host == "other" and req.head.startswith(b"GET / HTTP/1.1\r\nHost: other\r\n")
     with pytest.raises(http.HttpError):
-        http.forward_request(b"GET", b"http://evil/", "1.1", [(b"Host", b"a")], "1.2.3.4")
+        http.forward_request(b"GET", b"ftp://evil/", "1.1", [(b"Host", b"a")], "1.2.3.4")
     req = http.forward_request(b"GET", b"/", "1.0", [], "1.2.3.4")
     assert not req.keep_alive and req.host == ""
 
@@ -228,7 +232,7 @@ def test_local_names_and_sites() -> None:
     assert not local.uses_acme and local.cert_name == "local-localhost"
     assert [i.value for i in local.cert_identifiers] == ["localhost", "127.0.0.1", "::1"]
     public = config.from_cli(["example.org,www.example.org"], "8080", hsts="").sites[0]
-    assert public.uses_acme and public.cert_name == "example.org" and public.hsts == 31536000
+    assert public.uses_acme and public.cert_name == "example.org" and public.hsts == 63072000
 
 
 def test_toml(tmp_path: object) -> None:

@@ -3,6 +3,7 @@ install/remove/status through the real CLI, with the system directories pointed 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from certsmith.errors import CertsmithError
 from certsmith.services import schedule
 from certsmith.services.schedule import CronTime, Host
+from tests.conftest import RunCertsmith
+from tests.support.pebble import Pebble
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -394,3 +397,71 @@ def test_cli_help_mentions_modes() -> None:
     assert result.returncode == 0
     for word in ("install", "remove", "status", "cron", "systemd"):
         assert word in result.stdout
+
+
+# -- what a timer's renewal needs is stored with the site ------------------------------------------
+
+
+def test_renewal_without_requests_ca_bundle_uses_the_recorded_one(
+        run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path,
+        certsmith_env: dict[str, str]) -> None:
+    """A timer has no REQUESTS_CA_BUNDLE: the bundle in effect at 'get' is kept with the site."""
+    got = run_certsmith("get", "timer.example.com", "--standalone",
+                        "--http-port", pebble.http_port, "--server", pebble.directory,
+                        "--agree-tos")
+    assert got.returncode == 0, got.stderr
+    site = (cs_home / "sites" / "timer.example.com.toml").read_text()
+    assert f'ca_bundle = "{pebble.ca_bundle}"' in site
+    env = {k: v for k, v in certsmith_env.items()
+           if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    renewed = subprocess.run([sys.executable, "-m", "certsmith", "renew", "--force", "--json"],
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    [outcome] = json.loads(renewed.stdout)
+    assert outcome["action"] == "renewed", outcome
+    assert os.readlink(cs_home / "live" / "timer.example.com") == \
+        "../archive/timer.example.com/2"
+
+
+def _running_commands() -> set[str]:
+    result = subprocess.run(["ps", "-eo", "comm="], capture_output=True, text=True, timeout=60,
+                            check=True)
+    return {line.strip() for line in result.stdout.splitlines()}
+
+
+def test_cli_warns_when_no_cron_daemon_runs(tmp_path: Path) -> None:
+    """Seen on a container: a cron file nothing reads. Install says so (and still writes it,
+    ready for when cron starts); with a cron process running, no warning."""
+    assert not os.path.isdir("/run/systemd/system")
+    assert not _running_commands() & {"cron", "crond", "anacron", "fcron"}, \
+        "this test needs a machine without a running cron daemon"
+    env = _env(tmp_path, CERTSMITH_INIT="cron")
+    result = cli(env, "--home", str(tmp_path / "h"), "schedule", "install")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cron.d" / "certsmith").exists()
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("certsmith: warning: no cron daemon")
+    assert "will NOT renew until one is started" in warning
+    assert "will NOT renew" in cli(env, "schedule", "status").stderr
+    quiet = cli(env, "--home", str(tmp_path / "h"), "--quiet", "schedule", "install")
+    assert quiet.stdout == "" and "will NOT renew" in quiet.stderr
+
+    # A real process called crond (the name is all the check reads, as ps shows it).
+    fake = tmp_path / "bin" / "crond"
+    fake.parent.mkdir()
+    fake.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    daemon = subprocess.Popen([str(fake), "300"])
+    try:
+        assert "crond" in _running_commands()
+        calm = cli(env, "--home", str(tmp_path / "h"), "schedule", "install")
+        assert calm.returncode == 0 and calm.stderr == "", calm.stderr
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def test_cli_warns_when_systemd_is_not_running(tmp_path: Path) -> None:
+    assert not os.path.isdir("/run/systemd/system")
+    result = cli(_env(tmp_path, CERTSMITH_INIT="systemd"), "schedule", "install")
+    assert result.returncode == 0 and result.stdout.startswith("installed: ")
+    assert "systemd is not running" in result.stderr and "will NOT renew" in result.stderr

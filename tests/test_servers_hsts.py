@@ -17,11 +17,11 @@ import pytest
 from certsmith.services.servers.base import Block, Detected, SiteOptions
 from certsmith.services.servers.nginx import render_site
 from tests.conftest import RunCertsmith
-from tests.support.net import LOOPBACK, free_port
+from tests.support.net import free_port
 from tests.support.pebble import Pebble
 from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
 from tests.test_servers_e2e import Site
-from tests.test_servers_listen import get_through_server, reload_until
+from tests.test_servers_listen import reload_until
 
 SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
 Factory = Callable[[str], WebServer]
@@ -151,7 +151,7 @@ def test_hsts_on_every_response_under_the_users_header_blocks(
     if srv.kind == "nginx":
         cases.append(("/docs/page.html?flag=1", "200", "x-flag: flag"))
     s = Site(srv, pebble, run_certsmith, name)
-    get_through_server(s, (LOOPBACK,))
+    s.get()
     s.install("--redirect", "308", "--hsts")
     s.wait_https()  # (the HTTPS port is new: once it answers, the new configuration does)
     for path, status, header in cases:

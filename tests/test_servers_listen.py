@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certsmith.base.identifiers import parse_identifiers
-from certsmith.base.model import SiteSpec, SolverSpec
-from certsmith.services.servers import challenge_dir, installer_for, prepare_challenge
+from certsmith.services.servers import installer_for
 from certsmith.services.servers.base import Plan, SiteOptions, Transaction
 from certsmith.services.servers.listen import (
     conflicts,
@@ -111,35 +109,6 @@ def reload_until(srv: WebServer, name: str, header: str) -> None:
     wait_until(live, what=f"{srv.kind} serving the user's site {name}")
 
 
-def get_through_server(s: Site, hosts: tuple[str, ...]) -> None:
-    """``certsmith get --SERVER``, its challenge mapping live first.
-
-    ``get --SERVER`` installs the mapping, reloads and orders at once; a graceful reload
-    completes after the command returns, so Pebble may still reach the old workers (proving
-    that the new configuration is live is the reload check's job, not these tests'). Here the
-    same service call installs the mapping, the test waits until the server answers from
-    certsmith's challenge directory on each of ``hosts``, and ``get`` then finds it in place."""
-    spec = SiteSpec(name=s.name, identifiers=parse_identifiers(s.names),
-                    server=s.pebble.directory,
-                    solver=SolverSpec("server", webroot=str(challenge_dir(s.home)),
-                                      server=s.srv.kind))
-    directory, _reload = prepare_challenge(s.home, s.srv.kind, spec,  # type: ignore[arg-type]
-                                           http_port=s.srv.http_port,
-                                           env=s.srv.certsmith_env())
-    probe = directory / ".well-known" / "acme-challenge" / "certsmith-test-probe"
-    probe.write_text("probe\n")
-    probe.chmod(0o644)
-    path = "/.well-known/acme-challenge/certsmith-test-probe"
-
-    def answered() -> bool:
-        return all(curl(s, h, s.srv.http_port, path, https=False).stdout
-                   .startswith("HTTP/1.1 200") for h in hosts)
-
-    wait_until(answered, what=f"{s.srv.kind} answering from certsmith's challenge directory")
-    probe.unlink()
-    s.get()
-
-
 def refused(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
@@ -188,7 +157,7 @@ def test_site_on_loopback_v4_and_v6_keeps_both(kind: str, server: Factory, pebbl
     http = both(srv.http_port)
     assert settled(srv.http_port, http) == http
     s = Site(srv, pebble, run_certsmith, f"both.{kind}.test")
-    get_through_server(s, (LOOPBACK, LOOPBACK6))
+    s.get()  # (it proves the challenge mapping live on both addresses before ordering)
     assert settled(srv.http_port, http) == http
     got = s.install("--redirect", "308")
     check_over(s, (LOOPBACK, LOOPBACK6))
@@ -217,7 +186,7 @@ def test_site_on_127_0_0_1_only_is_not_widened(kind: str, server: Factory, pebbl
         (srv.root / "sites-enabled" / "v4site.conf").symlink_to(site)
     reload_until(srv, name, "x-user: v4" if kind == "nginx" else "stock apache page")
     s = Site(srv, pebble, run_certsmith, name)
-    get_through_server(s, (LOOPBACK,))
+    s.get()
     s.install("--redirect", "308")
     check_over(s, (LOOPBACK,))
     v4 = {f"{LOOPBACK}:{srv.https_port}"}
@@ -238,13 +207,40 @@ def test_site_on_127_0_0_1_only_is_not_widened(kind: str, server: Factory, pebbl
     assert settled(srv.https_port, both(srv.https_port)) == both(srv.https_port)
 
 
+def test_site_on_ipv6_loopback_only_is_proven_there(server: Factory, pebble: Pebble,
+                                                    run_certsmith: RunCertsmith) -> None:
+    """A user's nginx site on [::1] only (added after `get`, which Pebble reaches over
+    127.0.0.1): install proves the new configuration on [::1], where the site listens — on
+    127.0.0.1 nothing answers TLS for it, and a proof there would roll a good install back."""
+    srv = server("nginx")
+    name = "v6only.nginx.test"
+    s = Site(srv, pebble, run_certsmith, name)
+    s.get()
+    site = srv.root / "sites-available" / "v6site"
+    site.write_text(f"server {{\n    listen [{LOOPBACK6}]:{srv.http_port};\n"
+                    f"    server_name {name};\n    root {srv.docroot};\n"
+                    "    add_header X-User v6;\n}\n")
+    (srv.root / "sites-enabled" / "v6site").symlink_to(site)
+
+    got = s.install("--redirect", "308", check=False)
+
+    assert got.returncode == 0, got.stderr
+    assert f"[::1]:{srv.https_port} (HTTPS), as your site does" in got.stdout, got.stdout
+    check_over(s, (LOOPBACK6,))
+    v6 = {f"[{LOOPBACK6}]:{srv.https_port}"}
+    assert settled(srv.https_port, v6) == v6
+    assert refused(LOOPBACK, srv.https_port)
+
+
 # -- the stock wildcard form and IPv6-only sites: rendered and validated, never started ------
 
 
 def _plan(srv: WebServer, name: str, **options: object) -> tuple[Plan, str]:
     """certsmith's plan for ``name`` on ``srv``, applied and accepted by the server's own
-    validator (reload: ``true``, nothing runs); returns it and the text it writes."""
-    env = {**srv.certsmith_env(), f"CERTSMITH_{srv.kind.upper()}_RELOAD": "true"}
+    validator (reload and restart: ``true``, nothing runs); returns it and the text it
+    writes."""
+    env = {**srv.certsmith_env(), f"CERTSMITH_{srv.kind.upper()}_RELOAD": "true",
+           f"CERTSMITH_{srv.kind.upper()}_RESTART": "true"}
     installer = installer_for(srv.kind, env)
     live = srv.workdir / "live"
     live.mkdir()

@@ -58,7 +58,8 @@ def _live(directory: Path) -> Path:
 def test_rendered_site_passes_the_servers_own_check(kind: str, combo: str) -> None:
     srv = SERVERS[kind]()
     try:
-        env = {**srv.certsmith_env(), f"CERTSMITH_{kind.upper()}_RELOAD": "true"}
+        env = {**srv.certsmith_env(), f"CERTSMITH_{kind.upper()}_RELOAD": "true",
+               f"CERTSMITH_{kind.upper()}_RESTART": "true"}
         installer = installer_for(kind, env)
         live = _live(srv.workdir / "live" / "render.test")
         detected = installer.detect(["render.test", "www.render.test"], srv.http_port,

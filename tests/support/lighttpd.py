@@ -5,8 +5,12 @@ seed 000) and, optionally, HTTPS on ``tls_port`` from ``ssl.pemfile`` — either
 (certificate chain + key, what lighttpd < 1.4.53 needs) or ``pemfile`` + ``privkey``.
 TLS needs the ``lighttpd-mod-openssl`` package (scripts/deps/lighttpd-tls.sh).
 
-Runs in the foreground (``lighttpd -D``) as the current user; no ``server.username`` is set, so
-it works unprivileged on ports >= 1024 and as root in CI.
+Runs in the foreground (``lighttpd -D``) as Debian runs it: started as root, it drops to
+``www-data`` (``server.username``/``server.groupname``, as Debian's lighttpd.conf), so every file
+it serves or re-reads on a graceful restart must be reachable by www-data, as on a real machine:
+the work directory (logs, uploads) is its own world-traversable temporary directory, and a
+document root or certificate under pytest's private ``tmp_path`` is refused with a clear error
+(use the ``served_path`` fixture, the tests' /var/www).
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ from tests.support.net import (
 )
 
 LIGHTTPD_BIN = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+USER = "www-data"  # Debian's server.username / server.groupname
+
+
+def reachable_by_server(path: Path) -> bool:
+    """Whether www-data can reach ``path`` (every parent traversable, the path readable)."""
+    from certsmith.services.servers.lighttpd import readable_by
+
+    return readable_by(str(path), USER)
 
 
 def _quote(value: str | Path) -> str:
@@ -51,18 +63,23 @@ class Lighttpd:
         workdir: Path | str | None = None,
     ) -> None:
         """``tls_port``/``pemfile`` enable HTTPS (``tls_port`` defaults to a free port when
-        ``pemfile`` is given). ``privkey`` is only for a separate key file."""
+        ``pemfile`` is given). ``privkey`` is only for a separate key file. ``workdir`` (default:
+        a temporary directory of its own) must be reachable by www-data."""
         self._own_tmp = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lighttpd-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        for sub in ("log", "uploads"):  # written by the server after the drop, as on Debian
+            (self.workdir / sub).mkdir(exist_ok=True)
+            shutil.chown(self.workdir / sub, USER, USER)
         self.docroot = Path(docroot)
         self.port = port or free_port()
         self.pemfile = Path(pemfile) if pemfile else None
         self.privkey = Path(privkey) if privkey else None
         self.tls_port = tls_port or (free_port() if self.pemfile else None)
         self.config_path = self.workdir / "lighttpd.conf"
-        self.error_log = self.workdir / "error.log"
-        self.access_log = self.workdir / "access.log"
+        self.error_log = self.workdir / "log" / "error.log"
+        self.access_log = self.workdir / "log" / "access.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.write_config()
 
@@ -91,7 +108,9 @@ class Lighttpd:
             f"server.port = {self.port}",
             f"server.errorlog = {_quote(self.error_log)}",
             f"accesslog.filename = {_quote(self.access_log)}",
-            f"server.upload-dirs = ({_quote(self.workdir)})",
+            f"server.upload-dirs = ({_quote(self.workdir / 'uploads')})",
+            f"server.username = {_quote(USER)}",
+            f"server.groupname = {_quote(USER)}",
             'index-file.names = ("index.html")',
             'mimetype.assign = (".html" => "text/html", "" => "application/octet-stream")',
             # Challenge files are plain tokens: serve dot-directories such as .well-known.
@@ -123,6 +142,12 @@ class Lighttpd:
         if self.running:
             return self
         self.docroot.mkdir(parents=True, exist_ok=True)
+        # (a certificate file is read as root at start-up; it must be readable by www-data
+        # too only for a reload, as on a real machine)
+        for path in (self.workdir, self.docroot):
+            if not reachable_by_server(path):
+                raise ValueError(f"lighttpd runs as {USER}, who cannot reach {path}: serve from "
+                                 "a world-traversable directory (the served_path fixture)")
         self.write_config()
         self._proc = subprocess.Popen(
             [LIGHTTPD_BIN, "-D", "-f", str(self.config_path)],

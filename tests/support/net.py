@@ -61,6 +61,22 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port in this worker's range")
 
 
+_PRIVILEGED_START = 100
+_PRIVILEGED_SIZE = 45  # per slot; 20 slots end at 1000, under ip_unprivileged_port_start
+
+
+def free_privileged_port() -> int:
+    """A port below 1024 free on 127.0.0.1, from this worker's range: only root binds it, as
+    :443 on a real machine (a server that dropped its privileges cannot open it)."""
+    base = _PRIVILEGED_START + _slot() * _PRIVILEGED_SIZE
+    with _lock:
+        for _ in range(_PRIVILEGED_SIZE):
+            port = base + next(_counter) % _PRIVILEGED_SIZE
+            if _is_free(port):
+                return port
+    raise RuntimeError("no free privileged loopback port in this worker's range")
+
+
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

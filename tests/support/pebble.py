@@ -144,6 +144,7 @@ class Pebble:
     ``eab_keys`` ({kid: base64url HMAC key}) makes External Account Binding required.
     ``retry_after_authz``/``retry_after_order`` are the Retry-After seconds Pebble sends for a
     pending authorization / processing order (its example config: 3 and 5; ours 0, a fast CA).
+    ``ocsp_url`` (default none, as Let's Encrypt today) goes into the certificates' AIA.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class Pebble:
         retry_after_order: int = 0,
         env: Mapping[str, str] | None = None,
         eab_keys: Mapping[str, str] | None = None,
+        ocsp_url: str = "",
     ) -> None:
         self._own_tmp = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pebble-"))
@@ -168,6 +170,7 @@ class Pebble:
         self.retry_after_order = retry_after_order
         self.extra_env = dict(env or {})
         self.eab_keys = dict(eab_keys or {})
+        self.ocsp_url = ocsp_url
 
         self.port = free_port()
         self.management_port = free_port()
@@ -242,7 +245,7 @@ class Pebble:
                 "privateKey": str(self.tls_key),
                 "httpPort": self.http_port,
                 "tlsPort": self.tls_port,
-                "ocspResponderURL": "",
+                "ocspResponderURL": self.ocsp_url,
                 "externalAccountBindingRequired": bool(self.eab_keys),
                 "externalAccountMACKeys": self.eab_keys,
                 "domainBlocklist": ["blocked-domain.example"],

@@ -9,7 +9,15 @@ Endpoints (plain HTTP):
   GET  /bytes?n=N[&chunked] N bytes, streamed in 64 KiB pieces (chunked or Content-Length)
   POST /upload              consumes the body as it arrives; answers its length and SHA-256
   GET  /slow?s=SECONDS      answers after SECONDS
-  GET  /stats               connections accepted and open so far (JSON)
+  GET  /stats               connections accepted and open so far, requests per path (JSON)
+  ANY  /once                "once" on a connection's first request; on a later request on the
+                            same kept-alive connection: closes it without answering
+  GET  /endless-head?n=N    a response head that never ends (N bytes of header lines, then the
+                            connection closes)
+  ANY  /misframed?kind=K    more than the framing says: K=long "hello" + 5 bytes past its
+                            Content-Length, K=204 / K=304 with a body, K=head a body even to HEAD
+  an Upgrade request        never switched: answered (or not) as its path says, and whatever the
+                            client sends after it is read and discarded
   HEAD any of them          the head only
 """
 
@@ -19,6 +27,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httptools
@@ -29,6 +38,7 @@ PIECE = b"x" * 65536
 class Stats:
     accepted = 0
     open = 0
+    requests: ClassVar[dict[str, int]] = {}
 
 
 class AppConnection(asyncio.Protocol):
@@ -36,6 +46,8 @@ class AppConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.served = 0  # requests on this connection
+        self.upgraded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -48,8 +60,12 @@ class AppConnection(asyncio.Protocol):
             task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded:
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.upgraded = True
         except httptools.HttpParserError:
             assert self.transport is not None
             self.transport.close()
@@ -76,7 +92,28 @@ class AppConnection(asyncio.Protocol):
         query = parse_qs(parts.query, keep_blank_values=True)
         head_only = method == "HEAD"
         path = parts.path
-        if path == "/hello":
+        Stats.requests[path] = Stats.requests.get(path, 0) + 1
+        self.served += 1
+        if path == "/once":
+            if self.served == 1:
+                self.reply(200, b"once", head_only)
+            else:
+                assert self.transport is not None
+                self.transport.close()
+        elif path == "/endless-head":
+            n = int(query.get("n", ["0"])[0])
+            task = asyncio.get_running_loop().create_task(self.endless_head(n))
+            self.tasks.add(task)
+        elif path == "/misframed":
+            kind = query.get("kind", ["long"])[0]
+            assert self.transport is not None
+            if kind == "long":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA")
+            elif kind in ("204", "304"):
+                self.transport.write(b"HTTP/1.1 %s X\r\n\r\nbody" % kind.encode())
+            else:
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        elif path == "/hello":
             self.reply(200, b"hello", head_only)
         elif path == "/headers":
             self.reply(200, json.dumps({"method": method, "target": self.url.decode(),
@@ -86,8 +123,8 @@ class AppConnection(asyncio.Protocol):
             self.reply(200, json.dumps({"size": self.size,
                                         "sha256": self.digest.hexdigest()}).encode(), head_only)
         elif path == "/stats":
-            self.reply(200, json.dumps({"accepted": Stats.accepted,
-                                        "open": Stats.open}).encode(), head_only)
+            self.reply(200, json.dumps({"accepted": Stats.accepted, "open": Stats.open,
+                                        "requests": Stats.requests}).encode(), head_only)
         elif path == "/bytes":
             n = int(query.get("n", ["0"])[0])
             task = asyncio.get_running_loop().create_task(
@@ -128,6 +165,20 @@ class AppConnection(asyncio.Protocol):
                     return
         if chunked:
             transport.write(b"0\r\n\r\n")
+
+
+    async def endless_head(self, n: int) -> None:
+        assert self.transport is not None
+        transport = self.transport
+        transport.write(b"HTTP/1.1 200 OK\r\n")
+        line = b"X-Filler: " + b"y" * 1000 + b"\r\n"
+        for _ in range(n // len(line)):
+            transport.write(line)
+            while transport.get_write_buffer_size() > 1 << 20:
+                await asyncio.sleep(0.001)
+                if transport.is_closing():
+                    return
+        transport.close()
 
 
 async def _ws_echo(ws: object) -> None:

@@ -4,13 +4,15 @@ configuration tree, on loopback ports, as processes of their own.
 Each server copies /etc/<server> into a world-traversable work directory (the workers run as
 www-data, as on a real machine), rewrites the paths to point into it and the ports to
 ``http_port`` / ``https_port``, keeping the stock shapes of the listen directives, and runs the
-real binary in the foreground. Where the stock tree listens on every interface (IPv4 and IPv6),
-the fixture listens on loopback the same way a user's loopback site does: nginx
-``listen 127.0.0.1:P; listen [::1]:P;``, Apache ``Listen 127.0.0.1:P`` + ``Listen [::1]:P``,
-lighttpd ``server.bind = "127.0.0.1"`` + a ``[::1]:P`` socket (where Debian's use-ipv6.pl adds
-``[::]:P``). ``stock_listen=True`` keeps the stock wildcard form (every interface), for the
-validators only: such a server is never started. ``certsmith_env()`` gives the
-CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD variables that point certsmith at this instance.
+real binary in the foreground under a stand-in for its systemd unit (tests/support/supervise.py:
+``restart_command()`` stops and starts it). Where the stock tree listens on every interface
+(IPv4 and IPv6), the fixture listens on loopback the same way a user's loopback site does:
+nginx ``listen 127.0.0.1:P; listen [::1]:P;``, Apache ``Listen 127.0.0.1:P`` +
+``Listen [::1]:P``, lighttpd ``server.bind = "127.0.0.1"`` + a ``[::1]:P`` socket (where
+Debian's use-ipv6.pl adds ``[::]:P``). ``stock_listen=True`` keeps the stock wildcard form
+(every interface), for the validators only: such a server is never started.
+``certsmith_env()`` gives the CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD/_RESTART variables that
+point certsmith at this instance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +38,7 @@ from tests.support.net import (
     wait_until,
 )
 
+SUPERVISE = Path(__file__).with_name("supervise.py")
 STOCK = {"nginx": Path("/etc/nginx"), "apache": Path("/etc/apache2"),
          "lighttpd": Path("/etc/lighttpd")}
 
@@ -106,8 +110,20 @@ class WebServer(abc.ABC):
     # -- process ------------------------------------------------------------------------------
 
     @property
+    def control(self) -> Path:
+        """The supervisor's directory (tests/support/supervise.py, a stand-in for systemd)."""
+        path = self.workdir / "unit"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """The supervisor runs and so does the server under it (it may have exited)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return False
+        state = self.control / "state"
+        words = state.read_text().split() if state.is_file() else []
+        return bool(words) and words[0] == "running"
 
     @abc.abstractmethod
     def argv(self) -> list[str]:
@@ -116,13 +132,19 @@ class WebServer(abc.ABC):
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def restart_command(self) -> str:
+        """What ``systemctl restart`` does for this server: for CERTSMITH_<SERVER>_RESTART."""
+        return shlex.join([sys.executable, str(SUPERVISE), "restart", str(self.control),
+                           LOOPBACK, str(self.http_port)])
+
     def start(self) -> WebServer:
         if self.stock_listen:
             raise RuntimeError("a stock-listen tree binds every interface: validate it only")
         if self.running:
             return self
         self._proc = subprocess.Popen(
-            self.argv(), stdin=subprocess.DEVNULL,
+            [sys.executable, str(SUPERVISE), "run", str(self.control), "--", *self.argv()],
+            stdin=subprocess.DEVNULL,
             stdout=open(self.workdir / "stdout.log", "ab"),  # noqa: SIM115 - child owns it
             stderr=subprocess.STDOUT, cwd=self.workdir, env=self.env(),
             preexec_fn=die_with_parent)
@@ -187,7 +209,8 @@ class Nginx(WebServer):
     def certsmith_env(self) -> dict[str, str]:
         cmd = shlex.join(self.base_cmd)
         return {"CERTSMITH_NGINX_ROOT": str(self.root), "CERTSMITH_NGINX_CMD": cmd,
-                "CERTSMITH_NGINX_RELOAD": f"{cmd} -s reload"}
+                "CERTSMITH_NGINX_RELOAD": f"{cmd} -s reload",
+                "CERTSMITH_NGINX_RESTART": self.restart_command()}
 
 
 class Apache(WebServer):
@@ -241,11 +264,18 @@ class Apache(WebServer):
     def certsmith_env(self) -> dict[str, str]:
         ctl = f"env APACHE_CONFDIR={shlex.quote(str(self.root))} apache2ctl"
         return {"CERTSMITH_APACHE_ROOT": str(self.root), "CERTSMITH_APACHE_CMD": ctl,
-                "CERTSMITH_APACHE_RELOAD": f"{ctl} graceful"}
+                "CERTSMITH_APACHE_RELOAD": f"{ctl} graceful",
+                "CERTSMITH_APACHE_RESTART": self.restart_command()}
 
 
 class Lighttpd(WebServer):
+    """Debian's stock lighttpd as Debian runs it: as root, dropping to ``www-data`` after it
+    opened its listeners (``server.username``/``server.groupname``, as in the stock
+    lighttpd.conf), so a graceful restart re-reads the configuration as www-data, and under a
+    stand-in for its systemd unit (as every server here) that restarts it on request."""
+
     kind = "lighttpd"
+    USER = "www-data"
 
     def rewrite(self, text: str, path: Path) -> str:
         if path.name != "lighttpd.conf":
@@ -253,7 +283,7 @@ class Lighttpd(WebServer):
         text = text.replace('"/var/www/html"', f'"{self.docroot}"')
         text = text.replace('"/run/lighttpd.pid"', f'"{self.workdir}/lighttpd.pid"')
         text = text.replace('"/var/log/lighttpd/error.log"', f'"{self.logs}/error.log"')
-        text = text.replace('"/var/cache/lighttpd/uploads"', f'"{self.workdir}"')
+        text = text.replace('"/var/cache/lighttpd/uploads"', f'"{self.uploads}"')
         bind = "" if self.stock_listen else f'\nserver.bind = "{LOOPBACK}"'
         text = re.sub(r"^server\.port\s*=\s*80$", f"server.port = {self.http_port}{bind}",
                       text, flags=re.M)
@@ -262,7 +292,21 @@ class Lighttpd(WebServer):
             text = re.sub(r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$',
                           f'$SERVER["socket"] == "[::1]:{self.http_port}" {{ }}', text,
                           flags=re.M)
+        # The privilege drop is what a real machine has; keep it even if the stock file
+        # changes.
+        for key in ("username", "groupname"):
+            if not re.search(rf'^server\.{key}\s*=\s*"{self.USER}"', text, re.M):
+                text += f'server.{key} = "{self.USER}"\n'
         return text
+
+    @property
+    def uploads(self) -> Path:
+        """Debian's /var/cache/lighttpd/uploads: written by the server after the drop."""
+        path = self.workdir / "uploads"
+        if not path.is_dir():
+            path.mkdir()
+            shutil.chown(path, self.USER, self.USER)
+        return path
 
     @property
     def conf(self) -> Path:
@@ -282,8 +326,9 @@ class Lighttpd(WebServer):
                   "&& exit 0; sleep 0.02; done; exit 1")
         return {"CERTSMITH_LIGHTTPD_ROOT": str(self.root),
                 "CERTSMITH_LIGHTTPD_CMD": f"lighttpd -f {shlex.quote(str(self.conf))}",
-                "CERTSMITH_LIGHTTPD_RELOAD": reload}
+                "CERTSMITH_LIGHTTPD_RELOAD": reload,
+                "CERTSMITH_LIGHTTPD_RESTART": self.restart_command()}
 
     def reload(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGUSR1)
+        """Graceful restart (SIGUSR1 to lighttpd itself, not to its supervisor)."""
+        os.kill(int((self.workdir / "lighttpd.pid").read_text()), signal.SIGUSR1)

@@ -49,7 +49,11 @@ def set_of(*parts: bytes) -> bytes:
 
 
 def integer(n: int) -> bytes:
-    size = (n.bit_length() + 8) // 8  # room for the sign bit
+    """Minimal two's complement (X.690 8.3.2): no leading 0x00 before a clear top bit, no
+    leading 0xff before a set one. ``~n`` has the magnitude that decides a negative number's
+    size: -128 is ``80`` (one octet), -129 is ``ff 7f``."""
+    magnitude = n if n >= 0 else ~n
+    size = magnitude.bit_length() // 8 + 1  # the bits, plus room for the sign bit
     return tlv(INTEGER, n.to_bytes(size, "big", signed=True))
 
 
@@ -141,6 +145,25 @@ def read(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
     if end > len(data):
         raise DerError("truncated DER")
     return tag, data[pos:end], end
+
+
+def read_oid(value: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's contents (the inverse of :func:`oid`)."""
+    arcs: list[int] = []
+    arc = 0
+    for i, octet in enumerate(value):
+        if arc == 0 and octet == 0x80:
+            raise DerError("non-minimal OID arc")
+        arc = arc << 7 | (octet & 0x7F)
+        if not octet & 0x80:
+            arcs.append(arc)
+            arc = 0
+        elif i == len(value) - 1:
+            raise DerError("truncated OID")
+    if not arcs:
+        raise DerError("empty OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
 
 
 def read_raw(data: bytes, pos: int = 0) -> tuple[bytes, int]:

@@ -103,8 +103,12 @@ def parse_identifier(text: str) -> Identifier:
     return Identifier("dns", value)
 
 
-def parse_identifiers(texts: Iterable[str]) -> tuple[Identifier, ...]:
-    """Parse several names (comma-separated items allowed), drop duplicates, keep order."""
+def parse_identifiers(texts: Iterable[str], *, one_certificate: bool = True
+                      ) -> tuple[Identifier, ...]:
+    """Parse several names (comma-separated items allowed), drop duplicates, keep order.
+
+    The 100-name limit is a certificate's (the CAs'), so it applies only when the names go
+    into one certificate; ``get --separate`` passes ``one_certificate=False``."""
     seen: dict[Identifier, None] = {}
     for text in texts:
         parts = text.split(",") if "," in text else [text]
@@ -112,7 +116,7 @@ def parse_identifiers(texts: Iterable[str]) -> tuple[Identifier, ...]:
             seen.setdefault(parse_identifier(part), None)
     if not seen:
         raise IdentifierError("no names given")
-    if len(seen) > MAX_IDENTIFIERS:
+    if one_certificate and len(seen) > MAX_IDENTIFIERS:
         raise IdentifierError(
             f"{len(seen)} names given; a certificate can carry at most {MAX_IDENTIFIERS}"
         )

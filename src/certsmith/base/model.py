@@ -116,7 +116,11 @@ class SolverSpec:
 
 @dataclass(frozen=True)
 class SiteSpec:
-    """One certificate lineage: what to get, from where, how to prove it, where it goes."""
+    """One certificate lineage: what to get, from where, how to prove it, where it goes.
+
+    ``ca_bundle``: the CA certificates that verify a private ACME CA's HTTPS, recorded at
+    ``get`` time (``--ca-bundle`` or ``REQUESTS_CA_BUNDLE``) because a timer's environment
+    has no such variable and the renewal would otherwise fail TLS verification."""
 
     name: str
     identifiers: tuple[Identifier, ...]
@@ -129,6 +133,7 @@ class SiteSpec:
     account: str | None = None
     deploy_files: tuple[FileTarget, ...] = ()
     deploy_commands: tuple[str, ...] = ()
+    ca_bundle: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +157,8 @@ class SiteSpec:
             out["preferred_chain"] = self.preferred_chain
         if self.account:
             out["account"] = self.account
+        if self.ca_bundle:
+            out["ca_bundle"] = self.ca_bundle
         if self.deploy_files or self.deploy_commands:
             out["deploy"] = {
                 "files": [t.to_dict() for t in self.deploy_files],
@@ -163,7 +170,7 @@ class SiteSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SiteSpec:
         known = {"name", "identifiers", "server", "key_type", "reuse_key", "solver", "profile",
-                 "preferred_chain", "account", "deploy"}
+                 "preferred_chain", "account", "deploy", "ca_bundle"}
         try:
             deploy = data.get("deploy", {})
             return cls(
@@ -178,6 +185,7 @@ class SiteSpec:
                 account=data.get("account"),
                 deploy_files=tuple(FileTarget.from_dict(t) for t in deploy.get("files", [])),
                 deploy_commands=tuple(deploy.get("commands", [])),
+                ca_bundle=data.get("ca_bundle"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError) as exc:

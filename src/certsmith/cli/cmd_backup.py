@@ -7,10 +7,12 @@ from typing import Any
 
 HELP = """\
 Write the whole state directory to FILE: site settings, ACME accounts and their keys, every
-certificate version with its private key, the live/ links, the local CA, renewal state and the
-audit log. FILE ending in .tar.xz or .txz is xz-compressed, anything else gzip. The archive is
-created 0600 and appears whole (it is written beside FILE and renamed), so keep it as secret as
-the keys it holds. Restore it on another machine with 'certsmith restore FILE'.
+certificate version with its private key, the live/ links, the local CA, renewal state, alert
+channels, the audit log and the install records (what 'get --SERVER' and 'install' did, with
+their options; not the server files themselves, which 'restore' tells you to write again with
+'certsmith install'). FILE ending in .tar.xz or .txz is xz-compressed, anything else gzip.
+The archive is created 0600 and appears whole (it is written beside FILE and renamed), so keep
+it as secret as the keys it holds. Restore it on another machine with 'certsmith restore FILE'.
 """
 
 

@@ -11,8 +11,14 @@ if TYPE_CHECKING:
 HELP = """\
 Connect to TARGET... (https://host[:port]/path, host or host:port; any server, managed by
 certsmith or not) and report the certificate chain it serves (trusted by the system store or
---ca? names match? days left, issuer, key type), the TLS versions it offers, whether plain HTTP
-redirects to HTTPS (port 80 when the TLS port is 443, or --http-port) and whether HSTS is sent.
+--ca at the current time? names match? days left, issuer, key type and size, signature
+algorithm, chain order), the TLS versions it offers, whether TLS 1.2 offers a forward-secret
+(ECDHE/DHE) cipher, whether plain HTTP redirects to HTTPS (port 80 when the TLS port is 443,
+or --http-port) and whether HSTS is sent.
+
+Every certificate on the path a client builds is judged on its own, and the reason names the
+first one clients refuse: "intermediate 'X' expired on ...", "certificate key is RSA 1024",
+"certificate signed with SHA-1", rather than only "does not lead to a trusted root".
 
 --all checks every certificate certsmith manages where it is served (https://<first name>/, or
 'check_url' in its site file; --connect sends every probe to one address) and that the server
@@ -20,8 +26,11 @@ serves the current live certificate, not the one before the last renewal (a miss
 problems found are sent to the configured alerts ('certsmith alerts').
 
 exit status (as monitoring plugins, e.g. Nagios/Icinga): 0 OK, 1 WARNING (expires within
---warn days, deprecated TLS versions, no redirect to HTTPS), 2 CRITICAL (expires within --crit
-days, expired, untrusted, self-signed, incomplete chain, wrong name, unreachable).
+--warn days, deprecated TLS versions, chain served in the wrong order, TLS 1.2 without a
+forward-secret cipher while TLS 1.3 is offered, no redirect to HTTPS), 2 CRITICAL (expires
+within --crit days, expired, an expired intermediate or root, an RSA key under 2048 bits, a
+SHA-1 signature, untrusted, self-signed, incomplete chain, wrong name, TLS 1.2 as the best
+version and no forward-secret cipher, unreachable).
 
 examples:
   certsmith check allsky.example.org
@@ -118,13 +127,18 @@ def _details(r: Report) -> list[str]:
     lines = []
     if "serial" in f:
         lines.append(f"certificate: {', '.join(f['names']) or f['subject']}; issuer "
-                     f"{f['issuer']}; key {f['key_type']}; serial {f['serial']}")
+                     f"{f['issuer']}; key {f['key_type']}; signature {f['signature']}; "
+                     f"serial {f['serial']}")
         lines.append(f"valid until {f['not_after']} ({f['days_left']} days left); trusted: "
                      f"{'yes' if f['trusted'] else 'no'}; name matches: "
                      f"{'yes' if f['name_matches'] else 'no'}; chain: "
                      f"{' <- '.join(f['chain'])}")
         lines.append(f"TLS versions: {', '.join(f['tls_versions']) or 'none'} "
                      f"(negotiated {f['protocol']})")
+        if "tls12_forward_secret_cipher" in f:
+            lines.append("TLS 1.2 ciphers: forward secrecy "
+                         f"{f['tls12_forward_secret_cipher'] or 'none'}; static RSA "
+                         f"{f['tls12_static_rsa_cipher'] or 'none'}")
         lines.append(f"HSTS: {f['hsts'] or 'not sent'}")
         if "http_port" in f:
             if f.get("http_error"):

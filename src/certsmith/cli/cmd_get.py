@@ -10,7 +10,9 @@ Obtain a certificate for NAME... (DNS names or IP addresses) from an ACME CA, pr
 HTTP-01 (--webroot of a running web server, --standalone on our own listener, or --nginx,
 --apache, --lighttpd: through the running server, with no downtime: certsmith adds a small
 include of its own mapping /.well-known/acme-challenge/ to its challenge directory, checks it
-with the server's own validator and reloads gracefully before the order), store it under
+with the server's own validator, reloads gracefully before the order and lists the files it
+changed; while that mapping is in place, --webroot for a name it answers is refused, since the
+CA would find nothing there), store it under
 live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
 The site is remembered: 'certsmith renew' renews it the same way.
 
@@ -23,7 +25,9 @@ deploy commands (--deploy-command, repeatable) run with CERTSMITH_NAME, CERTSMIT
   certbot's RENEWED_LINEAGE, RENEWED_DOMAINS) in the environment.
 
 CA (--server): letsencrypt (default), letsencrypt-staging, zerossl, google, google-staging, or a
-directory URL.
+directory URL. A private ACME CA's HTTPS is verified with --ca-bundle FILE (or
+$REQUESTS_CA_BUNDLE); the file's path is recorded with the site, so renewals from a timer, which
+has no such variable, verify the CA the same way.
 
 examples:
   certsmith get allsky.example.org --webroot /var/www/html --agree-tos \\
@@ -54,8 +58,13 @@ def register(sub: Any) -> None:
                         "--lighttpd: the addresses of certsmith's HTTP listener (repeat, or "
                         "separate with commas; default: exactly those your site listens on)")
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
-    p.add_argument("--separate", action="store_true", help="one certificate per name")
+    p.add_argument("--separate", action="store_true",
+                   help="one certificate per name (as many names as given: the limit of 100 "
+                        "is per certificate)")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
+    p.add_argument("--ca-bundle", metavar="FILE",
+                   help="CA certificates verifying a private ACME CA (default "
+                        "$REQUESTS_CA_BUNDLE); remembered for renewals")
     p.add_argument("--email", metavar="E", help="contact address for the account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
     p.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
@@ -69,6 +78,9 @@ def register(sub: Any) -> None:
                    help="copy a part of the certificate somewhere (see above)")
     p.add_argument("--deploy-command", action="append", default=[], metavar="CMD",
                    help="run after every issuance/renewal (e.g. 'systemctl reload nginx')")
+    from certsmith.cli import ocsp
+
+    ocsp.add_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
@@ -92,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.services.manager import GetRequest, Manager
     from certsmith.services.servers.listen import parse_addresses
 
-    idents = parse_identifiers(args.names)
+    idents = parse_identifiers(args.names, one_certificate=not args.separate)
     groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
     if args.separate:
         if args.cert_name:
@@ -106,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         solver, reload = _through_server(args, groups, resolve_server(args.server))
         deploy_commands = (*tuple(c for c in deploy_commands if c != reload), reload)
     elif args.webroot:
+        _check_webroot_reachable(args, [name for name, _ in groups])
         solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
     else:
         addresses = parse_addresses(args.http_address, "--http-address")
@@ -125,12 +138,33 @@ def run(args: argparse.Namespace) -> int:
         preferred_chain=args.preferred_chain,
         deploy_files=tuple(FileTarget.parse(s) for s in args.deploy_to),
         deploy_commands=deploy_commands,
+        ca_bundle=_ca_bundle(args.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE")),
     )
     manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
     outcomes = manager.get(req)
     from certsmith.cli.cmd_renew import report
 
-    return report(outcomes, args, manager.store.live_path)
+    status = report(outcomes, args, manager.store.live_path)
+    if args.staple_ocsp and not (args.quiet or args.json):
+        from certsmith.cli import ocsp
+
+        for outcome in outcomes:
+            if outcome.action in ("issued", "renewed"):
+                print(ocsp.note(manager.home, outcome.name))
+    return status
+
+
+def _ca_bundle(path: str | None) -> str | None:
+    """The CA bundle (a file, or a directory as requests allows) to record with the site."""
+    import os
+
+    from certsmith.errors import UsageError
+
+    if not path:
+        return None
+    if not os.path.exists(path):
+        raise UsageError(f"CA bundle {path!r} does not exist")
+    return os.path.abspath(path)
 
 
 def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple[Any, str]:
@@ -147,7 +181,30 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
     addresses = parse_addresses(args.http_address, "--http-address")
     for name, idents in groups:
         spec = SiteSpec(name=name, identifiers=idents, server=server, solver=placeholder)
-        directory, reload = prepare_challenge(home, args.web_server, spec,
-                                              http_port=args.http_port,
-                                              listen_addresses=addresses)
+        setup = prepare_challenge(home, args.web_server, spec, http_port=args.http_port,
+                                  listen_addresses=addresses)
+        directory, reload = setup.directory, setup.reload
+        if setup.files and not (args.quiet or args.json):
+            print(f"{name}: {args.web_server} answers HTTP-01 from {directory}; changed "
+                  "('certsmith uninstall' undoes it):")
+            for line in setup.files:
+                print(f"  {line}")
     return SolverSpec("server", webroot=str(directory), server=args.web_server), reload
+
+
+def _check_webroot_reachable(args: argparse.Namespace, names: list[str]) -> None:
+    """A server certsmith set up maps the challenge path to certsmith's own directory: tokens
+    written into --webroot would never be served, and the CA would see 404."""
+    from certsmith.cli.main import home_from
+    from certsmith.errors import UsageError
+    from certsmith.services.servers import challenge_capture
+
+    capture = challenge_capture(home_from(args), names)
+    if capture is None:
+        return
+    kind, owner = capture
+    raise UsageError(
+        f"{kind} serves /.well-known/acme-challenge/ from certsmith's own directory (set up "
+        f"for {owner} by 'certsmith get --{kind}' or 'install'), so files written into "
+        f"{args.webroot} would answer 404: use --{kind} instead of --webroot, or "
+        f"'certsmith uninstall {kind} {owner}' first")

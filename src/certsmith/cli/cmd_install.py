@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from certsmith.base import policy
+
 HELP = """\
 Serve NAME (a certificate from 'certsmith get') over HTTPS from the web server you already run.
 certsmith writes its own files only (Debian: sites-available/certsmith-NAME.conf + the
@@ -19,13 +21,21 @@ loopback-only; a site on every interface stays on every interface), for HTTP and
 port, for HTTPS; --listen-address replaces them.
 
 Every change is checked with the server's own validator (nginx -t, apache2ctl configtest,
-lighttpd -tt), then the server is reloaded gracefully; any failure restores the previous files
-byte for byte. Renewals reload the server.
+lighttpd -tt), then the server is reloaded gracefully (lighttpd, which drops its privileges, is
+restarted when the change adds a listener such as :443). A reload's exit status proves little,
+so certsmith then asks the server as a client would: the HTTPS port must serve the certificate
+just installed (by SNI, for the site's name) and the HTTP port the redirect asked for. Any
+failure restores the previous files byte for byte, brings the server back to them and checks
+that it answers again; the message says whether it does. Renewals reload the server and check
+that it serves the renewed certificate.
 
 where the server lives (defaults: Debian/RHEL paths):
   CERTSMITH_NGINX_ROOT / CERTSMITH_APACHE_ROOT / CERTSMITH_LIGHTTPD_ROOT   config root
   CERTSMITH_<SERVER>_CMD      binary or control script used to parse and check
   CERTSMITH_<SERVER>_RELOAD   shell command reloading the running server
+  CERTSMITH_<SERVER>_RESTART  shell command stopping and starting it (default: systemctl
+                              restart SERVER, or service SERVER restart without systemd;
+                              Apache: apache2ctl restart)
 
 examples:
   certsmith install nginx terrax9.se --redirect 301 --hsts --proxy-to http://127.0.0.1:8080
@@ -49,14 +59,19 @@ def register(sub: Any) -> None:
     p.add_argument("web_server", choices=("nginx", "apache", "lighttpd"), metavar="SERVER",
                    help="nginx, apache or lighttpd")
     p.add_argument("name", metavar="NAME", help="certificate name (see 'certsmith list')")
-    p.add_argument("--redirect", type=int, nargs="?", const=301, choices=(301, 302, 307, 308),
-                   metavar="301|308", help="redirect HTTP to HTTPS (default code 301); "
+    p.add_argument("--redirect", type=int, nargs="?", const=308, choices=(301, 302, 307, 308),
+                   metavar="308|301", help="redirect HTTP to HTTPS (default code 308, as "
+                   "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
+                   "a GET); "
                    "/.well-known/acme-challenge/ stays reachable over HTTP")
-    p.add_argument("--hsts", type=int, nargs="?", const=63072000, metavar="SECONDS",
+    p.add_argument("--hsts", type=int, nargs="?", const=policy.HSTS_DEFAULT, metavar="SECONDS",
                    help="send Strict-Transport-Security (default max-age two years)")
     p.add_argument("--proxy-to", metavar="URL",
                    help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)")
     add_site_options(p)
+    from certsmith.cli import ocsp
+
+    ocsp.add_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the files and the diff only")
     p.set_defaults(handler=run)
 
@@ -80,9 +95,19 @@ def run(args: argparse.Namespace) -> int:
     result = install(home_from(args), req)
     if args.dry_run:
         print(result.text)
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"note: {ocsp.note(home_from(args), args.name)}")
         return 0
     if not args.quiet:
         print(result.text)
+        for line in result.files:
+            print(f"  {line}")
         for note in result.notes:
             print(f"  note: {note}")
+        if args.staple_ocsp:
+            from certsmith.cli import ocsp
+
+            print(f"  note: {ocsp.note(home_from(args), args.name)}")
     return 0

@@ -38,7 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("--client", action="store_true",
                    help="a client certificate too (adds the clientAuth extended key usage)")
     p.add_argument("--csr", metavar="FILE",
-                   help="sign this certificate request (PEM or DER) instead of making a key")
+                   help="sign this certificate request (PEM or DER) instead of making a key; "
+                        "its key must be of a --key-type type, its names DNS names or IP "
+                        "addresses (e-mail, URI and other names are refused)")
     p.add_argument("--key-type", default="ecdsa-p256",
                    help="ecdsa-p256 (default), ecdsa-p384, rsa2048, rsa3072 or rsa4096")
     p.add_argument("--days", type=int, default=90,

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--redirect", type=int, choices=(301, 308),
                    help="status of the HTTP -> HTTPS redirect (default 308)")
     p.add_argument("--hsts", nargs="?", const="", metavar="SECONDS",
-                   help="send Strict-Transport-Security (default max-age one year)")
+                   help="send Strict-Transport-Security (default max-age two years)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (default: one per CPU core)")
     p.add_argument("--access-log", metavar="FILE|-", help="access log file, or - for stdout")

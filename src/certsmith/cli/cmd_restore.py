@@ -12,7 +12,9 @@ out of the state directory. It is unpacked beside the state directory and moved 
 the modes it was saved with (keys 0600). A state directory that already has certificates is left
 alone unless --force, which replaces its contents with the backup. Files belong to the user who
 runs restore. Afterwards, 'certsmith deploy NAME' puts the certificates where the servers read
-them, and 'certsmith schedule install' sets up renewal on this machine.
+them, the 'certsmith install ...' commands restore prints (from the install records in the
+backup) write certsmith's files into this machine's nginx/Apache/lighttpd, and 'certsmith
+schedule install' sets up renewal on this machine.
 """
 
 
@@ -29,9 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from certsmith.cli.main import home_from
-    from certsmith.services.backup import restore
+    from certsmith.services.backup import reinstall_commands, restore
 
     summary = restore(Path(args.file).expanduser(), home_from(args), force=args.force)
     if not args.quiet:
         print(f"{summary.line('restored')} into {summary.home}")
+        commands = reinstall_commands(summary.home)
+        if commands:
+            # The records came back, the web server files did not: they belong to the old
+            # machine's server tree.
+            print("the web servers of the old machine served these; run on this one:")
+            for command in commands:
+                print(f"  {command}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 HELP = """\
@@ -15,6 +16,10 @@ Run 'certsmith renew' twice a day, so certificates renew without anyone remember
             updates what changed (e.g. the path of certsmith).
   remove    removes exactly what install added.
   status    shows what is installed and, with systemd, the next run.
+
+Nothing renews unless something runs the job: install (and status) warn on stderr when the
+scheduler it relies on is absent (systemd not PID 1, or no cron/crond/anacron process), and still
+write the files, ready for when one is started (exit status 0, e.g. while building an image).
 
 The timer runs this certsmith by its absolute path, with --home unless the state directory is the
 default one. Overrides: CERTSMITH_INIT=systemd|cron|crontab, CERTSMITH_SYSTEMD_DIR,
@@ -47,4 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet or args.action == "status":
         for line in report.lines:
             print(line)
+    # A warning, not a failure: the files are right and a container or image being built
+    # starts its cron later; but nobody may believe renewal runs when it cannot.
+    for warning in report.warnings:
+        print(f"certsmith: warning: {warning}", file=sys.stderr)
     return 0

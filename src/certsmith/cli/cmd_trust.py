@@ -11,9 +11,10 @@ uninstall  take it out again; the stores are left as they were before
 status     show each store found and whether the root is in it
 
 Stores: system (update-ca-certificates, update-ca-trust or p11-kit's trust: curl, OpenSSL,
-Python's ssl, git...), nss (certutil: ~/.pki/nssdb for Chrome/Chromium, every Firefox profile
-including snap and flatpak), java (keytool's cacerts, when keytool exists). A store that is
-missing or read-only is reported and skipped. The system store needs root.
+Python's ssl, git...), nss (certutil: ~/.pki/nssdb for Chrome/Chromium, created by install if
+missing, every Firefox profile including snap and flatpak), java (keytool's cacerts, when
+keytool exists). A store that is missing or read-only is reported and skipped. The system
+store needs root.
 
 Node.js and Python's requests/certifi ignore these stores; install prints the one environment
 variable each needs.

@@ -1,8 +1,12 @@
 """Back up a state directory into one tar archive, and restore it on another machine.
 
 The archive holds everything a new machine needs — sites, accounts, versions with their keys,
-the ``live/`` symlinks, the local CA, renewal state and the audit log — plus a manifest
-(``certsmith-backup.json``) first. It is written 0600 next to its destination and renamed into
+the ``live/`` symlinks, the local CA, renewal state, alert channels, the audit log and the
+install records (``installs/<server>/<name>.json``: what ``get --SERVER`` and ``install`` did,
+with their options) — plus a manifest (``certsmith-backup.json``) first. The files certsmith
+wrote into web servers are not in it: they belong to the old machine's server tree, and
+re-running the recorded ``certsmith install`` on the new one writes them for its tree
+(:func:`reinstall_commands` says which). It is written 0600 next to its destination and renamed into
 place, so ``FILE`` is never half-written.
 
 Restore trusts nothing in the archive: every member is checked before anything is written
@@ -34,8 +38,9 @@ MANIFEST = "certsmith-backup.json"
 FORMAT = "certsmith-backup"
 VERSION = 1
 # Restored in this order, ``live`` last so its symlinks never point at a missing version.
-ENTRIES = ("sites", "accounts", "ca", "state", "archive", "events.jsonl", "live")
-FILES = frozenset({"events.jsonl"})
+ENTRIES = ("sites", "accounts", "ca", "state", "archive", "events.jsonl", "alerts.toml",
+           "installs", "live")
+FILES = frozenset({"events.jsonl", "alerts.toml"})
 _CHUNK = 1 << 20
 # What a damaged archive raises while being read.
 _DAMAGED = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
@@ -82,6 +87,47 @@ def certificate_names(home: Path) -> list[str]:
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         names.update(n for n in os.listdir(home / "archive") if not n.startswith("."))
     return sorted(names)
+
+
+def reinstall_commands(home: Path) -> list[str]:
+    """The commands that make this machine's web servers serve what the install records say
+    the old one did (a restore brings the records, not the server files)."""
+    out: list[str] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for kind in sorted(os.listdir(home / "installs")):
+            with contextlib.suppress(NotADirectoryError):
+                for entry in sorted(os.listdir(home / "installs" / kind)):
+                    if not entry.endswith(".json") or entry.startswith("."):
+                        continue
+                    try:
+                        record = json.loads((home / "installs" / kind / entry).read_bytes())
+                    except (OSError, ValueError):
+                        continue
+                    if isinstance(record, dict):
+                        out.append(_reinstall(kind, entry[: -len(".json")], record))
+    return out
+
+
+def _reinstall(kind: str, name: str, record: dict[str, Any]) -> str:
+    import shlex
+
+    if record.get("stage") != "installed":  # only the challenge mapping of 'get --SERVER'
+        return (f"certsmith get {shlex.quote(name)} --{kind}    # renewals answer HTTP-01 "
+                f"through {kind}")
+    opts = record.get("options") or {}
+    words = ["certsmith", "install", kind, name]
+    flags = {"redirect": "--redirect", "hsts": "--hsts", "proxy_to": "--proxy-to",
+             "listen_address": "--listen-address"}  # (listen_address: an older record)
+    for key, flag in flags.items():
+        if opts.get(key) not in (None, ""):
+            words += [flag, str(opts[key])]
+    for address in opts.get("listen_addresses") or ():
+        words += ["--listen-address", str(address)]
+    for key, flag, default in (("http_port", "--http-port", 80),
+                               ("https_port", "--https-port", 443)):
+        if opts.get(key) not in (None, default):
+            words += [flag, str(opts[key])]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _count_accounts(home: Path) -> int:

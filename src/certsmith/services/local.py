@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from certsmith.base import der
 from certsmith.base.identifiers import Identifier, parse_identifiers
-from certsmith.base.keytypes import DEFAULT_KEY_TYPE, check_key_type
+from certsmith.base.keytypes import DEFAULT_KEY_TYPE, check_key_type, check_offered_key
 from certsmith.base.nameconstraints import Constraints, parse_allowed
 from certsmith.base.store.fs import atomic_write
 from certsmith.core.issuers.localca import DEFAULT_LEAF_DAYS, LocalCA, check_days, check_permitted
@@ -61,7 +62,11 @@ def ca_dir(home: Path) -> Path:
 
 
 def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
-    """The names and public key (SPKI DER) of a CSR file, or one clear error."""
+    """The names and public key (SPKI DER) of a CSR file, or one clear error.
+
+    Refused rather than quietly trimmed: a key certsmith would not generate itself, and names
+    other than DNS names and IP addresses (e-mail, URI, otherName, ...). The intermediate's
+    name constraints cover only DNS and IP names, so any other kind would escape them."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -72,27 +77,69 @@ def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
     try:
         csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
                else x509.load_der_x509_csr(data))
-    except ValueError:
+        spki = _csr_spki(csr.public_bytes(serialization.Encoding.DER))
+    except (ValueError, StopIteration, der.DerError):
         raise UsageError(f"cannot read CSR {path}: not a PEM or DER certificate request") from None
-    if not csr.is_signature_valid:
+    check_offered_key(spki, f"CSR {path}")
+    try:
+        signed = csr.is_signature_valid
+    except ValueError:  # cryptography loads the key only now: e.g. a point off its curve
+        raise UsageError(f"CSR {path} has an invalid public key") from None
+    if not signed:
         raise UsageError(f"CSR {path} has an invalid signature")
     names: list[str] = []
+    refused: list[str] = []
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names += san.get_values_for_type(x509.DNSName)
-        names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
-        pass
+        san = x509.SubjectAlternativeName([])
     except ValueError:
         raise UsageError(f"CSR {path} has malformed extensions") from None
+    for entry in san:
+        if isinstance(entry, x509.DNSName):
+            names.append(entry.value)
+        elif isinstance(entry, x509.IPAddress):
+            names.append(str(entry.value))
+        else:
+            refused.append(_other_name(entry))
+    if refused:
+        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if refused[5:] else "")
+        raise UsageError(f"CSR {path} asks for names the local CA does not certify: {shown} "
+                         "(it signs DNS names and IP addresses only)")
     if not names:
         cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         names = [str(cn.value) for cn in cns]
     if not names:
         raise UsageError(f"CSR {path} names no host (no subjectAltName, no common name)")
-    spki = csr.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     return parse_identifiers(names), spki
+
+
+def _csr_spki(request: bytes) -> bytes:
+    """The SubjectPublicKeyInfo of a CSR (DER), read without loading the key: a key type
+    ``cryptography`` cannot load still gets the same clear refusal."""
+    _, body, _ = der.read(request)
+    _, info, _ = next(der.children(body))
+    _version, _subject, (_, _, spki), *_attributes = der.children(info)
+    return spki
+
+
+def _other_name(entry: object) -> str:
+    """A subjectAltName entry that is not a DNS name or IP address, for a message."""
+    from cryptography import x509
+
+    if isinstance(entry, x509.RFC822Name):
+        shown = f"e-mail {entry.value}"
+    elif isinstance(entry, x509.UniformResourceIdentifier):
+        shown = f"URI {entry.value}"
+    elif isinstance(entry, x509.OtherName):
+        shown = f"otherName {entry.type_id.dotted_string}"
+    elif isinstance(entry, x509.DirectoryName):
+        shown = f"directory name {entry.value.rfc4514_string()}"
+    elif isinstance(entry, x509.RegisteredID):
+        shown = f"registered ID {entry.value.dotted_string}"
+    else:
+        shown = type(entry).__name__
+    return shown if shown.isprintable() else ascii(shown)
 
 
 def _check_dir(path: Path) -> None:

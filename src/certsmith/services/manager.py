@@ -109,6 +109,7 @@ class GetRequest:
     preferred_chain: str | None = None
     deploy_files: tuple[FileTarget, ...] = ()
     deploy_commands: tuple[str, ...] = ()
+    ca_bundle: str | None = None
 
 
 def _now() -> dt.datetime:
@@ -137,14 +138,19 @@ class Manager:
         self.home = home
         self.store = FileStore(home)
         self.progress: Progress = progress or (lambda _n, _s: None)
-        self._connections: dict[str, AcmeConnection] = {}
+        self._connections: dict[tuple[str, str | None], AcmeConnection] = {}
 
-    def connection(self, server: str) -> AcmeConnection:
+    def connection(self, server: str, ca_bundle: str | None = None) -> AcmeConnection:
+        """One connection per CA and trust bundle (``ca_bundle``: see ``SiteSpec``)."""
         from certsmith.core.issuers.acme import AcmeConnection
 
-        if server not in self._connections:
-            self._connections[server] = AcmeConnection(server)
-        return self._connections[server]
+        if ca_bundle and not Path(ca_bundle).exists():
+            raise CAError(f"the CA bundle {ca_bundle} recorded for {server} is gone: run "
+                          "'certsmith get' again with --ca-bundle, or restore the file")
+        key = (server, ca_bundle)
+        if key not in self._connections:
+            self._connections[key] = AcmeConnection(server, ca_bundle)
+        return self._connections[key]
 
     # -- get ------------------------------------------------------------------------------------
 
@@ -163,9 +169,9 @@ class Manager:
         specs = [SiteSpec(name=name, identifiers=idents, server=req.server, solver=req.solver,
                           key_type=req.key_type, reuse_key=req.reuse_key, profile=req.profile,
                           preferred_chain=req.preferred_chain, deploy_files=req.deploy_files,
-                          deploy_commands=req.deploy_commands)
+                          deploy_commands=req.deploy_commands, ca_bundle=req.ca_bundle)
                   for name, idents in req.groups]
-        conn = self.connection(req.server)
+        conn = self.connection(req.server, req.ca_bundle)
         conn.directory()  # an unreachable CA stops here, before anything is written
         with self._solver(req.solver) as solver:
             account = load_or_create(self.store, conn, req.account)
@@ -305,12 +311,22 @@ class Manager:
                          self.store.live_path(name))
         try:
             written = deploy(live, spec.deploy_files, spec.deploy_commands)
+            self._prove_served(name)
         except DeployError as exc:
             events.record(self.home, "deploy-failed", name, error=str(exc))
             raise
         events.record(self.home, "deployed", name, files=written,
                       commands=len(spec.deploy_commands))
         return written
+
+    def _prove_served(self, name: str) -> None:
+        """A reload command's exit status proves nothing: the web servers certsmith installed
+        NAME into must serve the live certificate now, or the deployment failed."""
+        from certsmith.services.servers import prove_installed
+
+        shortfall = prove_installed(self.home, name)
+        if shortfall is not None:
+            raise DeployError(f"the reload did not take effect: {shortfall}")
 
     # -- renew ----------------------------------------------------------------------------------
 
@@ -382,12 +398,12 @@ class Manager:
                  and (st.ari_next_check is None or st.ari_next_check <= now)]
         if not stale:
             return
-        servers = {n: spec_of(n).server for n in stale}
+        servers = {n: (spec_of(n).server, spec_of(n).ca_bundle) for n in stale}
 
         def fetch(name: str) -> None:
             state = states[name]
             try:
-                window, next_check = self.connection(servers[name]).renewal_info(
+                window, next_check = self.connection(*servers[name]).renewal_info(
                     state.ari_id or "")
             except CertsmithError as exc:
                 events.record(self.home, "ari-failed", name, error=str(exc))
@@ -421,7 +437,7 @@ class Manager:
     def _renew_job(self, spec: SiteSpec, solver: Solver, state: CertState,
                    force: bool) -> Callable[[], Outcome]:
         def job() -> Outcome:
-            conn = self.connection(spec.server)
+            conn = self.connection(spec.server, spec.ca_bundle)
             account = load_or_create(self.store, conn, AccountOptions())
             return self._issue(conn, account, spec, solver, renewing=True, force=force,
                                seen_serial=state.serial)
@@ -445,7 +461,7 @@ class Manager:
         if self.store.live_version(name) is None:
             raise UsageError(f"{name} has no certificate to revoke")
         cert_pem = (self.store.live_path(name) / "cert.pem").read_bytes()
-        conn = self.connection(spec.server)
+        conn = self.connection(spec.server, spec.ca_bundle)
         account = load_existing(self.store, spec.server)
         conn.revoke(account, cert_pem, reason)
         with self.store.lock(f"cert-{name}"):

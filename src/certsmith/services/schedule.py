@@ -12,6 +12,11 @@ Three modes:
 - ``crontab``: a marked block in the user's own crontab; used by a non-root user, who can write
   neither directory.
 
+Nothing renews unless something runs the job: :attr:`Host.scheduler_missing` says when systemd
+is not PID 1 (for the timer) or no cron daemon process runs (for cron and crontabs), and
+install/status report it as a warning. Not an error: the files are right, and an image being
+built or a container whose entrypoint starts cron later runs them as soon as cron is up.
+
 Environment overrides, for tests and unusual hosts: ``CERTSMITH_INIT=systemd|cron|crontab``,
 ``CERTSMITH_SYSTEMD_DIR``, ``CERTSMITH_CRON_DIR``. ``systemctl`` is only called when systemd is
 running and the units went to the real system directory, so a test never touches the host.
@@ -218,12 +223,38 @@ def _run(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedP
         return subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]}: timed out")
 
 
+# Process names of the cron daemons that read /etc/cron.d and crontabs (Debian's cron, cronie's
+# and dcron's crond, fcron, anacron, and busybox's applet run as "busybox crond").
+CRON_DAEMONS = frozenset({"cron", "crond", "fcron", "anacron"})
+
+
+def cron_daemon_running(proc: Path = Path("/proc")) -> bool:
+    """Whether a cron daemon runs on this machine, from the process table."""
+    try:
+        pids = [p for p in proc.iterdir() if p.name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            comm = (pid / "comm").read_text().strip()
+            if comm in CRON_DAEMONS:
+                return True
+            if comm == "busybox":
+                argv = (pid / "cmdline").read_bytes().split(b"\0")
+                if len(argv) > 1 and argv[1] == b"crond":
+                    return True
+        except OSError:  # the process ended while we looked, or is not ours to read
+            continue
+    return False
+
+
 @dataclass(frozen=True)
 class Host:
     """Where and how to install; :meth:`detect` reads the real machine and the overrides."""
 
     mode: Mode
     systemd_running: bool
+    cron_running: bool = True
     systemd_dir: Path = SYSTEMD_DIR
     cron_dir: Path = CRON_DIR
     run: Runner = field(default=_run, compare=False)
@@ -243,8 +274,24 @@ class Host:
         else:
             mode = "systemd" if running else "cron"
         return cls(mode=mode, systemd_running=running,
+                   cron_running=mode != "systemd" and cron_daemon_running(),
                    systemd_dir=Path(env.get("CERTSMITH_SYSTEMD_DIR") or SYSTEMD_DIR),
                    cron_dir=Path(env.get("CERTSMITH_CRON_DIR") or CRON_DIR))
+
+    @property
+    def scheduler_missing(self) -> str | None:
+        """Why nothing would run what :func:`install` writes, or None when something will."""
+        if self.mode == "systemd":
+            if self.systemd_running:
+                return None
+            return ("systemd is not running on this machine (PID 1 is not systemd): "
+                    "certificates will NOT renew until it runs and "
+                    f"'systemctl enable --now {TIMER}' has started the timer")
+        if self.cron_running:
+            return None
+        return ("no cron daemon (cron, crond, anacron) is running on this machine and systemd "
+                "is not PID 1: certificates will NOT renew until one is started "
+                "(e.g. 'service cron start', or start crond in the container's entrypoint)")
 
     @property
     def manages_systemd(self) -> bool:
@@ -321,6 +368,7 @@ class Report:
     mode: Mode
     installed: bool
     lines: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _ours(path: Path) -> bool:
@@ -380,9 +428,6 @@ def install(host: Host, argv: Sequence[str]) -> Report:
             host.systemctl("daemon-reload")
             host.systemctl("enable", "--now", TIMER)
             lines.append(f"enabled and started {TIMER}")
-        elif host.systemd_dir == SYSTEMD_DIR:
-            lines.append(f"systemd is not running here: enable it later with "
-                         f"'systemctl enable --now {TIMER}'")
     elif host.mode == "cron":
         when = parse_cron_time(_read(host.cron_path) if _ours(host.cron_path) else None)
         when = when or CronTime.random()
@@ -399,7 +444,8 @@ def install(host: Host, argv: Sequence[str]) -> Report:
         verb = "installed" if new != current else "already installed"
         lines.append(f"{verb}: your crontab, at {when.hour:02}:{when.minute:02} and "
                      f"{when.hour + 12:02}:{when.minute:02} (+ up to 1 h): {shell_command(argv)}")
-    return Report(host.mode, True, tuple(lines))
+    missing = host.scheduler_missing
+    return Report(host.mode, True, tuple(lines), (missing,) if missing else ())
 
 
 def remove(host: Host) -> Report:
@@ -462,4 +508,5 @@ def status(host: Host) -> Report:
             lines.append(f"crontab: your crontab ({at}, + up to 1 h)")
     if not installed:
         lines.append(f"not installed (would use {host.mode}): certsmith schedule install")
-    return Report(host.mode, installed, tuple(lines))
+    missing = host.scheduler_missing if installed else None
+    return Report(host.mode, installed, tuple(lines), (missing,) if missing else ())

@@ -56,8 +56,8 @@ def _describe(exc: BaseException, url: str) -> str:
         code = exc.code or (exc.typ or "").rsplit(":", 1)[-1]
         return f"the CA refused: {detail}{' (' + sub + ')' if sub else ''} [{code}]"
     if isinstance(exc, requests.exceptions.SSLError):
-        return (f"TLS verification of the CA at {url} failed (set REQUESTS_CA_BUNDLE to its "
-                "CA certificate if it uses a private one)")
+        return (f"TLS verification of the CA at {url} failed (if it uses a private CA, give "
+                "'certsmith get' --ca-bundle FILE, or set REQUESTS_CA_BUNDLE)")
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"cannot reach the CA at {url}: connection failed"
     if isinstance(exc, requests.exceptions.Timeout):
@@ -161,16 +161,19 @@ def use_system_trust() -> None:
 class AcmeConnection:
     """One CA directory; creates per-thread clients that share the directory and the account."""
 
-    def __init__(self, directory_url: str) -> None:
+    def __init__(self, directory_url: str, ca_bundle: str | None = None) -> None:
         use_system_trust()
         self.url = directory_url
+        # A bundle recorded with the site verifies the CA whatever the environment says (a
+        # timer has no REQUESTS_CA_BUNDLE); requests takes a path where a bool would go.
+        self.verify: bool | str = ca_bundle or True
         self._directory: messages.Directory | None = None
         self._lock = threading.Lock()
 
     def _net(self, key: jose.JWK | None, account: Account | None) -> _Network:
         return _Network(key=key, account=account.regr() if account else None,
                         alg=_alg(key) if key is not None else jose.RS256,
-                        user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
+                        verify_ssl=self.verify, user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` and turn ACME/network failures into :class:`CAError`."""

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from certsmith.base import certder, der
 from certsmith.base.identifiers import Identifier
+from certsmith.base.keytypes import RSA_EXPONENT, check_key_type, check_offered_key
 from certsmith.base.nameconstraints import Constraints, Network
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import CAError, IdentifierError, NotFoundError, UsageError
@@ -67,17 +68,17 @@ def check_days(days: int) -> int:
 
 
 def generate_key(key_type: str) -> Any:
+    """A new key of one of the types ``--key-type`` offers (and no other)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    key_type = check_key_type(key_type)
     if key_type == "ecdsa-p256":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "ecdsa-p384":
         return ec.generate_private_key(ec.SECP384R1())
-    if key_type.startswith("rsa") and key_type[3:].isdigit():
-        from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
-    raise UsageError(f"unknown key type {key_type!r}")
+    return rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=int(key_type[3:]))
 
 
 def key_pem(key: Any) -> bytes:
@@ -321,6 +322,10 @@ class LocalCA:
         check_days(days)
         if not identifiers:
             raise IdentifierError("no names given")
+        # Checked before anything is made, so a refused key changes nothing; and only the
+        # types --key-type offers, whether certsmith makes the key or a CSR brings it.
+        key_type = (check_key_type(key_type) if public_key_der is None
+                    else check_offered_key(public_key_der, "the request"))
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         not_before = now - SKEW
         not_after = not_before + dt.timedelta(days=days)
@@ -332,7 +337,8 @@ class LocalCA:
         if public_key_der is None:
             key = generate_key(key_type)
             public_key_der = spki_of(key)
-        rsa = b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01" in public_key_der[:32]
+        # RSA key exchange (TLS 1.2's non-forward-secret suites) needs keyEncipherment.
+        rsa = key_type.startswith("rsa")
         usage = {certder.DIGITAL_SIGNATURE} | ({certder.KEY_ENCIPHERMENT} if rsa else set())
         ekus = [certder.EKU_SERVER] + ([certder.EKU_CLIENT] if client else [])
         template = certder.Template(

@@ -13,9 +13,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.errors import ChallengeError
 
-PREFIX = "/.well-known/acme-challenge/"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from certsmith.services.check.target import Target
 from certsmith.services.check.verdict import (
     TLS_VERSIONS,
+    CipherProbe,
     HttpAnswer,
     Observation,
     parse_response_head,
@@ -19,16 +20,22 @@ from certsmith.services.check.verdict import (
 _HEAD_LIMIT = 65536
 
 
-def _context(version: str | None = None) -> ssl.SSLContext:
+# OpenSSL cipher strings for the TLS 1.2 probes: key exchange with forward secrecy, and without.
+FORWARD_SECRET = "kECDHE:kDHE"
+STATIC_RSA = "kRSA"
+
+
+def _context(version: str | None = None, ciphers: str = "ALL") -> ssl.SSLContext:
     """A client context that accepts anything (judging is verdict.py's job), old versions too."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        # Security level 0: OpenSSL 3 otherwise refuses TLS 1.0/1.1 before we can report them.
-        with contextlib.suppress(ssl.SSLError):
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        # Security level 0: OpenSSL 3 otherwise refuses TLS 1.0/1.1, RSA-1024 and SHA-1
+        # before we can report them. A restricted list must hold, or the probe would lie.
+        with contextlib.suppress(ssl.SSLError) if ciphers == "ALL" else contextlib.nullcontext():
+            ctx.set_ciphers(f"{ciphers}:@SECLEVEL=0")
         if version is None:
             with contextlib.suppress(ValueError, ssl.SSLError):
                 ctx.minimum_version = ssl.TLSVersion.TLSv1
@@ -94,6 +101,21 @@ def _offers(target: Target, version: str, timeout: float) -> bool:
         return False
 
 
+def _cipher(target: Target, ciphers: str, timeout: float) -> tuple[bool, str | None]:
+    """The TLS 1.2 cipher the server picks among ``ciphers`` only: (True, name), (True, None)
+    when it refuses them all, (False, None) when the connection itself failed (a time-out on
+    a loaded machine says nothing about the server's ciphers)."""
+    try:
+        with socket.create_connection((target.address, target.port), timeout=timeout) as raw, \
+                _context("TLSv1.2", ciphers).wrap_socket(raw, server_hostname=_sni(target)) as sock:
+            chosen = sock.cipher()
+            return True, chosen[0] if chosen else None
+    except (ssl.SSLError, ConnectionResetError):
+        return True, None
+    except (OSError, ValueError):
+        return False, None
+
+
 def _http(target: Target, timeout: float) -> HttpAnswer:
     assert target.http_port is not None
     where = f"{target.address}:{target.http_port}"
@@ -109,8 +131,10 @@ def _http(target: Target, timeout: float) -> HttpAnswer:
 def observe(target: Target, timeout: float = 10.0) -> Observation:
     """Connect, fetch the chain and an HTTPS response head, probe versions and plain HTTP."""
     where = f"{target.address}:{target.port}"
-    with ThreadPoolExecutor(max_workers=len(TLS_VERSIONS) + 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(TLS_VERSIONS) + 3) as pool:
         offered = {v: pool.submit(_offers, target, v, timeout) for v in TLS_VERSIONS}
+        forward_secret = pool.submit(_cipher, target, FORWARD_SECRET, timeout)
+        static_rsa = pool.submit(_cipher, target, STATIC_RSA, timeout)
         http = pool.submit(_http, target, timeout) if target.http_port else None
         try:
             with socket.create_connection((target.address, target.port),
@@ -126,5 +150,8 @@ def observe(target: Target, timeout: float = 10.0) -> Observation:
         except (OSError, ValueError) as exc:
             return Observation(error=_describe(exc, where))
         versions = tuple(v for v in TLS_VERSIONS if offered[v].result())
+        (fs_known, fs), (rsa_known, rsa) = forward_secret.result(), static_rsa.result()
+        tls12 = CipherProbe(forward_secret=fs, static_rsa=rsa) if fs_known and rsa_known \
+            else None
         return Observation(chain_der=chain, protocol=protocol, versions=versions, https=https,
-                           http=http.result() if http else None)
+                           http=http.result() if http else None, tls12=tls12)

@@ -14,11 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import DNSName, IPAddress
-from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from certsmith.services.check.chain import (
+    build_path,
+    display_name,
+    key_type,
+    link_problems,
+    order_problem,
+    sans,
+    signature_name,
+)
+from certsmith.services.check.chain import common_name as _cn
 from certsmith.services.check.target import Target
 
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -50,6 +58,15 @@ class HttpAnswer:
 
 
 @dataclass(frozen=True)
+class CipherProbe:
+    """Which TLS 1.2 cipher the server picked when offered only forward-secret suites
+    (ECDHE/DHE), and when offered only static-RSA key exchange (None: it refused)."""
+
+    forward_secret: str | None = None
+    static_rsa: str | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything the probe saw at one target."""
 
@@ -59,6 +76,7 @@ class Observation:
     https: HttpAnswer = HttpAnswer()
     http: HttpAnswer | None = None  # None: not tested
     error: str | None = None  # the TLS connection itself failed
+    tls12: CipherProbe | None = None  # None: not probed
 
 
 @dataclass(frozen=True)
@@ -111,37 +129,13 @@ def name_matches(host: str, dns_names: Sequence[str], ips: Sequence[str]) -> boo
     return False
 
 
-def _cn(name: x509.Name) -> str:
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else name.rfc4514_string() or "(empty name)"
-
-
-def _key_type(cert: x509.Certificate) -> str:
-    pub = cert.public_key()
-    if isinstance(pub, ec.EllipticCurvePublicKey):
-        return f"ECDSA {pub.curve.name}"
-    if isinstance(pub, rsa.RSAPublicKey):
-        return f"RSA {pub.key_size}"
-    if isinstance(pub, ed25519.Ed25519PublicKey):
-        return "Ed25519"
-    return type(pub).__name__
-
-
-def _sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return [], []
-    return (list(san.get_values_for_type(x509.DNSName)),
-            [str(ip) for ip in san.get_values_for_type(x509.IPAddress)])
-
-
 def _trust_error(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                 roots: Sequence[x509.Certificate]) -> str | None:
-    """Why the chain does not lead to a trusted root (names and dates judged elsewhere)."""
+                 roots: Sequence[x509.Certificate], now: dt.datetime) -> str | None:
+    """Why the chain does not lead to a trusted root now (names and the leaf's own dates are
+    judged elsewhere)."""
     if not roots:
         return "no trust anchors"
-    dns, ips = _sans(leaf)
+    dns, ips = sans(leaf)
     subject: DNSName | IPAddress
     if dns:
         subject = DNSName(dns[0].lstrip("*."))
@@ -149,10 +143,9 @@ def _trust_error(leaf: x509.Certificate, intermediates: Sequence[x509.Certificat
         subject = IPAddress(ipaddress.ip_address(ips[0]))
     else:
         return "the certificate has no subjectAltName"
-    # A moment when every certificate served is valid, so an expired leaf is reported as
-    # expired rather than as untrusted.
-    moment = max([leaf.not_valid_before_utc, *(c.not_valid_before_utc for c in intermediates)])
-    moment = min(moment + dt.timedelta(seconds=1), leaf.not_valid_after_utc)
+    # Now, moved into the leaf's own validity window: an expired leaf is reported as expired
+    # (with its date), not as untrusted; the rest of the chain is judged at the current time.
+    moment = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
     try:
         verifier = (PolicyBuilder().store(Store(list(roots))).time(moment)
                     .build_server_verifier(subject))
@@ -187,17 +180,17 @@ def evaluate(target: Target, obs: Observation, *, roots: Sequence[x509.Certifica
     except ValueError as exc:
         text = f"the server sent an unreadable certificate: {exc}"
         return Report(label, Status.CRITICAL, text, ((Status.CRITICAL, text),), facts)
-    leaf, intermediates = chain[0], chain[1:]
-    dns, ips = _sans(leaf)
+    leaf = chain[0]
+    dns, ips = sans(leaf)
     not_after = leaf.not_valid_after_utc
     days_left = _days(not_after - now)
     serial = format(leaf.serial_number, "x")
     facts.update({
-        "subject": _cn(leaf.subject), "names": dns + ips, "issuer": _cn(leaf.issuer),
-        "serial": serial, "key_type": _key_type(leaf),
+        "subject": display_name(leaf), "names": dns + ips, "issuer": _cn(leaf.issuer),
+        "serial": serial, "key_type": key_type(leaf), "signature": signature_name(leaf),
         "not_before": leaf.not_valid_before_utc.isoformat(), "not_after": not_after.isoformat(),
         "days_left": round(days_left, 1), "chain_length": len(chain),
-        "chain": [_cn(c.subject) for c in chain],
+        "chain": [display_name(c) for c in chain],
         "protocol": obs.protocol, "tls_versions": list(obs.versions),
     })
 
@@ -208,27 +201,12 @@ def evaluate(target: Target, obs: Observation, *, roots: Sequence[x509.Certifica
     elif now < leaf.not_valid_before_utc:
         problems.append((Status.CRITICAL, "certificate is not valid before "
                                           f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z"))
-    # 2. trust
-    trusted_names = {r.subject for r in roots}
-    self_signed = leaf.issuer == leaf.subject
-    trust_error = _trust_error(leaf, intermediates, roots)
-    facts["trusted"] = trust_error is None
-    if trust_error is not None:
-        if self_signed:
-            problems.append((Status.CRITICAL, "self-signed certificate: not trusted "
-                                              f"(subject {_cn(leaf.subject)})"))
-        elif leaf.issuer not in {c.subject for c in intermediates} | trusted_names:
-            problems.append((Status.CRITICAL, "incomplete chain: the server does not send the "
-                                              f"intermediate certificate {_cn(leaf.issuer)!r} "
-                                              "(serve fullchain.pem, not cert.pem)"))
-        else:
-            detail = "" if "candidates exhausted" in trust_error else f" ({trust_error})"
-            problems.append((Status.CRITICAL, f"not trusted: issued by {_cn(leaf.issuer)!r}, "
-                                              f"which does not lead to a trusted root{detail}"))
+    # 2. the chain: keys, signatures and dates of each certificate, then trust, then order
+    facts.update(_chain_facts(chain, roots, now, problems))
     # 3. names
     facts["name_matches"] = name_matches(target.host, dns, ips)
     if not facts["name_matches"]:
-        shown = ", ".join((dns + ips)[:5]) or _cn(leaf.subject)
+        shown = ", ".join((dns + ips)[:5]) or display_name(leaf)
         problems.append((Status.CRITICAL,
                          f"name mismatch: certificate is for {shown}, not {target.host}"))
     # 4. the certificate we expect (check --all: a missed reload)
@@ -252,7 +230,10 @@ def evaluate(target: Target, obs: Observation, *, roots: Sequence[x509.Certifica
         old = [v for v in obs.versions if v not in MODERN]
         if old:
             problems.append((Status.WARNING, f"still offers {', '.join(old)} (deprecated)"))
-    # 7. plain HTTP and HSTS
+    # 7. TLS 1.2 ciphers
+    if obs.tls12 is not None and "TLSv1.2" in obs.versions:
+        facts.update(_cipher_facts(obs.tls12, "TLSv1.3" in obs.versions, problems))
+    # 8. plain HTTP and HSTS
     hsts = obs.https.header("Strict-Transport-Security")
     facts["hsts"] = hsts
     facts["https_status"] = obs.https.status
@@ -266,6 +247,50 @@ def evaluate(target: Target, obs: Observation, *, roots: Sequence[x509.Certifica
     else:
         reason = next(text for s, text in problems if s is worst)
     return Report(label, worst, reason, tuple(problems), facts)
+
+
+def _chain_facts(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate],
+                 now: dt.datetime, problems: list[tuple[Status, str]]) -> dict[str, Any]:
+    """Trust, with the first certificate that clients refuse as the cause: each certificate on
+    the path a client builds is judged at ``now`` (an expired intermediate, an RSA-1024 key, a
+    SHA-1 signature), then ``cryptography``'s verifier has the last word on the rest."""
+    leaf, intermediates = chain[0], chain[1:]
+    path = build_path(chain, roots)
+    refused = [text for link in path for text in link_problems(link, now)]
+    problems.extend((Status.CRITICAL, text) for text in refused)
+    trust_error = _trust_error(leaf, intermediates, roots, now)
+    if trust_error is not None and not refused:
+        if leaf.issuer == leaf.subject:
+            problems.append((Status.CRITICAL, "self-signed certificate: not trusted "
+                                              f"(subject {display_name(leaf)})"))
+        elif leaf.issuer not in {c.subject for c in intermediates} | {r.subject for r in roots}:
+            problems.append((Status.CRITICAL, "incomplete chain: the server does not send the "
+                                              f"intermediate certificate {_cn(leaf.issuer)!r} "
+                                              "(serve fullchain.pem, not cert.pem)"))
+        else:
+            detail = "" if "candidates exhausted" in trust_error else f" ({trust_error})"
+            problems.append((Status.CRITICAL, f"not trusted: issued by {_cn(leaf.issuer)!r}, "
+                                              f"which does not lead to a trusted root{detail}"))
+    order = order_problem(path, chain)
+    if order is not None:
+        problems.append((Status.WARNING, order))
+    return {"trusted": trust_error is None and not refused, "chain_order_ok": order is None,
+            "chain_keys": [key_type(c) for c in chain],
+            "chain_signatures": [signature_name(c) for c in chain]}
+
+
+def _cipher_facts(probe: CipherProbe, tls13: bool,
+                  problems: list[tuple[Status, str]]) -> dict[str, Any]:
+    """TLS 1.2 without a forward-secret cipher: whoever records the traffic can decrypt it
+    once they get the key. CRITICAL when no client can do better (no TLS 1.3), else WARNING.
+    Static RSA accepted next to ECDHE is left alone: clients pick ECDHE."""
+    if probe.forward_secret is None:
+        only = (f", only static RSA key exchange ({probe.static_rsa})" if probe.static_rsa
+                else "")
+        problems.append((Status.WARNING if tls13 else Status.CRITICAL,
+                         f"TLS 1.2 offers no forward-secret cipher{only}: enable ECDHE ciphers"))
+    return {"tls12_forward_secret_cipher": probe.forward_secret,
+            "tls12_static_rsa_cipher": probe.static_rsa}
 
 
 def _http_facts(target: Target, answer: HttpAnswer,

@@ -26,28 +26,26 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from certsmith.base import policy
 from certsmith.base.store.fs import FileStore
+from certsmith.base.tlsgroups import set_groups
 
-# Mozilla "intermediate" (server side TLS 5.7): TLS 1.2 + 1.3, AEAD ciphers with forward secrecy.
-# (Its DHE suites need DH parameters we do not configure; ECDHE covers every client they serve.)
-INTERMEDIATE_CIPHERS = ":".join((
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-))
 ACME_TLS_ALPN = "acme-tls/1"
 TLS_ALPN_DIR = "challenges/tls-alpn-01"
 
 
 def tls_context() -> ssl.SSLContext:
-    """A server context with the proxy's TLS settings and no certificate."""
+    """A server context with the proxy's TLS settings (certsmith.base.policy: Mozilla
+    "intermediate", its three key exchange groups, the client's cipher order) and no
+    certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    ctx.set_ciphers(INTERMEDIATE_CIPHERS)
-    # Server order: every suite offered is strong, and this keeps AES-GCM first (testssl.sh
-    # rates "no server cipher order" NOT ok; Mozilla's intermediate profile allows either).
-    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_ciphers(policy.INTERMEDIATE_CIPHERS)
+    set_groups(ctx, policy.GROUPS_LIST)
+    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
+    # Python turns server preference on by default; the policy leaves the order to the client.
+    ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -167,7 +165,7 @@ class SiteContexts:
         if server_name is None:
             ctx = self.no_sni
         else:
-            name = server_name.lower()
+            name = server_name.lower().rstrip(".")  # "localhost." is "localhost"
             if self.challenge_ctx:
                 offered = self._offered.pop(id(sslobj), None)
                 if offered and ACME_TLS_ALPN.encode() in offered and name in self.challenge_ctx:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from certsmith.base import policy
 from certsmith.base.identifiers import Identifier, default_cert_name, parse_identifiers
 from certsmith.base.nameconstraints import Constraints
 from certsmith.errors import UsageError
@@ -40,7 +41,7 @@ from certsmith.errors import UsageError
 REDIRECTS = (301, 308)
 LOG_FORMATS = ("combined", "json")
 CHALLENGES = ("http-01", "tls-alpn-01")
-DEFAULT_HSTS = 31536000  # one year, as the HSTS preload list asks
+DEFAULT_HSTS = policy.HSTS_DEFAULT  # two years, as for install (Mozilla's value)
 _LOCAL = Constraints.build()  # the local CA's built-in namespaces: localhost, .test, private IPs
 
 
@@ -245,7 +246,7 @@ class ProxyConfig:
 
 
 def parse_hsts(value: str | int | bool | None) -> int | None:
-    """``--hsts`` (one year), ``--hsts=SECONDS``, TOML ``hsts = true | 0 | SECONDS``."""
+    """``--hsts`` (two years), ``--hsts=SECONDS``, TOML ``hsts = true | 0 | SECONDS``."""
     if value is None or value is False:
         return None
     if value is True or value == "":

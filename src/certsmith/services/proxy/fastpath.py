@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import httptools
 
-from certsmith.services.proxy.http import NONE, Request, parse_host
+from certsmith.services.proxy.http import NONE, Request, parse_host, valid_host
 
 # Methods llhttp knows that carry no body without framing fields, and an origin-form target.
 _REQUEST_LINE = re.compile(
@@ -38,8 +38,8 @@ _REQUEST_LINE = re.compile(
 # before the colon, so ``\r\nname:`` is how each of them starts).
 _REQUEST_FIELDS = re.compile(
     rb"\r\n(host|connection|content-length|transfer-encoding|upgrade|expect|keep-alive|te"
-    rb"|trailer|proxy-connection|proxy-authenticate|proxy-authorization|x-forwarded-for"
-    rb"|x-forwarded-proto|x-forwarded-host|forwarded|x-real-ip):[ \t]*([^\r]*)")
+    rb"|trailer|proxy-connection|proxy-authenticate|proxy-authorization"
+    rb"|x[-_]forwarded[-_](?:for|proto|host)|forwarded|x[-_]real[-_]ip):[ \t]*([^\r]*)")
 _RESPONSE_FIELDS = re.compile(
     rb"\r\n(content-length|connection|keep-alive|transfer-encoding|upgrade|te|trailer"
     rb"|proxy-connection|proxy-authenticate|proxy-authorization"
@@ -48,7 +48,7 @@ _RESPONSE_FIELDS = re.compile(
 _STATUS = {b"%d" % code: code for code in range(200, 600) if code not in (204, 304)}
 _FOLD = b" \t"
 
-_HOSTS: dict[bytes, str] = {}  # lowercased Host value -> parse_host(value)
+_HOSTS: dict[bytes, str] = {}  # lowercased valid Host value -> parse_host(value)
 
 
 class Validator:
@@ -129,6 +129,8 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         validator.reset()  # llhttp refuses anything after a closing message
     name = _HOSTS.get(host)
     if name is None:
+        if not valid_host(host):
+            return None  # (the general path refuses it)
         if len(_HOSTS) > 1024:
             _HOSTS.clear()
         name = _HOSTS[host] = parse_host(host)

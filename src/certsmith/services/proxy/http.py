@@ -11,11 +11,19 @@ that keep a front-end and its upstream agreeing on where a request ends (RFC 911
 - obsolete line folding (a header line starting with white space): 400.
 - HTTP/1.1 without exactly one ``Host``: 400.
 - oversized heads: 431 (headers, checked by the server as bytes arrive) / 414 (request line).
+- a ``Host`` that is not a host name, IPv4 or [IPv6] address with an optional numeric port:
+  400, before it is used to route, redirect or forward (``localhost:@evil.example``,
+  ``x/?.app.test``, non-ASCII bytes).
+
+Absolute-form targets (``GET https://host/path``, RFC 9112 section 3.2.2) are accepted: the
+upstream gets the origin form (``/path``) and the target's authority as ``Host``, which is
+also what routes the request.
 
 The request forwarded upstream is rebuilt from the parsed pieces, never copied byte for byte:
-hop-by-hop headers (and those the client's ``Connection`` names) are removed, and
-``X-Forwarded-For``/``-Proto``/``-Host`` are set by us (the client's own are dropped: anyone can
-send them); ``X-Forwarded-Host`` is the Host value, port included, in lowercase.
+hop-by-hop headers (and those the client's ``Connection`` names, but never ``Host``) are removed,
+and ``X-Forwarded-For``/``-Proto``/``-Host`` are set by us (the client's own are dropped, also
+spelt with underscores, which some frameworks read as the same header: anyone can send them);
+``X-Forwarded-Host`` is the Host value, port included, in lowercase.
 """
 
 from __future__ import annotations
@@ -96,6 +104,32 @@ def parse_host(value: bytes) -> str:
     return text.rstrip(".")
 
 
+# A Host value (RFC 9110 section 7.2: uri-host [":" port]): a name of letters, digits, "-" and
+# "_" in dot-separated labels (a trailing dot allowed), an IPv4 address, or an [IPv6] literal.
+_HOST_VALUE = re.compile(
+    rb"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::[0-9]{0,5})?\Z", re.I)
+
+
+def valid_host(value: bytes) -> bool:
+    """``value`` (a Host header or a target's authority) names a host, and nothing else."""
+    return not value or _HOST_VALUE.match(value) is not None
+
+
+_ABSOLUTE = re.compile(rb"https?://([^/?#]*)([^#]*)\Z", re.I)
+
+
+def origin_form(target: bytes) -> tuple[bytes | None, bytes]:
+    """A request target -> (the authority of an absolute-form one, else None; the target in
+    origin form, ``/path?query``). Raises :class:`HttpError` for any other form."""
+    if target[:1] == b"/":
+        return None, target
+    found = _ABSOLUTE.match(target)
+    if found is None or not found.group(1) or not valid_host(found.group(1)):
+        raise HttpError(400, "request target must be a path or an http(s) URL")
+    path = found.group(2)
+    return found.group(1), path if path[:1] == b"/" else b"/" + path
+
+
 def check_length(value: bytes) -> int:
     if not value or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
         raise HttpError(400, "invalid Content-Length")
@@ -116,9 +150,9 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
     ``headers`` are (name, value) pairs as received (names in any case)."""
     if version != "1.1" and version != "1.0":
         raise HttpError(505 if version.startswith("2") else 400, f"HTTP/{version} request")
+    authority = None
     if target[:1] != b"/" and not (method == b"OPTIONS" and target == b"*"):
-        # Absolute-form targets are for forward proxies; we are not one.
-        raise HttpError(400, "request target must be a path")
+        authority, target = origin_form(target)
     host: bytes | None = None
     content_length: bytes | None = None
     transfer_encoding: bytes | None = None
@@ -131,12 +165,17 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
         lname = name.lower()
         kind = special(lname)
         if kind is None:
-            if lname not in _DROP_REQUEST:
+            if lname not in _DROP_REQUEST and not (
+                    b"_" in lname and lname.replace(b"_", b"-") in FORWARDED):
                 out += (name, b": ", value, b"\r\n")
             continue
         if kind == _HOST:
             if host is not None:
                 raise HttpError(400, "more than one Host header")
+            if authority is not None:
+                value = authority  # (RFC 9112 section 3.2.2: the target's authority wins)
+            elif not valid_host(value):
+                raise HttpError(400, "invalid Host header")
             host = value
             out += (name, b": ", value, b"\r\n")
         elif kind == _LENGTH:
@@ -170,7 +209,7 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
         keep_alive = b"close" not in tokens if version == "1.1" else b"keep-alive" in tokens
         if upgrade is not None and b"upgrade" not in tokens:
             upgrade = None  # an Upgrade header that Connection does not name is not a request
-        named = tokens - {b"close", b"keep-alive", b"upgrade"}
+        named = tokens - {b"close", b"keep-alive", b"upgrade", b"host"}
         if named:  # the client declared more hop-by-hop headers: drop them too
             out = _without(out, named)
     body, length = NONE, 0

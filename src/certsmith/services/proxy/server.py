@@ -34,7 +34,7 @@ from typing import Any
 
 import httptools
 
-from certsmith.core.solvers.http01 import PREFIX
+from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.services.proxy import fastpath, http, tls
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig, Site
@@ -44,7 +44,16 @@ from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
 CHALLENGE_PREFIX = PREFIX.encode()
 _TOKEN = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 MAX_BUFFERED_BODY = 256 * 1024  # request body held while the upstream connection opens
+# What one client connection may make a worker hold before its reading pauses (it resumes
+# when that is drained): requests pipelined behind the one being answered, their heads and
+# bodies, and bytes sent after an Upgrade the upstream has not answered yet. A client that
+# does not read its responses is not read from either (see pause_writing).
+MAX_PIPELINED = 32
+MAX_QUEUED = 256 * 1024
+MAX_TUNNEL_BUF = 64 * 1024
 SWEEP = 1.0
+# Methods a request may be repeated with (RFC 9110 section 9.2.2); never POST, PATCH, ...
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 DRAIN_GRACE = 1.0  # seconds a draining worker keeps serving connections that just arrived
 
 # Connection states (what the deadline means)
@@ -206,8 +215,9 @@ class _Refuse(Exception):
 class HttpsConnection(_Connection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
 
-    __slots__ = ("current", "in_message", "keep_alive", "out", "parsing", "queue", "read_paused",
-                 "tls_site", "tunnel", "tunnel_buf", "up_out")
+    __slots__ = ("current", "held", "in_message", "keep_alive", "out", "parsing", "queue",
+                 "queued", "read_paused", "refusal", "tls_site", "tunnel", "tunnel_buf",
+                 "tunnel_size", "up_out", "write_paused")
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
@@ -215,12 +225,19 @@ class HttpsConnection(_Connection):
         self.current: Exchange | None = None  # the exchange being answered
         self.parsing: Exchange | None = None  # the exchange whose request is being read
         self.queue: deque[Exchange] | None = None  # pipelined requests waiting their turn
+        self.queued = 0  # bytes of their heads and bodies
+        self.write_paused = False  # the client is not reading what we send
+        self.held = False  # the next exchange waits for the client to read (resume_writing)
+        # A later pipelined request was refused: (status, reason), answered after the ones
+        # before it.
+        self.refusal: tuple[int, str] | None = None
         self.out: list[bytes] = []
         self.up_out: list[bytes] = []
         self.keep_alive = True
         self.read_paused = False
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_buf: list[bytes] | None = None
+        self.tunnel_size = 0
         self.in_message = False  # the parser is inside a request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,34 +263,69 @@ class HttpsConnection(_Connection):
             self.tunnel.tunnel_data(data)
             return
         if self.tunnel_buf is not None:  # upgrade asked, upstream has not switched yet
-            self.tunnel_buf.append(data)
+            self._hold_for_tunnel(data)
             return
+        if self.refusal is not None:
+            return  # (bytes after a refused request: the parser has stopped, they are void)
         try:
-            if self.parsing is None:
+            parsing = self.parsing
+            if parsing is None:
                 self._count_head(data)
-            elif self.state == BODY:
-                self.deadline = self.worker.now + self.worker.limits.body_timeout
+            else:
+                if self.state == BODY:
+                    self.deadline = self.worker.now + self.worker.limits.body_timeout
+                if parsing.req.body == http.CHUNKED:
+                    # Chunk-size lines and trailers: reset by each piece of body (on_body),
+                    # so only a run of them without data counts against the head limit.
+                    self.head_bytes += len(data)
             parser = self.parser
             if parser is None:
                 parser = self.parser = httptools.HttpRequestParser(self)
             parser.feed_data(data)
+            if self.head_bytes > self.worker.limits.max_head and self.parsing is not None:
+                raise _Refuse(431, "chunk header or trailer too large")
         except httptools.HttpParserUpgrade as exc:
-            self.tunnel_buf = [data[exc.args[0]:]] if len(data) > exc.args[0] else []
+            self.tunnel_buf = []
+            self.tunnel_size = 0
+            if len(data) > exc.args[0]:
+                self._hold_for_tunnel(data[exc.args[0]:])
         except _Refuse as exc:
             self.refuse(exc.status, exc.reason)
-            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, (_Refuse, http.HttpError)):
                 self.refuse(cause.status, cause.reason)
             else:
                 raise
-            return
         except httptools.HttpParserError as exc:
             self.refuse(http.parser_error_status(str(exc)), str(exc) or "malformed request")
-            return
-        if self.up_out:
+        # (A refusal deferred behind requests being answered leaves their bytes to send.)
+        if self.up_out and self.state != CLOSED:
             self._flush_upstream()
+
+    def _hold_for_tunnel(self, data: bytes) -> None:
+        """Bytes after an Upgrade request, kept until the upstream answers it."""
+        assert self.tunnel_buf is not None
+        self.tunnel_buf.append(data)
+        self.tunnel_size += len(data)
+        if self.tunnel_size > MAX_TUNNEL_BUF:
+            self.pause_reading()
+
+    def refuse(self, status: int, reason: str) -> None:
+        ex = self.current
+        if ex is not None and self.parsing is None and self.refusal is None:
+            # The bad bytes come after whole requests still being answered: those get their
+            # answers first (in _next), then this refusal, then the connection closes.
+            self.refusal = (status, reason)
+            self.in_message = False
+            self.pause_reading()
+            return
+        if ex is not None and ex.response is not None:
+            # A response is on its way: an error page cannot follow part of it. Cut it.
+            self.worker.log_refusal(self, status, reason)
+            self.abort()
+            return
+        super().refuse(status, reason)
 
     def _fast_request(self, data: bytes) -> bool:
         """Between requests, with the parser at a message boundary: a whole head without a
@@ -314,17 +366,21 @@ class HttpsConnection(_Connection):
             raise http.HttpError(421, f"this server does not serve {req.host or 'that host'}")
         ex = Exchange(self, method, self.url, version, req, site)
         self.parsing = ex
-        if not req.keep_alive:
-            self.keep_alive = False
         if self.current is None:
+            if not req.keep_alive:
+                self.keep_alive = False
             self.current = ex
             self.state = BODY if req.body else WAITING
             self._start(ex)
-        else:  # pipelined: answered after the current one
-            if self.queue is None:
-                self.queue = deque()
-            self.queue.append(ex)
+        else:  # pipelined: answered after the current one (and its Connection then applies)
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            queue.append(ex)
             ex.body_buf = []
+            self.queued += len(req.head)
+            if len(queue) >= MAX_PIPELINED or self.queued > MAX_QUEUED:
+                self.pause_reading()
         if req.expect_continue and self.current is ex:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -332,6 +388,7 @@ class HttpsConnection(_Connection):
         ex = self.parsing
         if ex is None:
             return
+        self.head_bytes = 0
         if ex.upstream is not None and ex.body_buf is None:
             if ex.req.body == http.CHUNKED:
                 self.up_out += (b"%x\r\n" % len(body), body, b"\r\n")
@@ -345,7 +402,9 @@ class HttpsConnection(_Connection):
                 buf = ex.body_buf = []
             buf.append(body)
             ex.buffered += len(body)
-            if ex.buffered > MAX_BUFFERED_BODY:
+            if ex is not self.current:
+                self.queued += len(body)
+            if ex.buffered > MAX_BUFFERED_BODY or self.queued > MAX_QUEUED:
                 self.pause_reading()
 
     def on_message_complete(self) -> None:
@@ -513,13 +572,28 @@ class HttpsConnection(_Connection):
                 self.transport.close()
             self.state = CLOSED
             return
+        if self.refusal is not None and not self.queue:
+            self.refuse(*self.refusal)
+            return
+        if self.write_paused:
+            # The client is not reading: the next response waits until it does, and so does
+            # reading more requests (pause_writing paused that).
+            self.held = True
+            self.state = RESPONDING
+            self.deadline = self.worker.now + self.worker.limits.upstream_timeout
+            return
         queue = self.queue
         if queue:
             ex = self.current = queue.popleft()
+            self.queued = self.queued - len(ex.req.head) - ex.buffered if queue else 0
+            if not ex.req.keep_alive:
+                self.keep_alive = False
             self.state = BODY if not ex.request_done else WAITING
             self._start(ex)
             if self.up_out:
                 self._flush_upstream()
+            if self.read_paused and len(queue) < MAX_PIPELINED and self.queued <= MAX_QUEUED:
+                self.resume_reading()  # (paused again if the new current's body fills up)
             return
         if self.parsing is None:
             self.state = IDLE
@@ -540,9 +614,11 @@ class HttpsConnection(_Connection):
             self.response_done(ex)  # the close is how such a body ends
             return
         if resp is None and up.reused and not ex.retried and ex.req.body == http.NONE \
-                and ex.req.upgrade is None and self.current is ex:
-            # A kept-alive connection the upstream had just closed: the request never got
-            # there. Safe to send once more on a new connection (it has no body).
+                and ex.method in IDEMPOTENT and ex.req.upgrade is None and self.current is ex:
+            # A kept-alive connection the upstream closed without answering: most likely it
+            # closed it just before the request got there, but it may have acted on it. Only
+            # an idempotent request without a body is sent once more, on a new connection
+            # (RFC 9110 section 9.2.2, as nginx); any other gets 502.
             ex.retried = True
             ex.upstream = None
             ex.request_done = True
@@ -603,18 +679,30 @@ class HttpsConnection(_Connection):
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
+        """The client does not read as fast as we write: stop reading what we forward to it,
+        and (but for a tunnel, whose directions are independent) stop reading its requests,
+        whose answers would pile up here too."""
+        self.write_paused = True
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()
         elif self.tunnel is not None:
             self.tunnel.pause_reading()
+        if self.tunnel is None:
+            self.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         ex = self.current
         if ex is not None and ex.upstream is not None:
             ex.upstream.resume_reading()
         elif self.tunnel is not None:
             self.tunnel.resume_reading()
+        if self.held:
+            self.held = False
+            self._next()
+        elif self.tunnel is None and self.state != CLOSED:
+            self.resume_reading()  # (paused again where a bound is still reached)
 
     # -- WebSocket and other upgrades -------------------------------------------------------------
 
@@ -630,9 +718,11 @@ class HttpsConnection(_Connection):
         self.deadline = self.worker.now + self.worker.limits.tunnel_timeout
         pending = self.tunnel_buf or []
         self.tunnel_buf = None
+        self.tunnel_size = 0
         for piece in pending:
             if piece:
                 up.tunnel_data(piece)
+        self.resume_reading()
 
     def tunnel_data(self, data: bytes) -> None:
         """Upstream -> client bytes of an upgraded connection."""
@@ -709,7 +799,8 @@ class RedirectConnection(_Connection):
         req = http.forward_request(method, self.url, version, self.headers, self.client_ip,
                                    b"http")
         close = req.body != http.NONE or not req.keep_alive or req.upgrade is not None
-        path = self.url.split(b"?", 1)[0]
+        target = self.url if self.url[:1] in (b"/", b"*") else http.origin_form(self.url)[1]
+        path = target.split(b"?", 1)[0]
         if path.startswith(CHALLENGE_PREFIX):
             answer = worker.challenge_answer(path[len(CHALLENGE_PREFIX):])
             if answer is None:
@@ -727,7 +818,7 @@ class RedirectConnection(_Connection):
                                            close=close)
             else:
                 status = site.redirect
-                response = http.redirect(status, req.host, worker.config.https_port, self.url)
+                response = http.redirect(status, req.host, worker.config.https_port, target)
                 if close:
                     response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
                                                 1)

@@ -31,7 +31,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_closed",
         "buf",
         "exchange",
-        "head_start",
+        "extra",
+        "finished",
         "parser",
         "pool",
         "reused",
@@ -44,9 +45,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.buf = b""  # the response head received so far (until llhttp says it is complete)
-        self.head_start = 0  # where the final response's head starts in ``buf`` (after 1xx)
+        # The response head received so far (until llhttp says it is complete); a bytearray,
+        # so a head arriving in many pieces is gathered in linear time. At most max_head.
+        self.buf = bytearray()
         self.reused = False
+        # The response ended inside the bytes being parsed: it is handed on once they all are,
+        # and if any came after its end (``extra``: a body longer than its Content-Length, a
+        # 204/304 or HEAD response with one) the connection is closed instead of pooled.
+        self.finished = False
+        self.extra = False
         self.tunnel: Any = None  # the client connection, once this is a WebSocket tunnel
         self._closed = False
 
@@ -72,7 +79,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         if ex.response is None:
-            self.buf = self.buf + data if self.buf else data
+            buf = self.buf
+            buf += data
+            if len(buf) > ex.conn.worker.limits.max_head and buf.find(b"\r\n\r\n") < 0:
+                self.close()
+                ex.conn.upstream_failed(ex, "the upstream's response head is too large")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -80,9 +92,17 @@ class UpstreamConnection(asyncio.Protocol):
             if self.tunnel is not None and rest:
                 self.tunnel.tunnel_data(rest)
         except httptools.HttpParserError as exc:
-            self.close()
-            ex.conn.upstream_failed(ex, f"invalid response from the upstream: {exc}")
-            return
+            if not self.finished:
+                self.close()
+                ex.conn.upstream_failed(ex, f"invalid response from the upstream: {exc}")
+                return
+            self.extra = True  # garbage after a complete response
+        if self.finished:
+            self.finished = False
+            if self.extra:
+                self.extra = False
+                self.close()  # (response_done then cannot pool it)
+            ex.conn.response_done(ex)
         conn = ex.conn
         if conn.out:
             conn.flush()
@@ -118,14 +138,14 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         ex = self.exchange
         buf = self.buf
-        end = buf.find(b"\r\n\r\n", self.head_start) + 4
+        end = buf.find(b"\r\n\r\n") + 4
         if 100 <= status < 200 and status != 101:
             # Interim responses (100, 103) are not forwarded; the final one follows.
-            self.head_start = end
+            del buf[:end]
             return
-        head = buf[self.head_start:end]
-        self.buf = b""
-        self.head_start = 0
+        head = bytes(buf[:end])
+        more = len(buf) > end
+        self.buf = bytearray()
         if ex is None:
             return
         ex.conn.response_head(ex, self, status, head, self.parser.should_keep_alive())
@@ -133,17 +153,22 @@ class UpstreamConnection(asyncio.Protocol):
             # llhttp cannot be told the request was HEAD: it would wait for the body the
             # headers announce. The response is complete; a new parser reads the next one.
             self.parser = httptools.HttpResponseParser(self)
-            ex.conn.response_done(ex)
+            self.finished = True
+            self.extra = more
+
+    def on_message_begin(self) -> None:
+        if self.finished:
+            self.extra = True  # another response, unasked for
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        if ex is not None:
+        if ex is not None and not self.finished:
             ex.conn.response_body(ex, body)
 
     def on_message_complete(self) -> None:
         ex = self.exchange
-        if ex is not None and ex.response is not None:
-            ex.conn.response_done(ex)
+        if ex is not None and ex.response is not None and not self.finished:
+            self.finished = True
 
     # -- used by the client side ----------------------------------------------------------------
 
@@ -224,6 +249,11 @@ class UpstreamPool:
                 done(None, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
                 return
             _transport, conn = t.result()
+            if conn.closed:
+                # Accepted and closed at once, before this callback ran: connection_lost has
+                # been and gone, so an exchange attached now would wait for nothing.
+                done(None, "the upstream closed the connection at once")
+                return
             done(conn, "")
 
         task.add_done_callback(finished)

@@ -8,17 +8,21 @@ directory before an order. Every change goes through ``base.Transaction``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store.fs import FileStore
-from certsmith.errors import UsageError
+from certsmith.errors import NotFoundError, UsageError
 from certsmith.services.servers import listen
 from certsmith.services.servers.base import (
     KINDS,
@@ -33,15 +37,27 @@ from certsmith.services.servers.base import (
     Transaction,
     describe,
 )
+from certsmith.services.servers.proof import (
+    REDIRECT_PROBE,
+    Expectation,
+    connect_host,
+    hostname_for,
+    leaf_of,
+    prove,
+)
 
 __all__ = [
     "KINDS",
+    "ChallengeSetup",
     "InstallRequest",
     "Result",
+    "challenge_capture",
     "challenge_dir",
     "install",
     "installer_for",
     "prepare_challenge",
+    "prove_installed",
+    "staples_ocsp",
     "uninstall",
 ]
 
@@ -96,6 +112,33 @@ class Result:
     text: str                  # the dry-run description, or a summary of what was done
     changed: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # for a person: "wrote PATH", "linked PATH -> TARGET", ...
+
+
+@dataclass(frozen=True)
+class ChallengeSetup:
+    """What ``prepare_challenge`` did: where tokens go, how the server reloads, which of the
+    server's files changed (so the user hears about every file certsmith touched)."""
+
+    directory: Path
+    reload: str
+    files: tuple[str, ...] = ()
+
+
+def _file_lines(changes: list[Change] | tuple[Change, ...],
+                deploy_files: tuple[FileTarget, ...] = ()) -> tuple[str, ...]:
+    out: list[str] = []
+    for c in changes:
+        if c.link is not None:
+            out.append(f"linked {c.path} -> {c.link}")
+        elif c.move_to is not None:
+            out.append(f"moved {c.path} -> {c.move_to} (uninstall puts it back)")
+        elif c.removes:
+            out.append(f"removed {c.path}")
+        else:
+            out.append(f"wrote {c.path}")
+    out += [f"copied {t.part} -> {t.path}" for t in deploy_files]
+    return tuple(out)
 
 
 # -- records: what certsmith added, so uninstall removes exactly that ---------------------------
@@ -124,6 +167,14 @@ def _has_ocsp(cert_pem: bytes) -> bool:
     except x509.ExtensionNotFound:
         return False
     return any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+def staples_ocsp(home: Path, name: str) -> bool:
+    """Whether ``install`` turns on OCSP stapling for NAME: only when its live certificate
+    names an OCSP responder (Let's Encrypt's no longer do since 2025), so a server never waits
+    on a responder that does not exist. certbot's ``--staple-ocsp`` asks for this."""
+    live = FileStore(home).live_path(name) / "cert.pem"
+    return live.is_file() and _has_ocsp(live.read_bytes())
 
 
 def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
@@ -164,9 +215,14 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     """Install the live certificate NAME into the running server (see module docstring)."""
     _check_proxy(req.proxy_to)
     store = FileStore(home)
-    spec = load_site(store, req.name)
+    first = (f"run 'certsmith get {req.name} --{req.kind}' first (it answers the CA through "
+             f"the running {req.kind}), then install")
+    try:
+        spec = load_site(store, req.name)
+    except NotFoundError as exc:
+        raise NotFoundError(f"no certificate named {req.name!r} yet: {first}") from exc
     if store.live_version(req.name) is None:
-        raise UsageError(f"{req.name} has no certificate yet; run 'certsmith get' first")
+        raise UsageError(f"{req.name} has no certificate yet: {first}")
     installer = installer_for(req.kind, env)
     record = _load_record(store, req.kind, req.name)
     _ensure_challenge_dir(store)
@@ -177,6 +233,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     plan = installer.plan(detected, opts)
     if req.dry_run:
         return Result(describe(plan), notes=plan.notes)
+    files = _file_lines([c for c in plan.changes if not _same(c)], plan.deploy_files)
     _apply(installer, plan, opts)
     owned, shared = _split_shared(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
@@ -187,6 +244,7 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
         "options": {"redirect": req.redirect, "hsts": req.hsts, "proxy_to": req.proxy_to,
                     "http_port": req.http_port, "https_port": req.https_port,
                     "listen_addresses": list(req.listen_addresses)},
+        "listens": {"http": list(plan.http_listens), "https": list(plan.https_listens)},
         "carried": (record or {}).get("carried") or _carried(detected),
         "deploy_files": [t.to_dict() for t in plan.deploy_files],
         "deploy_commands": [installer.config.reload],
@@ -195,7 +253,20 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     _save_record(store, req.kind, req.name, new_record)
     _remember_reload(store, spec, installer.config.reload, plan.deploy_files)
     return Result(f"{req.name}: installed into {req.kind}", tuple(c.path for c in plan.changes),
-                  plan.notes)
+                  plan.notes, files)
+
+
+def _recorded_listens(record: dict[str, Any], opts: SiteOptions
+                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(HTTP, HTTPS) host:port the installed site listens on, as its record says (a record
+    from before listens were kept: ``--listen-address``, else the server's default)."""
+    kept = record.get("listens") or {}
+    if kept.get("http"):
+        return tuple(kept["http"]), tuple(kept.get("https") or ())
+    options = record.get("options") or {}
+    hosts = list(options.get("listen_addresses") or ()) or [options.get("listen_address") or ""]
+    return (tuple(listen.hostport(h, opts.http_port) for h in hosts),
+            tuple(listen.hostport(h, opts.https_port) for h in hosts))
 
 
 def _carried(detected: Detected) -> dict[str, Any] | None:
@@ -225,17 +296,77 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
             except DeployError as exc:
                 raise ServerError(str(exc)) from exc
 
-    Transaction(installer, health_address(plan)).apply(
+    Transaction(installer, _expectations(plan, opts)).apply(
         plan, prepare=copy if plan.deploy_files else None,
         also_save=[t.path for t in plan.deploy_files])
 
 
-def health_address(plan: Plan) -> tuple[str, int] | None:
-    """Where the server must still answer HTTP after the reload: the site's first address."""
-    for text in plan.http_listens:
-        hp = listen.parse_hostport(text, 80)
-        if hp is not None:
-            return listen.probe_host(hp[0]), hp[1]
+def _addresses(texts: Sequence[str], default_port: int) -> list[tuple[str, int]]:
+    """Where a local client reaches each ``host:port`` the site listens on."""
+    out: list[tuple[str, int]] = []
+    for text in texts:
+        hp = listen.parse_hostport(text, default_port)
+        if hp is not None and (connect_host(hp[0]), hp[1]) not in out:
+            out.append((connect_host(hp[0]), hp[1]))
+    return out
+
+
+def _expectations(plan: Plan, opts: SiteOptions,
+                  probe: tuple[str, bytes] | None = None) -> tuple[Expectation, ...]:
+    """What a client sees once ``opts`` is live, on every address of the site (both
+    127.0.0.1 and [::1], say): HTTP answers (with the challenge ``probe`` file) and, with TLS,
+    the redirect; each HTTPS address serves the live certificate for the site's first name."""
+    return _expectations_for(plan.http_listens, plan.https_listens, opts, probe)
+
+
+def _expectations_for(http_listens: Sequence[str], https_listens: Sequence[str],
+                     opts: SiteOptions, probe: tuple[str, bytes] | None = None
+                     ) -> tuple[Expectation, ...]:
+    http = _addresses(http_listens, opts.http_port)
+    if not http:
+        return ()
+    name = hostname_for(opts.names[0])
+    if not opts.tls:
+        return tuple(Expectation(h, p, name, probe=probe) for h, p in http)
+    leaf = leaf_of((Path(opts.live_dir) / "fullchain.pem").read_bytes())
+    redirect = ((opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect
+                else None)
+    https = _addresses(https_listens, opts.https_port) or \
+        [(h, opts.https_port) for h, _ in http]
+    out = []
+    for host, port in http:
+        tls = next(((h, p) for h, p in https if h == host), None)
+        out.append(Expectation(host, port, name, tls[1] if tls else None,
+                               leaf if tls else None, redirect, probe))
+    paired = {h for h, _ in http}
+    out += [Expectation(http[0][0], http[0][1], name, p, leaf, https_host=h)
+            for h, p in https if h not in paired]
+    return tuple(out)
+
+
+def prove_installed(home: Path, name: str) -> str | None:
+    """After a renewal redeployed NAME and reloaded the servers it is installed into: whether
+    each of them serves the live certificate on every address of the site (polling while the
+    reload completes). Returns what one of them does not show, or None."""
+    store = FileStore(home)
+    live = store.live_path(name)
+    records = [(kind, r) for kind in KINDS
+               if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"]
+    if not records:
+        return None
+    spec = load_site(store, name)
+    for kind, record in records:
+        options = record.get("options", {})
+        opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
+                           live_dir=str(live), http_port=int(options.get("http_port", 80)),
+                           https_port=int(options.get("https_port", 443)))
+        http, https = _recorded_listens(record, opts)
+        expect = _expectations_for(http, https, opts)
+        if not expect:
+            continue
+        shortfall = prove([dataclasses.replace(e, redirect=None) for e in expect])
+        if shortfall is not None:
+            return f"{kind} does not serve it: {shortfall}"
     return None
 
 
@@ -330,16 +461,17 @@ def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool
 def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int = 80,
                       listen_addresses: tuple[str, ...] = (),
                       env: dict[str, str] | None = None
-                      ) -> tuple[Path, str]:
+                      ) -> ChallengeSetup:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
-    certsmith's challenge directory (validated, reloaded). Returns (directory, reload command).
-    """
+    certsmith's challenge directory (validated, reloaded)."""
     store = FileStore(home)
     directory = _ensure_challenge_dir(store)
     installer = installer_for(kind, env)
     record = _load_record(store, kind, spec.name)
-    if record and record.get("stage") == "installed":
-        return directory, installer.config.reload  # its site already maps the challenge path
+    if record and record.get("stage") == "installed" and _files_present(record):
+        # its site already maps the challenge path (a record restored from another machine's
+        # backup has no files here: set the mapping up again)
+        return ChallengeSetup(directory, installer.config.reload)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
     req = InstallRequest(kind, spec.name, http_port=http_port,
@@ -350,8 +482,10 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
                        challenge_dir=str(directory))
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
-    if not all(_same(c) for c in plan.changes):  # (else: already in place)
-        Transaction(installer, health_address(plan)).apply(plan)
+    changed = [c for c in plan.changes if not _same(c)]
+    if changed:  # (else: already in place)
+        with _challenge_probe(directory) as probe:
+            Transaction(installer, _expectations(plan, opts, probe)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",
@@ -361,7 +495,50 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         "deploy_files": [], "deploy_commands": [installer.config.reload],
         "shared": sorted(set(shared) | set((record or {}).get("shared", []))),
     })
-    return directory, installer.config.reload
+    return ChallengeSetup(directory, installer.config.reload, _file_lines(changed))
+
+
+def challenge_capture(home: Path, names: list[str]) -> tuple[Kind, str] | None:
+    """(server, certificate name whose install set it up) when certsmith made a web server
+    answer /.well-known/acme-challenge/ for these certificate names from its own challenge
+    directory, else None. Files put in another webroot
+    are then never served (the CA sees 404): ``get --webroot`` says so instead of failing at
+    the CA. nginx maps the path in certsmith's site for the name; Apache and lighttpd in one
+    include shared by every site of the server."""
+    store = FileStore(home)
+    for kind in KINDS:
+        for key in store.list(f"installs/{kind}"):
+            data = store.get(key)
+            record = json.loads(data) if data else {}
+            own = record.get("name") in names and _files_present(record)
+            shared = any(os.path.lexists(p) for p in record.get("shared", []))
+            if own or shared:
+                return cast(Kind, kind), str(record.get("name"))
+    return None
+
+
+def _files_present(record: dict[str, Any]) -> bool:
+    """Whether the server files an install record lists exist on this machine."""
+    owned = record.get("owned", [])
+    return bool(owned) and all(os.path.lexists(p) for p in owned)
+
+
+@contextlib.contextmanager
+def _challenge_probe(directory: Path) -> Iterator[tuple[str, bytes]]:
+    """A file in the challenge directory the server must serve once the mapping is live:
+    (URL path, content); removed afterwards."""
+    token = "certsmith-probe-" + secrets.token_hex(8)
+    body = secrets.token_hex(16).encode()
+    path = directory / ".well-known" / "acme-challenge" / token
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o644)
+        fh.write(body)
+    try:
+        yield policy.ACME_CHALLENGE_PREFIX + token, body
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _same(change: Change) -> bool:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from certsmith.base import policy
 from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
@@ -23,6 +24,7 @@ from certsmith.services.servers.base import (
     SiteOptions,
 )
 
+SESSION_CACHE = "SSLSessionCache shmcb:certsmith-ssl-sessions(512000)"
 _NAMEVHOST = re.compile(r"^\s*(?:default server|port (\d+) namevhost) (\S+) \((.+):(\d+)\)\s*$")
 _SINGLE = re.compile(r"^(\S+):(\d+)\s+(\S+) \((.+):(\d+)\)\s*$")
 _ALIAS = re.compile(r"^\s+alias (\S+)\s*$")
@@ -40,8 +42,13 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
             ctl = f"env APACHE_CONFDIR={root} {ctl}"
         return ctl, f"{ctl} graceful"
 
+    def restart(root: Path) -> str:
+        # To start it again should it have stopped: a graceful restart that cannot bind a
+        # new Listen shuts Apache down.
+        return f"{defaults(root)[0]} restart"
+
     return ServerConfig.from_env("apache", env, defaults,
-                                 "/etc/apache2" if debian else "/etc/httpd")
+                                 "/etc/apache2" if debian else "/etc/httpd", restart)
 
 
 def vhost_body(lines: Sequence[str], start: int) -> tuple[str, int]:
@@ -88,6 +95,9 @@ class ApacheInstaller:
 
     def server_identity(self) -> tuple[str, str]:
         return "", ""  # the parent process (root) reads certificates
+
+    def listeners(self) -> frozenset[str]:
+        return frozenset()  # the parent process (root) binds on a graceful restart
 
     # -- detect ---------------------------------------------------------------------------
 
@@ -370,13 +380,11 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     """certsmith's Apache site for one certificate (pure)."""
     vhost, http, https = site_listens(opts, detected)
     moddir = detected.facts.get("moddir", "modules")
-    need = ["ssl", "rewrite"]
+    need = ["ssl", "socache_shmcb", "rewrite"]  # socache_shmcb: the TLS session cache
     if opts.hsts or opts.proxy_to:
         need.append("headers")
     if opts.proxy_to:
         need += ["proxy", "proxy_http"]
-    if opts.ocsp:
-        need.append("socache_shmcb")
     source = detected.blocks[0] if detected.blocks else detected.default
     lines = [f"# Managed by certsmith for {opts.name}; 'certsmith uninstall apache {opts.name}' "
              "removes it."]
@@ -418,16 +426,19 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
               "    SSLEngine on",
               f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
               f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
-              "    SSLProtocol -all +TLSv1.2 +TLSv1.3",
-              f"    SSLOpenSSLConfCmd Curves {base.MOZILLA_CURVES}",
-              f"    SSLCipherSuite {base.MOZILLA_INTERMEDIATE_CIPHERS}",
+              f"    SSLProtocol -all {' '.join('+' + v for v in policy.TLS_VERSIONS)}",
+              f"    SSLOpenSSLConfCmd Curves {policy.GROUPS_LIST}",
+              f"    SSLCipherSuite {policy.INTERMEDIATE_CIPHERS}",
               "    SSLHonorCipherOrder off",
-              "    SSLSessionTickets off"]
+              "    SSLSessionTickets off",
+              f"    SSLSessionCacheTimeout {policy.SESSION_TIMEOUT}"]
     if opts.ocsp:
         lines.append("    SSLUseStapling on")
     if opts.hsts:
         lines.append(f'    Header always set Strict-Transport-Security "max-age={opts.hsts}"')
-    lines += [content, "</VirtualHost>"]
+    # Without a cache mod_ssl resumes no session (tickets are off, as Mozilla advises: Apache
+    # never rotates their key). Server-wide; relative to DefaultRuntimeDir (Debian: /run/apache2).
+    lines += [content, "</VirtualHost>", SESSION_CACHE]
     return "\n".join(lines) + "\n"
 
 

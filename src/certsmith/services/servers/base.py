@@ -1,6 +1,7 @@
 """The installer seam: detect the site for a name, plan certsmith's own files, then apply them
-as one transaction (validate with the server's own check, reload gracefully, roll back byte for
-byte on any failure).
+as one transaction (validate with the server's own check, reload gracefully — restart where a
+reload cannot open a new listener —, prove the new configuration is live as a client sees it,
+roll back byte for byte on any failure).
 
 The user's files are read, never rewritten. certsmith writes only files it owns (their names
 start with ``certsmith``) and, when it takes over a site the user enabled, moves that site's
@@ -17,29 +18,21 @@ import difflib
 import os
 import shlex
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget
 from certsmith.errors import CertsmithError
+from certsmith.services.servers.proof import Expectation, answers_http, prove, wait_serving
 
 KINDS = ("nginx", "apache", "lighttpd")
 Kind = Literal["nginx", "apache", "lighttpd"]
 COMMAND_TIMEOUT = 120
-MOZILLA_INTERMEDIATE_CIPHERS = (
-    # Mozilla "intermediate" (v5.7) less the DHE suites, which need a dhparam file.
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
-MOZILLA_CURVES = "X25519:prime256v1:secp384r1"
-DEFAULT_HSTS = 63072000  # two years, Mozilla's recommendation
-ACME_PREFIX = "/.well-known/acme-challenge/"
+ACME_PREFIX = policy.ACME_CHALLENGE_PREFIX  # (TLS settings and HSTS: certsmith.base.policy)
 
 
 class ServerError(CertsmithError):
@@ -59,31 +52,37 @@ class ServerConfig:
 
     From the environment, so tests (and unusual installs) never touch /etc:
     ``CERTSMITH_<KIND>_ROOT`` (config root), ``CERTSMITH_<KIND>_CMD`` (the binary or control
-    script, with options, used to parse and validate) and ``CERTSMITH_<KIND>_RELOAD`` (a shell
-    command that reloads the running server gracefully)."""
+    script, with options, used to parse and validate), ``CERTSMITH_<KIND>_RELOAD`` (a shell
+    command that reloads the running server gracefully) and ``CERTSMITH_<KIND>_RESTART`` (one
+    that stops and starts it, for a change a graceful reload cannot apply — a new listener on
+    a server that has dropped its privileges — and to start it again if it stopped)."""
 
     kind: Kind
     root: Path
     cmd: tuple[str, ...]
     reload: str
+    restart: str = ""
 
     @classmethod
     def from_env(cls, kind: Kind, env: dict[str, str] | None = None,
                  defaults: Callable[[Path], tuple[str, str]] | None = None,
-                 default_root: str = "") -> ServerConfig:
+                 default_root: str = "",
+                 default_restart: Callable[[Path], str] | None = None) -> ServerConfig:
         env = dict(os.environ) if env is None else env
         prefix = f"CERTSMITH_{kind.upper()}_"
         root = Path(env.get(prefix + "ROOT") or default_root).absolute()
         default_cmd, default_reload = defaults(root) if defaults else ("", "")
         cmd = tuple(shlex.split(env.get(prefix + "CMD") or default_cmd))
         reload = env.get(prefix + "RELOAD") or default_reload
-        return cls(kind, root, cmd, reload)
+        restart = (env.get(prefix + "RESTART")
+                   or (default_restart(root) if default_restart else "") or reload)
+        return cls(kind, root, cmd, reload, restart)
 
     def env_vars(self) -> dict[str, str]:
         """The variables that reproduce this configuration (saved for renewals)."""
         prefix = f"CERTSMITH_{self.kind.upper()}_"
         return {prefix + "ROOT": str(self.root), prefix + "CMD": shlex.join(self.cmd),
-                prefix + "RELOAD": self.reload}
+                prefix + "RELOAD": self.reload, prefix + "RESTART": self.restart}
 
 
 def run(argv: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
@@ -224,6 +223,11 @@ class Installer(Protocol):
     def server_identity(self) -> tuple[str, str]:
         """(user, group) the server's workers run as, '' where unknown."""
 
+    def listeners(self) -> frozenset[str]:
+        """The addresses the configuration on disk listens on, where a graceful reload cannot
+        open new ones (the server has dropped its privileges): a change that adds one needs
+        a restart. Empty where the reloading process binds as root (nginx, Apache)."""
+
 
 # -- the transaction --------------------------------------------------------------------------
 
@@ -285,28 +289,16 @@ def _write(change: Change) -> None:
         path.unlink()
 
 
-def wait_serving(address: tuple[str, int], timeout: float = 5.0) -> bool:
-    """True once the server accepts a connection and answers an HTTP request."""
-    deadline = time.monotonic() + timeout
-    request = (f"HEAD {ACME_PREFIX}certsmith-health HTTP/1.0\r\nHost: {address[0]}\r\n\r\n"
-               ).encode()
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), \
-                socket.create_connection(address, timeout=1.0) as sock:
-            sock.sendall(request)
-            if sock.recv(12).startswith(b"HTTP/"):
-                return True
-        time.sleep(0.05)
-    return False
-
-
 class Transaction:
-    """Apply a plan: snapshot every path it touches, write, validate, reload, check the server
-    still answers; on any failure put every path back byte for byte and reload again."""
+    """Apply a plan: snapshot every path it touches, write, validate, reload (restart when the
+    change adds a listener a graceful reload cannot open), then prove the new configuration
+    is live (``expect``: one per address the site listens on, all must hold). On any failure
+    put every path back byte for byte, bring the server back to it, and check it serves again
+    (on the first address): the message says what is true."""
 
-    def __init__(self, installer: Installer, health: tuple[str, int] | None = None) -> None:
+    def __init__(self, installer: Installer, expect: Sequence[Expectation] = ()) -> None:
         self.installer = installer
-        self.health = health
+        self.expect = tuple(expect)
 
     def apply(self, plan: Plan, prepare: Callable[[], None] | None = None,
               also_save: Sequence[str] = ()) -> None:
@@ -318,40 +310,74 @@ class Transaction:
                 paths.append(Path(change.move_to))
         saved = [_snapshot(p) for p in dict.fromkeys(paths)]
         created_dirs = _missing_dirs(paths)
+        before = self.installer.listeners()
+        activated = False
         try:
             if prepare:
                 prepare()
             for change in plan.changes:
                 _write(change)
             self.installer.check()
-            self._reload()
+            restart = bool(self.installer.listeners() - before)
+            activated = True
+            self._activate(restart)
         except (CertsmithError, OSError) as exc:
-            self._rollback(saved, created_dirs)
+            _rollback_files(saved, created_dirs)
             if isinstance(exc, OSError):
-                raise ServerError(f"cannot write {exc.filename}: {exc.strerror}; "
-                                  "nothing was changed") from exc
-            raise ServerError(f"{exc}; the previous configuration was restored") from exc
+                detail = f"cannot write {exc.filename}: {exc.strerror}"
+            else:
+                detail = str(exc)
+            if not activated:  # the running server never saw the new files
+                tail = ("nothing was changed" if isinstance(exc, OSError)
+                        else "the previous configuration was restored")
+                raise ServerError(f"{detail}; {tail}") from exc
+            raise ServerError(f"{detail}; {self._recover()}") from exc
 
-    def _reload(self) -> None:
+    def _activate(self, restart: bool) -> None:
         cfg = self.installer.config
-        proc = run_shell(cfg.reload, f"{cfg.kind} reload")
+        command, verb = (cfg.restart, "restart") if restart else (cfg.reload, "reload")
+        proc = run_shell(command, f"{cfg.kind} {verb}")
         if proc.returncode != 0:
-            raise ServerError(f"{cfg.kind} reload failed ({cfg.reload}): {last_lines(proc)}")
-        if self.health and not wait_serving(self.health):
-            raise ServerError(f"{cfg.kind} stopped answering on "
-                              f"{self.health[0]}:{self.health[1]} after the reload")
+            raise ServerError(f"{cfg.kind} {verb} failed ({command}): {last_lines(proc)}")
+        if not self.expect:
+            return
+        shortfall = prove(self.expect)
+        if shortfall is not None:
+            raise ServerError(f"{cfg.kind} {verb}ed, but the new configuration is not live: "
+                              f"{shortfall}")
 
-    def _rollback(self, saved: Sequence[_Saved], created_dirs: Sequence[Path]) -> None:
-        for item in reversed(saved):
-            with contextlib.suppress(OSError):
-                _restore(item)
-        for d in created_dirs:
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        # Bring the running server back to the restored files (best effort: the reload
-        # command may be what failed; the server then still runs its previous configuration).
-        with contextlib.suppress(CertsmithError):
-            run_shell(self.installer.config.reload, "reload")
+    def _recover(self) -> str:
+        """Bring the running server back to the restored files (a reload; a restart if it
+        no longer answers) and say whether it serves again."""
+        cfg = self.installer.config
+        if not self.expect:  # nothing to ask the server: only the files are known
+            with contextlib.suppress(CertsmithError):
+                run_shell(cfg.reload, f"{cfg.kind} reload")
+            return "the previous configuration was restored"
+        expect = self.expect[0]
+        commands = [cfg.reload] if answers_http(expect.host, expect.http_port) else []
+        if cfg.restart not in commands:
+            commands.append(cfg.restart)
+        for command in commands:
+            with contextlib.suppress(CertsmithError):
+                if run_shell(command, f"{cfg.kind} rollback").returncode == 0 and \
+                        wait_serving(expect.host, expect.http_port):
+                    return (f"the previous configuration was restored and {cfg.kind} answers "
+                            f"on {expect.http_where} again (verified)")
+        if answers_http(expect.host, expect.http_port):
+            return (f"the previous configuration was restored on disk; {cfg.kind} answers on "
+                    f"{expect.http_where}, but could not be reloaded ({cfg.reload})")
+        return (f"the previous configuration was restored, but {cfg.kind} is not running "
+                f"(nothing answers on {expect.http_where}): start it with '{cfg.restart}'")
+
+
+def _rollback_files(saved: Sequence[_Saved], created_dirs: Sequence[Path]) -> None:
+    for item in reversed(saved):
+        with contextlib.suppress(OSError):
+            _restore(item)
+    for d in created_dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _missing_dirs(paths: Sequence[Path]) -> list[Path]:

@@ -1,6 +1,7 @@
 """lighttpd: detect with ``lighttpd -p`` (the preprocessed configuration) and a scan of the
 user's files, write ``conf-enabled/97-certsmith-acme.conf`` (the challenge alias, as in seed
-000) and ``98-certsmith-NAME.conf``, check with ``lighttpd -tt``, reload gracefully (SIGUSR1).
+000) and ``98-certsmith-NAME.conf``, check with ``lighttpd -tt``, reload gracefully (SIGUSR1), or
+restart when the change adds a listener (``CERTSMITH_LIGHTTPD_RESTART``; see ``listeners``).
 
 lighttpd re-reads its certificates as its own user after dropping privileges (on a graceful
 restart, and when it notices a changed file), so certsmith deploys them where that user can read
@@ -10,12 +11,15 @@ them: ``<root>/certsmith/NAME/`` with the key 0640 to the server's group; a sepa
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from certsmith.base import policy
 from certsmith.base.model import FileTarget
 from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
@@ -35,17 +39,34 @@ _OUR_KEYS = re.compile(r"unknown config-key: (url\.redirect|ssl\.|setenv\.|proxy
 
 
 def config(env: dict[str, str] | None = None) -> ServerConfig:
+    systemd = Path("/run/systemd/system").is_dir()
+
     def defaults(root: Path) -> tuple[str, str]:
         cmd = f"{base.which('lighttpd', '/usr/sbin/lighttpd')} -f {root}/lighttpd.conf"
-        if Path("/run/systemd/system").is_dir():
+        if systemd:
             return cmd, "systemctl reload lighttpd"
         return cmd, "kill -USR1 $(cat /run/lighttpd.pid)"
 
-    return ServerConfig.from_env("lighttpd", env, defaults, "/etc/lighttpd")
+    def restart(root: Path) -> str:
+        # A graceful restart re-reads the configuration as server.username: it cannot bind
+        # a new privileged port (:443), and the server exits. Only a restart can. (A unit
+        # whose new configuration failed to start a few times in a row is refused further
+        # starts until reset-failed.)
+        if systemd:
+            return "systemctl reset-failed lighttpd 2>/dev/null; systemctl restart lighttpd"
+        return "service lighttpd restart"
+
+    return ServerConfig.from_env("lighttpd", env, defaults, "/etc/lighttpd", restart)
 
 
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _modules_in(text: str) -> Counter[str]:
+    """The modules a configuration's ``server.modules`` lines name (with repeats)."""
+    return Counter(re.findall(r'"(mod_\w+)"', " ".join(
+        re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", text, re.S))))
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -113,16 +134,39 @@ class LighttpdInstaller:
                 found.append(hp[0])
         return list(listen.unique(found))
 
+    def listeners(self) -> frozenset[str]:
+        """Every socket of the configuration on disk (``server.bind``:``server.port`` and each
+        ``$SERVER["socket"]``): after dropping privileges, lighttpd's graceful restart can
+        keep the sockets it has but cannot open new privileged ones."""
+        self._printed = None
+        text = self.printed()
+        self._printed = None
+        port = re.search(r"^\s*server\.port\s*=\s*(\d+)", text, re.M)
+        bind = re.search(r'^\s*server\.bind\s*=\s*"([^"]*)"', text, re.M)
+        out = {f"{bind.group(1) if bind else ''}:{port.group(1) if port else '80'}"}
+        out.update(re.findall(r'^\s*\$SERVER\["socket"\]\s*==\s*"([^"]*)"\s*\{', text, re.M))
+        return frozenset(out)
+
     def _user_files(self) -> list[Path]:
         root = self.config.root
         files = [root / "lighttpd.conf",
                  *sorted(Path(p) for p in glob.glob(str(root / "conf-enabled" / "*.conf")))]
         return [f for f in files if f.is_file() and "certsmith" not in f.name]
 
+    def _own_modules(self) -> Counter[str]:
+        """Modules certsmith's own files (enabled now) load: they are about to be rewritten,
+        so what they load cannot count as loaded by the user's configuration."""
+        own: Counter[str] = Counter()
+        for f in glob.glob(str(self.config.root / "conf-enabled" / "*certsmith*.conf")):
+            with contextlib.suppress(OSError):
+                own += _modules_in(Path(f).read_text(errors="replace"))
+        return own
+
     def detect(self, names: Sequence[str], http_port: int, https_port: int) -> Detected:
         printed = self.printed()
-        modules = set(re.findall(r'"(mod_\w+)"', " ".join(
-            re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", printed, re.S))))
+        # (``lighttpd -p`` lists a module once per line loading it: one the user's files load
+        # too is still counted)
+        modules = set(_modules_in(printed) - self._own_modules())
         wanted = {n.lower() for n in names}
         tls_here: list[Block] = []
         hosts: list[Block] = []
@@ -252,9 +296,12 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
         lines.append("server.modules += (" + ", ".join(_q(m) for m in missing) + ")")
     addr = listen.bracketed(hosts[0])
     start = len(lines)
-    conf_cmd = (f'("MinProtocol" => "TLSv1.2", "Options" => "-ServerPreference,-SessionTicket", '
-                f'"CipherString" => {_q(base.MOZILLA_INTERMEDIATE_CIPHERS)}, '
-                f'"Groups" => {_q(base.MOZILLA_CURVES)})')
+    # Session tickets stay on: lighttpd keeps no session cache, and without ssl.stek-file it
+    # makes a new ticket key every 8 hours (each valid a day), so tickets are how it resumes.
+    conf_cmd = (f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
+                '"Options" => "-ServerPreference", '
+                f'"CipherString" => {_q(policy.INTERMEDIATE_CIPHERS)}, '
+                f'"Groups" => {_q(policy.GROUPS_LIST)})')
     lines += [f'$SERVER["socket"] == {_q(f"{addr}:{opts.https_port}")} {{',
               '    ssl.engine = "enable"',
               f"    ssl.pemfile = {_q(pem[0])}"]

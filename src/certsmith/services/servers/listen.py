@@ -57,15 +57,6 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int] | None:
     return (host, int(port)) if port.isdigit() else None
 
 
-def probe_host(host: str) -> str:
-    """An address to connect to for a site listening on ``host``."""
-    if host in ("", "*", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
-
-
 def covered(host: str, existing: Iterable[str]) -> bool:
     """Whether a socket on one of ``existing`` (hosts, one port) already accepts ``host``:
     a second, more specific socket beside a wildcard one cannot be bound."""

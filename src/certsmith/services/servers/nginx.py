@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from certsmith.base import policy
 from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
@@ -38,7 +39,13 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
         cmd = nginx if str(root) == "/etc/nginx" else f"{nginx} -c {root}/nginx.conf"
         return cmd, f"{cmd} -s reload"
 
-    return ServerConfig.from_env("nginx", env, defaults, "/etc/nginx")
+    def restart(root: Path) -> str:
+        # To start it again should it have stopped (nginx's master binds as root on a
+        # reload, so no change of certsmith's needs a restart).
+        systemd = Path("/run/systemd/system").is_dir()
+        return "systemctl restart nginx" if systemd else "service nginx restart"
+
+    return ServerConfig.from_env("nginx", env, defaults, "/etc/nginx", restart)
 
 
 def _port(listen_args: Sequence[str]) -> int | None:
@@ -99,6 +106,9 @@ class NginxInstaller:
 
     def server_identity(self) -> tuple[str, str]:
         return "", ""  # the master process (root) reads certificates
+
+    def listeners(self) -> frozenset[str]:
+        return frozenset()  # the master process (root) binds on reload
 
     # -- detect ---------------------------------------------------------------------------
 
@@ -395,11 +405,11 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
             f"    server_name {names};",
             f"    ssl_certificate {live}/fullchain.pem;",
             f"    ssl_certificate_key {live}/privkey.pem;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-            f"    ssl_ecdh_curve {base.MOZILLA_CURVES};",
-            f"    ssl_ciphers {base.MOZILLA_INTERMEDIATE_CIPHERS};",
+            f"    ssl_protocols {' '.join(policy.TLS_VERSIONS)};",
+            f"    ssl_ecdh_curve {policy.GROUPS_LIST};",
+            f"    ssl_ciphers {policy.INTERMEDIATE_CIPHERS};",
             "    ssl_prefer_server_ciphers off;",
-            "    ssl_session_timeout 1d;",
+            f"    ssl_session_timeout {policy.SESSION_TIMEOUT}s;",
             "    ssl_session_cache shared:certsmith:10m;",
             "    ssl_session_tickets off;",
         ]

@@ -1,7 +1,9 @@
 """NSS databases (Chrome/Chromium on Linux, Firefox, Thunderbird) via ``certutil``.
 
 Firefox keeps one database per profile and does not read the system store by default, so every
-profile is changed, including the snap and flatpak locations.
+profile is changed, including the snap and flatpak locations. Chrome/Chromium on Linux read
+``~/.pki/nssdb``, which a fresh or headless profile never creates: ``install`` creates it (empty
+password, as Chromium would) so that one command is enough.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from certsmith.services.trust.base import Report, Root, first_line, run_tool
 
 # Relative to $HOME. Profile roots hold one directory per profile.
-SHARED_DBS = (".pki/nssdb", "snap/chromium/current/.pki/nssdb")
+CHROME_DB = ".pki/nssdb"
+SHARED_DBS = (CHROME_DB, "snap/chromium/current/.pki/nssdb")
 PROFILE_ROOTS = (
     ".mozilla/firefox",
     "snap/firefox/common/.mozilla/firefox",
@@ -81,12 +84,31 @@ class NssStore:
         return [Report("nss", str(d), "trusted" if self._has(spec, root) else "not trusted")
                 for d, spec in dbs]
 
+    def _create_chrome_db(self) -> Path | Report | None:
+        """Create ``~/.pki/nssdb`` where Chrome/Chromium look for it, if it is missing and
+        certutil is here; returns its directory, a failure, or None (nothing to do)."""
+        if self.certutil is None:
+            return None
+        directory = (self.home or Path(os.environ.get("HOME") or Path.home())) / CHROME_DB
+        if _db_spec(directory) is not None:
+            return None
+        try:
+            directory.parent.mkdir(mode=0o700, exist_ok=True)
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            return Report("nss", str(directory), "failed", f"cannot create: {exc.strerror}")
+        proc = run_tool([self.certutil, "-N", "--empty-password", "-d", f"sql:{directory}"])
+        if proc.returncode != 0 or _db_spec(directory) is None:
+            return Report("nss", str(directory), "failed", first_line(proc))
+        return directory
+
     def install(self, root: Root) -> list[Report]:
+        created = self._create_chrome_db()
+        out = [created] if isinstance(created, Report) else []  # Firefox's are still done
         dbs = self._each()
         if isinstance(dbs, Report):
-            return [dbs]
+            return out or [dbs]
         assert self.certutil is not None
-        out = []
         for directory, spec in dbs:
             if self._has(spec, root):
                 out.append(Report("nss", str(directory), "trusted", "already"))
@@ -99,7 +121,9 @@ class NssStore:
             if proc.returncode != 0 or not self._has(spec, root):
                 out.append(Report("nss", str(directory), "failed", first_line(proc)))
             else:
-                out.append(Report("nss", str(directory), "installed"))
+                out.append(Report("nss", str(directory), "installed",
+                                  "created the database (Chrome/Chromium)"
+                                  if directory == created else ""))
         return out
 
     def uninstall(self, root: Root) -> list[Report]:
