@@ -61,14 +61,12 @@ class Site:
 
     def get(self) -> None:
         self.cs("get", *self.names, f"--{self.srv.kind}", "--http-port", self.srv.http_port,
-                "--http-address", LOOPBACK, "--server", self.pebble.directory, "--agree-tos",
-                check=True)
+                "--server", self.pebble.directory, "--agree-tos", check=True)
 
     def install(self, *options: Any, env: dict[str, str] | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cs("install", self.srv.kind, self.name, "--http-port", self.srv.http_port,
-                       "--https-port", self.srv.https_port, "--listen-address", LOOPBACK,
-                       *options, env=env, check=check)
+                       "--https-port", self.srv.https_port, *options, env=env, check=check)
 
     @property
     def live(self) -> Path:

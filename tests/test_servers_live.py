@@ -216,3 +216,28 @@ def test_challenge_mapping_that_does_not_take_effect_stops_before_the_order(
     finally:
         squatter.close()
         srv.close()
+
+
+def test_lighttpd_installed_twice_keeps_the_modules_it_needs(
+        pebble: Pebble, run_certsmith: RunCertsmith) -> None:
+    """Installing again (here with another HSTS max-age) re-renders certsmith's file: the
+    modules it loaded itself (mod_setenv for HSTS) must still be loaded by the new file, or
+    `lighttpd -tt` rejects `setenv.*` and the install fails. The second install succeeds and
+    the site serves the new header."""
+    srv = Lighttpd(http_port=pebble.http_port, https_port=free_port()).start()
+    try:
+        site = Site(srv, pebble, run_certsmith, "twice.lighttpd.test")
+        site.get()
+        site.install("--redirect", "308", "--hsts")
+        site.check_served(308)
+
+        again = site.install("--redirect", "308", "--hsts", "31536000", check=False)
+
+        assert again.returncode == 0, again.stderr
+        assert "twice.lighttpd.test: installed into lighttpd" in again.stdout
+        wait_until(lambda: site.https_get()[1].get("strict-transport-security")
+                   == "max-age=31536000", what="lighttpd serving the new HSTS max-age")
+        site.check_served(308)
+        assert site.served_serial() == site.live_serial()
+    finally:
+        srv.close()

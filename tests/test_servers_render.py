@@ -68,7 +68,7 @@ def test_rendered_site_passes_the_servers_own_check(kind: str, combo: str) -> No
             detected = dataclasses.replace(detected, version="1.4.52")
         opts = SiteOptions(name="render.test", names=("render.test", "www.render.test"),
                            live_dir=str(live), http_port=srv.http_port,
-                           https_port=srv.https_port, listen_address="127.0.0.1",
+                           https_port=srv.https_port, listen_addresses=("127.0.0.1",),
                            challenge_dir=str(srv.workdir / "challenge"),
                            server_group="www-data", **COMBOS[combo])  # type: ignore[arg-type]
         plan = installer.plan(detected, opts)

@@ -22,6 +22,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK6 = "::1"
 _RANGE_START = 10000
 _RANGE_SIZE = 900  # per slot; 20 slots fit under the usual ephemeral range (32768+)
 _lock = threading.Lock()
@@ -38,17 +39,19 @@ _counter = itertools.count(random.randrange(_RANGE_SIZE))
 
 
 def _is_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((LOOPBACK, port))
-            except OSError:
-                return False
+    for family, host in ((socket.AF_INET, LOOPBACK), (socket.AF_INET6, LOOPBACK6)):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(family, kind) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    return False
     return True
 
 
 def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1, from this worker's range."""
+    """A port free for TCP and UDP on 127.0.0.1 and [::1] (the web server fixtures listen on
+    both), from this worker's range."""
     base = _RANGE_START + _slot() * _RANGE_SIZE
     with _lock:
         for _ in range(_RANGE_SIZE):

@@ -2,12 +2,17 @@
 configuration tree, on loopback ports, as processes of their own.
 
 Each server copies /etc/<server> into a world-traversable work directory (the workers run as
-www-data, as on a real machine), rewrites the paths to point into it and the listen
-directives to ``127.0.0.1:<http_port>`` (and ``127.0.0.1:<https_port>`` where the stock tree
-names 443), and runs the real binary in the foreground under a stand-in for its systemd unit
-(tests/support/supervise.py: ``restart_command()`` stops and starts it). ``certsmith_env()``
-gives the CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD/_RESTART variables that point certsmith at this
-instance.
+www-data, as on a real machine), rewrites the paths to point into it and the ports to
+``http_port`` / ``https_port``, keeping the stock shapes of the listen directives, and runs the
+real binary in the foreground under a stand-in for its systemd unit (tests/support/supervise.py:
+``restart_command()`` stops and starts it). Where the stock tree listens on every interface
+(IPv4 and IPv6), the fixture listens on loopback the same way a user's loopback site does:
+nginx ``listen 127.0.0.1:P; listen [::1]:P;``, Apache ``Listen 127.0.0.1:P`` +
+``Listen [::1]:P``, lighttpd ``server.bind = "127.0.0.1"`` + a ``[::1]:P`` socket (where
+Debian's use-ipv6.pl adds ``[::]:P``). ``stock_listen=True`` keeps the stock wildcard form
+(every interface), for the validators only: such a server is never started.
+``certsmith_env()`` gives the CERTSMITH_<SERVER>_ROOT/_CMD/_RELOAD/_RESTART variables that
+point certsmith at this instance.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ class WebServer(abc.ABC):
     kind = ""
 
     def __init__(self, *, http_port: int | None = None, https_port: int | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, stock_listen: bool = False) -> None:
+        self.stock_listen = stock_listen
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"certsmith-{self.kind}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o755)
@@ -132,6 +138,8 @@ class WebServer(abc.ABC):
                            LOOPBACK, str(self.http_port)])
 
     def start(self) -> WebServer:
+        if self.stock_listen:
+            raise RuntimeError("a stock-listen tree binds every interface: validate it only")
         if self.running:
             return self
         self._proc = subprocess.Popen(
@@ -181,9 +189,11 @@ class Nginx(WebServer):
     kind = "nginx"
 
     def rewrite(self, text: str, path: Path) -> str:
-        text = re.sub(r"^(\s*)listen \[::\]:80 default_server;\n", "", text, flags=re.M)
+        v4, v6 = ("", "[::]:") if self.stock_listen else (f"{LOOPBACK}:", "[::1]:")
         text = re.sub(r"^(\s*)listen 80 default_server;",
-                      rf"\1listen {LOOPBACK}:{self.http_port} default_server;", text, flags=re.M)
+                      rf"\1listen {v4}{self.http_port} default_server;", text, flags=re.M)
+        text = re.sub(r"^(\s*)listen \[::\]:80 default_server;",
+                      rf"\1listen {v6}{self.http_port} default_server;", text, flags=re.M)
         text = text.replace("root /var/www/html;", f"root {self.docroot};")
         text = text.replace("pid /run/nginx.pid;", f"pid {self.workdir}/nginx.pid;")
         text = text.replace("/var/log/nginx/", f"{self.logs}/")
@@ -218,13 +228,18 @@ class Apache(WebServer):
             text = re.sub(r"^export APACHE_LOG_DIR=.*$", f"export APACHE_LOG_DIR={self.logs}",
                           text, flags=re.M)
         if path.name == "ports.conf":
-            text = re.sub(r"^Listen 80$", f"Listen {LOOPBACK}:{self.http_port}", text,
-                          flags=re.M)
-            text = re.sub(r"^(\s*)Listen 443$", rf"\1Listen {LOOPBACK}:{self.https_port}", text,
-                          flags=re.M)
-        text = re.sub(r"<VirtualHost \*:80>", f"<VirtualHost {LOOPBACK}:{self.http_port}>", text)
-        text = re.sub(r"<VirtualHost _default_:443>",
-                      f"<VirtualHost {LOOPBACK}:{self.https_port}>", text)
+            hosts = [""] if self.stock_listen else [f"{LOOPBACK}:", "[::1]:"]
+            ports = {"80": self.http_port, "443": self.https_port}
+            lines = []
+            for line in text.splitlines():
+                m = re.match(r"^(\s*)Listen (80|443)$", line)
+                lines += [f"{m.group(1)}Listen {h}{ports[m.group(2)]}" for h in hosts] if m \
+                    else [line]
+            text = "\n".join(lines) + "\n"
+        text = re.sub(r"<VirtualHost (\*|_default_):80>", rf"<VirtualHost \1:{self.http_port}>",
+                      text)
+        text = re.sub(r"<VirtualHost (\*|_default_):443>",
+                      rf"<VirtualHost \1:{self.https_port}>", text)
         text = text.replace("/var/www/html", str(self.docroot))
         text = text.replace("<Directory /var/www/>", f"<Directory {self.docroot}/>")
         return text
@@ -269,12 +284,14 @@ class Lighttpd(WebServer):
         text = text.replace('"/run/lighttpd.pid"', f'"{self.workdir}/lighttpd.pid"')
         text = text.replace('"/var/log/lighttpd/error.log"', f'"{self.logs}/error.log"')
         text = text.replace('"/var/cache/lighttpd/uploads"', f'"{self.uploads}"')
-        text = re.sub(r"^server\.port\s*=\s*80$",
-                      f'server.port = {self.http_port}\nserver.bind = "{LOOPBACK}"', text,
-                      flags=re.M)
-        # Debian's use-ipv6.pl adds an IPv6 listener on the same port: loopback only here.
-        text = re.sub(r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$', "", text,
-                      flags=re.M)
+        bind = "" if self.stock_listen else f'\nserver.bind = "{LOOPBACK}"'
+        text = re.sub(r"^server\.port\s*=\s*80$", f"server.port = {self.http_port}{bind}",
+                      text, flags=re.M)
+        if not self.stock_listen:
+            # Debian's use-ipv6.pl adds an IPv6 listener on [::]:PORT: here on [::1] only.
+            text = re.sub(r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$',
+                          f'$SERVER["socket"] == "[::1]:{self.http_port}" {{ }}', text,
+                          flags=re.M)
         # The privilege drop is what a real machine has; keep it even if the stock file
         # changes.
         for key in ("username", "groupname"):

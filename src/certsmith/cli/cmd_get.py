@@ -53,9 +53,11 @@ def register(sub: Any) -> None:
                          help=f"answer through the running {server} (reloaded, no downtime)")
     p.add_argument("--http-port", type=int, default=80, metavar="N",
                    help="port for --standalone, or the web server's HTTP port (default 80)")
-    p.add_argument("--http-address", default="", metavar="ADDR",
-                   help="address for --standalone or the web server's HTTP listener "
-                        "(default: all)")
+    p.add_argument("--http-address", "--listen-address", dest="http_address",
+                   action="append", default=[], metavar="ADDR",
+                   help="address for --standalone (default: all); with --nginx, --apache, "
+                        "--lighttpd: the addresses of certsmith's HTTP listener (repeat, or "
+                        "separate with commas; default: exactly those your site listens on)")
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
     p.add_argument("--separate", action="store_true",
                    help="one certificate per name (as many names as given: the limit of 100 "
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.errors import UsageError
     from certsmith.services.accounts import AccountOptions
     from certsmith.services.manager import GetRequest, Manager
+    from certsmith.services.servers.listen import parse_addresses
 
     idents = parse_identifiers(args.names, one_certificate=not args.separate)
     groups: tuple[tuple[str, tuple[Identifier, ...]], ...]
@@ -119,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
         _check_webroot_reachable(args, [name for name, _ in groups])
         solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
     else:
-        solver = SolverSpec("standalone", http_port=args.http_port, address=args.http_address)
+        addresses = parse_addresses(args.http_address, "--http-address")
+        if len(addresses) > 1:
+            raise UsageError("--standalone listens on one address; give --http-address once")
+        solver = SolverSpec("standalone", http_port=args.http_port,
+                            address=addresses[0] if addresses else "")
     req = GetRequest(
         groups=groups,
         server=resolve_server(args.server),
@@ -167,14 +174,16 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
     from certsmith.base.model import SiteSpec, SolverSpec
     from certsmith.cli.main import home_from
     from certsmith.services.servers import challenge_dir, prepare_challenge
+    from certsmith.services.servers.listen import parse_addresses
 
     home = home_from(args)
     placeholder = SolverSpec("server", webroot=str(challenge_dir(home)), server=args.web_server)
     reload = ""
+    addresses = parse_addresses(args.http_address, "--http-address")
     for name, idents in groups:
         spec = SiteSpec(name=name, identifiers=idents, server=server, solver=placeholder)
         setup = prepare_challenge(home, args.web_server, spec, http_port=args.http_port,
-                                  listen_address=args.http_address)
+                                  listen_addresses=addresses)
         directory, reload = setup.directory, setup.reload
         if setup.files and not (args.quiet or args.json):
             print(f"{name}: {args.web_server} answers HTTP-01 from {directory}; changed "

@@ -16,6 +16,10 @@ rewritten: a site of yours serving the name is carried over into certsmith's fil
 enabling link is moved aside ('certsmith uninstall' puts it back). Where several blocks serve
 the name, or the configuration cannot be parsed, nothing is changed.
 
+certsmith's site listens on exactly the addresses yours does (127.0.0.1 and [::1] stay
+loopback-only; a site on every interface stays on every interface), for HTTP and, on the HTTPS
+port, for HTTPS; --listen-address replaces them.
+
 Every change is checked with the server's own validator (nginx -t, apache2ctl configtest,
 lighttpd -tt), then the server is reloaded gracefully (lighttpd, which drops its privileges, is
 restarted when the change adds a listener such as :443). A reload's exit status proves little,
@@ -43,8 +47,10 @@ examples:
 def add_site_options(p: Any) -> None:
     p.add_argument("--http-port", type=int, default=80, metavar="N", help="HTTP port (80)")
     p.add_argument("--https-port", type=int, default=443, metavar="N", help="HTTPS port (443)")
-    p.add_argument("--listen-address", default="", metavar="ADDR",
-                   help="listen on this address only (default: all, as your site does)")
+    p.add_argument("--listen-address", action="append", default=[], metavar="ADDR",
+                   help="listen on these IP addresses only (repeat, or separate with commas, "
+                        "e.g. 127.0.0.1,::1); default: exactly the addresses your site "
+                        "listens on, for HTTP and the same for HTTPS")
 
 
 def register(sub: Any) -> None:
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.cli.main import home_from
     from certsmith.errors import UsageError
     from certsmith.services.servers import InstallRequest, install
+    from certsmith.services.servers.listen import parse_addresses
 
     for port in (args.http_port, args.https_port):
         if not 0 < port < 65536:
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--hsts needs a number of seconds >= 0")
     req = InstallRequest(args.web_server, args.name, redirect=args.redirect, hsts=args.hsts,
                          proxy_to=args.proxy_to, http_port=args.http_port,
-                         https_port=args.https_port, listen_address=args.listen_address,
+                         https_port=args.https_port,
+                         listen_addresses=parse_addresses(args.listen_address),
                          dry_run=args.dry_run)
     result = install(home_from(args), req)
     if args.dry_run:

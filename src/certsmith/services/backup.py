@@ -122,10 +122,12 @@ def _reinstall(kind: str, name: str, record: dict[str, Any]) -> str:
     opts = record.get("options") or {}
     words = ["certsmith", "install", kind, name]
     flags = {"redirect": "--redirect", "hsts": "--hsts", "proxy_to": "--proxy-to",
-             "listen_address": "--listen-address"}
+             "listen_address": "--listen-address"}  # (listen_address: an older record)
     for key, flag in flags.items():
         if opts.get(key) not in (None, ""):
             words += [flag, str(opts[key])]
+    for address in opts.get("listen_addresses") or ():
+        words += ["--listen-address", str(address)]
     for key, flag, default in (("http_port", "--http-port", 80),
                                ("https_port", "--https-port", 443)):
         if opts.get(key) not in (None, default):

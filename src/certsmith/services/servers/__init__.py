@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +23,7 @@ from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import NotFoundError, UsageError
+from certsmith.services.servers import listen
 from certsmith.services.servers.base import (
     KINDS,
     Block,
@@ -102,7 +103,7 @@ class InstallRequest:
     proxy_to: str | None = None
     http_port: int = 80
     https_port: int = 443
-    listen_address: str = ""
+    listen_addresses: tuple[str, ...] = ()  # empty: the addresses the user's site listens on
     dry_run: bool = False
 
 
@@ -182,7 +183,7 @@ def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
         return detected
     c = record["carried"]
     block = Block(c["file"], c["line"], tuple(c["names"]), tuple(c["ports"]), c["tls"],
-                  c["body"])
+                  c["body"], tuple(c.get("listens", ())))
     return dataclasses.replace(detected, blocks=(block,), takeover=None)
 
 
@@ -194,7 +195,8 @@ def _options(req: InstallRequest, spec: SiteSpec, store: FileStore, installer: I
     return SiteOptions(
         name=spec.name, names=tuple(i.value for i in spec.identifiers), live_dir=str(live),
         tls=tls, redirect=req.redirect, hsts=req.hsts, proxy_to=req.proxy_to,
-        http_port=req.http_port, https_port=req.https_port, listen_address=req.listen_address,
+        http_port=req.http_port, https_port=req.https_port,
+        listen_addresses=req.listen_addresses,
         challenge_dir=str(challenge_dir(store.home)), ocsp=ocsp, server_user=user,
         server_group=group)
 
@@ -241,7 +243,8 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
         "moved": moved, "config": installer.config.env_vars(),
         "options": {"redirect": req.redirect, "hsts": req.hsts, "proxy_to": req.proxy_to,
                     "http_port": req.http_port, "https_port": req.https_port,
-                    "listen_address": req.listen_address},
+                    "listen_addresses": list(req.listen_addresses)},
+        "listens": {"http": list(plan.http_listens), "https": list(plan.https_listens)},
         "carried": (record or {}).get("carried") or _carried(detected),
         "deploy_files": [t.to_dict() for t in plan.deploy_files],
         "deploy_commands": [installer.config.reload],
@@ -251,6 +254,19 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     _remember_reload(store, spec, installer.config.reload, plan.deploy_files)
     return Result(f"{req.name}: installed into {req.kind}", tuple(c.path for c in plan.changes),
                   plan.notes, files)
+
+
+def _recorded_listens(record: dict[str, Any], opts: SiteOptions
+                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(HTTP, HTTPS) host:port the installed site listens on, as its record says (a record
+    from before listens were kept: ``--listen-address``, else the server's default)."""
+    kept = record.get("listens") or {}
+    if kept.get("http"):
+        return tuple(kept["http"]), tuple(kept.get("https") or ())
+    options = record.get("options") or {}
+    hosts = list(options.get("listen_addresses") or ()) or [options.get("listen_address") or ""]
+    return (tuple(listen.hostport(h, opts.http_port) for h in hosts),
+            tuple(listen.hostport(h, opts.https_port) for h in hosts))
 
 
 def _carried(detected: Detected) -> dict[str, Any] | None:
@@ -280,30 +296,58 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
             except DeployError as exc:
                 raise ServerError(str(exc)) from exc
 
-    Transaction(installer, _expectation(installer, opts)).apply(
+    Transaction(installer, _expectations(plan, opts)).apply(
         plan, prepare=copy if plan.deploy_files else None,
         also_save=[t.path for t in plan.deploy_files])
 
 
-def _expectation(installer: Installer, opts: SiteOptions) -> Expectation | None:
-    """What a client sees once ``opts`` is live: HTTP answers; with TLS, the HTTPS port serves
-    the live certificate for the site's first name, and the redirect answers."""
-    health = installer.health_port(opts)
-    if health is None:
-        return None
-    host, name = connect_host(health[0]), hostname_for(opts.names[0])
+def _addresses(texts: Sequence[str], default_port: int) -> list[tuple[str, int]]:
+    """Where a local client reaches each ``host:port`` the site listens on."""
+    out: list[tuple[str, int]] = []
+    for text in texts:
+        hp = listen.parse_hostport(text, default_port)
+        if hp is not None and (connect_host(hp[0]), hp[1]) not in out:
+            out.append((connect_host(hp[0]), hp[1]))
+    return out
+
+
+def _expectations(plan: Plan, opts: SiteOptions,
+                  probe: tuple[str, bytes] | None = None) -> tuple[Expectation, ...]:
+    """What a client sees once ``opts`` is live, on every address of the site (both
+    127.0.0.1 and [::1], say): HTTP answers (with the challenge ``probe`` file) and, with TLS,
+    the redirect; each HTTPS address serves the live certificate for the site's first name."""
+    return _expectations_for(plan.http_listens, plan.https_listens, opts, probe)
+
+
+def _expectations_for(http_listens: Sequence[str], https_listens: Sequence[str],
+                     opts: SiteOptions, probe: tuple[str, bytes] | None = None
+                     ) -> tuple[Expectation, ...]:
+    http = _addresses(http_listens, opts.http_port)
+    if not http:
+        return ()
+    name = hostname_for(opts.names[0])
     if not opts.tls:
-        return Expectation(host, health[1], name)
+        return tuple(Expectation(h, p, name, probe=probe) for h, p in http)
     leaf = leaf_of((Path(opts.live_dir) / "fullchain.pem").read_bytes())
     redirect = ((opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect
                 else None)
-    return Expectation(host, health[1], name, opts.https_port, leaf, redirect)
+    https = _addresses(https_listens, opts.https_port) or \
+        [(h, opts.https_port) for h, _ in http]
+    out = []
+    for host, port in http:
+        tls = next(((h, p) for h, p in https if h == host), None)
+        out.append(Expectation(host, port, name, tls[1] if tls else None,
+                               leaf if tls else None, redirect, probe))
+    paired = {h for h, _ in http}
+    out += [Expectation(http[0][0], http[0][1], name, p, leaf, https_host=h)
+            for h, p in https if h not in paired]
+    return tuple(out)
 
 
 def prove_installed(home: Path, name: str) -> str | None:
     """After a renewal redeployed NAME and reloaded the servers it is installed into: whether
-    each of them serves the live certificate (polling while the reload completes). Returns
-    what one of them does not show, or None."""
+    each of them serves the live certificate on every address of the site (polling while the
+    reload completes). Returns what one of them does not show, or None."""
     store = FileStore(home)
     live = store.live_path(name)
     records = [(kind, r) for kind in KINDS
@@ -313,15 +357,14 @@ def prove_installed(home: Path, name: str) -> str | None:
     spec = load_site(store, name)
     for kind, record in records:
         options = record.get("options", {})
-        installer = installer_for(kind, {**record.get("config", {}), **os.environ})
         opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
                            live_dir=str(live), http_port=int(options.get("http_port", 80)),
-                           https_port=int(options.get("https_port", 443)),
-                           listen_address=options.get("listen_address") or "")
-        expect = _expectation(installer, opts)
-        if expect is None:
+                           https_port=int(options.get("https_port", 443)))
+        http, https = _recorded_listens(record, opts)
+        expect = _expectations_for(http, https, opts)
+        if not expect:
             continue
-        shortfall = prove(dataclasses.replace(expect, redirect=None))
+        shortfall = prove([dataclasses.replace(e, redirect=None) for e in expect])
         if shortfall is not None:
             return f"{kind} does not serve it: {shortfall}"
     return None
@@ -416,7 +459,8 @@ def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool
 
 
 def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int = 80,
-                      listen_address: str = "", env: dict[str, str] | None = None
+                      listen_addresses: tuple[str, ...] = (),
+                      env: dict[str, str] | None = None
                       ) -> ChallengeSetup:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
     certsmith's challenge directory (validated, reloaded)."""
@@ -430,19 +474,18 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         return ChallengeSetup(directory, installer.config.reload)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
-    req = InstallRequest(kind, spec.name, http_port=http_port, listen_address=listen_address)
+    req = InstallRequest(kind, spec.name, http_port=http_port,
+                         listen_addresses=listen_addresses)
     detected = _with_record(installer.detect(names, http_port, 443), record)
     opts = SiteOptions(name=spec.name, names=tuple(names), live_dir="", tls=False,
-                       http_port=req.http_port, listen_address=listen_address,
+                       http_port=req.http_port, listen_addresses=listen_addresses,
                        challenge_dir=str(directory))
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
     changed = [c for c in plan.changes if not _same(c)]
     if changed:  # (else: already in place)
         with _challenge_probe(directory) as probe:
-            expect = _expectation(installer, opts)
-            expect = expect and dataclasses.replace(expect, probe=probe)
-            Transaction(installer, expect).apply(plan)
+            Transaction(installer, _expectations(plan, opts, probe)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     _save_record(store, kind, spec.name, {
         "kind": kind, "name": spec.name, "stage": "challenge",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from certsmith.base import policy
-from certsmith.services.servers import base
+from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
     Block,
@@ -96,9 +96,6 @@ class ApacheInstaller:
     def server_identity(self) -> tuple[str, str]:
         return "", ""  # the parent process (root) reads certificates
 
-    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
-        return (opts.listen_address or "127.0.0.1", opts.http_port)
-
     def listeners(self) -> frozenset[str]:
         return frozenset()  # the parent process (root) binds on a graceful restart
 
@@ -117,12 +114,13 @@ class ApacheInstaller:
                                         re.M))
         return found
 
-    def listens(self, modules: set[str]) -> set[int]:
-        """Ports with an active ``Listen`` (``<IfModule>`` sections judged by ``modules``)."""
+    def listens(self, modules: set[str]) -> list[tuple[str, int]]:
+        """(host, port) of every active ``Listen`` (``<IfModule>`` sections judged by
+        ``modules``)."""
         root = self.config.root
         files = [root / "ports.conf", root / "apache2.conf", root / "conf" / "httpd.conf",
                  *sorted(Path(p) for p in glob.glob(str(root / "conf.d" / "*.conf")))]
-        ports: set[int] = set()
+        found: list[tuple[str, int]] = []
         for f in files:
             if not f.is_file() or f.name.startswith("certsmith-"):
                 continue
@@ -141,10 +139,10 @@ class ApacheInstaller:
                     continue
                 m = re.match(r"^\s*Listen\s+(\S+)", line, re.I)
                 if m and all(stack):
-                    port = m.group(1).rsplit(":", 1)[-1]
-                    if port.isdigit():
-                        ports.add(int(port))
-        return ports
+                    hp = listen.parse_hostport(m.group(1), 0)
+                    if hp is not None and hp[1] and hp not in found:
+                        found.append(hp)
+        return found
 
     def detect(self, names: Sequence[str], http_port: int, https_port: int) -> Detected:
         rc, out = self._ctl("-S")
@@ -191,7 +189,7 @@ class ApacheInstaller:
             prev = blocks.get(key)
             ports = (*prev.ports, vport) if prev else (vport,)
             blocks[key] = Block(vfile, vline, tuple(sorted(served)), ports, vport == https_port,
-                                self._body(vfile, vline))
+                                self._body(vfile, vline), self._addresses(vfile, vline))
         by_port: dict[int, list[Block]] = {}
         for b in blocks.values():
             for p in b.ports:
@@ -225,12 +223,13 @@ class ApacheInstaller:
         default_block = None
         if default is not None and not ours.search(default[0]):
             default_block = Block(default[0], default[1], (), (http_port,), False,
-                                  self._body(default[0], default[1]))
+                                  self._body(default[0], default[1]),
+                                  self._addresses(default[0], default[1]))
         # Modules loaded before ports.conf is read decide its <IfModule> sections; certsmith's
         # own LoadModule lines come later (and are guarded by <IfModule !...>).
         early = self.early_modules()
         facts = {"modules": " ".join(sorted(early)),
-                 "listens": " ".join(str(p) for p in sorted(self.listens(early))),
+                 "listens": " ".join(listen.hostport(h, p) for h, p in self.listens(early)),
                  "moddir": self._moddir()}
         return Detected(tuple(relevant), default_block, takeover, self.version(), facts)
 
@@ -240,6 +239,15 @@ class ApacheInstaller:
         except OSError as exc:
             raise ServerError(f"cannot read {file}: {exc.strerror}") from exc
         return vhost_body(lines, line)[0]
+
+    def _addresses(self, file: str, line: int) -> tuple[str, ...]:
+        """The addresses of the ``<VirtualHost ...>`` opening at ``line`` (``*:80``...)."""
+        try:
+            text = Path(file).read_text(errors="replace").splitlines()[line - 1]
+        except (OSError, IndexError):
+            return ()
+        m = re.match(r"^\s*<VirtualHost\s+([^>]*)>", text, re.I)
+        return tuple(m.group(1).split()) if m else ()
 
     def _moddir(self) -> str:
         for d in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules",
@@ -266,7 +274,9 @@ class ApacheInstaller:
             changes.append(Change(str(acme_enabled / "certsmith-acme.conf"),
                                   link=str(acme_avail / "certsmith-acme.conf")))
         notes: list[str] = []
+        _vhost, http, https = site_listens(opts, detected)
         if opts.tls:
+            notes.append(_listen_note(opts, http, https))
             fname = f"certsmith-{opts.name}.conf"
             changes.append(Change(str(site_avail / fname),
                                   data=render_site(opts, detected).encode()))
@@ -279,7 +289,72 @@ class ApacheInstaller:
                 notes.append(f"your virtual host at {detected.blocks[0].where} is carried over "
                              f"into {fname} and disabled ({detected.takeover} moved aside); "
                              "'certsmith uninstall' puts it back")
-        return Plan(tuple(changes), tuple(notes))
+        return Plan(tuple(changes), tuple(notes),
+                    http_listens=tuple(listen.hostport(h, opts.http_port) for h in http),
+                    https_listens=tuple(listen.hostport(h, opts.https_port) for h in https)
+                    if opts.tls else ())
+
+
+def _listen_note(opts: SiteOptions, http: Sequence[str], https: Sequence[str]) -> str:
+    why = "as you asked (--listen-address)" if opts.listen_addresses else "as your site does"
+    return ("listening on " + ", ".join(listen.hostport(h, opts.http_port) for h in http)
+            + " (HTTP) and " + ", ".join(listen.hostport(h, opts.https_port) for h in https)
+            + f" (HTTPS), {why}")
+
+
+def _sockets(detected: Detected, port: int) -> list[str]:
+    """Hosts of the active ``Listen`` directives on ``port``."""
+    out = []
+    for token in detected.facts.get("listens", "").split():
+        hp = listen.parse_hostport(token, 0)
+        if hp is not None and hp[1] == port:
+            out.append(hp[0])
+    return out
+
+
+def site_listens(opts: SiteOptions, detected: Detected
+                 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(``<VirtualHost>`` hosts, hosts the site answers HTTP on, hosts for its HTTPS
+    ``Listen``). The user's virtual host (or the default one) keeps its addresses (``*``,
+    ``127.0.0.1``...); it answers on the ``Listen`` sockets of the HTTP port those accept, and
+    the HTTPS port listens on the same hosts. ``--listen-address`` replaces all three."""
+    if opts.listen_addresses:
+        return opts.listen_addresses, opts.listen_addresses, opts.listen_addresses
+    user = detected.blocks[0] if detected.blocks and detected.blocks[0].listens else None
+    source = user or detected.default
+    vhost = listen.unique("*" if hp[0] == "_default_" else hp[0]
+                          for hp in (listen.parse_hostport(t, 0)
+                                     for t in (source.listens if source else ()))
+                          if hp is not None) or ("*",)
+    sockets = _sockets(detected, opts.http_port)
+    reach: list[str] = []
+    for host in vhost:
+        if host == "*":
+            reach += sockets
+        elif listen.covered(host, sockets):
+            reach.append(host)
+    http = listen.unique(reach) or tuple("" if h == "*" else h for h in vhost)
+    return vhost, http, http
+
+
+def _listen_lines(opts: SiteOptions, http: Sequence[str], https: Sequence[str],
+                  detected: Detected) -> list[str]:
+    """The ``Listen`` directives the site needs and the server does not have yet."""
+    lines = []
+    wanted = [(h, opts.https_port, " https") for h in https]
+    if opts.listen_addresses:  # an HTTP address the server does not listen on yet
+        wanted = [(h, opts.http_port, "") for h in http] + wanted
+    for host, port, proto in wanted:
+        existing = _sockets(detected, port)
+        if listen.covered(host, existing):
+            continue
+        if listen.conflicts(host, existing):
+            raise ServerError(
+                f"Apache already listens on {', '.join(listen.hostport(h, port) for h in existing)}"
+                f"; certsmith will not add a Listen on every address of port {port} beside "
+                "them (it could not bind): pass --listen-address with the addresses to use")
+        lines.append(f"Listen {listen.hostport(host, port)}{proto}")
+    return lines
 
 
 def render_acme(challenge_dir: str) -> str:
@@ -303,16 +378,13 @@ def render_acme(challenge_dir: str) -> str:
 
 def render_site(opts: SiteOptions, detected: Detected) -> str:
     """certsmith's Apache site for one certificate (pure)."""
-    listens = {int(p) for p in detected.facts.get("listens", "").split()}
+    vhost, http, https = site_listens(opts, detected)
     moddir = detected.facts.get("moddir", "modules")
     need = ["ssl", "socache_shmcb", "rewrite"]  # socache_shmcb: the TLS session cache
     if opts.hsts or opts.proxy_to:
         need.append("headers")
     if opts.proxy_to:
         need += ["proxy", "proxy_http"]
-    host = opts.listen_address or "*"
-    if ":" in host:
-        host = f"[{host}]"
     source = detected.blocks[0] if detected.blocks else detected.default
     lines = [f"# Managed by certsmith for {opts.name}; 'certsmith uninstall apache {opts.name}' "
              "removes it."]
@@ -321,11 +393,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     for mod in need:  # always, guarded: -M also lists what an earlier certsmith file loaded
         lines += [f"<IfModule !{mod}_module>",
                   f"    LoadModule {mod}_module {moddir}/mod_{mod}.so", "</IfModule>"]
-    if opts.https_port not in listens:
-        addr = f"{opts.listen_address}:" if opts.listen_address else ""
-        if ":" in opts.listen_address:
-            addr = f"[{opts.listen_address}]:"
-        lines.append(f"Listen {addr}{opts.https_port} https")
+    lines += _listen_lines(opts, http, https, detected)
     if opts.ocsp:
         lines.append("SSLStaplingCache shmcb:/tmp/certsmith-ocsp-stapling(128000)")
     names = [f"    ServerName {opts.names[0]}"]
@@ -345,7 +413,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     else:
         content = "    DocumentRoot /var/www/html"
     port = "" if opts.https_port == 443 else f":{opts.https_port}"
-    lines += [f"<VirtualHost {host}:{opts.http_port}>", *names]
+    lines += [_vhost_line(vhost, opts.http_port), *names]
     if opts.redirect:
         lines += ["    RewriteEngine on",
                   r"    RewriteCond %{REQUEST_URI} !^/\.well-known/acme-challenge/",
@@ -354,7 +422,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     else:
         lines.append(content.replace('RequestHeader set X-Forwarded-Proto "https"',
                                      'RequestHeader set X-Forwarded-Proto "http"'))
-    lines += ["</VirtualHost>", f"<VirtualHost {host}:{opts.https_port}>", *names,
+    lines += ["</VirtualHost>", _vhost_line(vhost, opts.https_port), *names,
               "    SSLEngine on",
               f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
               f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
@@ -372,3 +440,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     # never rotates their key). Server-wide; relative to DefaultRuntimeDir (Debian: /run/apache2).
     lines += [content, "</VirtualHost>", SESSION_CACHE]
     return "\n".join(lines) + "\n"
+
+
+def _vhost_line(hosts: Sequence[str], port: int) -> str:
+    return "<VirtualHost " + " ".join(f"{listen.bracketed(h)}:{port}" for h in hosts) + ">"

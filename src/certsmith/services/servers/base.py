@@ -131,6 +131,7 @@ class Block:
     ports: tuple[int, ...] = ()
     tls: bool = False
     body: str = ""  # its content, re-rendered for carrying over (nginx, Apache)
+    listens: tuple[str, ...] = ()  # its listen addresses as written (nginx: with parameters)
 
     @property
     def where(self) -> str:
@@ -161,7 +162,7 @@ class SiteOptions:
     proxy_to: str | None = None
     http_port: int = 80
     https_port: int = 443
-    listen_address: str = ""
+    listen_addresses: tuple[str, ...] = ()  # --listen-address; empty: as the user's site
     challenge_dir: str = ""
     ocsp: bool = False             # the certificate names an OCSP responder
     server_user: str = ""
@@ -193,6 +194,8 @@ class Plan:
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = ()
     deploy_files: tuple[FileTarget, ...] = ()
+    http_listens: tuple[str, ...] = ()   # where the site answers after the change (host:port)
+    https_listens: tuple[str, ...] = ()
 
     def owned(self) -> list[str]:
         """Paths certsmith creates (what uninstall removes)."""
@@ -216,8 +219,6 @@ class Installer(Protocol):
 
     def plan(self, detected: Detected, opts: SiteOptions) -> Plan:
         """Pure: certsmith's files for this site."""
-
-    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None: ...
 
     def server_identity(self) -> tuple[str, str]:
         """(user, group) the server's workers run as, '' where unknown."""
@@ -291,12 +292,13 @@ def _write(change: Change) -> None:
 class Transaction:
     """Apply a plan: snapshot every path it touches, write, validate, reload (restart when the
     change adds a listener a graceful reload cannot open), then prove the new configuration
-    is live (``expect``). On any failure put every path back byte for byte, bring the server
-    back to it, and check it serves again: the message says what is true."""
+    is live (``expect``: one per address the site listens on, all must hold). On any failure
+    put every path back byte for byte, bring the server back to it, and check it serves again
+    (on the first address): the message says what is true."""
 
-    def __init__(self, installer: Installer, expect: Expectation | None = None) -> None:
+    def __init__(self, installer: Installer, expect: Sequence[Expectation] = ()) -> None:
         self.installer = installer
-        self.expect = expect
+        self.expect = tuple(expect)
 
     def apply(self, plan: Plan, prepare: Callable[[], None] | None = None,
               also_save: Sequence[str] = ()) -> None:
@@ -337,7 +339,7 @@ class Transaction:
         proc = run_shell(command, f"{cfg.kind} {verb}")
         if proc.returncode != 0:
             raise ServerError(f"{cfg.kind} {verb} failed ({command}): {last_lines(proc)}")
-        if self.expect is None:
+        if not self.expect:
             return
         shortfall = prove(self.expect)
         if shortfall is not None:
@@ -348,11 +350,11 @@ class Transaction:
         """Bring the running server back to the restored files (a reload; a restart if it
         no longer answers) and say whether it serves again."""
         cfg = self.installer.config
-        expect = self.expect
-        if expect is None:  # nothing to ask the server: only the files are known
+        if not self.expect:  # nothing to ask the server: only the files are known
             with contextlib.suppress(CertsmithError):
                 run_shell(cfg.reload, f"{cfg.kind} reload")
             return "the previous configuration was restored"
+        expect = self.expect[0]
         commands = [cfg.reload] if answers_http(expect.host, expect.http_port) else []
         if cfg.restart not in commands:
             commands.append(cfg.restart)

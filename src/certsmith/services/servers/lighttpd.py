@@ -11,15 +11,17 @@ them: ``<root>/certsmith/NAME/`` with the key 0640 to the server's group; a sepa
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from certsmith.base import policy
 from certsmith.base.model import FileTarget
-from certsmith.services.servers import base
+from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
     Block,
@@ -59,6 +61,12 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
 
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _modules_in(text: str) -> Counter[str]:
+    """The modules a configuration's ``server.modules`` lines name (with repeats)."""
+    return Counter(re.findall(r'"(mod_\w+)"', " ".join(
+        re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", text, re.S))))
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -109,8 +117,22 @@ class LighttpdInstaller:
     def server_identity(self) -> tuple[str, str]:
         return self._setting("server.username"), self._setting("server.groupname")
 
-    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
-        return (opts.listen_address or "127.0.0.1", opts.http_port)
+    def sockets(self, port: int) -> list[str]:
+        """Hosts lighttpd listens on at ``port``: the global ``server.bind``/``server.port``
+        and every ``$SERVER["socket"]`` (Debian's use-ipv6.pl adds ``[::]:PORT``)."""
+        printed = self.printed()
+        found: list[str] = []
+        m = re.search(r"^    server\.port\s*=\s*(\d+)", printed, re.M)
+        if int(m.group(1) if m else 80) == port:
+            m = re.search(r'^    server\.bind\s*=\s*"([^"]*)"', printed, re.M)
+            bind = m.group(1) if m else ""
+            if not bind.startswith("/"):
+                found.append(bind.removeprefix("[").removesuffix("]"))
+        for text in re.findall(r'\$SERVER\["socket"\]\s*==\s*"([^"]*)"', printed):
+            hp = listen.parse_hostport(text, 80)
+            if hp is not None and hp[1] == port:
+                found.append(hp[0])
+        return list(listen.unique(found))
 
     def listeners(self) -> frozenset[str]:
         """Every socket of the configuration on disk (``server.bind``:``server.port`` and each
@@ -131,10 +153,20 @@ class LighttpdInstaller:
                  *sorted(Path(p) for p in glob.glob(str(root / "conf-enabled" / "*.conf")))]
         return [f for f in files if f.is_file() and "certsmith" not in f.name]
 
+    def _own_modules(self) -> Counter[str]:
+        """Modules certsmith's own files (enabled now) load: they are about to be rewritten,
+        so what they load cannot count as loaded by the user's configuration."""
+        own: Counter[str] = Counter()
+        for f in glob.glob(str(self.config.root / "conf-enabled" / "*certsmith*.conf")):
+            with contextlib.suppress(OSError):
+                own += _modules_in(Path(f).read_text(errors="replace"))
+        return own
+
     def detect(self, names: Sequence[str], http_port: int, https_port: int) -> Detected:
         printed = self.printed()
-        modules = set(re.findall(r'"(mod_\w+)"', " ".join(
-            re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", printed, re.S))))
+        # (``lighttpd -p`` lists a module once per line loading it: one the user's files load
+        # too is still counted)
+        modules = set(_modules_in(printed) - self._own_modules())
         wanted = {n.lower() for n in names}
         tls_here: list[Block] = []
         hosts: list[Block] = []
@@ -164,7 +196,9 @@ class LighttpdInstaller:
                 f"{', '.join(names)} is configured in more than one $HTTP[\"host\"] block: "
                 + ", ".join(b.where for b in hosts) + "; certsmith will not guess")
         facts = {"modules": " ".join(sorted(modules)), "user": self._setting("server.username"),
-                 "group": self._setting("server.groupname")}
+                 "group": self._setting("server.groupname"),
+                 "listens": " ".join(listen.hostport(h, http_port)
+                                     for h in self.sockets(http_port))}
         return Detected(tuple(hosts), None, None, self.version(), facts)
 
     def plan(self, detected: Detected, opts: SiteOptions) -> Plan:
@@ -183,7 +217,12 @@ class LighttpdInstaller:
         changes: list[Change] = []
         add("97-certsmith-acme.conf", render_acme(opts.challenge_dir, modules), changes)
         files: tuple[FileTarget, ...] = ()
+        http, https = site_listens(opts, detected)
+        notes: list[str] = []
         if opts.tls:
+            why = "as you asked (--listen-address)" if opts.listen_addresses else \
+                "as your site does"
+            notes.append("listening on " + ", ".join(https) + f" (HTTPS), {why}")
             certdir = root / "certsmith" / opts.name
             separate = _version_tuple(detected.version or "0") >= (1, 4, 53)
             group = opts.server_group or None
@@ -195,8 +234,29 @@ class LighttpdInstaller:
                 files = (FileTarget("combined", str(certdir / "combined.pem"), group=group,
                                     mode=0o640),)
             add(f"98-certsmith-{opts.name}.conf",
-                render_site(opts, modules, [t.path for t in files]), changes)
-        return Plan(tuple(changes), (), files)
+                render_site(opts, modules, [t.path for t in files],
+                            https_hosts(opts, detected)), changes)
+        return Plan(tuple(changes), tuple(notes), files, http_listens=http,
+                    https_listens=https if opts.tls else ())
+
+
+def https_hosts(opts: SiteOptions, detected: Detected) -> tuple[str, ...]:
+    """Hosts of certsmith's HTTPS sockets: those lighttpd listens on at the HTTP port (the
+    site's addresses; certsmith adds no HTTP listener) or ``--listen-address``."""
+    if opts.listen_addresses:
+        return opts.listen_addresses
+    found = [hp[0] for hp in (listen.parse_hostport(t, opts.http_port)
+                              for t in detected.facts.get("listens", "").split())
+             if hp is not None]
+    return listen.unique(found) or ("",)
+
+
+def site_listens(opts: SiteOptions, detected: Detected
+                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(HTTP, HTTPS) host:port the site answers on after the change."""
+    http = tuple(detected.facts.get("listens", "").split()) or \
+        (listen.hostport("", opts.http_port),)
+    return http, tuple(listen.hostport(h, opts.https_port) for h in https_hosts(opts, detected))
 
 
 def _regex_hits(pattern: str, name: str) -> bool:
@@ -217,9 +277,11 @@ def render_acme(challenge_dir: str, modules: set[str]) -> str:
     return "\n".join(lines)
 
 
-def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str:
+def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
+                hosts: Sequence[str] = ("",)) -> str:
     """certsmith's lighttpd site for one certificate (pure). ``pem``: (fullchain, key) or
-    (combined,)."""
+    (combined,); ``hosts``: the addresses of its HTTPS sockets (one socket block each: a
+    ``$SERVER["socket"]`` condition opens one listener)."""
     need = ["mod_openssl"]
     if opts.redirect:
         need.append("mod_redirect")
@@ -232,9 +294,8 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str
     missing = [m for m in need if m not in modules]
     if missing:
         lines.append("server.modules += (" + ", ".join(_q(m) for m in missing) + ")")
-    addr = opts.listen_address
-    if ":" in addr:
-        addr = f"[{addr}]"
+    addr = listen.bracketed(hosts[0])
+    start = len(lines)
     # Session tickets stay on: lighttpd keeps no session cache, and without ssl.stek-file it
     # makes a new ticket key every 8 hours (each valid a day), so tickets are how it resumes.
     conf_cmd = (f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
@@ -248,7 +309,10 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str
         lines.append(f"    ssl.privkey = {_q(pem[1])}")
     lines.append(f"    ssl.openssl.ssl-conf-cmd = {conf_cmd}")
     if opts.hsts:
-        lines.append('    setenv.add-response-header += ("Strict-Transport-Security" => '
+        # set-, not add-response-header: lighttpd takes a key from the last matching
+        # condition, so the user's own add-response-header conditionals and HSTS would
+        # replace each other; distinct keys are both applied.
+        lines.append('    setenv.set-response-header += ("Strict-Transport-Security" => '
                      f'"max-age={opts.hsts}")')
     if opts.proxy_to:
         from urllib.parse import urlsplit
@@ -260,6 +324,10 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str]) -> str
                   '    proxy.header = ("upgrade" => "enable")',
                   '    proxy.forwarded = ("for" => 1, "proto" => 1, "host" => 1)']
     lines.append("}")
+    settings = lines[start + 1:]  # (with its closing brace)
+    for host in hosts[1:]:  # the same block for each further address of the site
+        lines += [f'$SERVER["socket"] == {_q(f"{listen.bracketed(host)}:{opts.https_port}")} {{',
+                  *settings]
     if opts.redirect:
         https = "" if opts.https_port == 443 else f":{opts.https_port}"
         lines.append('$HTTP["scheme"] == "http" {')

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from certsmith.base import policy
-from certsmith.services.servers import base
+from certsmith.services.servers import base, listen
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
     Block,
@@ -25,6 +25,12 @@ from certsmith.services.servers.base import (
 
 # Directives of the user's block that certsmith's own blocks set themselves.
 _NOT_CARRIED = re.compile(r"^(listen|server_name|ssl_.*|ssl|http2|http3|quic_.*)$")
+# ``listen`` parameters that belong to the TLS listener certsmith writes (or to QUIC, UDP).
+_TLS_PARAMS = {"ssl", "http2", "http3", "quic", "spdy"}
+# A line certsmith puts where HSTS must be repeated: a block with an add_header of its own
+# inherits none of the server's (nginx's add_header inheritance).
+HSTS_MARK = "certsmith_hsts"
+Listen = tuple[str, int, tuple[str, ...]]  # host, port, parameters of one listen directive
 
 
 def config(env: dict[str, str] | None = None) -> ServerConfig:
@@ -101,9 +107,6 @@ class NginxInstaller:
     def server_identity(self) -> tuple[str, str]:
         return "", ""  # the master process (root) reads certificates
 
-    def health_port(self, opts: SiteOptions) -> tuple[str, int] | None:
-        return (opts.listen_address or "127.0.0.1", opts.http_port)
-
     def listeners(self) -> frozenset[str]:
         return frozenset()  # the master process (root) binds on reload
 
@@ -157,10 +160,10 @@ class NginxInstaller:
             listens = [d["args"] for d in body if d["directive"] == "listen"] or [["80"]]
             ports = tuple(p for p in (_port(a) for a in listens) if p is not None)
             tls = any("ssl" in a[1:] for a in listens)
-            carried = [d for d in body if not _NOT_CARRIED.match(d["directive"])
-                       and not _is_acme_location(d)]
+            carried = [_mark_hsts(d, config) for d in body
+                       if not _NOT_CARRIED.match(d["directive"]) and not _is_acme_location(d)]
             block = Block(file, srv["line"], server_names, ports, tls,
-                          render_directives(carried))
+                          render_directives(carried), tuple(" ".join(a) for a in listens))
             if ours.search(file):
                 continue
             if any(name_matches(p, n) for p in server_names for n in wanted):
@@ -219,7 +222,8 @@ class NginxInstaller:
         changes = [Change(str(avail / fname), data=text.encode())]
         if enabled is not None:
             changes.append(Change(str(enabled / fname), link=str(avail / fname)))
-        notes = []
+        http, https = site_listens(opts, detected)
+        notes = [_listen_note(opts, http, https)]
         if detected.takeover:
             rel = Path(detected.takeover).relative_to(self.config.root)
             changes.append(Change(detected.takeover,
@@ -227,7 +231,107 @@ class NginxInstaller:
             notes.append(f"your block at {detected.blocks[0].where} is carried over into "
                          f"{fname} and disabled ({detected.takeover} moved aside); "
                          "'certsmith uninstall' puts it back")
-        return Plan(tuple(changes), tuple(notes))
+        return Plan(tuple(changes), tuple(notes),
+                    http_listens=tuple(listen.hostport(h, p) for h, p, _ in http),
+                    https_listens=tuple(listen.hostport(h, p) for h, p, _ in https
+                                        if opts.tls))
+
+
+def _listen_note(opts: SiteOptions, http: Sequence[Listen],
+                 https: Sequence[Listen]) -> str:
+    where = ", ".join(listen.hostport(h, p) for h, p, _ in http)
+    if opts.tls:
+        where += " (HTTP) and " + ", ".join(listen.hostport(h, p) for h, p, _ in https) + \
+            " (HTTPS)"
+    why = "as you asked (--listen-address)" if opts.listen_addresses else "as your site does"
+    return f"listening on {where}, {why}"
+
+
+def _parse_listen(text: str) -> Listen | None:
+    args = text.split()
+    if not args or {"quic", "http3"} & set(args[1:]):
+        return None  # a QUIC (UDP) listener is not the TCP site certsmith writes
+    hp = listen.parse_hostport(args[0], 80)
+    return None if hp is None else (hp[0], hp[1], tuple(args[1:]))
+
+
+def site_listens(opts: SiteOptions, detected: Detected) -> tuple[list[Listen], list[Listen]]:
+    """(HTTP, HTTPS) listen directives of certsmith's site: the addresses the user's block
+    (or the default server, for a name nothing served yet) listens on, on the HTTP port and
+    the same addresses on the HTTPS port; ``--listen-address`` replaces them. Parameters
+    (``ipv6only=off``, ``default_server``, ``proxy_protocol``...) are kept only for the user's
+    own block, which certsmith replaces: the default server keeps its own."""
+    if opts.listen_addresses:
+        return ([(h, opts.http_port, ()) for h in opts.listen_addresses],
+                [(h, opts.https_port, ()) for h in opts.listen_addresses])
+    user = detected.blocks[0] if detected.blocks and detected.blocks[0].listens else None
+    source = user or detected.default
+    parsed = [p for p in map(_parse_listen, source.listens if source else ()) if p is not None]
+
+    def keep(params: tuple[str, ...], derived: bool) -> tuple[str, ...]:
+        if user is None:
+            return ()
+        out = tuple(p for p in params if p not in _TLS_PARAMS)
+        # a listener on the other port takes only what decides the address family
+        return tuple(p for p in out if p.startswith("ipv6only=")) if derived else out
+
+    on_http = [(h, opts.http_port, keep(params, False))
+               for h, port, params in parsed if port == opts.http_port]
+    on_https = [(h, opts.https_port, keep(params, False))
+                for h, port, params in parsed if port == opts.https_port]
+    http = on_http or [(h, opts.http_port, keep(params, True)) for h, _, params in on_https] \
+        or [("", opts.http_port, ())]
+    https = on_https or [(h, opts.https_port, keep(params, True)) for h, _, params in http]
+    return _dedupe(http), _dedupe(https)
+
+
+def _dedupe(listens: list[Listen]) -> list[Listen]:
+    seen: dict[tuple[str, int], Listen] = {}
+    for item in listens:
+        seen.setdefault(item[:2], item)
+    return list(seen.values())
+
+
+def _mark_hsts(d: dict[str, Any], config: list[dict[str, Any]]) -> dict[str, Any]:
+    """The directive with HSTS_MARK first in every location/if block (at any depth) that
+    sets headers of its own, so the HTTPS server can repeat HSTS there."""
+    if "block" not in d:
+        return d
+    block = [_mark_hsts(c, config) for c in d["block"]]
+    if d["directive"] in ("location", "if") and _sets_headers(block, config) \
+            and not _sets_hsts(block):
+        block = [{"directive": HSTS_MARK, "args": []}, *block]
+    return {**d, "block": block}
+
+
+def _sets_headers(block: list[dict[str, Any]], config: list[dict[str, Any]],
+                  seen: tuple[int, ...] = ()) -> bool:
+    for c in block:
+        if c["directive"] == "add_header":
+            return True
+        if c["directive"] == "include":
+            for i in c.get("includes", []):
+                if i not in seen and _sets_headers(config[i]["parsed"], config, (*seen, i)):
+                    return True
+    return False
+
+
+def _sets_hsts(block: list[dict[str, Any]]) -> bool:
+    return any(c["directive"] == "add_header" and c["args"]
+               and c["args"][0].lower() == "strict-transport-security" for c in block)
+
+
+def _with_hsts(content: str, hsts: int | None) -> str:
+    """``content`` with each HSTS_MARK line replaced by the HSTS header (or dropped)."""
+    out = []
+    for line in content.splitlines():
+        if line.strip() == f"{HSTS_MARK};":
+            if hsts:
+                pad = line[:len(line) - len(line.lstrip())]
+                out.append(f'{pad}add_header Strict-Transport-Security "max-age={hsts}" always;')
+            continue
+        out.append(line)
+    return "\n".join(out)
 
 
 def _is_acme_location(d: dict[str, Any]) -> bool:
@@ -242,9 +346,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
     """certsmith's nginx site for one certificate (pure)."""
     names = " ".join(opts.names)
-    addr = f"{opts.listen_address}:" if opts.listen_address else ""
-    if ":" in opts.listen_address:
-        addr = f"[{opts.listen_address}]:"
+    http_listens, https_listens = site_listens(opts, detected)
     var = "certsmith_upgrade_" + re.sub(r"[^a-z0-9]", "_", opts.name.lower())
     source = detected.blocks[0] if detected.blocks else detected.default
     if opts.proxy_to:
@@ -284,21 +386,21 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
         "        try_files $uri =404;",
         "    }",
     ]
-    lines += ["server {", f"    listen {addr}{opts.http_port};", f"    server_name {names};",
+    lines += ["server {", *_listen_lines(http_listens, ""), f"    server_name {names};",
               *challenge]
     if opts.tls and opts.redirect:
         lines += ["    location / {",
                   f"        return {opts.redirect} {opts.https_base('$host')}$request_uri;",
                   "    }"]
     else:
-        lines.append(content)
+        lines.append(_with_hsts(content, None))
     lines.append("}")
     if opts.tls:
         new_http2 = _version_tuple(version) >= (1, 25, 1)
         live = opts.live_dir
         lines += [
             "server {",
-            f"    listen {addr}{opts.https_port} ssl;",
+            *_listen_lines(https_listens, "ssl"),
             *(["    http2 on;"] if new_http2 else []),
             f"    server_name {names};",
             f"    ssl_certificate {live}/fullchain.pem;",
@@ -316,5 +418,10 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
                       f"    ssl_trusted_certificate {live}/chain.pem;"]
         if opts.hsts:
             lines.append(f'    add_header Strict-Transport-Security "max-age={opts.hsts}" always;')
-        lines += [content, "}"]
+        lines += [_with_hsts(content, opts.hsts), "}"]
     return "\n".join(lines) + "\n"
+
+
+def _listen_lines(listens: Sequence[Listen], ssl: str) -> list[str]:
+    return ["    listen " + " ".join([listen.hostport(h, p), *([ssl] if ssl else []), *params])
+            + ";" for h, p, params in listens]

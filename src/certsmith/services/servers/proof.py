@@ -14,6 +14,7 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ACME_PROBE = "/.well-known/acme-challenge/certsmith-health"
@@ -25,10 +26,11 @@ PROOF_TIMEOUT = 15.0  # seconds a graceful reload may take on a loaded machine
 class Expectation:
     """What the running server shows once the new configuration is live.
 
-    ``https_port``/``leaf_der``: the HTTPS port presents exactly this leaf for ``hostname``
-    (sent by SNI unless it is an address); ``redirect``: (status, Location) a plain-HTTP
-    request for ``REDIRECT_PROBE`` with ``Host: hostname`` gets; ``probe``: (path, body) a
-    plain-HTTP GET with ``Host: hostname`` answers with 200 (the challenge mapping)."""
+    ``https_port``/``leaf_der``: the HTTPS port (on ``https_host``, default ``host``) presents
+    exactly this leaf for ``hostname`` (sent by SNI unless it is an address); ``redirect``:
+    (status, Location) a plain-HTTP request for ``REDIRECT_PROBE`` with ``Host: hostname``
+    gets; ``probe``: (path, body) a plain-HTTP GET with ``Host: hostname`` answers with 200
+    (the challenge mapping)."""
 
     host: str
     http_port: int
@@ -37,6 +39,7 @@ class Expectation:
     leaf_der: bytes | None = None
     redirect: tuple[int, str] | None = None
     probe: tuple[str, bytes] | None = None
+    https_host: str = ""
 
     @property
     def sni(self) -> str | None:
@@ -155,9 +158,10 @@ def missing(expect: Expectation) -> str | None:
     if not answers_http(expect.host, expect.http_port):
         return f"nothing answers HTTP on {expect.http_where}"
     if expect.https_port is not None and expect.leaf_der is not None:
-        where = _where(expect.host, expect.https_port)
+        tls_host = expect.https_host or expect.host
+        where = _where(tls_host, expect.https_port)
         try:
-            der = served_leaf(expect.host, expect.https_port, expect.sni)
+            der = served_leaf(tls_host, expect.https_port, expect.sni)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
             return f"nothing answers TLS on {where} ({reason})"
@@ -187,11 +191,19 @@ def missing(expect: Expectation) -> str | None:
     return None
 
 
-def prove(expect: Expectation, timeout: float = PROOF_TIMEOUT) -> str | None:
-    """Poll ``missing`` until everything holds (None) or ``timeout``: the last shortfall."""
+def prove(expect: Expectation | Sequence[Expectation],
+          timeout: float = PROOF_TIMEOUT) -> str | None:
+    """Poll ``missing`` until everything holds (None) or ``timeout``: the last shortfall.
+    Several expectations (one per address the site listens on) must all hold."""
+    pending = [expect] if isinstance(expect, Expectation) else list(expect)
     deadline = time.monotonic() + timeout
     while True:
-        shortfall = missing(expect)
+        shortfall = None
+        for item in list(pending):
+            shortfall = missing(item)
+            if shortfall is not None:
+                break
+            pending.remove(item)
         if shortfall is None or time.monotonic() > deadline:
             return shortfall
         time.sleep(0.1)
