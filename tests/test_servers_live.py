@@ -241,3 +241,64 @@ def test_lighttpd_installed_twice_keeps_the_modules_it_needs(
         assert site.served_serial() == site.live_serial()
     finally:
         srv.close()
+
+
+def test_nginx_install_waits_until_the_old_workers_stop_accepting(
+        pebble: Pebble, run_certsmith: RunCertsmith) -> None:
+    """nginx's reload returns before its old workers stop taking connections, so a CA that
+    validates at once (Pebble on loopback, right after ``get --nginx`` set up the challenge
+    mapping) could reach one and see 404. install and get return only when no worker from
+    before the reload still accepts: one is held stopped here, so it cannot handle the
+    master's QUIT, and install does not finish until it is let go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from certsmith.services.servers import workers
+    from tests.conftest import _certsmith_env
+
+    srv = Nginx(http_port=pebble.http_port, https_port=free_port()).start()
+    held: int | None = None
+    try:
+        site = Site(srv, pebble, run_certsmith, "settle.nginx.test")
+        site.get()
+        master = workers.master_pid(workers.nginx_pid_file(srv.root / "nginx.conf"))
+        assert master is not None
+        old = workers.nginx_accepting(master)
+        assert old, "the fixture's nginx has workers"
+        held = min(old)
+        os.kill(held, signal.SIGSTOP)
+        env = _certsmith_env(site.home, pebble, srv.certsmith_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "certsmith", "install", "nginx", site.name, "--http-port",
+             str(srv.http_port), "--https-port", str(srv.https_port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The new configuration is live for the new workers ...
+            wait_until(lambda: _serves(site), what="the new workers serve the certificate",
+                       timeout=60)
+            # ... but install has not returned while an old worker could still accept.
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=3)
+            os.kill(held, signal.SIGCONT)
+            held = None
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "installed" in out, out
+        assert site.served_serial() == site.live_serial()
+    finally:
+        if held is not None:
+            os.kill(held, signal.SIGCONT)
+        srv.close()
+
+
+def _serves(site: Site) -> bool:
+    try:
+        return site.served_serial() == site.live_serial()
+    except OSError:
+        return False

@@ -99,6 +99,9 @@ class ApacheInstaller:
     def listeners(self) -> frozenset[str]:
         return frozenset()  # the parent process (root) binds on a graceful restart
 
+    def accepting_workers(self) -> frozenset[int]:
+        return frozenset()  # (old children are not told apart from new ones by /proc)
+
     # -- detect ---------------------------------------------------------------------------
 
     def early_modules(self) -> set[str]:

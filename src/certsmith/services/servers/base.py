@@ -28,6 +28,7 @@ from certsmith.base import policy
 from certsmith.base.model import FileTarget
 from certsmith.errors import CertsmithError
 from certsmith.services.servers.proof import Expectation, answers_http, prove, wait_serving
+from certsmith.services.servers.workers import SETTLE_TIMEOUT, settle
 
 KINDS = ("nginx", "apache", "lighttpd")
 Kind = Literal["nginx", "apache", "lighttpd"]
@@ -228,6 +229,12 @@ class Installer(Protocol):
         open new ones (the server has dropped its privileges): a change that adds one needs
         a restart. Empty where the reloading process binds as root (nginx, Apache)."""
 
+    def accepting_workers(self) -> frozenset[int]:
+        """Worker processes that take new connections for the running configuration and
+        may go on doing so for a moment after a graceful reload returns (nginx; see
+        ``workers``). After a reload the transaction waits until none of those seen before
+        it still accepts. Empty where a reload leaves no such window."""
+
 
 # -- the transaction --------------------------------------------------------------------------
 
@@ -336,6 +343,7 @@ class Transaction:
     def _activate(self, restart: bool) -> None:
         cfg = self.installer.config
         command, verb = (cfg.restart, "restart") if restart else (cfg.reload, "reload")
+        old_workers = self.installer.accepting_workers()
         proc = run_shell(command, f"{cfg.kind} {verb}")
         if proc.returncode != 0:
             raise ServerError(f"{cfg.kind} {verb} failed ({command}): {last_lines(proc)}")
@@ -345,6 +353,11 @@ class Transaction:
         if shortfall is not None:
             raise ServerError(f"{cfg.kind} {verb}ed, but the new configuration is not live: "
                               f"{shortfall}")
+        # Live for new workers; old ones may still take a connection for a moment (a CA
+        # validating at once would see the old configuration): wait until they stop.
+        if not settle(self.installer.accepting_workers, old_workers):
+            raise ServerError(f"{cfg.kind} {verb}ed, but workers of the previous configuration "
+                              f"still accept connections after {SETTLE_TIMEOUT:.0f}s")
 
     def _recover(self) -> str:
         """Bring the running server back to the restored files (a reload; a restart if it

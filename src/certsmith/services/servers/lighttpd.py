@@ -134,6 +134,9 @@ class LighttpdInstaller:
                 found.append(hp[0])
         return list(listen.unique(found))
 
+    def accepting_workers(self) -> frozenset[int]:
+        return frozenset()  # one process: its graceful restart stops accepting first
+
     def listeners(self) -> frozenset[str]:
         """Every socket of the configuration on disk (``server.bind``:``server.port`` and each
         ``$SERVER["socket"]``): after dropping privileges, lighttpd's graceful restart can

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from certsmith.base import policy
-from certsmith.services.servers import base, listen
+from certsmith.services.servers import base, listen, workers
 from certsmith.services.servers.base import (
     AmbiguousSiteError,
     Block,
@@ -109,6 +109,10 @@ class NginxInstaller:
 
     def listeners(self) -> frozenset[str]:
         return frozenset()  # the master process (root) binds on reload
+
+    def accepting_workers(self) -> frozenset[int]:
+        master = workers.master_pid(workers.nginx_pid_file(self.main_conf))
+        return frozenset() if master is None else workers.nginx_accepting(master)
 
     # -- detect ---------------------------------------------------------------------------
 
