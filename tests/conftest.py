@@ -159,6 +159,25 @@ def served_path() -> Iterator[Path]:
 
 
 @pytest.fixture
+def webserver(pebble: Pebble) -> Iterator[Callable[[str], Any]]:
+    """``webserver(kind)``: a started nginx/apache/lighttpd (Debian's stock tree, see
+    tests/support/webservers.py) whose HTTP port is Pebble's http-01 port."""
+    from tests.support.net import free_port
+    from tests.support.webservers import SERVERS, WebServer
+
+    started: list[WebServer] = []
+
+    def make(kind: str) -> WebServer:
+        srv = SERVERS[kind](http_port=pebble.http_port, https_port=free_port())
+        started.append(srv)
+        return srv.start()
+
+    yield make
+    for srv in started:
+        srv.close()
+
+
+@pytest.fixture
 def cs_home(tmp_path: Path) -> Path:
     """certsmith's state directory for this test (not created: certsmith creates it)."""
     return tmp_path / "certsmith-home"

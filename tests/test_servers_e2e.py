@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -22,25 +22,9 @@ from cryptography import x509
 from tests.conftest import RunCertsmith
 from tests.support.net import LOOPBACK, free_port, wait_until
 from tests.support.pebble import Pebble
-from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
+from tests.support.webservers import WebServer
 
-SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
 Factory = Callable[[str], WebServer]
-
-
-@pytest.fixture
-def webserver(pebble: Pebble) -> Iterator[Factory]:
-    """``webserver(kind)``: a started server whose HTTP port is Pebble's http-01 port."""
-    started: list[WebServer] = []
-
-    def make(kind: str) -> WebServer:
-        srv = SERVERS[kind](http_port=pebble.http_port, https_port=free_port())
-        started.append(srv)
-        return srv.start()
-
-    yield make
-    for srv in started:
-        srv.close()
 
 
 class Site:

@@ -10,36 +10,23 @@ together with the user's own headers, which must survive too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
 
 from certsmith.services.servers.base import Block, Detected, SiteOptions
 from certsmith.services.servers.nginx import render_site
 from tests.conftest import RunCertsmith
-from tests.support.net import free_port
 from tests.support.pebble import Pebble
-from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
-from tests.test_servers_e2e import Site
+from tests.support.webservers import WebServer
+from tests.test_servers_e2e import Factory, Site
 from tests.test_servers_listen import reload_until
 
-SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
-Factory = Callable[[str], WebServer]
 HSTS = "strict-transport-security: max-age=63072000"
 
 
 @pytest.fixture
-def server(pebble: Pebble) -> Iterator[Factory]:
-    started: list[WebServer] = []
-
-    def make(kind: str) -> WebServer:
-        srv = SERVERS[kind](http_port=pebble.http_port, https_port=free_port())
-        started.append(srv)
-        return srv.start()
-
-    yield make
-    for srv in started:
-        srv.close()
+def server(webserver: Factory) -> Factory:
+    """``server(kind)``: conftest's ``webserver`` (started, on Pebble's http-01 port)."""
+    return webserver
 
 
 def _pages(srv: WebServer) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,29 +28,17 @@ from certsmith.services.servers.listen import (
     parse_hostport,
 )
 from tests.conftest import RunCertsmith
-from tests.support.net import LOOPBACK, LOOPBACK6, free_port, wait_until
+from tests.support.net import LOOPBACK, LOOPBACK6, wait_until
 from tests.support.pebble import Pebble
-from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
-from tests.test_servers_e2e import Site
+from tests.support.webservers import SERVERS, Apache, Nginx, WebServer
+from tests.test_servers_e2e import Factory, Site
 from tests.test_servers_render import _live
-
-SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
-Factory = Callable[[str], WebServer]
 
 
 @pytest.fixture
-def server(pebble: Pebble) -> Iterator[Factory]:
-    """``server(kind)``: a started server whose HTTP port is Pebble's http-01 port."""
-    started: list[WebServer] = []
-
-    def make(kind: str) -> WebServer:
-        srv = SERVERS[kind](http_port=pebble.http_port, https_port=free_port())
-        started.append(srv)
-        return srv.start()
-
-    yield make
-    for srv in started:
-        srv.close()
+def server(webserver: Factory) -> Factory:
+    """``server(kind)``: conftest's ``webserver`` (started, on Pebble's http-01 port)."""
+    return webserver
 
 
 def listening(port: int) -> set[str]:

@@ -14,10 +14,9 @@ from tests.conftest import RunCertsmith
 from tests.support.net import LOOPBACK, free_port, free_privileged_port, wait_until
 from tests.support.pebble import Pebble
 from tests.support.tlsserver import TlsServer, make_cert
-from tests.support.webservers import Apache, Lighttpd, Nginx, WebServer
+from tests.support.webservers import SERVERS, Lighttpd, Nginx, WebServer
 from tests.test_servers_e2e import Site
 
-SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
 # What each server does when its new HTTPS listener cannot bind, as certsmith reports it:
 # nginx's reload exits 0 and keeps the old configuration; Apache's graceful restart shuts the
 # server down; lighttpd (a new listener: restarted) exits at start-up.

@@ -332,3 +332,6 @@ class Lighttpd(WebServer):
     def reload(self) -> None:
         """Graceful restart (SIGUSR1 to lighttpd itself, not to its supervisor)."""
         os.kill(int((self.workdir / "lighttpd.pid").read_text()), signal.SIGUSR1)
+
+
+SERVERS: dict[str, type[WebServer]] = {"nginx": Nginx, "apache": Apache, "lighttpd": Lighttpd}
