@@ -686,13 +686,13 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
 
 # -- an unreadable file or directory fails the backup ---------------------------------------------
 
-NOBODY = 65534
 
 
 @pytest.fixture
 def nobody_home() -> Iterator[Path]:
-    """A state directory owned by an unprivileged user (root reads mode-000 entries, so the
-    test runs certsmith as that user), in a directory that user can reach."""
+    """A state directory whose mode bits apply to the CLI: root ignores them, so the test runs
+    certsmith as root without the capabilities that override them (see ``cli_as_nobody``),
+    which also works where the checkout itself is out of an unprivileged user's reach."""
     import shutil
 
     base = Path(tempfile.mkdtemp(prefix="certsmith-backup-"))
@@ -700,9 +700,6 @@ def nobody_home() -> Iterator[Path]:
         base.chmod(0o755)
         make_home(base / "home")
         (base / "out").mkdir()
-        for dirpath, dirnames, filenames in os.walk(base):
-            for name in [*dirnames, *filenames]:
-                os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
         yield base
     finally:
         shutil.rmtree(base)
@@ -711,8 +708,9 @@ def nobody_home() -> Iterator[Path]:
 def cli_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTSMITH_")}
     env["HOME"] = str(home.parent)
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                           "--clear-groups", sys.executable, "-m", "certsmith",
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] \
+        if os.geteuid() == 0 else []
+    return subprocess.run([*drop, sys.executable, "-m", "certsmith",
                            "--home", str(home), *args],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
 
