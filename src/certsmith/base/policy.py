@@ -37,5 +37,9 @@ SESSION_TIMEOUT = 86400
 # for the HSTS preload list, which asks for at least one).
 HSTS_DEFAULT = 63072000
 
-# Where HTTP-01 answers are served (RFC 8555 section 8.3).
+# Where HTTP-01 answers are served (RFC 8555 section 8.3): the URL path, the same path under a
+# web root or challenge directory, and a regular expression matching the URL path (as nginx,
+# Apache's RewriteCond and lighttpd's conditionals write it).
 ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+ACME_CHALLENGE_SUBDIR = ACME_CHALLENGE_PREFIX.strip("/")
+ACME_CHALLENGE_REGEX = "^" + ACME_CHALLENGE_PREFIX.replace(".", "\\.")

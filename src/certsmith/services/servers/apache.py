@@ -362,10 +362,10 @@ def _listen_lines(opts: SiteOptions, http: Sequence[str], https: Sequence[str],
 
 def render_acme(challenge_dir: str) -> str:
     """The global challenge mapping (pure): every virtual host inherits it."""
-    d = f"{challenge_dir}/.well-known/acme-challenge"
+    d = f"{challenge_dir}/{policy.ACME_CHALLENGE_SUBDIR}"
     return "\n".join([
         "# Managed by certsmith: HTTP-01 answers from certsmith's challenge directory.",
-        f'Alias /.well-known/acme-challenge/ "{d}/"',
+        f'Alias {policy.ACME_CHALLENGE_PREFIX} "{d}/"',
         f'<Directory "{d}">',
         "    Require all granted",
         "    ForceType text/plain",
@@ -373,7 +373,7 @@ def render_acme(challenge_dir: str) -> str:
         "    AllowOverride None",
         "</Directory>",
         "<IfModule proxy_module>",
-        "    ProxyPass /.well-known/acme-challenge/ !",
+        f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
         "</IfModule>",
         "",
     ])
@@ -406,7 +406,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
         target = opts.proxy_to.rstrip("/") + "/"
         content = "\n".join([
             "    ProxyPreserveHost On",
-            "    ProxyPass /.well-known/acme-challenge/ !",
+            f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
             f'    ProxyPass / "{target}" upgrade=websocket',
             f'    ProxyPassReverse / "{target}"',
             '    RequestHeader set X-Forwarded-Proto "https"',
@@ -419,7 +419,7 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     lines += [_vhost_line(vhost, opts.http_port), *names]
     if opts.redirect:
         lines += ["    RewriteEngine on",
-                  r"    RewriteCond %{REQUEST_URI} !^/\.well-known/acme-challenge/",
+                  f"    RewriteCond %{{REQUEST_URI}} !{policy.ACME_CHALLENGE_REGEX}",
                   f"    RewriteRule ^ https://%{{SERVER_NAME}}{port}%{{REQUEST_URI}} "
                   f"[R={opts.redirect},L]"]
     else:

@@ -274,9 +274,9 @@ def render_acme(challenge_dir: str, modules: set[str]) -> str:
     lines = ["# Managed by certsmith: HTTP-01 answers from certsmith's challenge directory."]
     if "mod_alias" not in modules:
         lines.append('server.modules += ("mod_alias")')
-    target = f"{challenge_dir}/.well-known/acme-challenge/"
-    lines += [r'$HTTP["url"] =~ "^/\.well-known/acme-challenge/" {',
-              f'    alias.url += ("/.well-known/acme-challenge/" => {_q(target)})', "}", ""]
+    target = f"{challenge_dir}/{policy.ACME_CHALLENGE_SUBDIR}/"
+    lines += [f'$HTTP["url"] =~ "{policy.ACME_CHALLENGE_REGEX}" {{',
+              f'    alias.url += ({_q(policy.ACME_CHALLENGE_PREFIX)} => {_q(target)})', "}", ""]
     return "\n".join(lines)
 
 
@@ -338,7 +338,7 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
             # (a regex is written as is: lighttpd keeps backslashes in strings)
             rx = "^" + name.replace(".", r"\.") + "(:[0-9]+)?$"
             lines += [f'    $HTTP["host"] =~ "{rx}" {{',
-                      r'        $HTTP["url"] !~ "^/\.well-known/acme-challenge/" {',
+                      f'        $HTTP["url"] !~ "{policy.ACME_CHALLENGE_REGEX}" {{',
                       f'            url.redirect = ("" => "https://{name}{https}'
                       '${url.path}${qsa}")',
                       f"            url.redirect-code = {opts.redirect}",

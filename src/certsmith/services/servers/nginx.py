@@ -339,7 +339,7 @@ def _with_hsts(content: str, hsts: int | None) -> str:
 
 
 def _is_acme_location(d: dict[str, Any]) -> bool:
-    return d["directive"] == "location" and any(".well-known/acme-challenge" in a
+    return d["directive"] == "location" and any(policy.ACME_CHALLENGE_SUBDIR in a
                                                 for a in d["args"])
 
 
@@ -384,7 +384,7 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
     if opts.proxy_to:
         lines += [f"map $http_upgrade ${var} {{", "    default upgrade;", "    '' close;", "}"]
     challenge = [
-        "    location ^~ /.well-known/acme-challenge/ {",
+        f"    location ^~ {policy.ACME_CHALLENGE_PREFIX} {{",
         f"        root {opts.challenge_dir};",
         "        default_type text/plain;",
         "        try_files $uri =404;",

@@ -17,7 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-ACME_PROBE = "/.well-known/acme-challenge/certsmith-health"
+from certsmith.base.policy import ACME_CHALLENGE_PREFIX
+
+ACME_PROBE = ACME_CHALLENGE_PREFIX + "certsmith-health"
 REDIRECT_PROBE = "/certsmith-redirect-check"
 PROOF_TIMEOUT = 15.0  # seconds a graceful reload may take on a loaded machine
 
