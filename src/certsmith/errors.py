@@ -35,6 +35,10 @@ class LockedError(StoreError):
     """Another certsmith process holds the lock."""
 
 
+class StaleLeaseError(StoreError):
+    """A write carried a lease that is no longer the newest for its name (fencing)."""
+
+
 class NotFoundError(CertsmithError):
     """A named certificate, account or file does not exist."""
 

@@ -57,13 +57,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from certsmith.base.store.fs import FileStore
+    from certsmith.base.store import open_store
     from certsmith.cli.main import home_from
     from certsmith.errors import CertsmithError
     from certsmith.services import alerts
 
     home = home_from(args)
-    store = FileStore(home)
+    store = open_store(home)
     config = alerts.load_config(store)
     action = args.alerts_action
     if action == "add":

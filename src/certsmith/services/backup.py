@@ -212,10 +212,10 @@ def _lineage_locks(home: Path, names: list[str]) -> Iterator[None]:
     state or the CA changes while the backup reads them. A home this user cannot write (so no
     lock file can be made) is read without them; the order of reading below still keeps
     ``live/`` pointing at versions in the archive."""
-    from certsmith.base.store.fs import FileStore
+    from certsmith.base.store import open_store
     from certsmith.errors import StoreError
 
-    store = FileStore(home)
+    store = open_store(home)
     with contextlib.ExitStack() as stack:
         for lock in [*(f"cert-{n}" for n in sorted(names)), "ca"]:
             try:

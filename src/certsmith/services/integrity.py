@@ -19,7 +19,7 @@ from cryptography import x509
 from certsmith.base import events, keys
 from certsmith.base.certstate import CertState, load_state_checked, save_state, state_key
 from certsmith.base.liveset import Damaged, examine
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ class _Seen:
     newer: tuple[int, ...]  # archive versions newer than the live one
 
 
-def _live_dir(store: FileStore, name: str) -> Path:
+def _live_dir(store: Store, name: str) -> Path:
     return Path(os.path.realpath(store.live_path(name)))
 
 
-def _look(store: FileStore, name: str) -> _Seen:
+def _look(store: Store, name: str) -> _Seen:
     state, state_problem = load_state_checked(store, name)
     live = store.live_path(name)
     versions = tuple(store.versions(name))
@@ -75,7 +75,7 @@ def _clean(seen: _Seen) -> bool:
     return seen.cert is None or seen.state.serial == _serial(seen.cert)
 
 
-def check(store: FileStore, name: str) -> Checked:
+def check(store: Store, name: str) -> Checked:
     """Verify lineage ``name`` (repairing under its lock what can be repaired)."""
     seen = _look(store, name)
     if _clean(seen):
@@ -84,7 +84,7 @@ def check(store: FileStore, name: str) -> Checked:
         return _repair(store, name, _look(store, name))
 
 
-def _repair(store: FileStore, name: str, seen: _Seen) -> Checked:
+def _repair(store: Store, name: str, seen: _Seen) -> Checked:
     notes: list[str] = []
     due: str | None = None
     cert = seen.cert
@@ -130,7 +130,7 @@ def _repair(store: FileStore, name: str, seen: _Seen) -> Checked:
     return Checked(state, "; ".join(notes) or None, due)
 
 
-def _newest_intact(store: FileStore, name: str) -> tuple[int, x509.Certificate] | None:
+def _newest_intact(store: Store, name: str) -> tuple[int, x509.Certificate] | None:
     for version in sorted(store.versions(name), reverse=True):
         try:
             return version, examine(Path(store.home, "archive", name, str(version)))

@@ -24,7 +24,7 @@ from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
 from certsmith.base.sites import load_site, save_site, site_key, site_names
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import open_store
 from certsmith.core import renewal
 from certsmith.errors import (
     CAError,
@@ -153,7 +153,7 @@ def make_solver(spec: SolverSpec) -> Solver:
 class Manager:
     def __init__(self, home: Path, progress: Progress | None = None) -> None:
         self.home = home
-        self.store = FileStore(home)
+        self.store = open_store(home)
         self.progress: Progress = progress or (lambda _n, _s: None)
         self._connections: dict[tuple[str, str | None], AcmeConnection] = {}
         # (name, one line) for every damage found and reported by this command (repaired or

@@ -17,7 +17,8 @@ import tomli_w
 from certsmith.base import events
 from certsmith.base.certstate import CertState, load_state
 from certsmith.base.sites import site_names
-from certsmith.base.store.fs import FileStore, atomic_write
+from certsmith.base.store import open_store
+from certsmith.base.store.fs import atomic_write
 from certsmith.errors import StoreError, UsageError
 
 CONFIG_KEY = "metrics.toml"
@@ -77,7 +78,7 @@ def render(states: Sequence[tuple[str, CertState]], now: dt.datetime) -> str:
 
 
 def collect(home: Path) -> str:
-    store = FileStore(home)
+    store = open_store(home)
     states = [(name, load_state(store, name)) for name in site_names(store)]
     return render(states, dt.datetime.now(dt.UTC))
 
@@ -93,7 +94,7 @@ def write_textfile(home: Path, path: Path) -> None:
 
 
 def remembered_textfile(home: Path) -> Path | None:
-    raw = FileStore(home).get(CONFIG_KEY)
+    raw = open_store(home).get(CONFIG_KEY)
     if not raw:
         return None
     try:
@@ -104,7 +105,7 @@ def remembered_textfile(home: Path) -> Path | None:
 
 
 def remember_textfile(home: Path, path: Path | None) -> None:
-    store = FileStore(home)
+    store = open_store(home)
     if path is None:
         store.delete(CONFIG_KEY)
     else:

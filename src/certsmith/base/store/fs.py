@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from certsmith.base.crashpoints import crash_point
-from certsmith.errors import LockedError, StoreError
+from certsmith.base.store.base import Lease
+from certsmith.errors import LockedError, StaleLeaseError, StoreError
 
 _VERSION = re.compile(r"^[0-9]+$")
 PRIVATE_DIRS = ("accounts", "archive", "ca", "locks", "state")
@@ -110,14 +111,16 @@ class FileStore:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def put(self, key: str, data: bytes, *, private: bool = False) -> None:
+    def put(self, key: str, data: bytes, *, private: bool = False,
+            fence: Lease | None = None) -> None:
         path = self._path(key)
-        try:
-            self.ensure()
-            self._mkdirs(path.parent, private)
-            atomic_write(path, data, 0o600 if private else 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+        with self._fenced(_as_file_lease(fence)):
+            try:
+                self.ensure()
+                self._mkdirs(path.parent, private)
+                atomic_write(path, data, 0o600 if private else 0o644)
+            except OSError as exc:
+                raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -129,22 +132,27 @@ class FileStore:
             raise StoreError(f"cannot read {base}: {exc.strerror}") from exc
         return [f"{prefix}/{n}" for n in names if not n.startswith(".")]
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, fence: Lease | None = None) -> None:
         path = self._path(key)
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        with self._fenced(_as_file_lease(fence)):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot delete {path}: {exc.strerror}") from exc
 
-    @contextlib.contextmanager
-    def lock(self, name: str, *, wait: float | None = None) -> Iterator[None]:
-        """An exclusive lock shared by all processes using this home; released if we die.
+    def lock(self, name: str, *, ttl: float | None = None,
+             wait: float | None = None) -> FileLease:
+        """An exclusive lease shared by all processes using this home; released if we die
+        (``flock``), so ``ttl`` needs no timer here.
 
         ``wait=None`` waits as long as needed, ``wait=0`` fails at once if held.
         """
+        del ttl  # the kernel releases a dead holder's flock at once
         self.ensure()
         safe = name.replace("/", "_")
         path = self.home / "locks" / f"{safe}.lock"
@@ -153,24 +161,34 @@ class FileStore:
         except OSError as exc:
             raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
         try:
-            deadline = None if wait is None else time.monotonic() + wait
-            delay = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait is None else fcntl.LOCK_NB))
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if deadline is None or time.monotonic() >= deadline:
-                        raise LockedError(
-                            f"{name} is locked by another certsmith process; try again later"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.2)
-            yield
-        finally:
+            _flock(fd, name, wait)
+        except BaseException:
             os.close(fd)
+            raise
+        return FileLease(self, name, fd)
+
+    # -- fencing --------------------------------------------------------------------------------
+
+    def _token_path(self, name: str) -> Path:
+        return self.home / "locks" / f"{name.replace('/', '_')}.token"
+
+    @contextlib.contextmanager
+    def _fenced(self, fence: FileLease | None) -> Iterator[None]:
+        """Hold the lease's token still while a write is made, and refuse the write unless
+        ``fence`` is the newest lease on its name."""
+        if fence is None:
+            yield
+            return
+        if fence.store.home != self.home:
+            raise StaleLeaseError(f"lease {fence.name} belongs to another store")
+        mine = fence.token  # (drawn now if this is the lease's first fenced write)
+        with _TokenFile(self._token_path(fence.name)) as tokens:
+            current = tokens.read()
+            if fence.released or current != mine:
+                raise StaleLeaseError(
+                    f"lease {fence.name} (token {mine}) was superseded by token {current}: "
+                    "another certsmith process took over; nothing was written")
+            yield
 
     # -- certificate versions -------------------------------------------------------------------
 
@@ -195,8 +213,13 @@ class FileStore:
         last = os.path.basename(target.rstrip("/"))
         return int(last) if _VERSION.match(last) else None
 
-    def publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str]) -> int:
+    def publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str], *,
+                fence: Lease | None = None) -> int:
         """Write version n+1 of ``name`` whole, then point ``live/name`` at it with one rename."""
+        with self._fenced(_as_file_lease(fence)):
+            return self._publish(name, files, private)
+
+    def _publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str]) -> int:
         self.ensure()
         archive = self.home / "archive" / name
         try:
@@ -231,9 +254,13 @@ class FileStore:
         self._prune_staging(archive)
         return version
 
-    def relink(self, name: str, version: int) -> None:
+    def relink(self, name: str, version: int, *, fence: Lease | None = None) -> None:
         """Point ``live/name`` at an existing ``version`` with one rename (repairs a damaged
         live set; the caller holds the lineage lock)."""
+        with self._fenced(_as_file_lease(fence)):
+            self._relink(name, version)
+
+    def _relink(self, name: str, version: int) -> None:
         live = self.live_path(name)
         tmp_link = live.with_name(f".{name}.{os.getpid()}.tmp")
         try:
@@ -265,3 +292,100 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _flock(fd: int, name: str, wait: float | None) -> None:
+    deadline = None if wait is None else time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait is None else fcntl.LOCK_NB))
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise StoreError(f"cannot lock {name}: {exc.strerror}") from exc
+            if deadline is None or time.monotonic() >= deadline:
+                raise LockedError(
+                    f"{name} is locked by another certsmith process; try again later"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+class _TokenFile:
+    """``locks/NAME.token``: the newest fencing token, read and changed under its own flock
+    (a fenced write and a new lease's draw never interleave)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> _TokenFile:
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from exc
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def read(self) -> int:
+        raw = os.pread(self.fd, 64, 0).strip()
+        return int(raw) if raw.isdigit() else 0
+
+    def write(self, token: int) -> None:
+        data = b"%d\n" % token
+        os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
+        os.fsync(self.fd)
+
+
+class FileLease:
+    """A held ``flock`` on ``locks/NAME.lock``. Its fencing token is drawn (the stored counter
+    plus one) the first time it is needed, so taking a lease writes nothing until a fenced
+    write is made."""
+
+    def __init__(self, store: FileStore, name: str, fd: int) -> None:
+        self.store = store
+        self.name = name
+        self._fd = fd
+        self._token: int | None = None
+        self.released = False
+
+    @property
+    def token(self) -> int:
+        if self._token is None:
+            if self.released:
+                raise StaleLeaseError(f"lease {self.name} was released")
+            with _TokenFile(self.store._token_path(self.name)) as tokens:
+                self._token = tokens.read() + 1
+                tokens.write(self._token)
+        return self._token
+
+    def renew(self, ttl: float | None = None) -> None:
+        if self.released:
+            raise StaleLeaseError(f"lease {self.name} was released")
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            os.close(self._fd)
+
+    def __enter__(self) -> FileLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if not getattr(self, "released", True):
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
+def _as_file_lease(fence: Lease | None) -> FileLease | None:
+    if fence is None or isinstance(fence, FileLease):
+        return fence
+    raise StaleLeaseError(f"lease {fence.name} belongs to another store")

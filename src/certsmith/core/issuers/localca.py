@@ -29,7 +29,7 @@ from certsmith.base import certder, der
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keytypes import RSA_EXPONENT, check_key_type, check_offered_key
 from certsmith.base.nameconstraints import Constraints, Network
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import open_store
 from certsmith.errors import CAError, IdentifierError, NotFoundError, UsageError
 
 ROOT_CERT = "ca/root.pem"
@@ -157,7 +157,7 @@ class LocalCA:
     """The CA under ``<home>/ca``; created on first use."""
 
     def __init__(self, home: Path) -> None:
-        self.store = FileStore(home)
+        self.store = open_store(home)
         self.path = Path(home) / "ca"
         self._intermediate: CertKey | None = None
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from certsmith.base.certstate import load_state
 from certsmith.base.sites import site_names
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import open_store
 from certsmith.services.alerts.config import AlertConfig, load_config, save_config
 from certsmith.services.alerts.dispatch import deliver, load_sent, notify, pending
 from certsmith.services.alerts.model import Alert, Channel, threshold_due
@@ -45,7 +45,7 @@ def outcome_alerts(outcomes: Iterable[OutcomeLike], what: str) -> list[Alert]:
 
 def expiry_alerts(home: Path, now: dt.datetime | None = None) -> list[Alert]:
     """Certificates inside an expiry threshold that renewal has not replaced (one per cert)."""
-    store = FileStore(home)
+    store = open_store(home)
     config = load_config(store)
     now = now or dt.datetime.now(dt.UTC)
     sent = set(load_sent(store))
@@ -70,7 +70,7 @@ def after_run(home: Path, outcomes: Iterable[OutcomeLike], *, what: str = "renew
               scan_expiry: bool = True) -> None:
     """What ``get``/``renew`` call when the service has returned. Never raises."""
     try:
-        if not load_config(FileStore(home)).channels:
+        if not load_config(open_store(home)).channels:
             return
         alerts = outcome_alerts(outcomes, what)
         if scan_expiry:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from certsmith.base import events
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store, open_store
 from certsmith.errors import CertsmithError
 from certsmith.services.alerts import command, smtp, webhook
 from certsmith.services.alerts.config import AlertConfig, load_config
@@ -35,7 +35,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _load_json(store: FileStore, key: str, default: Any) -> Any:
+def _load_json(store: Store, key: str, default: Any) -> Any:
     raw = store.get(key)
     if not raw:
         return default
@@ -45,7 +45,7 @@ def _load_json(store: FileStore, key: str, default: Any) -> Any:
         return default
 
 
-def load_sent(store: FileStore) -> dict[str, str]:
+def load_sent(store: Store) -> dict[str, str]:
     data = _load_json(store, SENT_KEY, {})
     return data if isinstance(data, dict) else {}
 
@@ -71,7 +71,7 @@ def _attempt(home: Path, channel: Channel, alert: Alert) -> str | None:
     return None
 
 
-def _flush(home: Path, store: FileStore, config: AlertConfig, now: dt.datetime) -> None:
+def _flush(home: Path, store: Store, config: AlertConfig, now: dt.datetime) -> None:
     outbox = _load_json(store, OUTBOX_KEY, [])
     if not outbox:
         return
@@ -110,7 +110,7 @@ def notify(home: Path, alerts: Sequence[Alert]) -> int:
 
 
 def _notify(home: Path, alerts: Sequence[Alert]) -> int:
-    store = FileStore(home)
+    store = open_store(home)
     config = load_config(store)
     if not config.channels:
         return 0
@@ -144,5 +144,5 @@ def _notify(home: Path, alerts: Sequence[Alert]) -> int:
 
 
 def pending(home: Path) -> list[dict[str, Any]]:
-    data = _load_json(FileStore(home), OUTBOX_KEY, [])
+    data = _load_json(open_store(home), OUTBOX_KEY, [])
     return data if isinstance(data, list) else []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from certsmith.base.keys import cert_info
 from certsmith.base.sites import load_site, site_names
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import open_store
 from certsmith.services.check.target import Target, parse_target
 
 
@@ -23,7 +23,7 @@ def managed_targets(home: Path, *, connect: str | None = None,
                     http_port: int | bool | None = True) -> list[ManagedTarget]:
     """One target per managed site: ``check_url`` from its site file if set, else
     ``https://<first name>/``; ``connect`` dials another address for every site."""
-    store = FileStore(home)
+    store = open_store(home)
     out = []
     for name in site_names(store):
         spec = load_site(store, name)

@@ -22,7 +22,7 @@ from certsmith.base.identifiers import parse_identifiers
 from certsmith.base.keys import CertInfo
 from certsmith.base.model import Bundle, SiteSpec, SolverSpec
 from certsmith.base.sites import save_site, site_key
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store, open_store
 from certsmith.core.issuers.cas import ALIASES, server_id
 from certsmith.errors import CertsmithError, StoreError, UsageError
 from certsmith.services.importer import configobj
@@ -164,7 +164,7 @@ def _read_account(source: Path, account_id: str, server: str) -> CertbotAccount:
     return CertbotAccount(server, account_id, key_pem, str(uri), dict(body))
 
 
-def _lineage(source: Path, conf_path: Path, store: FileStore) -> Lineage:
+def _lineage(source: Path, conf_path: Path, store: Store) -> Lineage:
     name = conf_path.name[: -len(".conf")]
     try:
         conf = configobj.parse(conf_path.read_text(), f"renewal/{conf_path.name}")
@@ -239,7 +239,7 @@ def scan(source: Path, home: Path) -> Plan:
     renewal = source / "renewal"
     if not renewal.is_dir():
         raise UsageError(f"{source} is not a certbot directory (no renewal/ in it)")
-    store = FileStore(home)
+    store = open_store(home)
     lineages, skipped, broken = [], [], []
     for conf in sorted(renewal.glob("*.conf")):
         name = conf.name[: -len(".conf")]
@@ -252,7 +252,7 @@ def scan(source: Path, home: Path) -> Plan:
     return Plan(source, tuple(lineages), tuple(skipped), tuple(broken))
 
 
-def _write_account(store: FileStore, account: CertbotAccount) -> None:
+def _write_account(store: Store, account: CertbotAccount) -> None:
     from certsmith.core.issuers import acme
 
     sid = server_id(account.server)
@@ -266,7 +266,7 @@ def _write_account(store: FileStore, account: CertbotAccount) -> None:
     store.put(f"{entry}/account.json", data, private=True)
 
 
-def _relink(lineage: Lineage, store: FileStore) -> None:
+def _relink(lineage: Lineage, store: Store) -> None:
     """certbot's live/<name>/X.pem -> certsmith's live/<name>/X.pem (absolute symlinks), so
     configs naming the old paths follow every certsmith renewal."""
     target_dir = store.live_path(lineage.name)
@@ -284,7 +284,7 @@ def apply(plan: Plan, home: Path) -> list[str]:
     if plan.broken:
         raise UsageError("not importing anything: " + "; ".join(
             f"{p.name}: {p.reason}" for p in plan.broken))
-    store = FileStore(home)
+    store = open_store(home)
     now = dt.datetime.now(dt.UTC)
     done = []
     try:

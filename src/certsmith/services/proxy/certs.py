@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from certsmith.base import policy
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store, open_store
 from certsmith.base.tlsgroups import set_groups
 
 ACME_TLS_ALPN = "acme-tls/1"
@@ -99,7 +99,7 @@ class SiteContexts:
 
     def __init__(self, home: Path | str, sites: Sequence[Any]) -> None:
         self.home = str(home)
-        self.store = FileStore(Path(home))
+        self.store = open_store(Path(home))
         self.sites = list(sites)  # config.Site
         self.runtime: dict[str, Any] = {}  # cert_name -> the worker's SiteRuntime
         self.by_name: dict[str, ssl.SSLContext] = {}
@@ -218,7 +218,7 @@ class SiteContexts:
 
 # -- local CA certificates ------------------------------------------------------------------
 
-def local_due(store: FileStore, name: str, identifiers: Sequence[Any], chain_pem: bytes,
+def local_due(store: Store, name: str, identifiers: Sequence[Any], chain_pem: bytes,
               now: dt.datetime) -> bool:
     """Does the local certificate ``name`` need (re-)issuing: none yet, other names, another
     intermediate (a new CA), or a third of its lifetime left?"""
@@ -247,7 +247,7 @@ def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
     from certsmith.base import certder, der, events
     from certsmith.core.issuers.localca import LocalCA
 
-    store = FileStore(home)
+    store = open_store(home)
     ca = LocalCA(home)
     with store.lock(f"cert-{name}"):
         inter = ca.ensure()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from certsmith.base.model import SolverSpec
 from certsmith.base.sites import load_site
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store, open_store
 from certsmith.errors import CertsmithError
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
@@ -63,7 +63,7 @@ def _names(site: Site) -> str:
     return ", ".join(i.value for i in site.cert_identifiers)
 
 
-def _needs_order(store: FileStore, site: Site) -> bool:
+def _needs_order(store: Store, site: Site) -> bool:
     """No certificate yet, or the site's names changed since it was issued."""
     if store.live_version(site.cert_name) is None:
         return True
@@ -85,7 +85,7 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
     acme_sites = [s for s in config.sites if s.uses_acme]
     if not acme_sites:
         return JobResult(tuple(changed), ())
-    store = FileStore(home)
+    store = open_store(home)
     manager = Manager(home)
     solver = solver_spec(config, home)
     server = resolve_server(config.acme.server)
@@ -131,7 +131,7 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
     return JobResult(tuple(changed), tuple(failed))
 
 
-def _use_proxy_solver(store: FileStore, names: list[str], solver: SolverSpec) -> None:
+def _use_proxy_solver(store: Store, names: list[str], solver: SolverSpec) -> None:
     """Lineages the proxy serves are renewed through the proxy: a webroot or standalone
     listener chosen earlier could not work while the proxy holds the ports."""
     from dataclasses import replace

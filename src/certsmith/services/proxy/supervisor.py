@@ -140,11 +140,11 @@ class Supervisor:
         config = self.config
         accesslog.check(config.access_log)  # as the workers will open it (they must not die)
         if any(s.uses_acme for s in config.sites):
-            from certsmith.base.store.fs import FileStore
+            from certsmith.base.store import open_store
             from certsmith.core.issuers.cas import resolve_server
             from certsmith.services.accounts import AccountOptions, check_can_register
 
-            check_can_register(FileStore(self.home), resolve_server(config.acme.server),
+            check_can_register(open_store(self.home), resolve_server(config.acme.server),
                                AccountOptions(email=config.acme.email,
                                               agree_tos=config.acme.agree_tos))
             challenge_webroot(self.home)

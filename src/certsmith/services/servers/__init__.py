@@ -21,7 +21,7 @@ from typing import Any, cast
 from certsmith.base import policy
 from certsmith.base.model import FileTarget, SiteSpec
 from certsmith.base.sites import load_site, save_site
-from certsmith.base.store.fs import FileStore
+from certsmith.base.store import Store, open_store
 from certsmith.errors import NotFoundError, UsageError
 from certsmith.services.servers import listen
 from certsmith.services.servers.base import (
@@ -83,7 +83,7 @@ def challenge_dir(home: Path) -> Path:
     return home / "http-01"
 
 
-def _ensure_challenge_dir(store: FileStore) -> Path:
+def _ensure_challenge_dir(store: Store) -> Path:
     """Create it (world-readable: the server's workers read the tokens) with the
     .well-known/acme-challenge/ inside, kept between orders so the mapping always resolves."""
     store.ensure()
@@ -148,12 +148,12 @@ def _record_key(kind: str, name: str) -> str:
     return f"installs/{kind}/{name}.json"
 
 
-def _load_record(store: FileStore, kind: str, name: str) -> dict[str, Any] | None:
+def _load_record(store: Store, kind: str, name: str) -> dict[str, Any] | None:
     data = store.get(_record_key(kind, name))
     return json.loads(data) if data else None
 
 
-def _save_record(store: FileStore, kind: str, name: str, record: dict[str, Any]) -> None:
+def _save_record(store: Store, kind: str, name: str, record: dict[str, Any]) -> None:
     store.put(_record_key(kind, name), json.dumps(record, indent=1).encode())
 
 
@@ -173,7 +173,7 @@ def staples_ocsp(home: Path, name: str) -> bool:
     """Whether ``install`` turns on OCSP stapling for NAME: only when its live certificate
     names an OCSP responder (Let's Encrypt's no longer do since 2025), so a server never waits
     on a responder that does not exist. certbot's ``--staple-ocsp`` asks for this."""
-    live = FileStore(home).live_path(name) / "cert.pem"
+    live = open_store(home).live_path(name) / "cert.pem"
     return live.is_file() and _has_ocsp(live.read_bytes())
 
 
@@ -187,7 +187,7 @@ def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
     return dataclasses.replace(detected, blocks=(block,), takeover=None)
 
 
-def _options(req: InstallRequest, spec: SiteSpec, store: FileStore, installer: Installer,
+def _options(req: InstallRequest, spec: SiteSpec, store: Store, installer: Installer,
              tls: bool) -> SiteOptions:
     user, group = installer.server_identity()
     live = store.live_path(spec.name)
@@ -214,7 +214,7 @@ def _check_proxy(url: str | None) -> None:
 def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) -> Result:
     """Install the live certificate NAME into the running server (see module docstring)."""
     _check_proxy(req.proxy_to)
-    store = FileStore(home)
+    store = open_store(home)
     first = (f"run 'certsmith get {req.name} --{req.kind}' first (it answers the CA through "
              f"the running {req.kind}), then install")
     try:
@@ -348,7 +348,7 @@ def prove_installed(home: Path, name: str) -> str | None:
     """After a renewal redeployed NAME and reloaded the servers it is installed into: whether
     each of them serves the live certificate on every address of the site (polling while the
     reload completes). Returns what one of them does not show, or None."""
-    store = FileStore(home)
+    store = open_store(home)
     live = store.live_path(name)
     records = [(kind, r) for kind in KINDS
                if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"]
@@ -377,7 +377,7 @@ def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
     return [p for p in plan.owned() if p not in shared], shared
 
 
-def _remember_reload(store: FileStore, spec: SiteSpec, reload: str,
+def _remember_reload(store: Store, spec: SiteSpec, reload: str,
                      files: tuple[FileTarget, ...]) -> None:
     """Renewals redeploy the server's files and reload it (graceful)."""
     with store.lock(f"cert-{spec.name}"):
@@ -392,7 +392,7 @@ def _remember_reload(store: FileStore, spec: SiteSpec, reload: str,
 def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = None,
               dry_run: bool = False) -> Result:
     """Remove exactly what ``install`` (or ``get --SERVER``) added; put moved entries back."""
-    store = FileStore(home)
+    store = open_store(home)
     record = _load_record(store, kind, name)
     if record is None:
         raise UsageError(f"certsmith installed nothing named {name!r} into {kind}")
@@ -448,7 +448,7 @@ def _prune_empty(root: Path, paths: list[str]) -> None:
             d = d.parent
 
 
-def _shared_elsewhere(store: FileStore, kind: str, name: str, path: str) -> bool:
+def _shared_elsewhere(store: Store, kind: str, name: str, path: str) -> bool:
     for key in store.list(f"installs/{kind}"):
         if key.endswith(f"/{name}.json"):
             continue
@@ -464,7 +464,7 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
                       ) -> ChallengeSetup:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
     certsmith's challenge directory (validated, reloaded)."""
-    store = FileStore(home)
+    store = open_store(home)
     directory = _ensure_challenge_dir(store)
     installer = installer_for(kind, env)
     record = _load_record(store, kind, spec.name)
@@ -505,7 +505,7 @@ def challenge_capture(home: Path, names: list[str]) -> tuple[Kind, str] | None:
     are then never served (the CA sees 404): ``get --webroot`` says so instead of failing at
     the CA. nginx maps the path in certsmith's site for the name; Apache and lighttpd in one
     include shared by every site of the server."""
-    store = FileStore(home)
+    store = open_store(home)
     for kind in KINDS:
         for key in store.list(f"installs/{kind}"):
             data = store.get(key)
