@@ -55,3 +55,14 @@ def save_site(store: Store, spec: SiteSpec) -> None:
 def site_names(store: Store) -> list[str]:
     return [key.rsplit("/", 1)[1][: -len(".toml")] for key in store.list("sites")
             if key.endswith(".toml")]
+
+
+def lineage_names(store: Store) -> list[str]:
+    """Every lineage with a site file or a certificate state: what ``renew`` manages, plus the
+    proxy's local-CA lineages (state, no site file: the proxy re-issues them itself)."""
+    sites = site_names(store)
+    known = set(sites)
+    states = [name for key in store.list("state") if key.endswith(".json")
+              and (name := key.rsplit("/", 1)[1][: -len(".json")]) not in known
+              and store.live_version(name) is not None]  # (not other files under state/)
+    return sorted({*sites, *states})

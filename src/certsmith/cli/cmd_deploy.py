@@ -16,9 +16,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from certsmith.cli.main import home_from
-    from certsmith.services.manager import Manager
+    from certsmith.services.root import build
 
-    written = Manager(home_from(args)).deploy(args.name)
+    written = build(home_from(args)).manager.deploy(args.name)
     if not args.quiet:
         print(f"{args.name}: deployed" + (f" to {', '.join(written)}" if written else ""))
     return 0

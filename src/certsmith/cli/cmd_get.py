@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.core.issuers.cas import resolve_server
     from certsmith.errors import UsageError
     from certsmith.services.accounts import AccountOptions
-    from certsmith.services.manager import GetRequest, Manager
+    from certsmith.services.manager import GetRequest
+    from certsmith.services.root import build
     from certsmith.services.servers.listen import parse_addresses
 
     idents = parse_identifiers(args.names, one_certificate=not args.separate)
@@ -141,11 +142,12 @@ def run(args: argparse.Namespace) -> int:
         deploy_commands=deploy_commands,
         ca_bundle=_ca_bundle(args.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE")),
     )
-    manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
+    services = build(home_from(args), progress=progress_printer(args.quiet or args.json))
+    manager = services.manager
     outcomes = manager.get(req)
     from certsmith.cli.cmd_renew import report
 
-    status = report(outcomes, args, manager.store.live_path)
+    status = report(outcomes, args, manager.store.live_path, services.bus.failures)
     if args.staple_ocsp and not (args.quiet or args.json):
         from certsmith.cli import ocsp
 

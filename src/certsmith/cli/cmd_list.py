@@ -23,9 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.cli.cmd_renew import report_damage
     from certsmith.cli.main import home_from
     from certsmith.cli.render import print_json, table
-    from certsmith.services.manager import DamagedSite, Manager
+    from certsmith.services.manager import DamagedSite
+    from certsmith.services.root import build
 
-    manager = Manager(home_from(args))
+    manager = build(home_from(args)).manager
     statuses = manager.status()
     damaged = [(s.name, s.reason) for s in statuses if isinstance(s, DamagedSite)]
     damaged += manager.damage

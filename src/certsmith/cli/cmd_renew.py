@@ -39,11 +39,13 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from certsmith.cli.main import home_from
     from certsmith.cli.render import progress_printer
-    from certsmith.services.manager import Manager
+    from certsmith.services.root import build
 
-    manager = Manager(home_from(args), progress_printer(args.quiet or args.json))
-    outcomes = manager.renew(args.names or None, force=args.force, dry_run=args.dry_run)
-    return report(outcomes, args, manager.store.live_path, manager.damage)
+    services = build(home_from(args), progress=progress_printer(args.quiet or args.json))
+    outcomes = services.manager.renew(args.names or None, force=args.force,
+                                      dry_run=args.dry_run)
+    return report(outcomes, args, services.store.live_path,
+                  [*services.manager.damage, *services.bus.failures])
 
 
 def report_damage(damage: Sequence[tuple[str, str]]) -> int:
@@ -57,10 +59,10 @@ def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
            live_path: Callable[[str], Path],
            damage: Sequence[tuple[str, str]] = ()) -> int:
     """Print outcomes (text or JSON); exit 0 only if every certificate is fine and nothing
-    was found damaged (repaired or not)."""
+    was found damaged (repaired or not) and every subscriber (audit log, alerts, metrics)
+    did its part. (Alerts and metrics ran already: the service emits them, see
+    services.lifecycle.)"""
     from certsmith.cli.render import print_json
-
-    _operations(outcomes, args, damage)
 
     failed = [o for o in outcomes if not o.ok]
     if args.json:
@@ -78,27 +80,3 @@ def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
     if not failed:
         return damaged
     return 3 if all(o.action == "deploy-failed" for o in failed) and not damaged else 1
-
-
-def _operations(outcomes: Sequence[Outcome], args: argparse.Namespace,
-                damage: Sequence[tuple[str, str]] = ()) -> None:
-    """After get/renew: alerts (failures, expiry thresholds, optional successes) and the
-    metrics textfile. Best effort: neither may change the outcome or the exit status."""
-    if getattr(args, "dry_run", False):
-        return
-    from certsmith.cli.main import home_from
-
-    home = home_from(args)
-    try:
-        from certsmith.services.alerts import after_run
-        from certsmith.services.metrics import refresh_textfile
-    except ImportError:  # a build without the operations services
-        return
-    renewing = args.command == "renew"
-    from certsmith.services.manager import Outcome
-
-    # Damage found (and repaired or not) is alerted as a failure of that certificate.
-    damaged = [Outcome(name, "failed", line) for name, line in damage]
-    after_run(home, [*outcomes, *damaged], what="renewal" if renewing else "issuance",
-              scan_expiry=renewing)
-    refresh_textfile(home)

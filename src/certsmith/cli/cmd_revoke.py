@@ -19,9 +19,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from certsmith.cli.main import home_from
-    from certsmith.services.manager import Manager
+    from certsmith.services.root import build
 
-    outcome = Manager(home_from(args)).revoke(args.name, REASONS[args.reason])
+    outcome = build(home_from(args)).manager.revoke(args.name, REASONS[args.reason])
     if not args.quiet:
         print(f"{outcome.name}: revoked serial {outcome.serial}; 'certsmith renew' replaces it")
     return 0

@@ -11,20 +11,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certsmith.base import events
 from certsmith.base.certstate import CertState, load_state, save_state
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
-from certsmith.base.sites import load_site, save_site, site_key, site_names
-from certsmith.base.store import open_store
+from certsmith.base.sites import load_site, site_key, site_names
+from certsmith.base.store import Lease, Store, open_store
 from certsmith.core import renewal
 from certsmith.errors import (
     CAError,
@@ -42,6 +40,7 @@ from certsmith.services.accounts import (
     load_or_create,
     reregister,
 )
+from certsmith.services.lifecycle import Bus, event_log_bus
 
 if TYPE_CHECKING:
     from certsmith.base import keys as keys_module
@@ -151,9 +150,12 @@ def make_solver(spec: SolverSpec) -> Solver:
 
 
 class Manager:
-    def __init__(self, home: Path, progress: Progress | None = None) -> None:
+    def __init__(self, home: Path, progress: Progress | None = None, *,
+                 store: Store | None = None, bus: Bus | None = None) -> None:
         self.home = home
-        self.store = open_store(home)
+        self.store = store if store is not None else open_store(home)
+        # Lifecycle events go out on the bus; services.root wires alerts and metrics to it.
+        self.bus = bus if bus is not None else event_log_bus(home)
         self.progress: Progress = progress or (lambda _n, _s: None)
         self._connections: dict[tuple[str, str | None], AcmeConnection] = {}
         # (name, one line) for every damage found and reported by this command (repaired or
@@ -203,7 +205,9 @@ class Manager:
             jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
                                              renewing=False, seen_serial=seen[spec.name]))
                     for spec in specs]
-            return self._run_all(jobs)
+            outcomes = self._run_all(jobs)
+        self.bus.run_done("issuance", outcomes)
+        return outcomes
 
     @contextlib.contextmanager
     def _solver(self, spec: SolverSpec) -> Iterator[Solver]:
@@ -233,7 +237,7 @@ class Manager:
     def _issue(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver, *,
                renewing: bool, force: bool = False, seen_serial: str | None = None) -> Outcome:
         name = spec.name
-        with self.store.lock(f"cert-{name}"):
+        with self.store.lock(f"cert-{name}") as lease:
             state = load_state(self.store, name)
             if renewing and state.serial != seen_serial:
                 # Another process renewed it while we waited for the lock.
@@ -245,7 +249,7 @@ class Manager:
                                state.serial, state.not_after, self.store.live_version(name))
             started = _now()
             try:
-                outcome = self._order(conn, account, spec, solver, state, renewing)
+                outcome = self._order(conn, account, spec, solver, state, renewing, lease)
             except CertsmithError as exc:
                 retry_after = None
                 if isinstance(exc, CAError) and exc.retry_after:
@@ -256,7 +260,7 @@ class Manager:
                     save_state(self.store, name, state.update(
                         failures=failures, last_attempt=started, last_failure=started,
                         last_error=str(exc), retry_after=retry_after, last_result="failed"))
-                events.record(self.home, "failed", name, error=str(exc), failures=failures)
+                self.bus.emit("failed", name, error=str(exc), failures=failures)
                 raise
         return self._deploy_after(spec, outcome)
 
@@ -267,7 +271,7 @@ class Manager:
             return False
 
     def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
-               state: CertState, renewing: bool) -> Outcome:
+               state: CertState, renewing: bool, lease: Lease) -> Outcome:
         from certsmith.base import keys
 
         name = spec.name
@@ -296,33 +300,21 @@ class Manager:
             issued = order(reregister(self.store, conn, account))
         crash_point("order:issued")
         if issued.replace_refused:
-            events.record(self.home, "replaces-refused", name, replaces=replaces,
+            self.bus.emit("replaces-refused", name, replaces=replaces,
                           error=issued.replace_refused)
         replaces = issued.replaced
         if not keys.key_matches_cert(key_pem, issued.cert_pem):
             raise CAError("the CA returned a certificate for a different key")
-        info = keys.cert_info(issued.cert_pem)
         from certsmith.base.model import Bundle
+        from certsmith.services import lineage
 
-        bundle = Bundle(issued.cert_pem, issued.chain_pem, key_pem)
-        meta = {"serial": info.serial, "not_before": info.not_before.isoformat(),
-                "not_after": info.not_after.isoformat(), "issuer": info.issuer,
-                "names": list(info.names), "server": spec.server, "key_type": spec.key_type,
-                "issued_at": _now().isoformat(timespec="seconds"), "replaces": replaces}
-        files = {**bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()}
-        version = self.store.publish(name, files, private=frozenset({"privkey.pem"}))
-        crash_point("order:published")
-        save_site(self.store, spec)
-        crash_point("order:site-saved")
         action = "renewed" if renewing else "issued"
-        save_state(self.store, name, CertState(
-            serial=info.serial, not_before=info.not_before, not_after=info.not_after,
-            issuer=info.issuer, ari_id=info.ari_id, ari_supported=conn.has_ari(),
-            ari_next_check=None, failures=0, last_attempt=_now(), last_success=_now(),
-            last_result=action))
-        crash_point("order:state-saved")
-        events.record(self.home, action, name, serial=info.serial, version=version,
-                      not_after=info.not_after.isoformat(), replaces=replaces)
+        written = lineage.write(self.store, self.bus, lineage.NewVersion(
+            name, Bundle(issued.cert_pem, issued.chain_pem, key_pem), action,
+            meta={"server": spec.server, "key_type": spec.key_type, "replaces": replaces},
+            event={"replaces": replaces}, ari_supported=conn.has_ari()),
+            site=spec, fence=lease)
+        version, info = written.version, written.info
         self.progress(name, action)
         return Outcome(name, action, f"version {version}", info.serial, info.not_after, version)
 
@@ -362,9 +354,9 @@ class Manager:
             written = deploy(live, spec.deploy_files, spec.deploy_commands)
             self._prove_served(name)
         except DeployError as exc:
-            events.record(self.home, "deploy-failed", name, error=str(exc))
+            self.bus.emit("deploy-failed", name, error=str(exc))
             raise
-        events.record(self.home, "deployed", name, files=written,
+        self.bus.emit("deployed", name, files=written,
                       commands=len(spec.deploy_commands))
         return written
 
@@ -437,7 +429,12 @@ class Manager:
                 outcomes[spec.name] = Outcome(spec.name, "failed", "not attempted")
             for outcome in self._renew_due(due, states, force):
                 outcomes[outcome.name] = outcome
-        return [outcomes[n] for n in wanted]
+        result = [outcomes[n] for n in wanted]
+        if not dry_run:
+            # Damage found (repaired or not) is alerted as a failure of that certificate.
+            damaged = [Outcome(name, "failed", line) for name, line in self.damage]
+            self.bus.run_done("renewal", [*result, *damaged], scan_expiry=True)
+        return result
 
     def _load_spec(self, name: str) -> SiteSpec | DamagedSite:
         """The lineage's spec, or why its site file cannot be used (one damaged file must not
@@ -445,8 +442,7 @@ class Manager:
         try:
             return load_site(self.store, name)
         except StoreError as exc:  # damaged, or unreadable
-            with contextlib.suppress(StoreError):
-                events.record(self.home, "damaged", name, error=str(exc))
+            self.bus.emit("damaged", name, error=str(exc))
             return DamagedSite(name, str(exc))
 
     def _check(self, name: str) -> tuple[CertState, str | None]:
@@ -488,7 +484,7 @@ class Manager:
                 window, next_check = self.connection(*servers[name]).renewal_info(
                     state.ari_id or "")
             except CertsmithError as exc:
-                events.record(self.home, "ari-failed", name, error=str(exc))
+                self.bus.emit("ari-failed", name, error=str(exc))
                 states[name] = state.update(ari_next_check=now + dt.timedelta(hours=1))
             else:
                 states[name] = state.update(ari_start=window.start, ari_end=window.end,
@@ -531,7 +527,7 @@ class Manager:
             save_state(self.store, spec.name, state.update(
                 failures=state.failures + 1, last_attempt=now, last_failure=now,
                 last_error=str(exc), last_result="failed"))
-        events.record(self.home, "failed", spec.name, error=str(exc))
+        self.bus.emit("failed", spec.name, error=str(exc))
         return Outcome(spec.name, "failed", str(exc))
 
     # -- revoke ---------------------------------------------------------------------------------
@@ -550,7 +546,7 @@ class Manager:
             state = load_state(self.store, name)
             # Ask the CA again at the next scan: after a revocation its window moves.
             save_state(self.store, name, state.update(ari_next_check=None, last_result="revoked"))
-        events.record(self.home, "revoked", name, serial=load_state(self.store, name).serial)
+        self.bus.emit("revoked", name, serial=load_state(self.store, name).serial)
         return Outcome(name, "revoked", "", load_state(self.store, name).serial)
 
     # -- list -----------------------------------------------------------------------------------

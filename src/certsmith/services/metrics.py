@@ -16,7 +16,7 @@ import tomli_w
 
 from certsmith.base import events
 from certsmith.base.certstate import CertState, load_state
-from certsmith.base.sites import site_names
+from certsmith.base.sites import lineage_names
 from certsmith.base.store import open_store
 from certsmith.base.store.fs import atomic_write
 from certsmith.errors import StoreError, UsageError
@@ -79,7 +79,7 @@ def render(states: Sequence[tuple[str, CertState]], now: dt.datetime) -> str:
 
 def collect(home: Path) -> str:
     store = open_store(home)
-    states = [(name, load_state(store, name)) for name in site_names(store)]
+    states = [(name, load_state(store, name)) for name in lineage_names(store)]
     return render(states, dt.datetime.now(dt.UTC))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from certsmith.base.certstate import load_state
-from certsmith.base.sites import site_names
+from certsmith.base.sites import lineage_names
 from certsmith.base.store import open_store
 from certsmith.services.alerts.config import AlertConfig, load_config, save_config
 from certsmith.services.alerts.dispatch import deliver, load_sent, notify, pending
@@ -50,7 +50,7 @@ def expiry_alerts(home: Path, now: dt.datetime | None = None) -> list[Alert]:
     now = now or dt.datetime.now(dt.UTC)
     sent = set(load_sent(store))
     out = []
-    for name in site_names(store):
+    for name in lineage_names(store):
         state = load_state(store, name)
         if state.not_after is None or state.not_before is None:
             continue

@@ -29,6 +29,7 @@ from typing import Any
 from certsmith.base import policy
 from certsmith.base.store import Store, open_store
 from certsmith.base.tlsgroups import set_groups
+from certsmith.services.lifecycle import Bus, event_log_bus
 
 ACME_TLS_ALPN = "acme-tls/1"
 TLS_ALPN_DIR = "challenges/tls-alpn-01"
@@ -242,32 +243,32 @@ def local_due(store: Store, name: str, identifiers: Sequence[Any], chain_pem: by
 
 
 def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
-                 force: bool = False) -> int | None:
-    """Issue a local-CA certificate into lineage ``name`` when due; return the new version."""
-    from certsmith.base import certder, der, events
+                 force: bool = False, bus: Bus | None = None) -> int | None:
+    """Issue a local-CA certificate into lineage ``name`` when due; return the new version.
+    Written by the same lineage writer as ACME certificates (version, metadata, certificate
+    state, lifecycle event on ``bus``)."""
+    from certsmith.base import der
+    from certsmith.base.model import Bundle
     from certsmith.core.issuers.localca import LocalCA
+    from certsmith.services import lineage
 
     store = open_store(home)
     ca = LocalCA(home)
-    with store.lock(f"cert-{name}"):
+    with store.lock(f"cert-{name}") as lease:
         inter = ca.ensure()
         now = dt.datetime.now(dt.UTC)
         if not force and not local_due(store, name, identifiers, inter.cert_pem, now):
             return None
+        renewing = store.live_version(name) is not None
         leaf = ca.issue(list(identifiers))
         assert leaf.key_pem is not None
-        parsed = certder.parse(leaf.cert_der)
-        serial = format(parsed.serial, "x")
-        meta = {"serial": serial, "not_before": parsed.not_before.isoformat(),
-                "not_after": parsed.not_after.isoformat(), "issuer": "certsmith local CA",
-                "names": [i.value for i in identifiers],
-                "issued_at": now.isoformat(timespec="seconds")}
-        cert_pem = der.pem("CERTIFICATE", leaf.cert_der)
-        chain_pem = der.pem("CERTIFICATE", leaf.intermediate_der)
-        files = {"cert.pem": cert_pem, "chain.pem": chain_pem, "fullchain.pem": leaf.chain_pem,
-                 "privkey.pem": leaf.key_pem, "meta.json": json.dumps(meta, indent=1).encode()}
-        version = store.publish(name, files, private=frozenset({"privkey.pem"}))
-    events.record(home, "issued", name, serial=serial, version=version, issuer="local CA",
-                  not_after=leaf.not_after.isoformat())
-    return version
-
+        bundle = Bundle(der.pem("CERTIFICATE", leaf.cert_der),
+                        der.pem("CERTIFICATE", leaf.intermediate_der), leaf.key_pem)
+        written = lineage.write(
+            store, bus if bus is not None else event_log_bus(home),
+            lineage.NewVersion(name, bundle, "renewed" if renewing else "issued",
+                               meta={"issuer": "certsmith local CA",
+                                     "names": [i.value for i in identifiers]},
+                               event={"issuer": "local CA"}),
+            fence=lease)
+    return written.version

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from certsmith.base.model import SolverSpec
 from certsmith.base.sites import load_site
-from certsmith.base.store import Store, open_store
+from certsmith.base.store import Store
 from certsmith.errors import CertsmithError
+from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
 
@@ -47,16 +48,48 @@ class JobResult:
 
 
 def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], None],
-                       force: bool = False) -> list[str]:
+                       force: bool = False, bus: Bus | None = None) -> list[str]:
+    """Issue or re-issue the local-CA certificates that are due; the lineages changed. A
+    failure raises (at start and on reload the proxy must not run without them)."""
     changed = []
     for site in config.sites:
         if site.uses_acme:
             continue
-        version = ensure_local(home, site.cert_name, site.cert_identifiers, force=force)
+        version = ensure_local(home, site.cert_name, site.cert_identifiers, force=force,
+                               bus=bus)
         if version is not None:
             say(f"local CA certificate for {_names(site)} (version {version})")
             changed.append(site.cert_name)
     return changed
+
+
+def _local_job(config: ProxyConfig, home: Path, say: Callable[[str], None],
+               bus: Bus) -> tuple[list[str], list[str]]:
+    """The job's local-CA part: each site on its own (one failing does not stop the others),
+    the run told to the bus like any renewal run, so alerts and metrics see it."""
+    from certsmith.services.manager import Outcome
+
+    changed: list[str] = []
+    failed: list[str] = []
+    outcomes: list[Outcome] = []
+    for site in config.sites:
+        if site.uses_acme:
+            continue
+        try:
+            version = ensure_local(home, site.cert_name, site.cert_identifiers, bus=bus)
+        except CertsmithError as exc:
+            say(f"{site.cert_name}: local CA certificate failed: {exc}")
+            bus.emit("failed", site.cert_name, error=str(exc), issuer="local CA")
+            outcomes.append(Outcome(site.cert_name, "failed", str(exc)))
+            failed.append(site.cert_name)
+            continue
+        if version is not None:
+            say(f"local CA certificate for {_names(site)} (version {version})")
+            changed.append(site.cert_name)
+            outcomes.append(Outcome(site.cert_name, "renewed", f"version {version}"))
+    if outcomes:
+        bus.run_done("renewal", outcomes)
+    return changed, failed
 
 
 def _names(site: Site) -> str:
@@ -78,15 +111,16 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
     """Issue what is missing and renew what is due, for every site."""
     from certsmith.core.issuers.cas import resolve_server
     from certsmith.services.accounts import AccountOptions
-    from certsmith.services.manager import GetRequest, Manager
+    from certsmith.services.manager import GetRequest, Outcome
+    from certsmith.services.root import build
 
-    changed = list(ensure_local_sites(config, home, say))
-    failed: list[str] = []
+    services = build(home)  # the same subscribers as 'certsmith renew': alerts, metrics
+    changed, failed = _local_job(config, home, say, services.bus)
     acme_sites = [s for s in config.sites if s.uses_acme]
     if not acme_sites:
-        return JobResult(tuple(changed), ())
-    store = open_store(home)
-    manager = Manager(home)
+        return _done(changed, failed, services.bus.failures, say)
+    store = services.store
+    manager = services.manager
     solver = solver_spec(config, home)
     server = resolve_server(config.acme.server)
     to_order = [s for s in acme_sites if _needs_order(store, s)]
@@ -100,10 +134,12 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
                                                   agree_tos=config.acme.agree_tos))
         try:
             outcomes = manager.get(request)
-        except CertsmithError as exc:
+        except CertsmithError as exc:  # before any order (the CA is unreachable, say)
             say(f"cannot order certificates: {exc}")
             failed += [s.cert_name for s in to_order]
             outcomes = []
+            services.bus.run_done("issuance", [Outcome(s.cert_name, "failed", str(exc))
+                                               for s in to_order])
         for outcome in outcomes:
             if outcome.ok:
                 say(f"{outcome.name}: {outcome.action} (serial {outcome.serial}, valid until "
@@ -119,6 +155,9 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
         except CertsmithError as exc:
             say(f"renewal check failed: {exc}")
             outcomes = []
+            failed += to_renew
+            services.bus.run_done("renewal", [Outcome(n, "failed", str(exc))
+                                              for n in to_renew], scan_expiry=True)
         for outcome in outcomes:
             if outcome.action == "renewed":
                 say(f"{outcome.name}: renewed (serial {outcome.serial})")
@@ -128,6 +167,13 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
                 failed.append(outcome.name)
         for name, line in manager.damage:  # found (and repaired, or renewed) by this run
             say(f"{name}: {line}")
+    return _done(changed, failed, services.bus.failures, say)
+
+
+def _done(changed: list[str], failed: list[str], failures: list[tuple[str, str]],
+          say: Callable[[str], None]) -> JobResult:
+    for name, line in failures:  # a subscriber (audit log, alerts, metrics) that failed
+        say(f"{name}: {line}")
     return JobResult(tuple(changed), tuple(failed))
 
 
