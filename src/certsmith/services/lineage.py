@@ -67,3 +67,19 @@ def write(store: Store, bus: Bus, new: NewVersion, *, site: SiteSpec | None = No
     bus.emit(new.action, new.name, serial=info.serial, version=version,
              not_after=info.not_after.isoformat(), **new.event)
     return Written(version, info)
+
+
+def record_failure(store: Store, bus: Bus, name: str, error: str, **fields: Any) -> None:
+    """A failed attempt at a lineage that has a certificate: counted in its state (metrics,
+    back-off, ``list``) and emitted as ``failed``. The caller holds no lease on ``name``."""
+    from certsmith.base.certstate import load_state
+
+    now = dt.datetime.now(dt.UTC)
+    with store.lock(f"cert-{name}"):
+        state = load_state(store, name)
+        failures = state.failures + 1
+        if state.serial is not None:
+            save_state(store, name, state.update(
+                failures=failures, last_attempt=now, last_failure=now, last_error=error,
+                last_result="failed"))
+    bus.emit("failed", name, error=error, failures=failures, **fields)

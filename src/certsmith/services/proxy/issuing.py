@@ -16,7 +16,7 @@ from pathlib import Path
 
 from certsmith.base.model import SolverSpec
 from certsmith.base.sites import load_site
-from certsmith.base.store import Store
+from certsmith.base.store import Store, open_store
 from certsmith.errors import CertsmithError
 from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
@@ -67,6 +67,7 @@ def _local_job(config: ProxyConfig, home: Path, say: Callable[[str], None],
                bus: Bus) -> tuple[list[str], list[str]]:
     """The job's local-CA part: each site on its own (one failing does not stop the others),
     the run told to the bus like any renewal run, so alerts and metrics see it."""
+    from certsmith.services import lineage
     from certsmith.services.manager import Outcome
 
     changed: list[str] = []
@@ -79,7 +80,11 @@ def _local_job(config: ProxyConfig, home: Path, say: Callable[[str], None],
             version = ensure_local(home, site.cert_name, site.cert_identifiers, bus=bus)
         except CertsmithError as exc:
             say(f"{site.cert_name}: local CA certificate failed: {exc}")
-            bus.emit("failed", site.cert_name, error=str(exc), issuer="local CA")
+            try:
+                lineage.record_failure(open_store(home), bus, site.cert_name, str(exc),
+                                       issuer="local CA")
+            except CertsmithError as again:  # (the store itself is failing)
+                say(f"{site.cert_name}: cannot record the failure: {again}")
             outcomes.append(Outcome(site.cert_name, "failed", str(exc)))
             failed.append(site.cert_name)
             continue
