@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certsmith.errors import UsageError
+from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy import accesslog
 from certsmith.services.proxy import config as config_mod
 from certsmith.services.proxy.certs import dispatch_context
@@ -150,7 +151,8 @@ class Supervisor:
             challenge_webroot(self.home)
         self.listeners = bind(config, config.worker_count)
         try:
-            return ensure_local_sites(config, self.home, lambda _line: None)
+            return ensure_local_sites(config, self.home, lambda _line: None,
+                                      bus=_bus(self.home))
         except BaseException:
             for sock in self.listeners.all():
                 sock.close()
@@ -294,7 +296,7 @@ class Supervisor:
                      "keeping the old ones")
                 new = _with_listening(new, self.config)
             accesslog.check(new.access_log)
-            ensure_local_sites(new, self.home, _say)
+            ensure_local_sites(new, self.home, _say, bus=_bus(self.home))
         except Exception as exc:  # a broken file must not take the running proxy down
             _say(f"reload failed, still serving the old configuration: {exc}")
             return
@@ -309,6 +311,14 @@ class Supervisor:
             self._spawn(slot)
         self.next_job = time.monotonic()
         _say(f"reloaded {self.config.source}: {len(new.sites)} site(s)")
+
+
+def _bus(home: Path) -> Bus:
+    """Local-CA certificates issued by the supervisor itself (at start, on reload) are told to
+    the same subscribers as every renewal: audit log, alerts, metrics."""
+    from certsmith.services.root import subscribers
+
+    return subscribers(home)
 
 
 def _raise_fd_limit() -> None:
