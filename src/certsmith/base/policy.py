@@ -43,3 +43,9 @@ HSTS_DEFAULT = 63072000
 ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 ACME_CHALLENGE_SUBDIR = ACME_CHALLENGE_PREFIX.strip("/")
 ACME_CHALLENGE_REGEX = "^" + ACME_CHALLENGE_PREFIX.replace(".", "\\.")
+
+# Under the state directory: the one directory HTTP-01 answers are written to, for every
+# answerer (nginx, Apache and lighttpd map the challenge path here; certsmith proxy serves it),
+# and where TLS-ALPN-01 challenge certificates are written for the proxy.
+HTTP01_DIR = "http-01"
+TLS_ALPN01_DIR = "challenges/tls-alpn-01"

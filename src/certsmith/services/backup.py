@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from certsmith import __version__
-from certsmith.base.store.fs import fsync_dir
+from certsmith.base.store.fs import atomic_write, fsync_dir
+from certsmith.base.store.layout import FORMAT_KEY
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
 from certsmith.services import backup_manifest as manifest_format
 from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries, check_keys
@@ -280,7 +281,7 @@ def backup(home: Path, dest: Path) -> Summary:
             manifest = manifest_format.encode({
                 "certsmith": __version__,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "certificates": names}, entries)
+                "certificates": names, "layout": _layout(home)}, entries)
             accounts = _count_accounts(home)
             spool_file.seek(0)
             _write(fd, dest, manifest, spool_file)
@@ -470,7 +471,9 @@ def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest,
             raise _refuse(archive, str(exc)) from None
         if exists:
             _swap_entries(staging, home, todo.replace)
+            atomic_write(home / FORMAT_KEY, f"{manifest.layout}\n".encode(), 0o644)
         else:
+            atomic_write(staging / FORMAT_KEY, f"{manifest.layout}\n".encode(), 0o644)
             os.chmod(staging, 0o755)
             os.rename(staging, home)
             fsync_dir(home.parent)
@@ -479,6 +482,15 @@ def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
+
+
+def _layout(home: Path) -> int:
+    """The layout version of ``home`` (its ``format`` file; 1 without one)."""
+    try:
+        raw = (home / FORMAT_KEY).read_bytes().strip()
+    except FileNotFoundError:
+        return 1
+    return int(raw) if raw.isdigit() else 1
 
 
 def _swap_entries(staging: Path, home: Path, replace: frozenset[str]) -> None:

@@ -63,6 +63,13 @@ class Manifest:
     entries: tuple[Entry, ...]
 
     @property
+    def layout(self) -> int:
+        """The state directory's layout version the backup was made from (1 before it was
+        recorded); restore writes it back, and the next run upgrades from there."""
+        value = self.data.get("layout", 1)
+        return value if isinstance(value, int) and value >= 1 else 1
+
+    @property
     def certificates(self) -> tuple[str, ...]:
         names = self.data.get("certificates")
         return tuple(str(n) for n in names) if isinstance(names, list) else ()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.store.base import Lease
+from certsmith.base.store.layout import FORMAT, FORMAT_KEY
 from certsmith.errors import LockedError, StaleLeaseError, StoreError
 
 _VERSION = re.compile(r"^[0-9]+$")
@@ -72,9 +73,13 @@ class FileStore:
         return self.home.joinpath(*parts)
 
     def ensure(self) -> None:
-        """Create the state directory tree with safe modes (idempotent)."""
+        """Create the state directory tree with safe modes (idempotent); a new one gets the
+        current layout version (``format``; see ``migrate``)."""
         try:
+            fresh = not self.home.exists()
             self.home.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if fresh:
+                atomic_write(self.home / FORMAT_KEY, f"{FORMAT}\n".encode(), 0o644)
             for sub in PRIVATE_DIRS:
                 (self.home / sub).mkdir(exist_ok=True, mode=0o700)
             for sub in ("sites", "live"):

@@ -32,7 +32,7 @@ from certsmith.base.tlsgroups import set_groups
 from certsmith.services.lifecycle import Bus, event_log_bus
 
 ACME_TLS_ALPN = "acme-tls/1"
-TLS_ALPN_DIR = "challenges/tls-alpn-01"
+TLS_ALPN_DIR = policy.TLS_ALPN01_DIR
 
 
 def tls_context() -> ssl.SSLContext:

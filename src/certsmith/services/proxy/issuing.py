@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from certsmith.base import policy
 from certsmith.base.model import SolverSpec
 from certsmith.base.sites import load_site
 from certsmith.base.store import Store, open_store
@@ -22,7 +23,9 @@ from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
 
-WEBROOT = "challenges/http"  # under the home; the workers answer /.well-known/acme-challenge/
+# Under the home, the one HTTP-01 directory (shared with the web-server installers); the
+# workers answer /.well-known/acme-challenge/ from it.
+WEBROOT = policy.HTTP01_DIR
 
 
 def challenge_webroot(home: Path) -> Path:
@@ -51,7 +54,10 @@ def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], Non
                        force: bool = False, bus: Bus | None = None) -> list[str]:
     """Issue or re-issue the local-CA certificates that are due; the lineages changed. A
     failure raises (at start and on reload the proxy must not run without them)."""
+    from certsmith.services.manager import Outcome
+
     changed = []
+    outcomes = []
     for site in config.sites:
         if site.uses_acme:
             continue
@@ -60,6 +66,10 @@ def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], Non
         if version is not None:
             say(f"local CA certificate for {_names(site)} (version {version})")
             changed.append(site.cert_name)
+            outcomes.append(Outcome(site.cert_name, "issued" if version == 1 else "renewed",
+                                    f"version {version}"))
+    if bus is not None and outcomes:
+        bus.run_done("issuance", outcomes)
     return changed
 
 

@@ -80,7 +80,7 @@ def installer_for(kind: str, env: dict[str, str] | None = None) -> Installer:
 
 def challenge_dir(home: Path) -> Path:
     """certsmith's HTTP-01 directory (the web server maps /.well-known/acme-challenge/ here)."""
-    return home / "http-01"
+    return home / policy.HTTP01_DIR
 
 
 def _ensure_challenge_dir(store: Store) -> Path:
