@@ -11,7 +11,17 @@ from typing import Any, Literal
 
 from certsmith.base.identifiers import Identifier, check_cert_name, parse_identifiers
 from certsmith.base.keytypes import DEFAULT_KEY_TYPE, check_key_type
+from certsmith.base.solverspec import (
+    ServerSpec,
+    SolverSpec,
+    StandaloneSpec,
+    TlsAlpnSpec,
+    WebrootSpec,
+)
 from certsmith.errors import UsageError
+
+__all__ = ["PARTS", "Bundle", "FileTarget", "ServerSpec", "SiteSpec", "SolverSpec",
+           "StandaloneSpec", "TlsAlpnSpec", "WebrootSpec"]
 
 PARTS = ("fullchain", "cert", "chain", "key", "combined", "dir")
 Part = Literal["fullchain", "cert", "chain", "key", "combined", "dir"]
@@ -71,47 +81,6 @@ class FileTarget:
         mode = data.get("mode")
         return cls(part=data["part"], path=data["path"], owner=data.get("owner"),
                    group=data.get("group"), mode=int(mode, 8) if isinstance(mode, str) else mode)
-
-
-@dataclass(frozen=True)
-class SolverSpec:
-    """How control of the names is proven. ``server``: HTTP-01 through a running nginx, Apache
-    or lighttpd (``server`` names it) whose certsmith include maps the challenge path to
-    ``webroot``, certsmith's own challenge directory. ``tls-alpn``: TLS-ALPN-01 answered by a
-    running ``certsmith proxy`` from the challenge certificates written to ``webroot``."""
-
-    kind: Literal["webroot", "standalone", "server", "tls-alpn"]
-    webroot: str | None = None
-    http_port: int = 80
-    address: str = ""
-    server: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind in ("webroot", "server", "tls-alpn") and not self.webroot:
-            raise UsageError("--webroot needs a directory")
-        if self.kind == "server" and self.server not in ("nginx", "apache", "lighttpd"):
-            raise UsageError(f"unknown web server {self.server!r}")
-        if not 0 < self.http_port < 65536:
-            raise UsageError(f"invalid port {self.http_port}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        if self.kind == "server":
-            out["server"] = self.server
-            out["webroot"] = self.webroot
-        elif self.kind in ("webroot", "tls-alpn"):
-            out["webroot"] = self.webroot
-        else:
-            out["http_port"] = self.http_port
-            if self.address:
-                out["address"] = self.address
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SolverSpec:
-        return cls(kind=data["kind"], webroot=data.get("webroot"),
-                   http_port=int(data.get("http_port", 80)), address=data.get("address", ""),
-                   server=data.get("server", ""))
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         parse_identifiers,
     )
     from certsmith.base.keytypes import check_key_type
-    from certsmith.base.model import FileTarget, SolverSpec
+    from certsmith.base.model import FileTarget, StandaloneSpec, WebrootSpec
     from certsmith.cli.main import home_from
     from certsmith.cli.render import progress_printer
     from certsmith.core.issuers.cas import resolve_server
@@ -121,12 +121,12 @@ def run(args: argparse.Namespace) -> int:
         deploy_commands = (*tuple(c for c in deploy_commands if c != reload), reload)
     elif args.webroot:
         _check_webroot_reachable(args, [name for name, _ in groups])
-        solver = SolverSpec("webroot", webroot=os.path.abspath(args.webroot))
+        solver = WebrootSpec(webroot=os.path.abspath(args.webroot))
     else:
         addresses = parse_addresses(args.http_address, "--http-address")
         if len(addresses) > 1:
             raise UsageError("--standalone listens on one address; give --http-address once")
-        solver = SolverSpec("standalone", http_port=args.http_port,
+        solver = StandaloneSpec(http_port=args.http_port,
                             address=addresses[0] if addresses else "")
     req = GetRequest(
         groups=groups,
@@ -173,13 +173,13 @@ def _ca_bundle(path: str | None) -> str | None:
 def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple[Any, str]:
     """Install the challenge mapping into the running web server for every certificate;
     returns the solver (certsmith's challenge directory) and the server's reload command."""
-    from certsmith.base.model import SiteSpec, SolverSpec
+    from certsmith.base.model import ServerSpec, SiteSpec
     from certsmith.cli.main import home_from
     from certsmith.services.servers import challenge_dir, prepare_challenge
     from certsmith.services.servers.listen import parse_addresses
 
     home = home_from(args)
-    placeholder = SolverSpec("server", webroot=str(challenge_dir(home)), server=args.web_server)
+    placeholder = ServerSpec(webroot=str(challenge_dir(home)), server=args.web_server)
     reload = ""
     addresses = parse_addresses(args.http_address, "--http-address")
     for name, idents in groups:
@@ -192,7 +192,7 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
                   "('certsmith uninstall' undoes it):")
             for line in setup.files:
                 print(f"  {line}")
-    return SolverSpec("server", webroot=str(directory), server=args.web_server), reload
+    return ServerSpec(webroot=str(directory), server=args.web_server), reload
 
 
 def _check_webroot_reachable(args: argparse.Namespace, names: list[str]) -> None:

@@ -133,20 +133,9 @@ def _now() -> dt.datetime:
 
 
 def make_solver(spec: SolverSpec) -> Solver:
-    from certsmith.core.solvers.http01 import StandaloneSolver, WebrootSolver
+    from certsmith.core.solvers.registry import build
 
-    if spec.kind in ("webroot", "server"):
-        # "server": the web server's certsmith include maps the challenge path to this
-        # directory (installed by 'get --nginx|--apache|--lighttpd'); files are written as for
-        # any webroot.
-        assert spec.webroot is not None
-        return WebrootSolver(spec.webroot)
-    if spec.kind == "tls-alpn":
-        from certsmith.core.solvers.tlsalpn01 import TlsAlpnSolver
-
-        assert spec.webroot is not None
-        return TlsAlpnSolver(spec.webroot)
-    return StandaloneSolver(spec.http_port, spec.address)
+    return build(spec)
 
 
 class Manager:
@@ -214,8 +203,9 @@ class Manager:
         """A prepared solver. Our own listener is shared by no two certsmith processes: the
         second waits for the first to finish (and then usually finds nothing left to do)."""
         with contextlib.ExitStack() as stack:
-            if spec.kind == "standalone":
-                stack.enter_context(self.store.lock(f"standalone-{spec.http_port}"))
+            exclusive = spec.exclusive()
+            if exclusive is not None:
+                stack.enter_context(self.store.lock(exclusive))
             solver = make_solver(spec)
             solver.prepare()
             stack.callback(solver.close)

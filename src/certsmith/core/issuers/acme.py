@@ -36,7 +36,7 @@ from certsmith.base.keys import split_pem_chain
 from certsmith.core.issuers.base import Issued
 from certsmith.core.issuers.deadline_http import DeadlineAdapter
 from certsmith.core.renewal import AriWindow
-from certsmith.core.solvers.base import Solver
+from certsmith.core.solvers.base import Challenge, Solver
 from certsmith.errors import CAError, ChallengeError, UsageError
 
 T = TypeVar("T")
@@ -302,7 +302,8 @@ class AcmeConnection:
         deadline = time.monotonic() + ORDER_TIMEOUT
         step("ordering")
         orderr, refused = self._new_order(client, identifiers, csr_pem, profile, replaces)
-        presented: list[tuple[str, str]] = []
+        challenges: list[Challenge] = []
+        presented: list[Challenge] = []
         try:
             pending = []
             for authzr in orderr.authorizations:
@@ -310,11 +311,14 @@ class AcmeConnection:
                     continue
                 challb = _pick(authzr, solver.challenge_type)
                 response, validation, token = _respond(challb, client.net.key)
-                domain = authzr.body.identifier.value
-                solver.present(domain, token, validation)
-                presented.append((domain, token))
+                challenges.append(Challenge(authzr.body.identifier.value, token, validation))
                 pending.append((authzr, challb, response))
+            # All at once, then one wait until every answer can be validated (DNS-01's
+            # propagation), then the CA is asked.
+            presented = challenges
+            solver.present_all(challenges)
             crash_point("order:presented")
+            solver.wait_ready(challenges, deadline)
             step("validating")
             for _authzr, challb, response in pending:
                 if isinstance(response, _TlsAlpnResponse):
@@ -326,8 +330,8 @@ class AcmeConnection:
             for authzr, _c, _r in pending:
                 self._poll_authz(client, authzr, deadline)
         finally:
-            for domain, token in presented:
-                solver.cleanup(domain, token)
+            if presented:
+                solver.cleanup_all(presented)
         crash_point("order:validated")
         step("finalizing")
         issued = self._finalize(client, orderr, deadline, preferred_chain)

@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
+from certsmith.base.solverspec import ServerSpec, StandaloneSpec, WebrootSpec
+from certsmith.core.solvers.base import OneAtATime
 from certsmith.errors import ChallengeError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -24,7 +26,7 @@ def _check_token(token: str) -> None:
         raise ChallengeError(f"the CA sent an unsafe challenge token {token!r}")
 
 
-class WebrootSolver:
+class WebrootSolver(OneAtATime):
     """Writes ``<webroot>/.well-known/acme-challenge/<token>`` for a running web server."""
 
     challenge_type = "http-01"
@@ -116,7 +118,7 @@ class _ChallengeServer6(_ChallengeServer):
     address_family = socket.AF_INET6
 
 
-class StandaloneSolver:
+class StandaloneSolver(OneAtATime):
     """Answers HTTP-01 on our own listener (port 80 by default) while the order runs."""
 
     challenge_type = "http-01"
@@ -196,3 +198,14 @@ def port_owner(port: int) -> str | None:
     if match:
         return f"{match.group(1)} (pid {match.group(2)})"
     return "another process" if out.strip() else None
+
+
+def from_webroot_spec(spec: WebrootSpec | ServerSpec) -> WebrootSolver:
+    """``webroot``, and ``server``: the web server's certsmith include maps the challenge path
+    to certsmith's directory (installed by 'get --nginx|--apache|--lighttpd'); files are
+    written as for any webroot."""
+    return WebrootSolver(spec.webroot)
+
+
+def from_standalone_spec(spec: StandaloneSpec) -> StandaloneSolver:
+    return StandaloneSolver(spec.http_port, spec.address)

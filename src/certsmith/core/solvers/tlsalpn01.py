@@ -16,6 +16,8 @@ import re
 import time
 from pathlib import Path
 
+from certsmith.base.solverspec import TlsAlpnSpec
+from certsmith.core.solvers.base import OneAtATime
 from certsmith.errors import ChallengeError
 
 ACME_IDENTIFIER_OID = "1.3.6.1.5.5.7.1.31"  # id-pe-acmeIdentifier
@@ -52,7 +54,7 @@ def challenge_certificate(domain: str, key_authorization: str) -> bytes:
         serialization.NoEncryption())
 
 
-class TlsAlpnSolver:
+class TlsAlpnSolver(OneAtATime):
     """Answers TLS-ALPN-01 through a running certsmith proxy (files in ``directory``)."""
 
     challenge_type = "tls-alpn-01"
@@ -88,3 +90,7 @@ class TlsAlpnSolver:
 
     def close(self) -> None:
         pass
+
+
+def from_spec(spec: TlsAlpnSpec) -> TlsAlpnSolver:
+    return TlsAlpnSolver(spec.webroot)

@@ -20,7 +20,7 @@ from certsmith.base import events, keys
 from certsmith.base.certstate import CertState, save_state
 from certsmith.base.identifiers import parse_identifiers
 from certsmith.base.keys import CertInfo
-from certsmith.base.model import Bundle, SiteSpec, SolverSpec
+from certsmith.base.model import Bundle, SiteSpec, SolverSpec, StandaloneSpec, WebrootSpec
 from certsmith.base.sites import save_site, site_key
 from certsmith.base.store import Store, open_store
 from certsmith.core.issuers.cas import ALIASES, server_id
@@ -57,8 +57,9 @@ class Lineage:
 
     def describe(self) -> str:
         solver = self.spec.solver
-        how = (f"webroot {solver.webroot}" if solver.kind == "webroot"
-               else f"standalone on port {solver.http_port}")
+        how = (f"webroot {solver.webroot}" if isinstance(solver, WebrootSpec)
+               else f"standalone on port {solver.http_port}"
+               if isinstance(solver, StandaloneSpec) else solver.kind)
         hooks = len(self.spec.deploy_commands)
         deploy = f", {hooks} deploy command{'s' if hooks != 1 else ''}" if hooks else ""
         return (f"{', '.join(i.value for i in self.spec.identifiers)} ({how}, "
@@ -121,7 +122,7 @@ def _solver(rp: dict[str, Any], name: str) -> SolverSpec:
         port = str(rp.get("http01_port") or "80")
         if not port.isdigit():
             raise _Broken(f"invalid http01_port {port!r}")
-        return SolverSpec("standalone", http_port=int(port),
+        return StandaloneSpec(http_port=int(port),
                           address=str(rp.get("http01_address") or ""))
     roots = set(configobj.as_list(rp.get("webroot_path")))
     webroot_map = rp.get("webroot_map") or {}
@@ -132,7 +133,7 @@ def _solver(rp: dict[str, Any], name: str) -> SolverSpec:
     if len(roots) > 1:
         raise _Skip(f"several webroots ({', '.join(sorted(roots))}): certsmith uses one per "
                     "certificate; split it with 'certsmith get --separate'")
-    return SolverSpec("webroot", webroot=roots.pop())
+    return WebrootSpec(webroot=roots.pop())
 
 
 def _hook(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certsmith.base import policy
-from certsmith.base.model import SolverSpec
+from certsmith.base.model import SolverSpec, TlsAlpnSpec, WebrootSpec
 from certsmith.base.sites import load_site
 from certsmith.base.store import Store, open_store
 from certsmith.errors import CertsmithError
@@ -40,8 +40,8 @@ def solver_spec(config: ProxyConfig, home: Path) -> SolverSpec:
     TLS-ALPN-01 from challenge certificates they load. Either way through the store, so
     ``certsmith renew`` from a timer works through a running proxy too."""
     if config.acme.challenge == "tls-alpn-01":
-        return SolverSpec("tls-alpn", webroot=str(Path(home) / TLS_ALPN_DIR))
-    return SolverSpec("webroot", webroot=str(challenge_webroot(home)))
+        return TlsAlpnSpec(webroot=str(Path(home) / TLS_ALPN_DIR))
+    return WebrootSpec(webroot=str(challenge_webroot(home)))
 
 
 @dataclass(frozen=True)

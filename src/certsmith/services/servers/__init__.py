@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from certsmith.base import policy
-from certsmith.base.model import FileTarget, SiteSpec
+from certsmith.base.model import FileTarget, ServerSpec, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store import Store, open_store
 from certsmith.errors import NotFoundError, UsageError
@@ -430,7 +430,7 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
                 spec, deploy_commands=tuple(c for c in spec.deploy_commands
                                             if c not in drop_cmds),
                 deploy_files=tuple(t for t in spec.deploy_files if t.path not in drop_files)))
-        if spec.solver.kind == "server" and spec.solver.server == kind:
+        if isinstance(spec.solver, ServerSpec) and spec.solver.server == kind:
             notes.append(f"renewals of {name} answered HTTP-01 through {kind}; run 'certsmith "
                          f"get {name} --webroot DIR' (or --{kind} again) before the next renewal")
     return Result(f"{name}: removed from {kind}", tuple(c.path for c in changes), tuple(notes))
