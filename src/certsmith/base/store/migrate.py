@@ -42,7 +42,8 @@ def _to_2(store: FileStore) -> None:
             store.put(key, tomli_w.dumps(site).encode())
     os.makedirs(new, mode=0o755, exist_ok=True)
     with contextlib.suppress(OSError):  # answers there are gone with the orders that wrote them
-        os.rename(os.path.join(old, ".well-known"), os.path.join(new, ".well-known"))
+        top = policy.ACME_CHALLENGE_SUBDIR.split("/")[0]  # .well-known
+        os.rename(os.path.join(old, top), os.path.join(new, top))
 
 
 STEPS: dict[int, Callable[[FileStore], None]] = {2: _to_2}

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
+from certsmith.base.policy import ACME_CHALLENGE_SUBDIR
 from certsmith.base.solverspec import ServerSpec, StandaloneSpec, WebrootSpec
 from certsmith.core.solvers.base import OneAtATime
 from certsmith.errors import ChallengeError
@@ -33,7 +34,7 @@ class WebrootSolver(OneAtATime):
 
     def __init__(self, webroot: str) -> None:
         self.root = Path(webroot)
-        self.dir = self.root / ".well-known" / "acme-challenge"
+        self.dir = self.root / ACME_CHALLENGE_SUBDIR
         self._created: list[Path] = []
         self._lock = threading.Lock()
 
@@ -42,7 +43,7 @@ class WebrootSolver(OneAtATime):
             raise ChallengeError(f"webroot {self.root} does not exist or is not a directory")
         try:
             with self._lock:
-                for d in (self.root / ".well-known", self.dir):
+                for d in (self.dir.parent, self.dir):
                     if not d.exists():
                         d.mkdir(mode=0o755)
                         os.chmod(d, 0o755)

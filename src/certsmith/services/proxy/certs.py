@@ -40,8 +40,8 @@ def tls_context() -> ssl.SSLContext:
     "intermediate", its three key exchange groups, the client's cipher order) and no
     certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = ssl.TLSVersion[policy.TLS_VERSIONS[0].replace(".", "_")]
+    ctx.maximum_version = ssl.TLSVersion[policy.TLS_VERSIONS[-1].replace(".", "_")]
     ctx.set_ciphers(policy.INTERMEDIATE_CIPHERS)
     set_groups(ctx, policy.GROUPS_LIST)
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION

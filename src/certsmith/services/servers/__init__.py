@@ -88,7 +88,8 @@ def _ensure_challenge_dir(store: Store) -> Path:
     .well-known/acme-challenge/ inside, kept between orders so the mapping always resolves."""
     store.ensure()
     directory = challenge_dir(store.home)
-    for d in (directory, directory / ".well-known", directory / ".well-known/acme-challenge"):
+    answers = directory / policy.ACME_CHALLENGE_SUBDIR
+    for d in (directory, answers.parent, answers):
         d.mkdir(mode=0o755, exist_ok=True)
         os.chmod(d, 0o755)
     return directory
@@ -529,7 +530,7 @@ def _challenge_probe(directory: Path) -> Iterator[tuple[str, bytes]]:
     (URL path, content); removed afterwards."""
     token = "certsmith-probe-" + secrets.token_hex(8)
     body = secrets.token_hex(16).encode()
-    path = directory / ".well-known" / "acme-challenge" / token
+    path = directory / policy.ACME_CHALLENGE_SUBDIR / token
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "wb") as fh:
         os.fchmod(fh.fileno(), 0o644)
