@@ -4,6 +4,10 @@ We keep the library's wire messages and JWS handling and add what it lacks for u
 retrying ``badNonce`` as often as the CA asks (the library retries once), fast polling that honours
 Retry-After, ARI (RFC 9773) with ``replaces``, profiles and preferred chains, and errors turned
 into one actionable line.
+
+Calls into the library's private API (``ClientV2._post`` and friends, the ``ClientNetwork``
+subclass, the ``replaces`` newOrder) live in :mod:`certsmith.core.issuers.acme_adapter`; this
+module uses only the library's public names.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certsmith import __version__
 from certsmith.base.crashpoints import crash_point
-from certsmith.base.deadline import Deadline
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import split_pem_chain
+from certsmith.core.issuers import acme_adapter
+from certsmith.core.issuers.acme_adapter import DeadlineExceeded
 from certsmith.core.issuers.base import Issued
-from certsmith.core.issuers.deadline_http import DeadlineAdapter
 from certsmith.core.renewal import AriWindow
 from certsmith.core.solvers.base import Challenge, Solver
 from certsmith.errors import CAError, ChallengeError, UsageError
@@ -92,53 +96,6 @@ def _retry_after_seconds(response: requests.Response | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
-class DeadlineExceeded(requests.exceptions.Timeout):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"no complete answer within {seconds:g} s")
-        self.seconds = seconds
-
-
-class _Network(acme_client.ClientNetwork):  # type: ignore[misc]
-    """ClientNetwork that retries badNonce with a fresh nonce as often as needed, and bounds
-    every request's total time (``Deadline``), not only each read: a CA that trickles its
-    answer would otherwise hang the command forever."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        adapter = DeadlineAdapter()
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-
-    def _send_request(self, method: str, url: str, *args: Any,
-                      **kwargs: Any) -> requests.Response:
-        with Deadline() as deadline:
-            try:
-                response: requests.Response = super()._send_request(
-                    method, url, *args, **kwargs)
-            except requests.exceptions.RequestException as exc:
-                if deadline.expired:
-                    raise DeadlineExceeded(deadline.seconds) from exc
-                raise
-            if deadline.expired:  # (a body read to EOF ends "complete" when cut)
-                raise DeadlineExceeded(deadline.seconds)
-            return response
-
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        for attempt in range(NONCE_RETRIES):
-            try:
-                return self._post_once(*args, **kwargs)  # type: ignore[no-any-return]
-            except messages.Error as error:
-                if error.code != "badNonce" or attempt == NONCE_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-
-class _NewOrder(messages.NewOrder):  # type: ignore[misc]
-    """newOrder with RFC 9773's ``replaces`` (the acme library does not send it yet)."""
-
-    replaces: str | None = jose.field("replaces", omitempty=True)
 
 
 @dataclass
@@ -202,10 +159,12 @@ class AcmeConnection:
         self._directory: messages.Directory | None = None
         self._lock = threading.Lock()
 
-    def _net(self, key: jose.JWK | None, account: Account | None) -> _Network:
-        return _Network(key=key, account=account.regr() if account else None,
-                        alg=_alg(key) if key is not None else jose.RS256,
-                        verify_ssl=self.verify, user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
+    def _net(self, key: jose.JWK | None, account: Account | None
+             ) -> acme_client.ClientNetwork:
+        return acme_adapter.deadline_network(
+            key=key, account=account.regr() if account else None,
+            alg=_alg(key) if key is not None else jose.RS256, verify=self.verify,
+            user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT, nonce_retries=NONCE_RETRIES)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` and turn ACME/network failures into :class:`CAError`."""
@@ -321,10 +280,10 @@ class AcmeConnection:
             solver.wait_ready(challenges, deadline)
             step("validating")
             for _authzr, challb, response in pending:
-                if isinstance(response, _TlsAlpnResponse):
+                if isinstance(response, acme_adapter.TlsAlpnAnswer):
                     # (The acme library insists on an "up" Link that not every CA sends here;
                     # the authorization is polled next anyway.)
-                    self.call(client._post, challb.uri, response)
+                    self.call(acme_adapter.post_signed, client, challb.uri, response)
                 else:
                     self.call(client.answer_challenge, challb, response)
             for authzr, _c, _r in pending:
@@ -354,11 +313,10 @@ class AcmeConnection:
                 raise UsageError(f"the CA offers no profiles; drop --profile {profile}")
 
         def post(with_replaces: str | None) -> messages.OrderResource:
-            order = _NewOrder(identifiers=idents, profile=profile or None,
-                              replaces=with_replaces)
-            response = client._post(self.directory()["newOrder"], order)
+            order = acme_adapter.new_order_message(idents, profile or None, with_replaces)
+            response = acme_adapter.post_signed(client, self.directory()["newOrder"], order)
             body = messages.Order.from_json(response.json())
-            authzs = [client._authzr_from_response(client._post_as_get(url), uri=url)
+            authzs = [acme_adapter.fetch_authorization(client, url)
                       for url in body.authorizations]
             return messages.OrderResource(body=body, uri=response.headers.get("Location"),
                                           authorizations=authzs, csr_pem=csr_pem)
@@ -405,14 +363,15 @@ class AcmeConnection:
         orderr = self.call(begin)
         delay = POLL_FIRST
         while True:
-            response = self.call(client._post_as_get, orderr.uri)
+            response = self.call(acme_adapter.post_as_get, client, orderr.uri)
             body = messages.Order.from_json(response.json())
             if body.status == messages.STATUS_VALID and body.certificate:
-                cert_resp = self.call(client._post_as_get, body.certificate)
+                cert_resp = self.call(acme_adapter.post_as_get, client, body.certificate)
                 chains = [cert_resp.text]
                 if preferred_chain:
-                    links = client._get_links(cert_resp, "alternate")
-                    chains += [self.call(client._post_as_get, u).text for u in links]
+                    links = acme_adapter.alternate_links(client, cert_resp)
+                    chains += [self.call(acme_adapter.post_as_get, client, u).text
+                               for u in links]
                 return _split(_choose_chain(chains, preferred_chain))
             if body.status == messages.STATUS_INVALID:
                 detail = body.error.detail if body.error else "no reason given"
@@ -441,17 +400,6 @@ def _next_delay(delay: float, response: requests.Response | None) -> float:
     return min(delay * 1.6, POLL_MAX)
 
 
-class _TlsAlpnResponse:
-    """The answer to a tls-alpn-01 challenge (an empty JSON object), which the acme library no
-    longer knows. Truthy on purpose: the library sends a falsy payload as a POST-as-GET."""
-
-    def json_dumps(self, **_kwargs: Any) -> str:
-        return "{}"
-
-    def to_partial_json(self) -> dict[str, Any]:
-        return {}
-
-
 def _respond(challb: messages.ChallengeBody, key: jose.JWK) -> tuple[Any, str, str]:
     """(response to post, key authorization, token) for a key-authorization challenge."""
     chall = challb.chall
@@ -461,7 +409,7 @@ def _respond(challb: messages.ChallengeBody, key: jose.JWK) -> tuple[Any, str, s
     # RFC 8737: the key authorization is formed as for http-01.
     token = str(chall.jobj["token"])
     thumbprint = jose.b64encode(key.thumbprint(hash_function=hashes.SHA256)).decode()
-    return _TlsAlpnResponse(), f"{token}.{thumbprint}", token
+    return acme_adapter.TlsAlpnAnswer(), f"{token}.{thumbprint}", token
 
 
 def _typ(chall: Any) -> str:
