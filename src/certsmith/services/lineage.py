@@ -12,18 +12,54 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from certsmith.base.certstate import CertState, save_state
 from certsmith.base.crashpoints import crash_point
+from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import CertInfo, cert_info
 from certsmith.base.model import Bundle, SiteSpec
 from certsmith.base.sites import save_site
 from certsmith.base.store import Lease, Store
+from certsmith.core.issuers.base import Issued, Issuer
+from certsmith.core.solvers.base import Solver
+from certsmith.errors import CAError
 from certsmith.services.lifecycle import Bus
 
 PRIVATE = frozenset({"privkey.pem"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """A key and the CSR for it: what every issuer is given."""
+
+    key_pem: bytes
+    csr_pem: bytes
+
+
+def request_for(identifiers: Sequence[Identifier], key_type: str,
+                key_pem: bytes | None = None) -> Request:
+    """A CSR for ``identifiers`` with a new key of ``key_type``, or ``key_pem`` (reused)."""
+    from certsmith.base import keys
+
+    key = keys.load_key(key_pem) if key_pem is not None else keys.generate_key(key_type)
+    return Request(key_pem if key_pem is not None else keys.key_to_pem(key),
+                   keys.make_csr(key, identifiers))
+
+
+def obtain(issuer: Issuer, identifiers: Sequence[Identifier], request: Request,
+           solver: Solver | None, **options: Any) -> tuple[Issued, Bundle]:
+    """Have ``issuer`` sign ``request`` (ACME proves control through ``solver``; the local CA
+    needs none) and check that what came back is for our key."""
+    from certsmith.base import keys
+
+    issued = issuer.issue(identifiers, request.csr_pem, solver,  # type: ignore[arg-type]
+                          **options)
+    if not keys.key_matches_cert(request.key_pem, issued.cert_pem):
+        raise CAError("the CA returned a certificate for a different key")
+    return issued, Bundle(issued.cert_pem, issued.chain_pem, request.key_pem)
 
 
 @dataclass(frozen=True)

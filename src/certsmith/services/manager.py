@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from certsmith.base.certstate import CertState, load_state, save_state
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
-from certsmith.base.model import FileTarget, SiteSpec, SolverSpec
+from certsmith.base.model import Bundle, FileTarget, SiteSpec, SolverSpec
 from certsmith.base.sites import load_site, site_key, site_names
 from certsmith.base.store import Lease, Store, open_store
 from certsmith.core import renewal
@@ -262,45 +262,39 @@ class Manager:
 
     def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
                state: CertState, renewing: bool, lease: Lease) -> Outcome:
-        from certsmith.base import keys
+        from certsmith.core.issuers.acme_issuer import AcmeIssuer
+        from certsmith.services import lineage
 
         name = spec.name
-        key = None
+        reused = None
         if spec.reuse_key and self.store.live_version(name) is not None:
             reused = self._live_key(name)
-            if reused is not None:
-                key, key_pem = reused
-        if key is None:
-            key = keys.generate_key(spec.key_type)
-            key_pem = keys.key_to_pem(key)
-        csr = keys.make_csr(key, spec.identifiers)
+        request = lineage.request_for(spec.identifiers, spec.key_type,
+                                      reused[1] if reused is not None else None)
         crash_point("order:key-generated")
         replaces = state.ari_id if (renewing and state.ari_supported) else None
         self.progress(name, "ordering")
-        def order(acct: Account) -> Issued:
-            return conn.issue(acct, spec.identifiers, csr, solver, profile=spec.profile,
-                              replaces=replaces, preferred_chain=spec.preferred_chain,
-                              on_step=lambda s: self.progress(name, s))
+
+        def order(acct: Account) -> tuple[Issued, Bundle]:
+            issuer = AcmeIssuer(conn, acct, on_step=lambda s: self.progress(name, s))
+            return lineage.obtain(issuer, spec.identifiers, request, solver,
+                                  profile=spec.profile, replaces=replaces,
+                                  preferred_chain=spec.preferred_chain)
 
         try:
-            issued = order(account)
+            issued, bundle = order(account)
         except CAError as exc:
             if exc.code != "accountDoesNotExist":
                 raise
-            issued = order(reregister(self.store, conn, account))
+            issued, bundle = order(reregister(self.store, conn, account))
         crash_point("order:issued")
         if issued.replace_refused:
             self.bus.emit("replaces-refused", name, replaces=replaces,
                           error=issued.replace_refused)
         replaces = issued.replaced
-        if not keys.key_matches_cert(key_pem, issued.cert_pem):
-            raise CAError("the CA returned a certificate for a different key")
-        from certsmith.base.model import Bundle
-        from certsmith.services import lineage
-
         action = "renewed" if renewing else "issued"
         written = lineage.write(self.store, self.bus, lineage.NewVersion(
-            name, Bundle(issued.cert_pem, issued.chain_pem, key_pem), action,
+            name, bundle, action,
             meta={"server": spec.server, "key_type": spec.key_type, "replaces": replaces},
             event={"replaces": replaces}, ari_supported=conn.has_ari()),
             site=spec, fence=lease)

@@ -247,9 +247,9 @@ def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
     """Issue a local-CA certificate into lineage ``name`` when due; return the new version.
     Written by the same lineage writer as ACME certificates (version, metadata, certificate
     state, lifecycle event on ``bus``)."""
-    from certsmith.base import der
-    from certsmith.base.model import Bundle
+    from certsmith.base.keytypes import DEFAULT_KEY_TYPE
     from certsmith.core.issuers.localca import LocalCA
+    from certsmith.core.issuers.localca_issuer import LocalIssuer
     from certsmith.services import lineage
 
     store = open_store(home)
@@ -260,10 +260,9 @@ def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
         if not force and not local_due(store, name, identifiers, inter.cert_pem, now):
             return None
         renewing = store.live_version(name) is not None
-        leaf = ca.issue(list(identifiers))
-        assert leaf.key_pem is not None
-        bundle = Bundle(der.pem("CERTIFICATE", leaf.cert_der),
-                        der.pem("CERTIFICATE", leaf.intermediate_der), leaf.key_pem)
+        # The same steps as an ACME order: our key, a CSR, the issuer, the lineage writer.
+        request = lineage.request_for(identifiers, DEFAULT_KEY_TYPE)
+        _issued, bundle = lineage.obtain(LocalIssuer(ca), identifiers, request, None)
         written = lineage.write(
             store, bus if bus is not None else event_log_bus(home),
             lineage.NewVersion(name, bundle, "renewed" if renewing else "issued",
