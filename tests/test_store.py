@@ -56,6 +56,15 @@ def test_keyed_bytes_round_trip(store: Store) -> None:
     assert store.list("sites") == ["sites/b.toml"] and store.get("sites/a.toml") is None
 
 
+def test_append_keeps_every_record_whole(store_kind: str, tmp_path: Path) -> None:
+    one, two = (make_store(store_kind, tmp_path / "state") for _ in range(2))
+    for i in range(3):
+        one.append("events.jsonl", b"one %d\n" % i)
+        two.append("events.jsonl", b"two %d\n" % i)
+    lines = (one.get("events.jsonl") or b"").splitlines()
+    assert lines == [b"one 0", b"two 0", b"one 1", b"two 1", b"one 2", b"two 2"]
+
+
 @pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a/../../b", "", "a//b"])
 def test_contract_refuses_escaping_keys(store: Store, key: str) -> None:
     with pytest.raises(StoreError):

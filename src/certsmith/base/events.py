@@ -3,38 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from certsmith.errors import StoreError
+EVENTS_KEY = "events.jsonl"
 
 
 def record(home: Path, event: str, name: str, **fields: Any) -> None:
-    """Append one event; a single O_APPEND write keeps concurrent writers' lines whole."""
+    """Append one event to the store's audit log (one record per line)."""
+    from certsmith.base.store import open_store
+
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event,
              "name": name, **fields}
     line = (json.dumps(entry, sort_keys=False, default=str) + "\n").encode()
-    path = home / "events.jsonl"
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    open_store(home).append(EVENTS_KEY, line)
 
 
 def read(home: Path) -> list[dict[str, Any]]:
-    try:
-        text = (home / "events.jsonl").read_text()
-    except FileNotFoundError:
-        return []
+    from certsmith.base.store import open_store
+
+    raw = open_store(home).get(EVENTS_KEY)
     out = []
-    for line in text.splitlines():
+    for line in (raw or b"").decode(errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

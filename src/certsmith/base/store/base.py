@@ -61,6 +61,11 @@ class Store(Protocol):
         """Replace ``key`` atomically; ``private``: readable by the owner only."""
         ...
 
+    def append(self, key: str, data: bytes) -> None:
+        """Add ``data`` (one record, e.g. a line) to the end of ``key``; concurrent appends
+        never interleave within a record (the audit log)."""
+        ...
+
     def list(self, prefix: str) -> list[str]:
         """The keys directly under ``prefix``, sorted."""
         ...

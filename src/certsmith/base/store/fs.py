@@ -127,6 +127,21 @@ class FileStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
+    def append(self, key: str, data: bytes) -> None:
+        """One O_APPEND write: concurrent writers' records stay whole."""
+        path = self._path(key)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+        try:
+            os.write(fd, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         try:
