@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from certsmith import __version__
 from certsmith.base.store.fs import fsync_dir
+from certsmith.base.version import VERSION as CERTSMITH_VERSION
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
 from certsmith.services import backup_manifest as manifest_format
 from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries, check_keys
@@ -278,7 +278,7 @@ def backup(home: Path, dest: Path) -> Summary:
                     tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
                 entries = _collect(home, spool)
             manifest = manifest_format.encode({
-                "certsmith": __version__,
+                "certsmith": CERTSMITH_VERSION,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "certificates": names}, entries)
             accounts = _count_accounts(home)

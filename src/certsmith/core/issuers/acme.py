@@ -28,11 +28,11 @@ from acme import client as acme_client
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certsmith import __version__
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.deadline import Deadline
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import split_pem_chain
+from certsmith.base.version import VERSION
 from certsmith.core.issuers.base import Issued
 from certsmith.core.issuers.deadline_http import DeadlineAdapter
 from certsmith.core.renewal import AriWindow
@@ -40,7 +40,7 @@ from certsmith.core.solvers.base import Solver
 from certsmith.errors import CAError, ChallengeError, UsageError
 
 T = TypeVar("T")
-USER_AGENT = f"certsmith/{__version__}"
+USER_AGENT = f"certsmith/{VERSION}"
 NONCE_RETRIES = 25
 POLL_FIRST = 0.05
 POLL_MAX = 2.0
