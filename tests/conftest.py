@@ -21,6 +21,15 @@ Fixture API (see tests/support/ for the classes):
   ``verify_chain`` below; ``root`` defaults to the session Pebble's root.
 
 Hypothesis runs with the ``repeatable`` profile below unless ``CERTSMITH_HYPOTHESIS=explore``.
+
+Tiers: every test that needs a server (Pebble, nginx, Apache, lighttpd, openssl s_server,
+sslyze, Chromium, a real proxy or upstream process, an SMTP/webhook/TLS server of its own...)
+gets the ``servers`` marker here, in ``pytest_collection_modifyitems``: by the fixtures it uses
+(``SERVER_FIXTURES``, directly or through another fixture) or by its module
+(``SERVER_MODULES``, modules that start servers themselves). The few tests that need no server
+but run for long (stress runs, pytest in a subprocess) carry ``@pytest.mark.slow`` themselves.
+``scripts/test.sh --fast`` runs the rest (``-m "not servers and not slow"``: seconds, no
+servers installed); plain ``scripts/test.sh`` runs everything, and is what CI runs.
 """
 
 from __future__ import annotations
@@ -68,6 +77,49 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"CERTSMITH_HYPOTHESIS={wanted}: choose one of "
                                 f"{', '.join(_HYPOTHESIS_PROFILES)}")
     settings.load_profile(wanted)
+
+
+# -- tiers: which tests need servers ------------------------------------------------------------
+# Fixtures of this file that start a server, or may (run_certsmith and openssl_verify start the
+# session Pebble on first use); any fixture depending on one (certsmith_env, a module's own
+# fixtures) is caught through the test's fixture closure.
+SERVER_FIXTURES = frozenset({
+    "pebble", "pebble_factory", "lighttpd_factory", "webserver", "run_certsmith",
+    "openssl_verify",
+})
+# Modules whose tests start servers themselves (in their own fixtures or in the test body).
+SERVER_MODULES = frozenset({
+    "test_alerts",  # SMTP and webhook receivers
+    "test_check",  # TLS and HTTP servers in threads
+    "test_check_chains",  # openssl s_server
+    "test_deadlines",  # trickling TCP/TLS servers
+    "test_localca",  # an HTTPS server in a thread, Chromium, Node
+    "test_proxy_config",  # the proxy and the upstream app as processes
+    "test_proxy_e2e",
+    "test_proxy_headers",
+    "test_proxy_memory",
+    "test_proxy_pipelining",
+    "test_proxy_upstream",
+    "test_servers_hsts",  # nginx, Apache, lighttpd (and their validators on the stock trees)
+    "test_servers_listen",
+    "test_servers_render",  # nginx -t, apache2ctl configtest, lighttpd -tt
+    "test_servers_tls",  # a Pebble of its own, the servers, sslyze
+    "test_state_damage",  # a webhook receiver
+    "test_tls_policy",  # the proxy, sslyze
+})
+
+
+def needs_servers(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    name = module.__name__.rpartition(".")[2] if module is not None else ""
+    return name in SERVER_MODULES or not SERVER_FIXTURES.isdisjoint(
+        getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_servers(item):
+            item.add_marker(pytest.mark.servers)
 
 
 def verify_chain(

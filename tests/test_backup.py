@@ -641,6 +641,7 @@ print(i, flush=True)
 """
 
 
+@pytest.mark.slow  # a renewer process and sixteen CLI runs
 def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> None:
     """Local-CA renewals run without pause (the same lineage writer and lock the proxy's
     renewals use) while the CLI takes backups: every backup restores, and in every restored

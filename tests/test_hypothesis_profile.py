@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 PROBE = '''
@@ -58,6 +60,7 @@ def run_probe(tmp: Path, tag: str, **env: str) -> tuple[subprocess.CompletedProc
     return done, [json.loads(line) for line in lines], json.loads(found.read_text())
 
 
+@pytest.mark.slow  # pytest in subprocesses
 def test_by_default_every_run_draws_the_same_examples_with_no_deadline(tmp_path: Path) -> None:
     first, draws1, used = run_probe(tmp_path, "first")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -70,6 +73,7 @@ def test_by_default_every_run_draws_the_same_examples_with_no_deadline(tmp_path:
     assert not (tmp_path / ".hypothesis" / "examples").exists()  # no example database
 
 
+@pytest.mark.slow
 def test_explore_draws_at_random_and_a_typo_is_one_line(tmp_path: Path) -> None:
     explore, _, used = run_probe(tmp_path, "explore", CERTSMITH_HYPOTHESIS="explore")
     assert explore.returncode == 0, explore.stdout + explore.stderr

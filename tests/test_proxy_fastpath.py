@@ -150,6 +150,7 @@ _lines = st.sampled_from([
     "GET /a\"b HTTP/1.1", "GET /#f HTTP/1.1", "CONNECT a:1 HTTP/1.1", "GET http://a/ HTTP/1.1"])
 
 
+@pytest.mark.slow  # 3000 generated examples
 @settings(max_examples=3000, deadline=None)
 @given(_lines, st.lists(st.tuples(_names, _separators, _values), max_size=5),
        st.sampled_from(["Host", "host", "HOST", None]), _separators, _hosts,
@@ -249,6 +250,7 @@ _status_lines = st.sampled_from([
     "HTTP/1.1 100 Continue", "HTTP/1.0 200 OK", "HTTP/1.1 999 X", "HTTP/1.1 20 X"])
 
 
+@pytest.mark.slow  # 3000 generated examples
 @settings(max_examples=3000, deadline=None)
 @given(_status_lines, st.lists(st.tuples(_response_names, _separators, _response_values),
                                max_size=5),

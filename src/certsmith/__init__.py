@@ -1,3 +1,5 @@
 """certsmith: HTTPS for any self-hosted app."""
 
-__version__ = "0.1.0"
+from certsmith.base.version import VERSION
+
+__version__ = VERSION

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from certsmith import __version__
 from certsmith.base.store.fs import atomic_write, fsync_dir
 from certsmith.base.store.layout import FORMAT_KEY
+from certsmith.base.version import VERSION as CERTSMITH_VERSION
 from certsmith.errors import CertsmithError, NotFoundError, UsageError
 from certsmith.services import backup_manifest as manifest_format
 from certsmith.services.backup_checks import ENTRIES, UnsafeArchive, check_entries, check_keys
@@ -279,7 +279,7 @@ def backup(home: Path, dest: Path) -> Summary:
                     tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
                 entries = _collect(home, spool)
             manifest = manifest_format.encode({
-                "certsmith": __version__,
+                "certsmith": CERTSMITH_VERSION,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "certificates": names, "layout": _layout(home)}, entries)
             accounts = _count_accounts(home)

@@ -32,10 +32,10 @@ from acme import client as acme_client
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certsmith import __version__
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keys import split_pem_chain
+from certsmith.base.version import VERSION
 from certsmith.core.issuers import acme_adapter
 from certsmith.core.issuers.acme_adapter import DeadlineExceeded
 from certsmith.core.issuers.base import Issued
@@ -44,7 +44,7 @@ from certsmith.core.solvers.base import Challenge, Solver
 from certsmith.errors import CAError, ChallengeError, UsageError
 
 T = TypeVar("T")
-USER_AGENT = f"certsmith/{__version__}"
+USER_AGENT = f"certsmith/{VERSION}"
 NONCE_RETRIES = 25
 POLL_FIRST = 0.05
 POLL_MAX = 2.0

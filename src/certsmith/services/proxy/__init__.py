@@ -9,6 +9,8 @@
   shared per worker).
 - :mod:`.certs`: certificates per site (local CA or ACME), SNI selection, TLS settings.
 - :mod:`.upstream`: keep-alive connections to the apps, kept warm in a pool.
+- :mod:`.exchange_api`: what an upstream connection calls back on the exchange it serves
+  (protocols :mod:`.server` implements), so the two modules do not import each other.
 - :mod:`.server`: one worker's listeners and client connections (asyncio on uvloop, httptools).
 - :mod:`.supervisor`: the parent process: sockets, certificates, workers, renewal, signals.
 """

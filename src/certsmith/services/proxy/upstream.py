@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httptools
 
 from certsmith.services.proxy import fastpath
 from certsmith.services.proxy.config import Upstream
-
-if TYPE_CHECKING:
-    from certsmith.services.proxy.server import Exchange
+from certsmith.services.proxy.exchange_api import ExchangeSide, TunnelSide
 
 MAX_IDLE = 1024  # per upstream and worker; more idle connections than that are closed
 
@@ -43,7 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: ExchangeSide[UpstreamConnection] | None = None
         self.parser = httptools.HttpResponseParser(self)
         # The response head received so far (until llhttp says it is complete); a bytearray,
         # so a head arriving in many pieces is gathered in linear time. At most max_head.
@@ -54,7 +52,7 @@ class UpstreamConnection(asyncio.Protocol):
         # 204/304 or HEAD response with one) the connection is closed instead of pooled.
         self.finished = False
         self.extra = False
-        self.tunnel: Any = None  # the client connection, once this is a WebSocket tunnel
+        self.tunnel: TunnelSide | None = None  # the client connection, once this is a tunnel
         self._closed = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
