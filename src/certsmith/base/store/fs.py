@@ -19,7 +19,7 @@ from pathlib import Path
 
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.store.base import Lease
-from certsmith.base.store.layout import FORMAT, FORMAT_KEY
+from certsmith.base.store.layout import FORMAT, FORMAT_KEY, has_state
 from certsmith.errors import LockedError, StaleLeaseError, StoreError
 
 _VERSION = re.compile(r"^[0-9]+$")
@@ -76,7 +76,7 @@ class FileStore:
         """Create the state directory tree with safe modes (idempotent); a new one gets the
         current layout version (``format``; see ``migrate``)."""
         try:
-            fresh = not self.home.exists()
+            fresh = not (self.home / FORMAT_KEY).exists() and not has_state(self.home)
             self.home.mkdir(parents=True, exist_ok=True, mode=0o755)
             if fresh:
                 atomic_write(self.home / FORMAT_KEY, f"{FORMAT}\n".encode(), 0o644)

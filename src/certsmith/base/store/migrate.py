@@ -21,7 +21,7 @@ import tomli_w
 
 from certsmith.base import policy
 from certsmith.base.store.fs import FileStore
-from certsmith.base.store.layout import FORMAT, FORMAT_KEY
+from certsmith.base.store.layout import FORMAT, FORMAT_KEY, has_state
 from certsmith.errors import StoreError
 
 
@@ -61,9 +61,9 @@ def read_format(store: FileStore) -> int | None:
 
 def upgrade(store: FileStore) -> None:
     """Bring an existing state directory to :data:`FORMAT` (nothing to do for a new one)."""
-    if not store.home.exists():
-        return
-    current = read_format(store)
+    current = read_format(store) if store.home.exists() else FORMAT
+    if current is None and not has_state(store.home):
+        return  # a new state directory: ensure() gives it the current format
     if current == FORMAT:
         return
     if current is not None and current > FORMAT:
