@@ -80,23 +80,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_all(args: argparse.Namespace, roots: list[Any], http_port: int | bool | None) -> int:
     from certsmith.cli.main import home_from
-    from certsmith.services.alerts import Alert, notify
-    from certsmith.services.check import check
-    from certsmith.services.check.managed import managed_targets
+    from certsmith.services.check.managed import check_managed
+    from certsmith.services.root import build
 
-    home = home_from(args)
-    managed = managed_targets(home, connect=args.connect, http_port=http_port)
+    services = build(home_from(args))
+    managed, reports = check_managed(
+        services.home, services.bus, roots=roots, warn_days=args.warn, crit_days=args.crit,
+        timeout=args.timeout, connect=args.connect, http_port=http_port)
     if not managed:
         if not args.quiet:
             print("no managed certificates")
         return 0
-    reports = check([m.target for m in managed], roots=roots, warn_days=args.warn,
-                    crit_days=args.crit, expected=[m.live_serial for m in managed],
-                    timeout=args.timeout)
-    alerts = [Alert.check_problem(m.name, r.target, r.status.name, r.reason)
-              for m, r in zip(managed, reports, strict=True) if r.status]
-    if alerts:
-        notify(home, alerts)
     return _render(reports, args, [m.name for m in managed])
 
 

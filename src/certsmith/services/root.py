@@ -31,6 +31,12 @@ class AlertsOnRun:
 
             after_run(self.home, message.outcomes, what=message.what,
                       scan_expiry=message.scan_expiry)
+        elif message.kind in ("check-problem", "served-differs"):
+            from certsmith.services.alerts import Alert, notify
+
+            f = message.fields
+            notify(self.home, [Alert.check_problem(message.name, f["target"], f["status"],
+                                                   f["reason"])])
 
 
 class MetricsOnRun:
