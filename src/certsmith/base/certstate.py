@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from certsmith.base.store.base import Store
+from certsmith.base.store.base import Lease, Store
 
 
 def _ts(value: dt.datetime | None) -> str | None:
@@ -116,5 +116,6 @@ def load_state_checked(store: Store, name: str) -> tuple[CertState, str | None]:
         return CertState(), str(exc)
 
 
-def save_state(store: Store, name: str, state: CertState) -> None:
-    store.put(state_key(name), state.to_json(), private=True)
+def save_state(store: Store, name: str, state: CertState, *,
+               fence: Lease | None = None) -> None:
+    store.put(state_key(name), state.to_json(), private=True, fence=fence)

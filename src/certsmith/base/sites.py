@@ -7,7 +7,7 @@ import tomllib
 import tomli_w
 
 from certsmith.base.model import SiteSpec
-from certsmith.base.store.base import Store
+from certsmith.base.store.base import Lease, Store
 from certsmith.errors import DamagedError, NotFoundError, UsageError
 
 
@@ -48,8 +48,8 @@ def _reason(exc: UsageError) -> str:
     return text
 
 
-def save_site(store: Store, spec: SiteSpec) -> None:
-    store.put(site_key(spec.name), tomli_w.dumps(spec.to_dict()).encode())
+def save_site(store: Store, spec: SiteSpec, *, fence: Lease | None = None) -> None:
+    store.put(site_key(spec.name), tomli_w.dumps(spec.to_dict()).encode(), fence=fence)
 
 
 def site_names(store: Store) -> list[str]:

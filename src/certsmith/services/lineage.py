@@ -92,13 +92,13 @@ def write(store: Store, bus: Bus, new: NewVersion, *, site: SiteSpec | None = No
     version = store.publish(new.name, files, private=PRIVATE, fence=fence)
     crash_point("order:published")
     if site is not None:
-        save_site(store, site)
+        save_site(store, site, fence=fence)
         crash_point("order:site-saved")
     save_state(store, new.name, CertState(
         serial=info.serial, not_before=info.not_before, not_after=info.not_after,
         issuer=str(meta["issuer"]), ari_id=info.ari_id, ari_supported=new.ari_supported,
         ari_next_check=None, failures=0, last_attempt=now, last_success=now,
-        last_result=new.action))
+        last_result=new.action), fence=fence)
     crash_point("order:state-saved")
     bus.emit(new.action, new.name, serial=info.serial, version=version,
              not_after=info.not_after.isoformat(), **new.event)

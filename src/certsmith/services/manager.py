@@ -249,7 +249,8 @@ class Manager:
                     # (A first attempt that failed leaves no half-made certificate behind.)
                     save_state(self.store, name, state.update(
                         failures=failures, last_attempt=started, last_failure=started,
-                        last_error=str(exc), retry_after=retry_after, last_result="failed"))
+                        last_error=str(exc), retry_after=retry_after, last_result="failed"),
+                        fence=lease)
                 self.bus.emit("failed", name, error=str(exc), failures=failures)
                 raise
         return self._deploy_after(spec, outcome)
