@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.base import Lease, Store
 
 
@@ -94,7 +95,7 @@ _FIELDS = frozenset(f.name for f in fields(CertState))
 
 
 def state_key(name: str) -> str:
-    return f"state/{name}.json"
+    return store_keys.state(name)
 
 
 def load_state(store: Store, name: str) -> CertState:

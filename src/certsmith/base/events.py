@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-EVENTS_KEY = "events.jsonl"
+from certsmith.base.store import keys as store_keys
+
+EVENTS_KEY = store_keys.EVENTS
 
 
 def record(home: Path, event: str, name: str, **fields: Any) -> None:

@@ -7,12 +7,13 @@ import tomllib
 import tomli_w
 
 from certsmith.base.model import SiteSpec
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.base import Lease, Store
 from certsmith.errors import DamagedError, NotFoundError, UsageError
 
 
 def site_key(name: str) -> str:
-    return f"sites/{name}.toml"
+    return store_keys.site(name)
 
 
 def load_site(store: Store, name: str) -> SiteSpec:
@@ -53,7 +54,7 @@ def save_site(store: Store, spec: SiteSpec, *, fence: Lease | None = None) -> No
 
 
 def site_names(store: Store) -> list[str]:
-    return [key.rsplit("/", 1)[1][: -len(".toml")] for key in store.list("sites")
+    return [key.rsplit("/", 1)[1][: -len(".toml")] for key in store.list(store_keys.SITES)
             if key.endswith(".toml")]
 
 
@@ -62,7 +63,7 @@ def lineage_names(store: Store) -> list[str]:
     proxy's local-CA lineages (state, no site file: the proxy re-issues them itself)."""
     sites = site_names(store)
     known = set(sites)
-    states = [name for key in store.list("state") if key.endswith(".json")
+    states = [name for key in store.list(store_keys.STATE) if key.endswith(".json")
               and (name := key.rsplit("/", 1)[1][: -len(".json")]) not in known
               and store.live_version(name) is not None]  # (not other files under state/)
     return sorted({*sites, *states})

@@ -112,7 +112,9 @@ class StandaloneSpec(SolverSpec):
         return cls(http_port=int(data.get("http_port", 80)), address=data.get("address", ""))
 
     def exclusive(self) -> str | None:
-        return f"standalone-{self.http_port}"
+        from certsmith.base.store.keys import standalone_lease
+
+        return standalone_lease(self.http_port)
 
 
 @register_spec

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from certsmith.base.crashpoints import crash_point
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.base import Store
 from certsmith.core.issuers.cas import NEEDS_EAB, alias_of, server_id
 from certsmith.errors import DamagedError, UsageError
@@ -30,7 +31,7 @@ def _find(store: Store, server: str) -> tuple[str, bytes, bytes | None] | None:
     key that is empty or not a key, or an account without its key, is damage: registering a
     new account would silently lose the old one (its certificates, its rate limits), so it is
     refused, naming the file."""
-    for entry in store.list(f"accounts/{server_id(server)}"):
+    for entry in store.list(store_keys.accounts(server_id(server))):
         key_pem = store.get(f"{entry}/key.pem")
         account = store.get(f"{entry}/account.json")
         if key_pem is None and account is None:
@@ -87,7 +88,7 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
     if found and (raw := found[2]) is not None:
         return _load(store, found[0], found[1], raw)
     conn.directory()  # an unreachable CA fails here, before anything is written
-    with store.lock(f"account-{server_id(conn.url)}"):
+    with store.lock(store_keys.account_lease(server_id(conn.url))):
         found = _find(store, conn.url)
         if found and (raw := found[2]) is not None:
             return _load(store, found[0], found[1], raw)
@@ -101,7 +102,7 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
             key = acme.load_account_key(key_pem)
         else:
             key, key_pem = acme.new_account_key()
-            entry = f"accounts/{server_id(conn.url)}/{acme.account_id(key)}"
+            entry = store_keys.account(server_id(conn.url), acme.account_id(key))
             # The key is on disk before the CA knows it, so a crash never loses an account.
             store.put(f"{entry}/key.pem", key_pem, private=True)
             crash_point("account:key-written")
@@ -119,9 +120,9 @@ def reregister(store: Store, conn: AcmeConnection, account: Account) -> Account:
     """
     from certsmith.core.issuers import acme
 
-    with store.lock(f"account-{server_id(conn.url)}"):
+    with store.lock(store_keys.account_lease(server_id(conn.url))):
         fresh = conn.register(account.key, None, None)
-        entry = f"accounts/{server_id(conn.url)}/{acme.account_id(account.key)}"
+        entry = store_keys.account(server_id(conn.url), acme.account_id(account.key))
         store.put(f"{entry}/account.json", acme.account_json(fresh, conn.url), private=True)
         return fresh
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.fs import atomic_write, fsync_dir
 from certsmith.base.store.layout import FORMAT_KEY
 from certsmith.base.version import VERSION as CERTSMITH_VERSION
@@ -218,7 +219,7 @@ def _lineage_locks(home: Path, names: list[str]) -> Iterator[None]:
 
     store = open_store(home)
     with contextlib.ExitStack() as stack:
-        for lock in [*(f"cert-{n}" for n in sorted(names)), "ca"]:
+        for lock in [*(store_keys.lineage_lease(n) for n in sorted(names)), store_keys.CA_LEASE]:
             try:
                 stack.enter_context(store.lock(lock))
             except (PermissionError, StoreError):

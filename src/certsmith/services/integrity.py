@@ -20,6 +20,7 @@ from certsmith.base import events, keys
 from certsmith.base.certstate import CertState, load_state_checked, save_state, state_key
 from certsmith.base.liveset import Damaged, examine
 from certsmith.base.store import Store
+from certsmith.base.store import keys as store_keys
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def check(store: Store, name: str) -> Checked:
     seen = _look(store, name)
     if _clean(seen):
         return Checked(seen.state)
-    with store.lock(f"cert-{name}"):
+    with store.lock(store_keys.lineage_lease(name)):
         return _repair(store, name, _look(store, name))
 
 

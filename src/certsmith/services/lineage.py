@@ -23,6 +23,7 @@ from certsmith.base.keys import CertInfo, cert_info
 from certsmith.base.model import Bundle, SiteSpec
 from certsmith.base.sites import save_site
 from certsmith.base.store import Lease, Store
+from certsmith.base.store import keys as store_keys
 from certsmith.core.issuers.base import Issued, Issuer
 from certsmith.core.solvers.base import Solver
 from certsmith.errors import CAError
@@ -111,7 +112,7 @@ def record_failure(store: Store, bus: Bus, name: str, error: str, **fields: Any)
     from certsmith.base.certstate import load_state
 
     now = dt.datetime.now(dt.UTC)
-    with store.lock(f"cert-{name}"):
+    with store.lock(store_keys.lineage_lease(name)):
         state = load_state(store, name)
         failures = state.failures + 1
         if state.serial is not None:

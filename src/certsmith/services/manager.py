@@ -23,6 +23,7 @@ from certsmith.base.identifiers import Identifier
 from certsmith.base.model import Bundle, FileTarget, SiteSpec, SolverSpec
 from certsmith.base.sites import load_site, site_key, site_names
 from certsmith.base.store import Lease, Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.core import renewal
 from certsmith.errors import (
     CAError,
@@ -227,7 +228,7 @@ class Manager:
     def _issue(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver, *,
                renewing: bool, force: bool = False, seen_serial: str | None = None) -> Outcome:
         name = spec.name
-        with self.store.lock(f"cert-{name}") as lease:
+        with self.store.lock(store_keys.lineage_lease(name)) as lease:
             state = load_state(self.store, name)
             if renewing and state.serial != seen_serial:
                 # Another process renewed it while we waited for the lock.
@@ -474,7 +475,7 @@ class Manager:
             else:
                 states[name] = state.update(ari_start=window.start, ari_end=window.end,
                                             ari_next_check=next_check)
-            with self.store.lock(f"cert-{name}"):
+            with self.store.lock(store_keys.lineage_lease(name)):
                 if load_state(self.store, name).serial == state.serial:
                     save_state(self.store, name, states[name])
 
@@ -508,7 +509,7 @@ class Manager:
 
     def _record_failure(self, spec: SiteSpec, state: CertState, exc: CertsmithError) -> Outcome:
         now = _now()
-        with self.store.lock(f"cert-{spec.name}"):
+        with self.store.lock(store_keys.lineage_lease(spec.name)):
             save_state(self.store, spec.name, state.update(
                 failures=state.failures + 1, last_attempt=now, last_failure=now,
                 last_error=str(exc), last_result="failed"))
@@ -527,7 +528,7 @@ class Manager:
         conn = self.connection(spec.server, spec.ca_bundle)
         account = load_existing(self.store, spec.server)
         conn.revoke(account, cert_pem, reason)
-        with self.store.lock(f"cert-{name}"):
+        with self.store.lock(store_keys.lineage_lease(name)):
             state = load_state(self.store, name)
             # Ask the CA again at the next scan: after a revocation its window moves.
             save_state(self.store, name, state.update(ari_next_check=None, last_result="revoked"))

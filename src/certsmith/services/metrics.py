@@ -17,11 +17,12 @@ import tomli_w
 from certsmith.base import events
 from certsmith.base.certstate import CertState, load_state
 from certsmith.base.sites import lineage_names
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store import open_store
 from certsmith.base.store.fs import atomic_write
 from certsmith.errors import StoreError, UsageError
 
-CONFIG_KEY = "metrics.toml"
+CONFIG_KEY = store_keys.METRICS_CONFIG
 
 _FAMILIES = (
     ("certsmith_certificate_expiry_timestamp_seconds",

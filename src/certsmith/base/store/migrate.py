@@ -20,6 +20,7 @@ from collections.abc import Callable
 import tomli_w
 
 from certsmith.base import policy
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.fs import FileStore
 from certsmith.base.store.layout import FORMAT, FORMAT_KEY, has_state
 from certsmith.errors import StoreError
@@ -28,7 +29,7 @@ from certsmith.errors import StoreError
 def _to_2(store: FileStore) -> None:
     old = str(store.home / "challenges" / "http")
     new = str(store.home / policy.HTTP01_DIR)
-    for key in store.list("sites"):
+    for key in store.list(store_keys.SITES):
         if not key.endswith(".toml"):
             continue
         raw = store.get(key)
@@ -69,7 +70,7 @@ def upgrade(store: FileStore) -> None:
     if current is not None and current > FORMAT:
         raise StoreError(f"{store.home} was written by a newer certsmith (layout {current}; "
                          f"this one knows {FORMAT}): upgrade certsmith")
-    with store.lock("format"):
+    with store.lock(store_keys.FORMAT_LEASE):
         current = read_format(store) or 1  # another process may have upgraded it meanwhile
         for version in range(current + 1, FORMAT + 1):
             STEPS[version](store)

@@ -29,12 +29,13 @@ from certsmith.base import certder, der
 from certsmith.base.identifiers import Identifier
 from certsmith.base.keytypes import RSA_EXPONENT, check_key_type, check_offered_key
 from certsmith.base.nameconstraints import Constraints, Network
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store import open_store
 from certsmith.errors import CAError, IdentifierError, NotFoundError, UsageError
 
-ROOT_CERT = "ca/root.pem"
-ROOT_KEY = "ca/root-key.pem"
-INTERMEDIATE = "ca/intermediate.pem"
+ROOT_CERT = store_keys.CA_ROOT_CERT
+ROOT_KEY = store_keys.CA_ROOT_KEY
+INTERMEDIATE = store_keys.CA_INTERMEDIATE
 
 ROOT_DAYS = 3650
 INTERMEDIATE_DAYS = 5 * 365
@@ -231,7 +232,7 @@ class LocalCA:
         if (inter is not None and self._fits(inter, constraints, valid_until)
                 and (self.path / "root.pem").is_file()):
             return inter
-        with self.store.lock("ca"):
+        with self.store.lock(store_keys.CA_LEASE):
             inter = self.intermediate(fresh=True)  # another process may have done it meanwhile
             if (inter is not None and self._fits(inter, constraints, valid_until)
                     and (self.path / "root.pem").is_file()):

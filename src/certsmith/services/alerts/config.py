@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import tomli_w
 
+from certsmith.base.store import keys as store_keys
 from certsmith.base.store.base import Store
 from certsmith.errors import UsageError
 from certsmith.services.alerts.model import DEFAULT_THRESHOLDS, Channel
 
-CONFIG_KEY = "alerts.toml"
+CONFIG_KEY = store_keys.ALERTS_CONFIG
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ from typing import Any
 
 from certsmith.base import events
 from certsmith.base.store import Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.errors import CertsmithError
 from certsmith.services.alerts import command, smtp, webhook
 from certsmith.services.alerts.config import AlertConfig, load_config
 from certsmith.services.alerts.model import REMIND_AFTER, Alert, Channel
 
-SENT_KEY = "state/alerts-sent.json"
-OUTBOX_KEY = "state/alerts-outbox.json"
+SENT_KEY = store_keys.ALERTS_SENT
+OUTBOX_KEY = store_keys.ALERTS_OUTBOX
 MAX_ATTEMPTS = 20
 GIVE_UP_AFTER = dt.timedelta(days=7)
 FORGET_AFTER = dt.timedelta(days=400)
@@ -116,7 +117,7 @@ def _notify(home: Path, alerts: Sequence[Alert]) -> int:
         return 0
     now = _now()
     count = 0
-    with store.lock("alerts"):
+    with store.lock(store_keys.ALERTS_LEASE):
         _flush(home, store, config, now)
         sent = load_sent(store)
         outbox = _load_json(store, OUTBOX_KEY, [])

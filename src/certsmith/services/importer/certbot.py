@@ -23,6 +23,7 @@ from certsmith.base.keys import CertInfo
 from certsmith.base.model import Bundle, SiteSpec, SolverSpec, StandaloneSpec, WebrootSpec
 from certsmith.base.sites import save_site, site_key
 from certsmith.base.store import Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.core.issuers.cas import ALIASES, server_id
 from certsmith.errors import CertsmithError, StoreError, UsageError
 from certsmith.services.importer import configobj
@@ -257,10 +258,10 @@ def _write_account(store: Store, account: CertbotAccount) -> None:
     from certsmith.core.issuers import acme
 
     sid = server_id(account.server)
-    if store.list(f"accounts/{sid}"):
+    if store.list(store_keys.accounts(sid)):
         return  # certsmith already has an account with this CA: keep it
     key = acme.load_account_key(account.key_pem)
-    entry = f"accounts/{sid}/{acme.account_id(key)}"
+    entry = store_keys.account(sid, acme.account_id(key))
     store.put(f"{entry}/key.pem", account.key_pem, private=True)
     data = acme.account_json(acme.Account(key=key, uri=account.uri, body=account.body),
                              account.server)
@@ -298,7 +299,7 @@ def apply(plan: Plan, home: Path) -> list[str]:
                     "names": list(info.names), "server": lineage.spec.server,
                     "key_type": lineage.spec.key_type, "imported_from": str(lineage.live_dir),
                     "issued_at": now.isoformat(timespec="seconds"), "replaces": None}
-            with store.lock(f"cert-{lineage.name}"):
+            with store.lock(store_keys.lineage_lease(lineage.name)):
                 version = store.publish(
                     lineage.name,
                     {**lineage.bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()},

@@ -28,6 +28,7 @@ from typing import Any
 
 from certsmith.base import policy
 from certsmith.base.store import Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.base.tlsgroups import set_groups
 from certsmith.services.lifecycle import Bus, event_log_bus
 
@@ -254,7 +255,7 @@ def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
 
     store = open_store(home)
     ca = LocalCA(home)
-    with store.lock(f"cert-{name}") as lease:
+    with store.lock(store_keys.lineage_lease(name)) as lease:
         inter = ca.ensure()
         now = dt.datetime.now(dt.UTC)
         if not force and not local_due(store, name, identifiers, inter.cert_pem, now):

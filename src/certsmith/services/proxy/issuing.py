@@ -18,6 +18,7 @@ from certsmith.base import policy
 from certsmith.base.model import SolverSpec, TlsAlpnSpec, WebrootSpec
 from certsmith.base.sites import load_site
 from certsmith.base.store import Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.errors import CertsmithError
 from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
@@ -202,5 +203,5 @@ def _use_proxy_solver(store: Store, names: list[str], solver: SolverSpec) -> Non
     for name in names:
         spec = load_site(store, name)
         if spec.solver != solver:
-            with store.lock(f"cert-{name}"):
+            with store.lock(store_keys.lineage_lease(name)):
                 save_site(store, replace(spec, solver=solver))

@@ -22,6 +22,7 @@ from certsmith.base import policy
 from certsmith.base.model import FileTarget, ServerSpec, SiteSpec
 from certsmith.base.sites import load_site, save_site
 from certsmith.base.store import Store, open_store
+from certsmith.base.store import keys as store_keys
 from certsmith.errors import NotFoundError, UsageError
 from certsmith.services.servers import listen
 from certsmith.services.servers.base import (
@@ -146,7 +147,7 @@ def _file_lines(changes: list[Change] | tuple[Change, ...],
 
 
 def _record_key(kind: str, name: str) -> str:
-    return f"installs/{kind}/{name}.json"
+    return store_keys.install(kind, name)
 
 
 def _load_record(store: Store, kind: str, name: str) -> dict[str, Any] | None:
@@ -381,7 +382,7 @@ def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
 def _remember_reload(store: Store, spec: SiteSpec, reload: str,
                      files: tuple[FileTarget, ...]) -> None:
     """Renewals redeploy the server's files and reload it (graceful)."""
-    with store.lock(f"cert-{spec.name}"):
+    with store.lock(store_keys.lineage_lease(spec.name)):
         current = load_site(store, spec.name)
         commands = (*tuple(c for c in current.deploy_commands if c != reload), reload)
         paths = {t.path for t in files}
@@ -423,7 +424,7 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
     except Exception:  # the certificate itself may be gone; nothing to update then
         spec = None
     if spec is not None:
-        with store.lock(f"cert-{name}"):
+        with store.lock(store_keys.lineage_lease(name)):
             spec = load_site(store, name)
             drop_cmds = set(record.get("deploy_commands", []))
             drop_files = {t["path"] for t in record.get("deploy_files", [])}
@@ -450,7 +451,7 @@ def _prune_empty(root: Path, paths: list[str]) -> None:
 
 
 def _shared_elsewhere(store: Store, kind: str, name: str, path: str) -> bool:
-    for key in store.list(f"installs/{kind}"):
+    for key in store.list(store_keys.installs(kind)):
         if key.endswith(f"/{name}.json"):
             continue
         data = store.get(key)
@@ -508,7 +509,7 @@ def challenge_capture(home: Path, names: list[str]) -> tuple[Kind, str] | None:
     include shared by every site of the server."""
     store = open_store(home)
     for kind in KINDS:
-        for key in store.list(f"installs/{kind}"):
+        for key in store.list(store_keys.installs(kind)):
             data = store.get(key)
             record = json.loads(data) if data else {}
             own = record.get("name") in names and _files_present(record)

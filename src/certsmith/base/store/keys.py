@@ -1,0 +1,74 @@
+"""Every storage key and lease name, formed in one place.
+
+A key is a relative, slash-separated name in the :class:`~certsmith.base.store.Store`; a lease
+name is what ``Store.lock`` takes. The filesystem store maps keys to paths under the state
+directory one to one (``sites/example.com.toml``), so these are also the layout on disk.
+"""
+
+from __future__ import annotations
+
+# -- keys -----------------------------------------------------------------------------------
+
+SITES = "sites"
+STATE = "state"
+ACCOUNTS = "accounts"
+INSTALLS = "installs"
+EVENTS = "events.jsonl"
+ALERTS_CONFIG = "alerts.toml"
+ALERTS_SENT = "state/alerts-sent.json"
+ALERTS_OUTBOX = "state/alerts-outbox.json"
+METRICS_CONFIG = "metrics.toml"
+CA_ROOT_CERT = "ca/root.pem"
+CA_ROOT_KEY = "ca/root-key.pem"
+CA_INTERMEDIATE = "ca/intermediate.pem"
+
+
+def site(name: str) -> str:
+    """A lineage's site spec (what to get, how to prove it, where it goes)."""
+    return f"{SITES}/{name}.toml"
+
+
+def state(name: str) -> str:
+    """A lineage's certificate state (live serial and dates, ARI cache, failures)."""
+    return f"{STATE}/{name}.json"
+
+
+def accounts(server_id: str) -> str:
+    """The prefix of the accounts at one CA."""
+    return f"{ACCOUNTS}/{server_id}"
+
+
+def account(server_id: str, account_id: str) -> str:
+    """One account's directory (``account.json``, ``key.pem``)."""
+    return f"{ACCOUNTS}/{server_id}/{account_id}"
+
+
+def installs(kind: str) -> str:
+    """The prefix of the install records for one web server kind."""
+    return f"{INSTALLS}/{kind}"
+
+
+def install(kind: str, name: str) -> str:
+    """What 'install' wrote into a web server for lineage ``name``."""
+    return f"{INSTALLS}/{kind}/{name}.json"
+
+
+# -- lease names ----------------------------------------------------------------------------
+
+CA_LEASE = "ca"
+ALERTS_LEASE = "alerts"
+FORMAT_LEASE = "format"
+
+
+def lineage_lease(name: str) -> str:
+    """Held while a lineage is issued, renewed, revoked, repaired, installed or backed up."""
+    return f"cert-{name}"
+
+
+def account_lease(server_id: str) -> str:
+    return f"account-{server_id}"
+
+
+def standalone_lease(port: int) -> str:
+    """Our own HTTP-01 listener on ``port``: one certsmith process at a time."""
+    return f"standalone-{port}"
