@@ -70,6 +70,8 @@ def upgrade(store: FileStore) -> None:
     if current is not None and current > FORMAT:
         raise StoreError(f"{store.home} was written by a newer certsmith (layout {current}; "
                          f"this one knows {FORMAT}): upgrade certsmith")
+    if not os.access(store.home, os.W_OK):
+        return  # read as it is (a monitoring user's 'list'); the next writer upgrades it
     with store.lock(store_keys.FORMAT_LEASE):
         current = read_format(store) or 1  # another process may have upgraded it meanwhile
         for version in range(current + 1, FORMAT + 1):
