@@ -64,19 +64,10 @@ __all__ = [
 
 
 def installer_for(kind: str, env: dict[str, str] | None = None) -> Installer:
-    if kind == "nginx":
-        from certsmith.services.servers import nginx
+    """The installer for web server ``kind``, from the registry."""
+    from certsmith.services.servers.registry import installer_for as from_registry
 
-        return nginx.NginxInstaller(nginx.config(env))
-    if kind == "apache":
-        from certsmith.services.servers import apache
-
-        return apache.ApacheInstaller(apache.config(env))
-    if kind == "lighttpd":
-        from certsmith.services.servers import lighttpd
-
-        return lighttpd.LighttpdInstaller(lighttpd.config(env))
-    raise UsageError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
+    return from_registry(kind, env)
 
 
 def challenge_dir(home: Path) -> Path:

@@ -447,3 +447,8 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
 
 def _vhost_line(hosts: Sequence[str], port: int) -> str:
     return "<VirtualHost " + " ".join(f"{listen.bracketed(h)}:{port}" for h in hosts) + ">"
+
+
+def installer(env: dict[str, str] | None = None) -> ApacheInstaller:
+    """The registry's factory (services/servers/registry.py)."""
+    return ApacheInstaller(config(env))

@@ -370,3 +370,8 @@ def readable_by(path: str, user: str) -> bool:
         if not ok:
             return False
     return True
+
+
+def installer(env: dict[str, str] | None = None) -> LighttpdInstaller:
+    """The registry's factory (services/servers/registry.py)."""
+    return LighttpdInstaller(config(env))

@@ -429,3 +429,8 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
 def _listen_lines(listens: Sequence[Listen], ssl: str) -> list[str]:
     return ["    listen " + " ".join([listen.hostport(h, p), *([ssl] if ssl else []), *params])
             + ";" for h, p, params in listens]
+
+
+def installer(env: dict[str, str] | None = None) -> NginxInstaller:
+    """The registry's factory (services/servers/registry.py)."""
+    return NginxInstaller(config(env))
