@@ -81,9 +81,10 @@ class Bus:
             try:
                 subscriber(message)
             except Exception as exc:  # a subscriber never changes the outcome
+                label = getattr(subscriber, "label", None) or \
+                    getattr(subscriber, "__name__", type(subscriber).__name__)
                 line = str(exc) if isinstance(exc, CertsmithError) else \
-                    f"{getattr(subscriber, 'label', type(subscriber).__name__)} failed: " \
-                    f"{type(exc).__name__}: {exc}"
+                    f"{label} failed: {type(exc).__name__}: {exc}"
                 if all(seen != line for _, seen in self.failures):
                     name = message.name if isinstance(message, Event) else "-"
                     self.failures.append((name, line))
