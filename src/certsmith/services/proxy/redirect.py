@@ -7,7 +7,8 @@ import httptools
 
 from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.services.proxy import http
-from certsmith.services.proxy.connection import CLOSED, HEAD, IDLE, ClientConnection, Refuse
+from certsmith.services.proxy.connection import ClientConnection, Refuse
+from certsmith.services.proxy.states import CLOSED, HEAD, IDLE
 
 CHALLENGE_PREFIX = PREFIX.encode()
 
@@ -75,10 +76,9 @@ class RedirectConnection(ClientConnection):
         worker.log_plain(self, method, self.url, version, status, req)
         if close:
             self.transport.close()
-            self.state = CLOSED
+            self._enter(CLOSED)
         else:
-            self.state = IDLE
-            self.deadline = worker.now + worker.limits.idle_timeout
+            self._enter(IDLE)
 
     def on_message_complete(self) -> None:
         pass

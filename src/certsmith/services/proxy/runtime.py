@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import httptools
 
 from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
-from certsmith.services.proxy import fastpath, http, tls
+from certsmith.services.proxy import fastpath, http, states, tls
 from certsmith.services.proxy.accesslog import AccessLog
 from certsmith.services.proxy.certs import SiteContexts
 from certsmith.services.proxy.config import ProxyConfig
@@ -50,6 +50,7 @@ class Runtime:
                  log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.limits = config.limits
+        self.timeouts = states.timeouts(self.limits)  # seconds per connection state
         self.contexts = contexts
         self.loop = asyncio.get_running_loop()
         self.now = self.loop.time()
