@@ -1,11 +1,11 @@
 """What an upstream connection needs from the exchange it serves, and from the client
-connection behind it: the callbacks :mod:`.upstream` makes into :mod:`.server`.
+connection behind it: the callbacks :mod:`.upstream` makes into :mod:`.connection`.
 
-:mod:`.server` imports :mod:`.upstream` (it opens, pools and writes to upstream connections);
-:mod:`.upstream` sees the client side only through these protocols, so the two modules do not
-import each other. Both are generic in the upstream connection type (``Up``) so that this module
-names neither; ``server.Exchange`` / ``server.HttpsConnection`` implement them for
-``upstream.UpstreamConnection``.
+:mod:`.connection` and :mod:`.exchange` import :mod:`.upstream` (they open, pool and write to
+upstream connections); :mod:`.upstream` sees the client side only through these protocols, so
+the modules do not import each other. Both are generic in the upstream connection type (``Up``)
+so that this module names neither; ``exchange.Exchange`` / ``connection.HttpsConnection``
+implement them for ``upstream.UpstreamConnection``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ Ex = TypeVar("Ex", contravariant=True)  # the exchange it is about
 
 class WorkerSide(Protocol):
     """The worker a client connection belongs to."""
+
+    @property
+    def now(self) -> float: ...  # the event loop's time at the last sweep
 
     @property
     def limits(self) -> Limits: ...

@@ -1,4 +1,4 @@
-"""A worker process: a fresh uvloop event loop running :class:`~.server.Worker`."""
+"""A worker process: a fresh uvloop event loop running :class:`~.listeners.Worker`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def run_worker(config: ProxyConfig, home: Path, http_socks: list[socket.socket],
         sys.stderr.flush()
 
     async def main() -> None:
-        from certsmith.services.proxy.server import Worker
+        from certsmith.services.proxy.listeners import Worker
 
         contexts = SiteContexts(home, config.sites)
         worker = Worker(config, contexts, http_socks, https_socks, dispatch, say)
