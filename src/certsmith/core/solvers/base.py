@@ -8,6 +8,7 @@ failure. Solvers that answer one challenge at a time inherit :class:`OneAtATime`
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,15 +41,15 @@ class Solver(Protocol):
     def close(self) -> None: ...
 
 
-class OneAtATime:
+class OneAtATime(abc.ABC):
     """``present_all``/``cleanup_all`` from per-challenge ``present``/``cleanup``; ready at
     once (the answer is served as soon as it is written)."""
 
-    def present(self, domain: str, token: str, key_authorization: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def present(self, domain: str, token: str, key_authorization: str) -> None: ...
 
-    def cleanup(self, domain: str, token: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def cleanup(self, domain: str, token: str) -> None: ...
 
     def present_all(self, challenges: Sequence[Challenge]) -> None:
         for c in challenges:

@@ -1,7 +1,7 @@
 """Alerts: tell the operator about failed renewals, certificates close to expiry, and problems
 ``certsmith check --all`` finds. Channels: webhook, e-mail (SMTP), command.
 
-Callers (the CLI, after a service returns) pass plain outcomes in; no other service is imported.
+The alerts subscriber (services/root.py) passes a finished run's outcomes in.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
 from certsmith.base.certstate import load_state
 from certsmith.base.sites import lineage_names
@@ -17,20 +16,10 @@ from certsmith.base.store import open_store
 from certsmith.services.alerts.config import AlertConfig, load_config, save_config
 from certsmith.services.alerts.dispatch import deliver, load_sent, notify, pending
 from certsmith.services.alerts.model import Alert, Channel, threshold_due
+from certsmith.services.lifecycle import OutcomeLike
 
 __all__ = ["Alert", "AlertConfig", "Channel", "after_run", "deliver", "expiry_alerts",
            "load_config", "notify", "pending", "save_config"]
-
-
-class OutcomeLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def detail(self) -> str: ...
-    @property
-    def not_after(self) -> dt.datetime | None: ...
 
 
 def outcome_alerts(outcomes: Iterable[OutcomeLike], what: str) -> list[Alert]:

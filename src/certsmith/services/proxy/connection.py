@@ -143,6 +143,13 @@ class ClientConnection(asyncio.Protocol):
             if end < 0 or self.head_bytes - len(data) + end > limit:
                 raise Refuse(431, "request header too large")
 
+    def refuse_callback_error(self, exc: Exception) -> None:
+        """A parser callback raised: refuse with the status it chose, or re-raise a bug."""
+        cause = exc.__context__
+        if not isinstance(cause, (Refuse, http.HttpError)):
+            raise exc
+        self.refuse(cause.status, cause.reason)
+
     def refuse(self, status: int, reason: str) -> None:
         """Answer an error the client caused and close (its stream cannot be trusted now)."""
         self.worker.log_refusal(self, status, reason)
@@ -256,11 +263,7 @@ class HttpsConnection(ClientConnection):
         except Refuse as exc:
             self.refuse(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, (Refuse, http.HttpError)):
-                self.refuse(cause.status, cause.reason)
-            else:
-                raise
+            self.refuse_callback_error(exc)
         except httptools.HttpParserError as exc:
             self.refuse(http.parser_error_status(str(exc)), str(exc) or "malformed request")
         # (A refusal deferred behind requests being answered leaves their bytes to send.)

@@ -29,11 +29,7 @@ class RedirectConnection(ClientConnection):
         except Refuse as exc:
             self.refuse(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, (Refuse, http.HttpError)):
-                self.refuse(cause.status, cause.reason)
-            else:
-                raise
+            self.refuse_callback_error(exc)
         except httptools.HttpParserUpgrade:
             pass  # answered in on_headers_complete; the connection closes
         except httptools.HttpParserError as exc:
