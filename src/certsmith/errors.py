@@ -57,5 +57,10 @@ class ChallengeError(CertsmithError):
     """A challenge could not be prepared or was not validated."""
 
 
+class DnsError(ChallengeError):
+    """DNS-01: a DNS server or provider refused, could not be reached, or did not show the
+    record in time."""
+
+
 class DeployError(CertsmithError):
     """A deploy target (file or command) failed."""

@@ -147,3 +147,58 @@ class TlsAlpnSpec(SolverSpec):
 
     def __post_init__(self) -> None:
         _dir(self.webroot)
+
+
+@register_spec
+@dataclass(frozen=True)
+class DnsSpec(SolverSpec):
+    """DNS-01: TXT records at ``_acme-challenge.NAME`` (or where its CNAME / ``alias`` points)
+    written through a provider, then seen on every authoritative server before the CA is asked.
+
+    ``provider`` is ``rfc2136`` (``server`` HOST[:PORT], empty: the zone's primary from its SOA;
+    ``tsig_key_file`` as ``tsig-keygen`` writes it), ``lexicon:NAME`` (a dns-lexicon provider;
+    ``credentials`` a 0600 file of ``KEY=VALUE`` lines, empty: the environment) or ``hook``
+    (``hook``, a command run with the action, record name, value and zone in its environment).
+    ``resolvers`` (HOST[:PORT]) find the zones and their servers' addresses instead of the
+    system resolver; ``timeout`` is how long to wait for propagation, in seconds."""
+
+    kind: ClassVar[str] = "dns-01"
+    provider: str = ""
+    server: str = ""
+    tsig_key_file: str = ""
+    credentials: str = ""
+    hook: str = ""
+    alias: str = ""
+    resolvers: tuple[str, ...] = ()
+    timeout: int = 600
+    ttl: int = 60
+    always: ClassVar[frozenset[str]] = frozenset({"provider"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resolvers", tuple(self.resolvers))
+        object.__setattr__(self, "timeout", int(self.timeout))
+        object.__setattr__(self, "ttl", int(self.ttl))
+        kind, _, name = self.provider.partition(":")
+        if kind == "rfc2136":
+            if not self.tsig_key_file:
+                raise UsageError("--dns rfc2136 needs --tsig-key-file FILE")
+        elif kind == "lexicon":
+            if not name:
+                raise UsageError("--dns lexicon:PROVIDER needs a provider name, e.g. "
+                                 "lexicon:cloudflare")
+        elif kind == "hook":
+            if not self.hook:
+                raise UsageError("--dns hook needs --dns-hook COMMAND")
+        else:
+            raise UsageError(f"unknown DNS provider {self.provider!r} (known: rfc2136, "
+                             "lexicon:PROVIDER, hook)")
+        if self.timeout <= 0:
+            raise UsageError(f"invalid DNS propagation timeout {self.timeout}")
+        if not 0 < self.ttl < 86400:
+            raise UsageError(f"invalid TXT record TTL {self.ttl}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if "resolvers" in out:
+            out["resolvers"] = list(self.resolvers)
+        return out
