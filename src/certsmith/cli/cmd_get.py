@@ -14,7 +14,11 @@ with the server's own validator, reloads gracefully before the order and lists t
 changed; while that mapping is in place, --webroot for a name it answers is refused, since the
 CA would find nothing there), store it under
 live/<cert-name>/ (fullchain.pem, privkey.pem, cert.pem, chain.pem) and run the deploy targets.
-The site is remembered: 'certsmith renew' renews it the same way. A second 'get' of the same site
+Or with DNS-01 (--dns), the only way to a wildcard ('*.example.org'): TXT records written through
+RFC 2136 with TSIG, a dns-lexicon provider or a hook command, then seen on every authoritative
+server of the zone before the CA is asked (no fixed sleep), and removed afterwards (only
+certsmith's values; after a crash, by the next run). 'certsmith dns check NAME ...' tries the
+same options without the CA. The site is remembered: 'certsmith renew' renews it the same way. A second 'get' of the same site
 started while one runs waits for it and then reports the certificate it got as skipped.
 
 deploy targets (--deploy-to, repeatable): PART=PATH[,owner=USER][,group=GROUP][,mode=0640]
@@ -36,6 +40,8 @@ examples:
     --deploy-command 'systemctl reload lighttpd'
   certsmith get notebook.example.org --standalone --agree-tos \\
     --deploy-command 'systemctl restart jupyter'
+  certsmith get '*.home.example.org' home.example.org --dns rfc2136 \\
+    --tsig-key-file /etc/certsmith/acme-update.key --agree-tos
   certsmith get terrax9.se www.terrax9.se --nginx --agree-tos && \\
     certsmith install nginx terrax9.se --redirect 301 --hsts --proxy-to http://127.0.0.1:8080
 """
@@ -51,6 +57,11 @@ def register(sub: Any) -> None:
     for server in ("nginx", "apache", "lighttpd"):
         how.add_argument(f"--{server}", dest="web_server", action="store_const", const=server,
                          help=f"answer through the running {server} (reloaded, no downtime)")
+    from certsmith.cli import dnsopts
+
+    how.add_argument("--dns", metavar="PROVIDER",
+                     help=f"DNS-01 (wildcards): {dnsopts.PROVIDERS_HELP}; see DNS-01 below")
+    dnsopts.add_options(p, provider_flag=False)
     p.add_argument("--http-port", type=int, default=80, metavar="N",
                    help="port for --standalone, or the web server's HTTP port (default 80)")
     p.add_argument("--http-address", "--listen-address", dest="http_address",
@@ -116,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
         name = check_cert_name(args.cert_name) if args.cert_name else default_cert_name(idents[0])
         groups = ((name, idents),)
     deploy_commands = tuple(args.deploy_command)
-    if args.web_server:
+    from certsmith.cli import dnsopts
+
+    if dnsopts.uses_dns(args):
+        solver = dnsopts.spec_from(args)
+    elif args.web_server:
         solver, reload = _through_server(args, groups, resolve_server(args.server))
         deploy_commands = (*tuple(c for c in deploy_commands if c != reload), reload)
     elif args.webroot:

@@ -35,6 +35,7 @@ COMMANDS = {
     "restore": "restore certificates, keys and settings from a backup",
     "local": "certificates for development names from the local CA",
     "trust": "trust the local CA on this machine (or stop trusting it)",
+    "dns": "check DNS-01 set-up: delegation, authoritative servers, write access",
 }
 
 EPILOG = """\

@@ -24,11 +24,23 @@ def print_json(data: Any) -> None:
 
 
 def progress_printer(quiet: bool) -> Any:
-    """A progress callback: lines on a terminal's stderr, silence otherwise."""
-    if quiet or not sys.stderr.isatty():
+    """A progress callback: lines on a terminal's stderr; elsewhere (a log, a timer's journal)
+    only the lines of waits a person must be able to read later (DNS-01 propagation)."""
+    if quiet:
         return None
+    if not sys.stderr.isatty():
+        def note(name: str, step: str) -> None:
+            if name in ALWAYS_SHOWN:
+                sys.stderr.write(f"{name}: {step}\n")
+                sys.stderr.flush()
+
+        return note
 
     def show(name: str, step: str) -> None:
         sys.stderr.write(f"\033[2m{name}: {step}\033[0m\n")
 
     return show
+
+
+# progress names whose lines are written also when stderr is not a terminal
+ALWAYS_SHOWN = frozenset({"dns-01"})

@@ -22,9 +22,11 @@ from certsmith.base.crashpoints import crash_point
 from certsmith.base.identifiers import Identifier
 from certsmith.base.model import Bundle, FileTarget, SiteSpec, SolverSpec
 from certsmith.base.sites import load_site, site_key, site_names
+from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Lease, Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.core import renewal
+from certsmith.core.solvers.base import SolverContext
 from certsmith.errors import (
     CAError,
     CertsmithError,
@@ -133,10 +135,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_solver(spec: SolverSpec) -> Solver:
+def make_solver(spec: SolverSpec, context: SolverContext | None = None) -> Solver:
     from certsmith.core.solvers.registry import build
 
-    return build(spec)
+    return build(spec, context)
 
 
 class Manager:
@@ -179,9 +181,9 @@ class Manager:
             check_target(target)
         for _name, idents in req.groups:
             wild = [i.value for i in idents if i.is_wildcard]
-            if wild:
-                raise UsageError(f"{wild[0]} needs the DNS-01 challenge, which is not "
-                                 "available yet; list the names without '*'")
+            if wild and not isinstance(req.solver, DnsSpec):
+                raise UsageError(f"{wild[0]} needs the DNS-01 challenge: give --dns "
+                                 "(rfc2136, lexicon:PROVIDER or hook)")
         check_can_register(self.store, req.server, req.account)
         specs = [SiteSpec(name=name, identifiers=idents, server=req.server, solver=req.solver,
                           key_type=req.key_type, reuse_key=req.reuse_key, profile=req.profile,
@@ -207,7 +209,8 @@ class Manager:
             exclusive = spec.exclusive()
             if exclusive is not None:
                 stack.enter_context(self.store.lock(exclusive))
-            solver = make_solver(spec)
+            solver = make_solver(spec, SolverContext(
+                self.store, lambda line: self.progress(spec.kind, line)))
             solver.prepare()
             stack.callback(solver.close)
             yield solver

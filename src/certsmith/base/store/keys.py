@@ -72,3 +72,17 @@ def account_lease(server_id: str) -> str:
 def standalone_lease(port: int) -> str:
     """Our own HTTP-01 listener on ``port``: one certsmith process at a time."""
     return f"standalone-{port}"
+
+
+# DNS-01: what a solver presented, so that a run killed before its cleanup is cleaned by the
+# next one. One entry per solver instance, guarded by a lease its owner holds while it lives.
+DNS01_PENDING = "dns-01/pending"
+
+
+def dns01_pending(owner: str) -> str:
+    """The record of the TXT values solver ``owner`` has presented and not removed yet."""
+    return f"{DNS01_PENDING}/{owner}.json"
+
+
+def dns01_lease(owner: str) -> str:
+    return f"dns01-{owner}"

@@ -262,35 +262,45 @@ class AcmeConnection:
         step("ordering")
         orderr, refused = self._new_order(client, identifiers, csr_pem, profile, replaces)
         challenges: list[Challenge] = []
-        presented: list[Challenge] = []
-        try:
-            pending = []
-            for authzr in orderr.authorizations:
-                if authzr.body.status == messages.STATUS_VALID:
-                    continue
-                challb = _pick(authzr, solver.challenge_type)
-                response, validation, token = _respond(challb, client.net.key)
-                challenges.append(Challenge(authzr.body.identifier.value, token, validation))
-                pending.append((authzr, challb, response))
-            # All at once, then one wait until every answer can be validated (DNS-01's
-            # propagation), then the CA is asked.
-            presented = challenges
-            solver.present_all(challenges)
-            crash_point("order:presented")
-            solver.wait_ready(challenges, deadline)
-            step("validating")
-            for _authzr, challb, response in pending:
-                if isinstance(response, acme_adapter.TlsAlpnAnswer):
-                    # (The acme library insists on an "up" Link that not every CA sends here;
-                    # the authorization is polled next anyway.)
-                    self.call(acme_adapter.post_signed, client, challb.uri, response)
-                else:
-                    self.call(client.answer_challenge, challb, response)
-            for authzr, _c, _r in pending:
-                self._poll_authz(client, authzr, deadline)
-        finally:
-            if presented:
-                solver.cleanup_all(presented)
+        pending: dict[Challenge, tuple[messages.AuthorizationResource,
+                                       messages.ChallengeBody, Any]] = {}
+        for authzr in orderr.authorizations:
+            if authzr.body.status == messages.STATUS_VALID:
+                continue
+            challb = _pick(authzr, solver.challenge_type)
+            response, key_authorization, token = _respond(challb, client.net.key)
+            challenge = Challenge(authzr.body.identifier.value, token, key_authorization)
+            challenges.append(challenge)
+            pending[challenge] = (authzr, challb, response)
+        remaining = challenges
+        while remaining:
+            presented: Sequence[Challenge] = ()
+            try:
+                # All at once (or as many as the solver can hold at once), then one wait until
+                # every answer can be validated (DNS-01's propagation), then the CA is asked.
+                presented = remaining
+                presented = solver.present_all(remaining) or remaining
+                crash_point("order:presented")
+                ready_by = time.monotonic() + max(
+                    ORDER_TIMEOUT, float(getattr(solver, "ready_timeout", 0.0)))
+                solver.wait_ready(presented, max(deadline, ready_by))
+                step("validating")
+                deadline = max(deadline, time.monotonic() + ORDER_TIMEOUT)
+                for challenge in presented:
+                    _authzr, challb, response = pending[challenge]
+                    if isinstance(response, acme_adapter.TlsAlpnAnswer):
+                        # (The acme library insists on an "up" Link that not every CA sends
+                        # here; the authorization is polled next anyway.)
+                        self.call(acme_adapter.post_signed, client, challb.uri, response)
+                    else:
+                        self.call(client.answer_challenge, challb, response)
+                for challenge in presented:
+                    self._poll_authz(client, pending[challenge][0], deadline)
+            finally:
+                if presented:
+                    solver.cleanup_all(presented)
+            done = set(presented)
+            remaining = [c for c in remaining if c not in done]
         crash_point("order:validated")
         step("finalizing")
         issued = self._finalize(client, orderr, deadline, preferred_chain)
@@ -401,11 +411,11 @@ def _next_delay(delay: float, response: requests.Response | None) -> float:
 
 
 def _respond(challb: messages.ChallengeBody, key: jose.JWK) -> tuple[Any, str, str]:
-    """(response to post, key authorization, token) for a key-authorization challenge."""
+    """(response to post, key authorization, token) for a key-authorization challenge (the
+    key authorization itself, also for dns-01: its solver derives the TXT value)."""
     chall = challb.chall
     if isinstance(chall, challenges.KeyAuthorizationChallenge):
-        response, validation = challb.response_and_validation(key)
-        return response, validation, chall.encode("token")
+        return chall.response(key), chall.key_authorization(key), chall.encode("token")
     # RFC 8737: the key authorization is formed as for http-01.
     token = str(chall.jobj["token"])
     thumbprint = jose.b64encode(key.thumbprint(hash_function=hashes.SHA256)).decode()

@@ -4,14 +4,22 @@ An order presents all its challenges at once (``present_all``), waits once until
 can be validated (``wait_ready``: nothing to wait for over HTTP; DNS propagation for DNS-01),
 asks the CA to validate them, and cleans up what it presented (``cleanup_all``), also after a
 failure. Solvers that answer one challenge at a time inherit :class:`OneAtATime`.
+
+``present_all`` may present only some of the challenges it is given (a DNS provider that
+replaces the TXT values at a name instead of adding one can hold only one value per name at a
+time): it returns the ones it presented, and the order validates those, cleans them up and
+calls it again with the rest. ``None`` means all of them.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from certsmith.base.store.base import Store
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class Solver(Protocol):
     def prepare(self) -> None:
         """Check everything can work (directory writable, port free) before any order."""
 
-    def present_all(self, challenges: Sequence[Challenge]) -> None: ...
+    def present_all(self, challenges: Sequence[Challenge]) -> Sequence[Challenge] | None: ...
 
     def wait_ready(self, challenges: Sequence[Challenge], deadline: float) -> None:
         """Return when the CA can validate every challenge (by ``deadline``, a
@@ -39,6 +47,19 @@ class Solver(Protocol):
     def cleanup_all(self, challenges: Sequence[Challenge]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SolverContext:
+    """What a solver may need from the run that builds it: the store (to record what it
+    presented, for cleanup after a crash) and a progress line for waits a person should see."""
+
+    store: Store | None = None
+    progress: Callable[[str], None] = field(default=_quiet)
 
 
 class OneAtATime(abc.ABC):
@@ -51,9 +72,10 @@ class OneAtATime(abc.ABC):
     @abc.abstractmethod
     def cleanup(self, domain: str, token: str) -> None: ...
 
-    def present_all(self, challenges: Sequence[Challenge]) -> None:
+    def present_all(self, challenges: Sequence[Challenge]) -> Sequence[Challenge] | None:
         for c in challenges:
             self.present(c.domain, c.token, c.key_authorization)
+        return None
 
     def wait_ready(self, challenges: Sequence[Challenge], deadline: float) -> None:
         return None
