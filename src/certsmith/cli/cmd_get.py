@@ -18,8 +18,9 @@ Or with DNS-01 (--dns), the only way to a wildcard ('*.example.org'): TXT record
 RFC 2136 with TSIG, a dns-lexicon provider or a hook command, then seen on every authoritative
 server of the zone before the CA is asked (no fixed sleep), and removed afterwards (only
 certsmith's values; after a crash, by the next run). 'certsmith dns check NAME ...' tries the
-same options without the CA. The site is remembered: 'certsmith renew' renews it the same way. A second 'get' of the same site
-started while one runs waits for it and then reports the certificate it got as skipped.
+same options without the CA. The site is remembered: 'certsmith renew' renews it the same way.
+A second 'get' of the same site started while one runs waits for it and then reports the
+certificate it got as skipped.
 
 deploy targets (--deploy-to, repeatable): PART=PATH[,owner=USER][,group=GROUP][,mode=0640]
   PART is fullchain, cert, chain, key, combined (cert+chain+key in one PEM, as lighttpd < 1.4.53
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     deploy_commands = tuple(args.deploy_command)
     from certsmith.cli import dnsopts
 
+    dnsopts.refuse_stray(args)
     if dnsopts.uses_dns(args):
         solver = dnsopts.spec_from(args)
     elif args.web_server:

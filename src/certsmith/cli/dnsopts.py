@@ -59,3 +59,20 @@ def spec_from(args: argparse.Namespace) -> Any:
 
 def uses_dns(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "dns", None))
+
+
+_STRAY = (("dns_server", "--dns-server"), ("tsig_key_file", "--tsig-key-file"),
+          ("dns_credentials", "--dns-credentials"), ("dns_hook", "--dns-hook"),
+          ("dns_alias", "--dns-alias"), ("dns_resolver", "--dns-resolver"))
+
+
+def refuse_stray(args: argparse.Namespace) -> None:
+    """A ``--dns-*`` option without ``--dns`` would be silently ignored: say so instead."""
+    from certsmith.errors import UsageError
+
+    if uses_dns(args):
+        return
+    for attr, flag in _STRAY:
+        if getattr(args, attr, None):
+            raise UsageError(f"{flag} is a DNS-01 option: add --dns PROVIDER "
+                             f"({PROVIDERS_HELP})")
