@@ -176,6 +176,7 @@ class Manager:
         seen under the lock, and not ordered twice."""
         from certsmith.core.deploy import check_target
 
+        self._clean_dns_leftovers()
         seen = {name: load_state(self.store, name).serial for name, _ in req.groups}
         for target in req.deploy_files:
             check_target(target)
@@ -202,6 +203,18 @@ class Manager:
         return outcomes
 
     @contextlib.contextmanager
+    def _clean_dns_leftovers(self) -> None:
+        """TXT records that a DNS-01 run killed before its cleanup left behind are removed
+        by the next get or renew, whatever it is for (a failure here fails nothing)."""
+        try:
+            if not self.store.list(store_keys.DNS01_PENDING):
+                return
+            from certsmith.core.solvers.dns01 import clean_leftovers
+
+            clean_leftovers(self.store, lambda line: self.progress("dns-01", line))
+        except CertsmithError as exc:
+            self.progress("dns-01", f"could not clean up after an earlier run: {exc}")
+
     def _solver(self, spec: SolverSpec) -> Iterator[Solver]:
         """A prepared solver. Our own listener is shared by no two certsmith processes: the
         second waits for the first to finish (and then usually finds nothing left to do)."""
@@ -375,6 +388,8 @@ class Manager:
         reads each site file and verifies each live set (``integrity``), so damage is found
         and reported at every run, and one damaged lineage fails alone."""
         now = _now()
+        if not dry_run:
+            self._clean_dns_leftovers()
         wanted = self._names(names)
         outcomes: dict[str, Outcome] = {}
         specs: dict[str, SiteSpec] = {}

@@ -244,48 +244,65 @@ class Dns01Solver:
         raise DnsError(f"{MAX_SLOTS} DNS-01 runs are going on at once; wait for one to end")
 
     def _clean_leftovers(self, store: Store) -> None:
-        """Remove what a run that died before its cleanup left in DNS (its slot is free)."""
-        for key in store.list(keys.DNS01_PENDING):
-            slot = key.rsplit("/", 1)[-1].removesuffix(".json")
-            lease: Lease | None = None
-            if slot != str(self._slot):
-                try:
-                    lease = store.lock(keys.dns01_lease(slot), wait=0)
-                except LockedError:
-                    continue  # its run is still going
-            try:
-                self._clean_entry(store, key)
-            finally:
-                if lease is not None:
-                    lease.release()
+        clean_leftovers(store, self.progress, own_slot=self._slot,
+                        reuse=(self.spec, self.provider))
 
-    def _clean_entry(self, store: Store, key: str) -> None:
-        raw = store.get(key)
-        try:
-            body: dict[str, Any] = json.loads(raw or b"{}")
-            spec = SolverSpec.from_dict(body["spec"])
-            records = [Record(**r) for r in body["records"]]
-        except (ValueError, KeyError, TypeError, CertsmithError):
-            self.progress(f"ignoring an unreadable record of DNS-01 leftovers: {store.where(key)}")
-            store.delete(key)
-            return
-        if not isinstance(spec, DnsSpec):
-            store.delete(key)
-            return
-        provider = self.provider if spec == self.spec else provider_from_spec(spec)
-        left: list[Record] = []
-        for r in records:
+
+def clean_leftovers(store: Store, progress: Callable[[str], None], *,
+                    own_slot: int | None = None,
+                    reuse: tuple[DnsSpec, DnsProvider] | None = None) -> None:
+    """Remove what DNS-01 runs that died before their cleanup left in DNS (their slot's lease
+    is free; ``own_slot`` is held by the caller, so what it records is a dead run's too)."""
+    for key in store.list(keys.DNS01_PENDING):
+        slot = key.rsplit("/", 1)[-1].removesuffix(".json")
+        lease: Lease | None = None
+        if slot != str(own_slot):
             try:
-                provider.remove_txt(r.zone, r.fqdn, r.value)
-                self.progress(f"removed a TXT value left at {r.fqdn} by an earlier run")
-            except CertsmithError as exc:
-                self.progress(f"could not remove the TXT value left at {r.fqdn}: {exc}")
-                left.append(r)
-        if left:
-            body["records"] = [asdict(r) for r in left]
-            store.put(key, json.dumps(body, indent=1).encode())
-        else:
-            store.delete(key)
+                lease = store.lock(keys.dns01_lease(slot), wait=0)
+            except LockedError:
+                continue  # its run is still going
+        try:
+            _clean_entry(store, key, progress, reuse)
+        finally:
+            if lease is not None:
+                lease.release()
+
+
+def _clean_entry(store: Store, key: str, progress: Callable[[str], None],
+                 reuse: tuple[DnsSpec, DnsProvider] | None) -> None:
+    raw = store.get(key)
+    try:
+        body: dict[str, Any] = json.loads(raw or b"{}")
+        spec = SolverSpec.from_dict(body["spec"])
+        records = [Record(**r) for r in body["records"]]
+    except (ValueError, KeyError, TypeError, CertsmithError):
+        progress(f"ignoring an unreadable record of DNS-01 leftovers: {store.where(key)}")
+        store.delete(key)
+        return
+    if not isinstance(spec, DnsSpec):
+        store.delete(key)
+        return
+    try:
+        provider = reuse[1] if reuse is not None and reuse[0] == spec else \
+            provider_from_spec(spec)
+        provider.prepare()
+    except CertsmithError as exc:
+        progress(f"cannot remove the TXT values an earlier run left ({exc}); trying again next "
+                 "run")
+        return
+    left: list[Record] = []
+    for r in records:
+        try:
+            provider.remove_txt(r.zone, r.fqdn, r.value)
+            progress(f"removed a TXT value left at {r.fqdn} by an earlier run")
+        except CertsmithError as exc:
+            progress(f"could not remove the TXT value left at {r.fqdn}: {exc}")
+            left.append(r)
+    if left:
+        body["records"] = [asdict(r) for r in left]
+        store.put(key, json.dumps(body, indent=1).encode())
+    else:
+        store.delete(key)
 
 
 def _one_per_name(planned: list[tuple[Challenge, Record]]) -> list[tuple[Challenge, Record]]:
