@@ -155,7 +155,7 @@ class LexiconProvider:
                                    self.name: provider_options}
         if ttl is not None:
             runtime["ttl"] = ttl
-        config = ConfigResolver().with_dict(runtime)
+        config = ConfigResolver().with_dict(runtime)  # type: ignore[no-untyped-call]
         if not self.credentials:
             config = config.with_env()
         try:

@@ -153,7 +153,7 @@ class Rfc2136Provider:
         except dns.message.UnknownTSIGKey:
             raise DnsError(f"the DNS server {where} signed its answer with another key than "
                            f"'{self.key.name}'") from None
-        except (dns.exception.Timeout, TimeoutError, socket.timeout):
+        except (dns.exception.Timeout, TimeoutError):
             raise DnsError(f"cannot reach DNS server {where}: timed out after "
                            f"{self.timeout:g} s") from None
         except ConnectionRefusedError:
