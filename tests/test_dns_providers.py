@@ -343,3 +343,17 @@ def test_lexicon_missing_option_message_is_one_line(tmp_path: Path) -> None:
                                    "(auth_token)")
 
 
+
+
+def test_lexicon_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in [k for k in os.environ if k.startswith("LEXICON_")]:
+        monkeypatch.delenv(key)
+    with pytest.raises(UsageError) as err:
+        LexiconProvider("powerdns").prepare()
+    assert one_line(err.value) == ("lexicon powerdns has no credentials: give a credentials "
+                                   "file or set LEXICON_POWERDNS_<OPTION> variables")
+    empty = tmp_path / "creds"
+    empty.write_text("# nothing\n")
+    empty.chmod(0o600)
+    with pytest.raises(UsageError, match="holds no KEY=VALUE line"):
+        LexiconProvider("powerdns", credentials=empty).prepare()

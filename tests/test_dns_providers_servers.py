@@ -196,6 +196,19 @@ def test_rfc2136_wrong_key(bind: Bind) -> None:
         "unrelated"}
 
 
+def test_rfc2136_key_unknown_to_the_server(bind: Bind, tmp_path: Path) -> None:
+    other = tmp_path / "other.key"
+    other.write_text(_keygen("someone-else"))
+    p = Rfc2136Provider(other, server=bind.server)
+    with pytest.raises(DnsError) as err:
+        p.remove_txt(ZONE, NAME, "unrelated")
+    assert one_line(err.value) == (
+        f"the DNS server {bind.server} refused TSIG key 'someone-else' (unknown key): "
+        f"check --tsig-key-file {other}")
+    assert Rfc2136Provider(bind.key_file, server=bind.server).list_txt(ZONE, NAME) == {
+        "unrelated"}
+
+
 def test_rfc2136_not_authoritative_and_not_in_zone(bind: Bind) -> None:
     p = Rfc2136Provider(bind.key_file, server=bind.server)
     with pytest.raises(DnsError) as err:

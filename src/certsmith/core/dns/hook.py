@@ -7,7 +7,7 @@ closed and this environment added to certsmith's:
 - ``CERTSMITH_DNS_NAME``: the record's name (``_acme-challenge.example.org``, no trailing dot)
 - ``CERTSMITH_DNS_VALUE``: the TXT value
 - ``CERTSMITH_DNS_ZONE``: the zone it is in (``example.org``)
-- ``CERTSMITH_DNS_TTL``: the TTL in seconds (also set for ``remove``)
+- ``CERTSMITH_DNS_TTL``: the TTL in seconds (``0`` for ``remove``)
 
 No ``CERTBOT_*`` variables on purpose: certbot runs a separate auth and cleanup hook and gives
 neither an action, so a certbot auth hook run here for ``remove`` would add the record again;

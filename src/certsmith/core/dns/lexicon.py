@@ -100,12 +100,16 @@ class LexiconProvider:
         return f"lexicon {self.name}"
 
     def prepare(self) -> None:
-        """The credentials file reads, and lexicon knows the provider and has its
-        dependencies (no DNS and no API request)."""
+        """Lexicon knows the provider and has its dependencies, and the credentials are there
+        (the file reads, or the environment has variables for the provider); no DNS and no API
+        request."""
         self._options = read_credentials(self.credentials) if self.credentials else {}
+        self._client("invalid", 60)
         if self.credentials and not self._options:
             raise UsageError(f"credentials file {self.credentials} holds no KEY=VALUE line")
-        self._client("invalid", 60)
+        if not self.credentials and not any(k.startswith(self._env_prefix) for k in os.environ):
+            raise UsageError(f"lexicon {self.name} has no credentials: give a credentials "
+                             f"file or set {self._env_prefix}<OPTION> variables")
 
     def add_txt(self, zone: str, fqdn: str, value: str, ttl: int) -> None:
         with self._operations(zone, ttl, f"add TXT at {fqdn}") as ops:
@@ -129,10 +133,13 @@ class LexiconProvider:
             self._options = read_credentials(self.credentials) if self.credentials else {}
         return self._options
 
+    @property
+    def _env_prefix(self) -> str:
+        return f"LEXICON_{self.name.upper().replace('-', '_')}_"
+
     def _secrets(self) -> list[str]:
         values = list(self.options.values())
-        prefix = f"LEXICON_{self.name.upper()}_"
-        values += [v for k, v in os.environ.items() if k.startswith(prefix)]
+        values += [v for k, v in os.environ.items() if k.startswith(self._env_prefix)]
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
     def _redact(self, text: str) -> str:

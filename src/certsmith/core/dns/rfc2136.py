@@ -78,12 +78,12 @@ class Rfc2136Provider:
     def add_txt(self, zone: str, fqdn: str, value: str, ttl: int) -> None:
         update = self._update(zone)
         update.add(_absolute(fqdn), ttl, _txt(value))
-        self._send(zone, update, f"add TXT at {fqdn}")
+        self._send(zone, fqdn, update, "add")
 
     def remove_txt(self, zone: str, fqdn: str, value: str) -> None:
         update = self._update(zone)
         update.delete(_absolute(fqdn), _txt(value))
-        self._send(zone, update, f"remove TXT at {fqdn}")
+        self._send(zone, fqdn, update, "remove")
 
     def list_txt(self, zone: str, fqdn: str) -> set[str] | None:
         """The TXT values the server answers for ``fqdn`` (authoritative, no recursion)."""
@@ -118,7 +118,9 @@ class Rfc2136Provider:
             raise UsageError("--dns rfc2136 needs a DNS server (HOST[:PORT]) to send updates to")
         return parse_hostport(self.primary_for(zone))
 
-    def _send(self, zone: str, update: dns.update.UpdateMessage, what: str) -> None:
+    def _send(self, zone: str, fqdn: str, update: dns.update.UpdateMessage,
+              verb: str) -> None:
+        what = f"{verb} TXT at {fqdn}"
         host, port = self._server_for(zone)
         response = self._exchange(host, port, update)
         rcode = response.rcode()
@@ -129,7 +131,7 @@ class Rfc2136Provider:
             raise DnsError(f"the DNS server {where} is not authoritative for zone {zone} "
                            f"(NOTAUTH): could not {what}")
         if rcode == dns.rcode.NOTZONE:
-            raise DnsError(f"the DNS server {where}: {what.split(' at ')[-1]} is not in zone "
+            raise DnsError(f"the DNS server {where}: {fqdn} is not in zone "
                            f"{zone} (NOTZONE)")
         if rcode == dns.rcode.REFUSED:
             raise DnsError(f"the DNS server {where} refused the update to zone {zone} "
