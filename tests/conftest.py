@@ -93,6 +93,7 @@ SERVER_MODULES = frozenset({
     "test_check",  # TLS and HTTP servers in threads
     "test_check_chains",  # openssl s_server
     "test_deadlines",  # trickling TCP/TLS servers
+    "test_dns_providers_servers",  # named and pdns_server
     "test_localca",  # an HTTPS server in a thread, Chromium, Node
     "test_proxy_config",  # the proxy and the upstream app as processes
     "test_proxy_e2e",
