@@ -202,7 +202,6 @@ class Manager:
         self.bus.run_done("issuance", outcomes)
         return outcomes
 
-    @contextlib.contextmanager
     def _clean_dns_leftovers(self) -> None:
         """TXT records that a DNS-01 run killed before its cleanup left behind are removed
         by the next get or renew, whatever it is for (a failure here fails nothing)."""
@@ -215,6 +214,7 @@ class Manager:
         except CertsmithError as exc:
             self.progress("dns-01", f"could not clean up after an earlier run: {exc}")
 
+    @contextlib.contextmanager
     def _solver(self, spec: SolverSpec) -> Iterator[Solver]:
         """A prepared solver. Our own listener is shared by no two certsmith processes: the
         second waits for the first to finish (and then usually finds nothing left to do)."""

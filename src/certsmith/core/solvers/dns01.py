@@ -65,7 +65,8 @@ class Dns01Solver:
         self.store: Store | None = context.store
         self.progress = context.progress
         self.lookup = lookup if lookup is not None else Lookup(spec.resolvers)
-        self.provider = provider if provider is not None else provider_from_spec(spec)
+        self.provider = provider if provider is not None else provider_from_spec(
+            spec, primary_for=self._primary_for)
         self.ready_timeout = float(spec.timeout)
         # True once the provider was seen replacing values instead of adding
         self.replaces = False
@@ -140,6 +141,13 @@ class Dns01Solver:
         return Record(target.zone, target.fqdn, txt_value(challenge.key_authorization),
                       self.update_server(target))
 
+    def _primary_for(self, zone: str) -> str:
+        with self._lock:
+            target = next((t for t in self._targets.values() if t.zone == zone), None)
+        if target is None:
+            raise DnsError(f"no server known for updates of zone {zone}: give --dns-server")
+        return self.update_server(target)
+
     def update_server(self, target: Target) -> str:
         """Where an RFC 2136 update for ``target`` goes ("" for other providers)."""
         if not self.spec.provider.startswith("rfc2136"):
@@ -177,9 +185,12 @@ class Dns01Solver:
         return kept
 
     def _held(self, record: Record) -> set[str] | None:
-        listed = self.provider.list_txt(record.zone, record.fqdn)
+        try:
+            listed = self.provider.list_txt(record.zone, record.fqdn)
+        except CertsmithError:
+            listed = None
         if listed is not None:
-            return listed
+            return set(listed)
         target = next((t for t in self._targets.values() if t.fqdn == record.fqdn), None)
         if target is None or not target.servers:
             return None
@@ -282,21 +293,22 @@ def _clean_entry(store: Store, key: str, progress: Callable[[str], None],
     if not isinstance(spec, DnsSpec):
         store.delete(key)
         return
-    try:
-        provider = reuse[1] if reuse is not None and reuse[0] == spec else \
-            provider_from_spec(spec)
-        provider.prepare()
-    except CertsmithError as exc:
-        progress(f"cannot remove the TXT values an earlier run left ({exc}); trying again next "
-                 "run")
-        return
+    providers: dict[str, DnsProvider] = {}
     left: list[Record] = []
     for r in records:
         try:
+            provider = providers.get(r.server)
+            if provider is None:
+                provider = reuse[1] if reuse is not None and reuse[0] == spec and \
+                    (spec.server or not r.server) else \
+                    provider_from_spec(spec, server=r.server or None)
+                provider.prepare()
+                providers[r.server] = provider
             provider.remove_txt(r.zone, r.fqdn, r.value)
             progress(f"removed a TXT value left at {r.fqdn} by an earlier run")
         except CertsmithError as exc:
-            progress(f"could not remove the TXT value left at {r.fqdn}: {exc}")
+            progress(f"could not remove the TXT value left at {r.fqdn}: {exc}; trying again "
+                     "next run")
             left.append(r)
     if left:
         body["records"] = [asdict(r) for r in left]
