@@ -203,6 +203,7 @@ def test_next_resolver_after_a_silent_one(fakes: tuple[FakeDns, FakeDns]) -> Non
     lookup = Lookup([f"127.0.0.2:{fakes[1].port}", fakes[0].address], timeout=0.2,
                     port=fakes[0].port)
     assert lookup.target("example.org").zone == "example.org"
+    assert len(fakes[1].queries) == 1  # asked first once, then last
 
 
 def test_cname_loop() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ import dns.rrset
 from certsmith.errors import DnsError, UsageError
 
 DNS_PORT = 53
+TIMED_OUT = "did not answer"
+UNREACHABLE = "could not be asked"
 
 
 def norm(name: str) -> str:
@@ -158,9 +161,9 @@ def _exchange(name: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, 
             answer, _tcp = dns.query.udp_with_fallback(query, host, timeout=timeout, port=port,
                                                        ignore_unexpected=True, udp_sock=sock)
     except dns.exception.Timeout:
-        return Failed("did not answer", f"timed out after {seconds(timeout)} s")
+        return Failed(TIMED_OUT, f"timed out after {seconds(timeout)} s")
     except OSError as exc:
-        return Failed("could not be asked", (exc.strerror or str(exc)).lower())
+        return Failed(UNREACHABLE, (exc.strerror or str(exc)).lower())
     except dns.exception.DNSException as exc:
         return Failed("sent a broken answer", str(exc))
     rcode = answer.rcode()
@@ -170,28 +173,39 @@ def _exchange(name: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, 
     return answer
 
 
-@dataclass(frozen=True)
 class Resolvers:
     """The resolvers the user named (HOST[:PORT] each), else this machine's (resolv.conf).
 
     ``ask`` tries them in order and returns the first NOERROR or NXDOMAIN answer; a resolver
-    that times out, refuses or fails is skipped, and when none answers it raises DnsError
-    naming each and why."""
+    that fails is skipped, and when none answers it raises DnsError naming each and why. One
+    that did not answer at all goes to the end of the order, so that the next questions do
+    not wait for it first."""
 
-    servers: tuple[tuple[str, int], ...]
-    timeout: float
+    def __init__(self, servers: Sequence[tuple[str, int]], timeout: float) -> None:
+        self.servers = list(servers)
+        self.timeout = timeout
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, specs: Sequence[str], timeout: float) -> Resolvers:
-        servers = [parse_resolver(s) for s in specs] if specs else _system()
-        return cls(tuple(servers), timeout)
+        return cls([parse_resolver(s) for s in specs] if specs else _system(), timeout)
+
+    def _demote(self, server: tuple[str, int]) -> None:
+        with self._lock:
+            if server in self.servers:
+                self.servers.remove(server)
+                self.servers.append(server)
 
     def ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         failures = []
-        for host, port in self.servers:
+        with self._lock:
+            order = list(self.servers)
+        for host, port in order:
             answer = _exchange(name, rdtype, host, port, self.timeout, recursive=True)
             if isinstance(answer, dns.message.Message):
                 return answer
+            if answer.verb in (TIMED_OUT, UNREACHABLE):
+                self._demote((host, port))
             failures.append((where(host, port), answer.reason))
         kind = dns.rdatatype.to_text(rdtype)
         if len(failures) == 1:
