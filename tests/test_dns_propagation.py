@@ -322,8 +322,12 @@ def test_wait_timeout_with_a_silent_and_a_partial_server(fakes: tuple[FakeDns, F
     target = lookup.target("example.org")
     ns1.set(RECORD, "TXT", ["v1", "other"])
     ns2.silent = True
+    said: list[str] = []
     with pytest.raises(DnsError) as err:
-        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, poll=0.05)
+        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, on_wait=said.append,
+                    poll=0.05)
+    assert said == [f"waiting for {NS1}: {RECORD} has 1 of 2 values; {NS2}: did not answer for "
+                    f"{RECORD} (timed out after 0.2 s)"]
     message = re.sub(r"after [\d.]+ s,", "after N s,", str(err.value))
     assert message == (
         f"DNS-01: after N s, {NS1} answers {RECORD} with 1 of 2 values, {NS2} did not answer "

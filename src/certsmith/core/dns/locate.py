@@ -9,8 +9,10 @@ internal servers at all, or know other ones.
   example.org without one) is not followed: writing the TXT at the record itself creates the
   name, and from then on the wildcard no longer applies to it. It is recognised by asking
   the same question for a random name beside it: the same target means a wildcard. (A real
-  CNAME at the record pointing where the wildcard points looks the same; writing there would
-  fail on the CNAME, and the message says so.)
+  CNAME at the record that points where the wildcard points looks the same, and is treated
+  as the wildcard's.)
+- Through a referral (an authoritative-only "resolver" that delegates the record's zone) no
+  CNAME is seen: name a recursive resolver when the record's zone is delegated.
 - The zone: walk up from the name asking SOA; the cut is the owner of the SOA in the answer
   or the authority section. A server that is authoritative only (the user's internal BIND as
   "resolver") answers for its own zones, and for a zone it delegates it answers with a

@@ -49,7 +49,7 @@ def waiting(missing: Sequence[Check], want: Mapping[Check, frozenset[str]],
     for check in missing:
         answer = answers[check]
         if isinstance(answer, Failed):
-            parts.append(answer.about(str(check.server), check.fqdn))
+            parts.append(answer.about(f"{check.server}:", check.fqdn))
         else:
             parts.append(f"{check.server}: {check.fqdn} has {_has(want[check], answer)}")
     return "waiting for " + "; ".join(_capped(parts))

@@ -118,10 +118,9 @@ class Lookup:
         workers = min(MAX_THREADS, len(pending))
         with concurrent.futures.ThreadPoolExecutor(workers, "dns-propagation") as pool:
             while True:
-                began = time.monotonic()
-                timeout = max(0.2, min(self.timeout, deadline - began))
-                futures = {check: pool.submit(self._answer, check.server, check.fqdn, timeout)
-                           for check in pending}
+                began = time.monotonic()  # each question may take ``timeout`` past the deadline
+                futures = {check: pool.submit(self._answer, check.server, check.fqdn,
+                                              self.timeout) for check in pending}
                 for check, future in futures.items():
                     answers[check] = future.result()
                 pending = [check for check in pending if not _has_all(answers[check],
