@@ -9,8 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     p = sub.add_parser("list", help="show managed certificates",
-                       description="Show every managed certificate: names, how it proves control "
-                                   "of them (its solver), issuer, expiry, days left, next renewal and the last result. Each live set is "
+                       description="Show every managed certificate: names, how it proves "
+                                   "control of them (its solver), issuer, expiry, days left, "
+                                   "next renewal and the last result. Each live set is "
                                    "verified (files parse, key matches the certificate) and "
                                    "repaired from the newest intact version in the archive; "
                                    "damaged files are named on stderr and make the exit "
