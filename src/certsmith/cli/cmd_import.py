@@ -22,7 +22,8 @@ own timer stops renewing it (rename it back to return the lineage to certbot).
 Everything is read and checked before anything is written: a corrupt or partial certbot
 directory is reported and nothing is imported. Lineages certsmith cannot renew the same way
 (other certbot DNS plugins: the '--dns lexicon:PROVIDER' to use with 'certsmith get' is
-named; the manual authenticator, several webroots) are listed and left to certbot. --dry-run shows all this and writes nothing.
+named; the manual authenticator, several webroots) are listed and left to certbot. --dry-run
+shows all this and writes nothing.
 
 examples:
   certsmith import certbot --dry-run

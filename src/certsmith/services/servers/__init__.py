@@ -20,8 +20,8 @@ from typing import Any, cast
 
 from certsmith.base import policy
 from certsmith.base.model import FileTarget, ServerSpec, SiteSpec
-from certsmith.base.solverspec import DnsSpec
 from certsmith.base.sites import load_site, save_site
+from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.errors import NotFoundError, UsageError
