@@ -61,6 +61,11 @@ def _ca() -> x509.Certificate:
             .sign(_CA_KEY, hashes.SHA256()))
 
 
+def ca_pem() -> bytes:
+    """The throwaway CA's certificate (for clients to verify what ``issue`` made)."""
+    return _ca().public_bytes(serialization.Encoding.PEM)
+
+
 def issue(names: list[str]) -> dict[str, bytes]:
     """cert, chain, fullchain and privkey PEM for ``names`` from the throwaway CA."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -74,7 +79,7 @@ def issue(names: list[str]) -> dict[str, bytes]:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
             .sign(_CA_KEY, hashes.SHA256()))
     leaf = cert.public_bytes(serialization.Encoding.PEM)
-    chain = _ca().public_bytes(serialization.Encoding.PEM)
+    chain = ca_pem()
     return {"cert.pem": leaf, "chain.pem": chain, "fullchain.pem": leaf + chain,
             "privkey.pem": _pem(key)}
 
