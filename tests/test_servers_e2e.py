@@ -381,3 +381,70 @@ def test_failures_leave_server_serving_and_tree_identical(
     assert srv.tree() == before
     _still_serving(srv)
     assert srv.running
+
+
+# -- a wildcard lineage proven by dns-01 ----------------------------------------------------------
+
+
+def _publish_wildcard(home: Path, name: str) -> None:
+    """A dns-01 lineage for ``*.NAME`` and NAME, its certificate from a throwaway CA (the
+    installers only serve it; no CA is asked)."""
+    from certsmith.base.certstate import CertState, save_state
+    from certsmith.base.identifiers import parse_identifiers
+    from certsmith.base.keys import cert_info
+    from certsmith.base.model import SiteSpec
+    from certsmith.base.sites import save_site
+    from certsmith.base.solverspec import DnsSpec
+    from certsmith.base.store import open_store
+    from tests.test_import_certbot_dns import issue
+
+    store = open_store(home)
+    store.ensure()
+    files = issue([f"*.{name}", name])
+    store.publish(name, files, private=frozenset({"privkey.pem"}))
+    save_site(store, SiteSpec(name=name, identifiers=parse_identifiers([f"*.{name}", name]),
+                              server="https://acme.test/directory",
+                              solver=DnsSpec(provider="hook", hook="true")))
+    info = cert_info(files["cert.pem"])
+    save_state(store, name, CertState(serial=info.serial, not_before=info.not_before,
+                                      not_after=info.not_after, issuer=info.issuer,
+                                      last_result="issued"))
+
+
+@pytest.mark.parametrize("kind", ["nginx", "apache", "lighttpd"])
+def test_wildcard_dns01_lineage_is_served_for_any_label(kind: str, webserver: Factory,
+                                                        pebble: Pebble,
+                                                        run_certsmith: RunCertsmith) -> None:
+    from tests.test_import_certbot_dns import ca_pem
+
+    srv = webserver(kind)
+    before = srv.tree()
+    s = Site(srv, pebble, run_certsmith, f"wild-{kind}.test")
+    s.root_pem.write_bytes(ca_pem())
+    _publish_wildcard(s.home, s.name)
+    got = s.install("--redirect", "308")
+    assert f"{s.name}: installed into {kind}" in got.stdout, got.stdout + got.stderr
+    assert not [p for p in srv.tree() if "acme" in str(p)]  # no HTTP-01 mapping
+    assert not (s.home / "http-01").exists()
+    for label in ("a", "www"):
+        host = f"{label}.{s.name}"
+        with socket.create_connection((LOOPBACK, srv.https_port), timeout=5) as raw, \
+                s.context().wrap_socket(raw, server_hostname=host) as tls:
+            san = tls.getpeercert()["subjectAltName"]  # verified for HOST, with the test CA
+        assert ("DNS", f"*.{s.name}") in san and ("DNS", s.name) in san
+        curl = ["curl", "-sS", "-i", "--max-time", "10", "--cacert", str(s.root_pem)]
+        page = subprocess.run(
+            [*curl, "--resolve", f"{host}:{srv.https_port}:{LOOPBACK}",
+             f"https://{host}:{srv.https_port}/"], capture_output=True, text=True, check=False)
+        assert page.returncode == 0, page.stderr
+        assert page.stdout.startswith(("HTTP/1.1 200", "HTTP/2 200")), page.stdout[:300]
+        plain = subprocess.run(
+            [*curl, "--resolve", f"{host}:{srv.http_port}:{LOOPBACK}",
+             f"http://{host}:{srv.http_port}/x?y=1"], capture_output=True, text=True,
+            check=False)
+        assert plain.stdout.startswith("HTTP/1.1 308"), plain.stdout[:300]
+        assert f"location: https://{host}:{srv.https_port}/x?y=1" in plain.stdout.lower()
+    listed = s.cs("list", "--json", check=True)
+    assert json.loads(listed.stdout)[0]["solver"] == "dns-01 hook"
+    s.cs("uninstall", kind, s.name, check=True)
+    assert srv.tree() == before

@@ -130,3 +130,31 @@ def test_nginx_name_and_port_helpers() -> None:
     assert _port(["80"]) == 80
     assert _port(["localhost"]) == 80
     assert _port(["unix:/run/x.sock"]) is None
+
+
+@pytest.mark.parametrize("kind", list(SERVERS))
+def test_wildcard_dns01_site_passes_the_servers_own_check(kind: str) -> None:
+    """A wildcard lineage proven by dns-01: its names as the server matches them and no
+    challenge mapping (test_servers_wildcard.py checks the text)."""
+    srv = SERVERS[kind]()
+    try:
+        env = {**srv.certsmith_env(), f"CERTSMITH_{kind.upper()}_RELOAD": "true",
+               f"CERTSMITH_{kind.upper()}_RESTART": "true"}
+        installer = installer_for(kind, env)
+        live = _live(srv.workdir / "live" / "wild.render.test")
+        names = ("*.wild.render.test", "wild.render.test")
+        detected = installer.detect(list(names), srv.http_port, srv.https_port)
+        opts = SiteOptions(name="wild.render.test", names=names, live_dir=str(live),
+                           http_port=srv.http_port, https_port=srv.https_port,
+                           listen_addresses=("127.0.0.1",), redirect=308, hsts=600,
+                           server_group="www-data")
+        plan = installer.plan(detected, opts)
+        assert not [c.path for c in plan.changes if "acme" in Path(c.path).name]
+        for target in plan.deploy_files:
+            Path(target.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(target.path).write_bytes((live / ("fullchain.pem" if target.part == "fullchain"
+                                                   else "privkey.pem")).read_bytes())
+        Transaction(installer).apply(Plan(plan.changes))
+        installer.check()
+    finally:
+        srv.close()

@@ -38,6 +38,11 @@ class SolverSpec:
     # fields written even when they hold their default
     always: ClassVar[frozenset[str]] = frozenset()
 
+    def describe(self) -> str:
+        """A few words for a person (``certsmith list``): the kind, then what tells two
+        specs of that kind apart."""
+        return self.kind
+
     def exclusive(self) -> str | None:
         """A lease that no two certsmith processes may hold while using this solver (our own
         listener on a port), or None."""
@@ -92,6 +97,9 @@ class WebrootSpec(SolverSpec):
     def __post_init__(self) -> None:
         _dir(self.webroot)
 
+    def describe(self) -> str:
+        return f"webroot {self.webroot}"
+
 
 @register_spec
 @dataclass(frozen=True)
@@ -110,6 +118,10 @@ class StandaloneSpec(SolverSpec):
     @classmethod
     def parse(cls, data: dict[str, Any]) -> SolverSpec:
         return cls(http_port=int(data.get("http_port", 80)), address=data.get("address", ""))
+
+    def describe(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"standalone {host}:{self.http_port}"
 
     def exclusive(self) -> str | None:
         from certsmith.base.store.keys import standalone_lease
@@ -133,6 +145,9 @@ class ServerSpec(SolverSpec):
         _dir(self.webroot)
         if self.server not in ("nginx", "apache", "lighttpd"):
             raise UsageError(f"unknown web server {self.server!r}")
+
+    def describe(self) -> str:
+        return self.server
 
 
 @register_spec
@@ -196,6 +211,9 @@ class DnsSpec(SolverSpec):
             raise UsageError(f"invalid DNS propagation timeout {self.timeout}")
         if not 0 < self.ttl < 86400:
             raise UsageError(f"invalid TXT record TTL {self.ttl}")
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.provider}"
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

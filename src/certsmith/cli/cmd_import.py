@@ -11,7 +11,8 @@ Take over every certbot lineage in DIR (default /etc/letsencrypt): the ACME acco
 current key and certificate (published as version 1 under certsmith's live/<name>/), and how
 certbot renews it (webroot paths, standalone port, key type, CA, reuse_key, deploy hooks and
 renewal-hooks/deploy scripts become deploy commands), so 'certsmith renew' renews it the same
-way.
+way. A dns-rfc2136 lineage becomes '--dns rfc2136': the server from its credentials file, and
+its TSIG key copied (0600) to dns-01/tsig/<name>.key in certsmith's state directory.
 
 The old paths keep working: DIR/live/<name>/{cert,chain,fullchain,privkey}.pem are replaced by
 symlinks to certsmith's live files, so server configs that name them follow every certsmith
@@ -20,8 +21,9 @@ own timer stops renewing it (rename it back to return the lineage to certbot).
 
 Everything is read and checked before anything is written: a corrupt or partial certbot
 directory is reported and nothing is imported. Lineages certsmith cannot renew the same way
-(certbot DNS plugins, the manual authenticator, several webroots) are listed and left to
-certbot. --dry-run shows all this and writes nothing.
+(other certbot DNS plugins: the '--dns lexicon:PROVIDER' to use with 'certsmith get' is
+named; the manual authenticator, several webroots) are listed and left to certbot. --dry-run
+shows all this and writes nothing.
 
 examples:
   certsmith import certbot --dry-run

@@ -90,6 +90,7 @@ class SiteStatus:
             "name": self.spec.name,
             "names": [i.value for i in self.spec.identifiers],
             "server": self.spec.server,
+            "solver": self.spec.solver.describe(),
             "issuer": self.state.issuer,
             "serial": self.state.serial,
             "not_after": na.isoformat() if na else None,
@@ -110,8 +111,8 @@ class DamagedSite:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "names": [], "server": None, "issuer": None, "serial": None,
-                "not_after": None, "days_left": None, "next_renewal": None,
+        return {"name": self.name, "names": [], "server": None, "solver": None, "issuer": None,
+                "serial": None, "not_after": None, "days_left": None, "next_renewal": None,
                 "last_result": "damaged", "last_error": self.reason, "failures": 0,
                 "version": None}
 

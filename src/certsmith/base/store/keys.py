@@ -77,11 +77,18 @@ def standalone_lease(port: int) -> str:
 # DNS-01: what a solver presented, so that a run killed before its cleanup is cleaned by the
 # next one. One entry per solver instance, guarded by a lease its owner holds while it lives.
 DNS01_PENDING = "dns-01/pending"
+DNS01_TSIG = "dns-01/tsig"
 
 
 def dns01_pending(owner: str) -> str:
     """The record of the TXT values solver ``owner`` has presented and not removed yet."""
     return f"{DNS01_PENDING}/{owner}.json"
+
+
+def tsig_key(name: str) -> str:
+    """The TSIG key (``tsig-keygen`` format, private) an imported rfc2136 lineage signs its
+    updates with."""
+    return f"{DNS01_TSIG}/{name}.key"
 
 
 def dns01_lease(owner: str) -> str:

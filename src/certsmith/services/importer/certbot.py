@@ -26,7 +26,7 @@ from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.core.issuers.cas import ALIASES, server_id
 from certsmith.errors import CertsmithError, StoreError, UsageError
-from certsmith.services.importer import configobj
+from certsmith.services.importer import certbot_dns, configobj
 
 DEFAULT_DIR = "/etc/letsencrypt"
 FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
@@ -55,12 +55,12 @@ class Lineage:
     live_dir: Path
     conf: Path
     notes: tuple[str, ...] = ()
+    secrets: tuple[tuple[str, bytes], ...] = ()  # store key, data: written private (0600)
 
     def describe(self) -> str:
         solver = self.spec.solver
-        how = (f"webroot {solver.webroot}" if isinstance(solver, WebrootSpec)
-               else f"standalone on port {solver.http_port}"
-               if isinstance(solver, StandaloneSpec) else solver.kind)
+        how = (f"standalone on port {solver.http_port}" if isinstance(solver, StandaloneSpec)
+               else solver.describe())
         hooks = len(self.spec.deploy_commands)
         deploy = f", {hooks} deploy command{'s' if hooks != 1 else ''}" if hooks else ""
         return (f"{', '.join(i.value for i in self.spec.identifiers)} ({how}, "
@@ -110,15 +110,29 @@ def _key_type(rp: dict[str, Any], info: CertInfo) -> str:
     raise _Skip(f"key type {kind!r} is not supported")
 
 
-def _solver(rp: dict[str, Any], name: str) -> SolverSpec:
+def _solver(rp: dict[str, Any], name: str, store: Store
+            ) -> tuple[SolverSpec, tuple[str, ...], tuple[tuple[str, bytes], ...]]:
+    """(spec, notes, secrets to store) of how certbot proves control of the names."""
     auth = str(rp.get("authenticator") or "")
     if auth == "manual":
         raise _Skip("manual authenticator: certsmith cannot repeat hand-made or hook-script "
                     "challenges yet; get it anew with 'certsmith get'")
-    if auth.startswith("dns"):
-        raise _Skip(f"certbot DNS plugin {auth!r}: DNS-01 is not supported yet")
+    if certbot_dns.plugin_name(auth) == certbot_dns.plugin_name(certbot_dns.RFC2136):
+        key = store_keys.tsig_key(name)
+        try:
+            found = certbot_dns.rfc2136(rp, store.where(key))
+        except certbot_dns.Unusable as exc:
+            raise _Skip(f"certbot DNS plugin {auth!r}: {exc}") from None
+        return found.spec, found.notes, ((key, found.key_file),)
+    if auth.rpartition(":")[2].startswith("dns-"):
+        raise _Skip(certbot_dns.other_plugin(auth))
+    return _http01(rp, auth), (), ()
+
+
+def _http01(rp: dict[str, Any], auth: str) -> SolverSpec:
     if auth not in SUPPORTED:
-        raise _Skip(f"authenticator {auth or '(none)'!r} is not supported (webroot, standalone)")
+        raise _Skip(f"authenticator {auth or '(none)'!r} is not supported (webroot, standalone, "
+                    "dns-rfc2136)")
     if auth == "standalone":
         port = str(rp.get("http01_port") or "80")
         if not port.isdigit():
@@ -177,7 +191,7 @@ def _lineage(source: Path, conf_path: Path, store: Store) -> Lineage:
     rp = conf.get("renewalparams")
     if not isinstance(rp, dict):
         raise _Broken(f"renewal/{conf_path.name} has no [renewalparams]")
-    solver = _solver(rp, name)
+    solver, solver_notes, secrets = _solver(rp, name, store)
     live = source / "live" / name
     files: dict[str, bytes] = {}
     for filename in FILES:
@@ -204,7 +218,7 @@ def _lineage(source: Path, conf_path: Path, store: Store) -> Lineage:
     account = _read_account(source, account_id, server)
     if store.exists(site_key(name)):
         raise _Skip("certsmith already manages a certificate with this name")
-    notes = []
+    notes = list(solver_notes)
     commands = []
     for key in ("renew_hook", "post_hook"):
         hook = _hook(rp.get(key))
@@ -233,7 +247,7 @@ def _lineage(source: Path, conf_path: Path, store: Store) -> Lineage:
     except UsageError as exc:
         raise _Skip(str(exc)) from None
     bundle = Bundle(files["cert.pem"], files["chain.pem"], files["privkey.pem"])
-    return Lineage(name, spec, bundle, info, account, live, conf_path, tuple(notes))
+    return Lineage(name, spec, bundle, info, account, live, conf_path, tuple(notes), secrets)
 
 
 def scan(source: Path, home: Path) -> Plan:
@@ -300,6 +314,8 @@ def apply(plan: Plan, home: Path) -> list[str]:
                     "key_type": lineage.spec.key_type, "imported_from": str(lineage.live_dir),
                     "issued_at": now.isoformat(timespec="seconds"), "replaces": None}
             with store.lock(store_keys.lineage_lease(lineage.name)):
+                for key, data in lineage.secrets:  # before the site file that names them
+                    store.put(key, data, private=True)
                 version = store.publish(
                     lineage.name,
                     {**lineage.bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()},

@@ -21,6 +21,7 @@ from typing import Any, cast
 from certsmith.base import policy
 from certsmith.base.model import FileTarget, ServerSpec, SiteSpec
 from certsmith.base.sites import load_site, save_site
+from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.errors import NotFoundError, UsageError
@@ -180,6 +181,12 @@ def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
     return dataclasses.replace(detected, blocks=(block,), takeover=None)
 
 
+def _answers_http01(spec: SiteSpec) -> bool:
+    """Whether the site needs the challenge mapping: a dns-01 lineage (wildcards) proves
+    control in DNS, so its server needs no /.well-known/acme-challenge/."""
+    return not isinstance(spec.solver, DnsSpec)
+
+
 def _options(req: InstallRequest, spec: SiteSpec, store: Store, installer: Installer,
              tls: bool) -> SiteOptions:
     user, group = installer.server_identity()
@@ -190,8 +197,8 @@ def _options(req: InstallRequest, spec: SiteSpec, store: Store, installer: Insta
         tls=tls, redirect=req.redirect, hsts=req.hsts, proxy_to=req.proxy_to,
         http_port=req.http_port, https_port=req.https_port,
         listen_addresses=req.listen_addresses,
-        challenge_dir=str(challenge_dir(store.home)), ocsp=ocsp, server_user=user,
-        server_group=group)
+        challenge_dir=str(challenge_dir(store.home)) if _answers_http01(spec) else "",
+        ocsp=ocsp, server_user=user, server_group=group)
 
 
 def _check_proxy(url: str | None) -> None:
@@ -218,7 +225,8 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
         raise UsageError(f"{req.name} has no certificate yet: {first}")
     installer = installer_for(req.kind, env)
     record = _load_record(store, req.kind, req.name)
-    _ensure_challenge_dir(store)
+    if _answers_http01(spec):
+        _ensure_challenge_dir(store)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
     detected = _with_record(installer.detect(names, req.http_port, req.https_port), record)

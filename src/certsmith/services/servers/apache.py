@@ -272,8 +272,9 @@ class ApacheInstaller:
         else:
             site_avail, site_enabled = root / "conf.d", None
         changes = [Change(str(acme_avail / "certsmith-acme.conf"),
-                          data=render_acme(opts.challenge_dir).encode())]
-        if acme_enabled is not None:
+                          data=render_acme(opts.challenge_dir).encode())
+                   ] if opts.challenge_dir else []
+        if acme_enabled is not None and opts.challenge_dir:
             changes.append(Change(str(acme_enabled / "certsmith-acme.conf"),
                                   link=str(acme_avail / "certsmith-acme.conf")))
         notes: list[str] = []
@@ -379,6 +380,17 @@ def render_acme(challenge_dir: str) -> str:
     ])
 
 
+def server_names(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """(ServerName, ServerAlias names) for a certificate's names. Apache matches ServerName
+    literally and only ServerAlias as a pattern, so a wildcard is always an alias and the
+    ServerName is the first name that is not one (a certificate of wildcards only: the first
+    wildcard, also listed as an alias)."""
+    plain = [n for n in names if not n.startswith("*.")]
+    first = plain[0] if plain else names[0]
+    aliases = tuple(n for n in names if n != first or n.startswith("*."))
+    return first, aliases
+
+
 def render_site(opts: SiteOptions, detected: Detected) -> str:
     """certsmith's Apache site for one certificate (pure)."""
     vhost, http, https = site_listens(opts, detected)
@@ -399,9 +411,10 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     lines += _listen_lines(opts, http, https, detected)
     if opts.ocsp:
         lines.append("SSLStaplingCache shmcb:/tmp/certsmith-ocsp-stapling(128000)")
-    names = [f"    ServerName {opts.names[0]}"]
-    if len(opts.names) > 1:
-        names.append(f"    ServerAlias {' '.join(opts.names[1:])}")
+    server_name, aliases = server_names(opts.names)
+    names = [f"    ServerName {server_name}"]
+    if aliases:
+        names.append(f"    ServerAlias {' '.join(aliases)}")
     if opts.proxy_to:
         target = opts.proxy_to.rstrip("/") + "/"
         content = "\n".join([

@@ -164,7 +164,7 @@ class SiteOptions:
     http_port: int = 80
     https_port: int = 443
     listen_addresses: tuple[str, ...] = ()  # --listen-address; empty: as the user's site
-    challenge_dir: str = ""
+    challenge_dir: str = ""        # empty: no HTTP-01 mapping (a dns-01 lineage needs none)
     ocsp: bool = False             # the certificate names an OCSP responder
     server_user: str = ""
     server_group: str = ""

@@ -218,7 +218,8 @@ class LighttpdInstaller:
 
         modules = set(detected.facts.get("modules", "").split())
         changes: list[Change] = []
-        add("97-certsmith-acme.conf", render_acme(opts.challenge_dir, modules), changes)
+        if opts.challenge_dir:
+            add("97-certsmith-acme.conf", render_acme(opts.challenge_dir, modules), changes)
         files: tuple[FileTarget, ...] = ()
         http, https = site_listens(opts, detected)
         notes: list[str] = []
@@ -335,16 +336,26 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
         https = "" if opts.https_port == 443 else f":{opts.https_port}"
         lines.append('$HTTP["scheme"] == "http" {')
         for name in opts.names:
-            # (a regex is written as is: lighttpd keeps backslashes in strings)
-            rx = "^" + name.replace(".", r"\.") + "(:[0-9]+)?$"
-            lines += [f'    $HTTP["host"] =~ "{rx}" {{',
-                      f'        $HTTP["url"] !~ "{policy.ACME_CHALLENGE_REGEX}" {{',
-                      f'            url.redirect = ("" => "https://{name}{https}'
+            # The host regex is the innermost condition: %1 in url.redirect is its capture
+            # (the host without its port), which a wildcard needs.
+            lines += [f'    $HTTP["url"] !~ "{policy.ACME_CHALLENGE_REGEX}" {{',
+                      f'        $HTTP["host"] =~ "{host_regex(name)}" {{',
+                      f'            url.redirect = ("" => "https://%1{https}'
                       '${url.path}${qsa}")',
                       f"            url.redirect-code = {opts.redirect}",
                       "        }", "    }"]
         lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def host_regex(name: str) -> str:
+    """A ``$HTTP["host"] =~`` regex for a certificate name, the host captured as %1 and an
+    optional port after it: a wildcard matches exactly one label under its base, as in TLS
+    (written as is: lighttpd keeps backslashes in strings)."""
+    label = ""
+    if name.startswith("*."):
+        label, name = "[^.:]+\\.", name[2:]
+    return "^(" + label + name.lower().replace(".", "\\.") + ")(:[0-9]+)?$"
 
 
 def readable_by(path: str, user: str) -> bool:

@@ -389,7 +389,7 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
         "        default_type text/plain;",
         "        try_files $uri =404;",
         "    }",
-    ]
+    ] if opts.challenge_dir else []
     lines += ["server {", *_listen_lines(http_listens, ""), f"    server_name {names};",
               *challenge]
     if opts.tls and opts.redirect:
