@@ -15,7 +15,7 @@ from certsmith.services.backup_manifest import Entry
 
 # Restored in this order, ``live`` last so its symlinks never point at a missing version.
 ENTRIES = ("sites", "accounts", "ca", "state", "archive", "events.jsonl", "alerts.toml",
-           "installs", "live")
+           "installs", "dns-01", "live")
 FILES = frozenset({"events.jsonl", "alerts.toml"})
 
 
