@@ -5,8 +5,9 @@ listening sockets use, holds none and only switches each handshake to the site i
 An unknown name is refused with an ``unrecognized_name`` alert: no other site's certificate is
 ever shown. A site's ``*.example.org`` is chosen for any name one label deeper that no site lists
 itself (``a.example.org``; not ``a.b.example.org``, nor ``example.org`` unless listed too): the
-same rule as routing by Host (:func:`~.config.covering_wildcard`). A client without SNI (an IP address in the URL) gets the site whose certificate
-lists an IP address, or the only site if there is just one.
+same rule as routing by Host (:func:`~.config.covering_wildcard`). A client without SNI (an IP
+address in the URL) gets the site whose certificate lists an IP address, or the only site if
+there is just one.
 
 Session resumption across worker processes: OpenSSL encrypts session tickets with keys made
 when a context is created, and always with the keys of the context the handshake *started*
@@ -32,8 +33,8 @@ from certsmith.base import policy
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.base.tlsgroups import set_groups
-from certsmith.services.proxy.config import covering_wildcard
 from certsmith.services.lifecycle import Bus, event_log_bus
+from certsmith.services.proxy.config import covering_wildcard
 
 ACME_TLS_ALPN = "acme-tls/1"
 TLS_ALPN_DIR = policy.TLS_ALPN01_DIR

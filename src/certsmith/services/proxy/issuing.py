@@ -21,8 +21,8 @@ from pathlib import Path
 
 from certsmith.base import policy
 from certsmith.base.model import SolverSpec, TlsAlpnSpec, WebrootSpec
-from certsmith.base.solverspec import DnsSpec
 from certsmith.base.sites import load_site
+from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.errors import CertsmithError
