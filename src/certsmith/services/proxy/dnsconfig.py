@@ -98,7 +98,7 @@ def table(where: str, name: str, raw: object, base: Path,
     """The table ``name`` (``[dns]``, ``[site.dns]``) at ``where``: each key checked, relative
     paths made absolute against ``base`` (the TOML file's directory)."""
     if not isinstance(raw, dict):
-        raise UsageError(f"{at(where, name.strip('[]'), raw)}: expected a {name} table with "
+        raise UsageError(f"{at(where, 'dns', raw)}: expected a {name} table with "
                          "provider = ...")
     prefix = f"{where}{name} "
     values.refuse_unknown(prefix, raw, KEYS, elsewhere)
