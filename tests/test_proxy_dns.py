@@ -553,3 +553,18 @@ def test_parse_options_accept_dns01() -> None:
     assert site.names == parse_identifiers(["*.example.org"])
     assert site.dns == DnsSpec(provider="hook", hook="x")
 
+
+
+def test_unreadable_dns_files_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    from certsmith.services.proxy.supervisor import Supervisor
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "keys").mkdir()
+    text = WILD + 'challenge = "dns-01"\n[site.dns]\nprovider = "rfc2136"\n'
+    for key_file, reason in (("missing.key", "No such file or directory"),
+                             ("keys", "Is a directory")):
+        cfg = load(tmp_path, text + f'tsig_key_file = "{key_file}"\n')
+        with pytest.raises(UsageError) as caught:
+            Supervisor(cfg, tmp_path / "home").prepare()
+        assert str(caught.value) == (f"*.example.org: DNS-01 tsig_key_file "
+                                     f"{tmp_path / 'conf' / key_file}: {reason}")

@@ -25,7 +25,7 @@ from certsmith.base.sites import load_site
 from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
-from certsmith.errors import CertsmithError
+from certsmith.errors import CertsmithError, UsageError
 from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
@@ -62,6 +62,24 @@ def site_solver(site: Site, config: ProxyConfig, home: Path) -> SolverSpec:
     if site.dns is not None:
         return site.dns
     return _listener(site.challenge or config.acme.challenge, home)
+
+
+def check_dns_files(config: ProxyConfig) -> None:
+    """The files the dns-01 sites' providers read (a TSIG key, a credentials file) can be
+    read: one line at start and on reload, rather than a failed order later in the job."""
+    for site in config.sites:
+        if site.dns is None:
+            continue
+        for key in ("tsig_key_file", "credentials"):
+            path = getattr(site.dns, key)
+            if not path:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: "
+                                 f"{exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
