@@ -562,7 +562,7 @@ def test_unreadable_dns_files_are_refused_before_anything_starts(tmp_path: Path)
     (tmp_path / "conf" / "keys").mkdir()
     text = WILD + 'challenge = "dns-01"\n[site.dns]\nprovider = "rfc2136"\n'
     for key_file, reason in (("missing.key", "No such file or directory"),
-                             ("keys", "Is a directory")):
+                             ("keys", "not a file")):
         cfg = load(tmp_path, text + f'tsig_key_file = "{key_file}"\n')
         with pytest.raises(UsageError) as caught:
             Supervisor(cfg, tmp_path / "home").prepare()

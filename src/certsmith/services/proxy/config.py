@@ -12,7 +12,7 @@ naming the setting before anything starts. A TOML file looks like::
     server = "letsencrypt"          # the ACME CA for public names
     email = "ops@example.org"
     agree_tos = true
-    challenge = "http-01"           # or "tls-alpn-01"; "dns-01" needs a [dns] table
+    challenge = "http-01"           # or "tls-alpn-01", or "dns-01" (the provider in [dns])
 
     [limits]                        # optional; seconds and bytes
     header_timeout = 10
@@ -65,7 +65,6 @@ MAX_HSTS = 2**31 - 1  # RFC 6797 delta-seconds; browsers cap it far lower anyway
 MAX_CONFIG_BYTES = 1 << 20  # a site file is text: never read /dev/zero to the end
 LOG_FORMATS = ("combined", "json")
 CHALLENGES = ("http-01", "tls-alpn-01", "dns-01")
-LISTENER_CHALLENGES = CHALLENGES[:2]  # answered by the proxy's own listeners
 DEFAULT_HSTS = policy.HSTS_DEFAULT  # two years, as for install (Mozilla's value)
 _LOCAL = Constraints.build()  # the local CA's built-in namespaces: localhost, .test, private IPs
 

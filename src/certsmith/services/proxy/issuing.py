@@ -67,6 +67,9 @@ def site_solver(site: Site, config: ProxyConfig, home: Path) -> SolverSpec:
 def check_dns_files(config: ProxyConfig) -> None:
     """The files the dns-01 sites' providers read (a TSIG key, a credentials file) can be
     read: one line at start and on reload, rather than a failed order later in the job."""
+    import os
+    import stat
+
     for site in config.sites:
         if site.dns is None:
             continue
@@ -75,8 +78,9 @@ def check_dns_files(config: ProxyConfig) -> None:
             if not path:
                 continue
             try:
-                with open(path, "rb"):
-                    pass
+                if not stat.S_ISREG(os.stat(path).st_mode):  # (a FIFO would block a read)
+                    raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: not a file")
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
             except OSError as exc:
                 raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: "
                                  f"{exc.strerror or exc}") from None
