@@ -148,7 +148,7 @@ BAD_OPTIONS = [
     (["--log-format", "xml"], "--log-format xml: expected combined or json"),
     (["--challenge", "dns-02"], "--challenge dns-02: expected http-01, tls-alpn-01 or dns-01"),
     (["--challenge", "dns-01"], "--challenge dns-01 needs --dns PROVIDER"),
-    (["--dns-hook", "x"], "--dns-hook is a DNS-01 option: give --dns PROVIDER too"),
+    (["--dns-hook", "x"], "--dns-hook is a DNS-01 option: add --dns PROVIDER"),
     (["--dns", "hook", "--dns-hook", "x"], "--dns: localhost gets a local-CA certificate"),
     (["--email", "nobody"], "--email nobody: expected an e-mail address"),
     (["--server", "nope"], "--server nope: unknown CA"),

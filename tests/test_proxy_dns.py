@@ -247,7 +247,7 @@ CLI_REFUSED = [
     (["example.org", "--to", "8080", "--dns", "hook", "--dns-hook", "x", "--challenge",
       "tls-alpn-01"], "give --dns or --challenge tls-alpn-01, not both"),
     (["example.org", "--to", "8080", "--dns-hook", "x"],
-     "--dns-hook is a DNS-01 option: give --dns PROVIDER too"),
+     "--dns-hook is a DNS-01 option: add --dns PROVIDER"),
     (["localhost", "--to", "8080", "--dns", "hook", "--dns-hook", "x"],
      "--dns: localhost gets a local-CA certificate"),
     (["example.org", "--to", "8080", "--dns", "rfc2136"], "--dns rfc2136 needs --tsig-key-file"),

@@ -93,7 +93,8 @@ def _dns_spec(args: argparse.Namespace) -> Any:
     if not dnsopts.uses_dns(args):
         given = [flag for key, flag in _DNS_OPTIONS.items() if getattr(args, key)]
         if given:
-            raise UsageError(f"{given[0]} is a DNS-01 option: give --dns PROVIDER too")
+            raise UsageError(f"{given[0]} is a DNS-01 option: add --dns PROVIDER "
+                             f"({dnsopts.PROVIDERS_HELP})")
         return None
     if args.config:
         raise UsageError("with --config, give the DNS provider in the file: challenge = "
