@@ -21,6 +21,7 @@ from tests.support.proxy import Proxy, UpstreamApp, processes_mentioning, run_pr
 
 SITE = '[[site]]\nnames = ["localhost"]\nto = "127.0.0.1:9"\n'
 WHERE = 'site 1 (localhost): '
+PUBLIC = '[[site]]\nnames = ["example.org"]\nto = "127.0.0.1:9"\n'
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,19 @@ BAD_FILES = [
     ('agree_tos = "no"\n' + SITE, 'agree_tos = "no": expected true or false'),
     ("email = 5\n" + SITE, "email = 5: expected an e-mail address"),
     ('server = "nope"\n' + SITE, 'server = "nope": unknown CA'),
-    ('challenge = "dns-01"\n' + SITE, 'challenge = "dns-01": expected http-01 or tls-alpn-01'),
+    ('challenge = "dns-02"\n' + SITE, 'challenge = "dns-02": expected http-01, tls-alpn-01 or '
+                                       "dns-01"),
+    ('challenge = "dns-01"\n' + PUBLIC, 'site 1 (example.org): challenge = "dns-01" needs a DNS '
+                                        "provider"),
+    ('[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n',
+     'site 1 (*.example.org): *.example.org: public wildcard names need DNS-01: set challenge = '
+     '"dns-01" with a [site.dns] table'),
+    ('[dns]\nprovider = "rfc2136"\n[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n'
+     'challenge = "dns-01"\n', '[dns] provider = "rfc2136" needs tsig_key_file = "FILE"'),
+    (PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhook = "x"\ntimeout = -1\n',
+     'site 1 (example.org): [site.dns] timeout = -1: expected a number of seconds'),
+    (PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhok = "x"\n',
+     'site 1 (example.org): [site.dns] unknown setting "hok"; did you mean hook?'),
     ('hsts = "x"\n' + SITE, 'hsts = "x": expected'),
     ("hsts = -1\n" + SITE, "hsts = -1: expected"),
     ('acess_log = "/tmp/x"\n' + SITE, '"acess_log"; did you mean access_log?'),
@@ -133,7 +146,10 @@ BAD_OPTIONS = [
     (["--hsts=x"], "--hsts x: expected a max-age in seconds"),
     (["--hsts=-5"], "--hsts -5: expected"),
     (["--log-format", "xml"], "--log-format xml: expected combined or json"),
-    (["--challenge", "dns-01"], "--challenge dns-01: expected http-01 or tls-alpn-01"),
+    (["--challenge", "dns-02"], "--challenge dns-02: expected http-01, tls-alpn-01 or dns-01"),
+    (["--challenge", "dns-01"], "--challenge dns-01 needs --dns PROVIDER"),
+    (["--dns-hook", "x"], "--dns-hook is a DNS-01 option: add --dns PROVIDER"),
+    (["--dns", "hook", "--dns-hook", "x"], "--dns: localhost gets a local-CA certificate"),
     (["--email", "nobody"], "--email nobody: expected an e-mail address"),
     (["--server", "nope"], "--server nope: unknown CA"),
     (["--to", "127.0.0.1:0"], "--to 127.0.0.1:0: invalid port"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 from collections.abc import Iterator
 
 import pytest
@@ -98,6 +99,17 @@ def test_wildcard_site_redirects_and_serves_a_valid_name(proxy: Proxy) -> None:
     _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: a.app.test\r\n"
                                      b"Connection: close\r\n\r\n", sni="a.app.test"))
     assert ("x-forwarded-host", "a.app.test") in headers
+
+
+@pytest.mark.parametrize("name", ["a.b.app.test", "app.test"])
+def test_wildcard_site_covers_one_label_only(proxy: Proxy, name: str) -> None:
+    """``*.app.test`` is neither ``a.b.app.test`` nor the apex: no certificate by SNI, no site
+    by Host (on the HTTPS port through a certificate another name chose, nor on HTTP)."""
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        served_certificate(proxy.https_port, name)
+    head = f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+    assert plain(proxy, head).startswith(b"HTTP/1.1 404 ")
+    assert https(proxy, head, sni="a.app.test").startswith(b"HTTP/1.1 421 ")
 
 
 def test_absolute_form_target_is_accepted(proxy: Proxy) -> None:

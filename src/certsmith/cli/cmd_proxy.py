@@ -15,6 +15,12 @@ The HTTP port redirects to HTTPS (308, or --redirect 301/302/307) and answers AC
 challenges (--challenge tls-alpn-01: the HTTPS port answers TLS-ALPN-01 instead). Requests
 reach the app with X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host; WebSockets work.
 
+A wildcard ('*.example.org') needs DNS-01: --dns PROVIDER (rfc2136 with --tsig-key-file,
+lexicon:PROVIDER, or hook with --dns-hook; the --dns-* options as for 'certsmith get'), or in
+the file a site with challenge = "dns-01" and a [site.dns] table (defaults in a top-level
+[dns] table). The wildcard certificate is served for every name one label deeper
+(a.example.org, not a.b.example.org; example.org only if listed too), each routed to the site.
+
 Every setting is checked before anything starts (a bad value, an unknown key or an access log
 that cannot be opened for appending: one line naming it, exit 2).
 
@@ -25,6 +31,8 @@ requests in flight, then exits; SIGUSR1 reloads the certificates.
 examples:
   certsmith proxy localhost --to 127.0.0.1:8080 --http-port 8080 --https-port 8443
   certsmith proxy example.org,www.example.org --to 127.0.0.1:3000 --agree-tos --hsts
+  certsmith proxy '*.example.org' example.org --to 127.0.0.1:3000 --agree-tos \\
+      --dns rfc2136 --tsig-key-file /etc/certsmith/acme.key
   certsmith proxy --config /etc/certsmith/proxy.toml
 """
 
@@ -57,10 +65,41 @@ def register(sub: Any) -> None:
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA for public names")
     p.add_argument("--email", metavar="E", help="contact address for the ACME account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
-    p.add_argument("--challenge", metavar="{http-01,tls-alpn-01}",
-                   help="how public names are proven: on the HTTP port (http-01, default) or "
-                        "on the HTTPS port (tls-alpn-01)")
+    p.add_argument("--challenge", metavar="{http-01,tls-alpn-01,dns-01}",
+                   help="how public names are proven: on the HTTP port (http-01, default), "
+                        "on the HTTPS port (tls-alpn-01), or in DNS (dns-01, with --dns; with "
+                        "--config, the [dns] table)")
+    from certsmith.cli import dnsopts
+
+    p.add_argument("--dns", metavar="PROVIDER",
+                   help=f"DNS-01 for the site (the only way to a wildcard): "
+                        f"{dnsopts.PROVIDERS_HELP}; the --dns-* options below")
+    dnsopts.add_options(p, provider_flag=False)
     p.set_defaults(handler=run)
+
+
+# The --dns-* options that mean something only with --dns (the others have defaults).
+_DNS_OPTIONS = {"dns_server": "--dns-server", "tsig_key_file": "--tsig-key-file",
+                "dns_credentials": "--dns-credentials", "dns_hook": "--dns-hook",
+                "dns_alias": "--dns-alias", "dns_resolver": "--dns-resolver"}
+
+
+def _dns_spec(args: argparse.Namespace) -> Any:
+    """The command-line site's DnsSpec (``--dns``), or None; ``--dns-*`` options without it
+    are refused rather than ignored."""
+    from certsmith.cli import dnsopts
+    from certsmith.errors import UsageError
+
+    if not dnsopts.uses_dns(args):
+        given = [flag for key, flag in _DNS_OPTIONS.items() if getattr(args, key)]
+        if given:
+            raise UsageError(f"{given[0]} is a DNS-01 option: add --dns PROVIDER "
+                             f"({dnsopts.PROVIDERS_HELP})")
+        return None
+    if args.config:
+        raise UsageError("with --config, give the DNS provider in the file: challenge = "
+                         '"dns-01" and a [site.dns] (or top-level [dns]) table')
+    return dnsopts.spec_from(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, access_log=args.access_log, log_format=args.log_format,
         server=args.server, email=args.email, agree_tos=True if args.agree_tos else None,
         challenge=args.challenge)
+    dns = _dns_spec(args)
     if args.config:
         if args.names or args.to:
             raise UsageError("give either NAME --to UPSTREAM or --config FILE, not both")
@@ -85,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("usage: certsmith proxy NAME[,NAME...] --to HOST:PORT "
                              "(or --config FILE)")
         config = proxy_config.from_cli(args.names, args.to, hsts=args.hsts,
-                                       redirect=args.redirect, **overrides)
+                                       redirect=args.redirect, dns=dns, **overrides)
     home = home_from(args)
     quiet = args.quiet
 
@@ -103,7 +143,8 @@ def startup_banner(config: Any, home: Any) -> str:
     for site in config.sites:
         first = site.names[0].value
         shown = f"[{first}]" if ":" in first else first
-        source = "local CA" if not site.uses_acme else "ACME"
+        source = "local CA" if not site.uses_acme else \
+            "ACME, DNS-01" if site.challenge == "dns-01" else "ACME"
         local = local or not site.uses_acme
         lines.append(f"serving https://{shown}{https}/ -> http://{site.upstream} "
                      f"({source} certificate for {', '.join(i.value for i in site.names)})")

@@ -1,6 +1,7 @@
 """``certsmith proxy``: a reverse proxy that serves HTTPS itself, with automatic certificates.
 
 - :mod:`.config`: the sites and limits (TOML file or command line), as frozen dataclasses.
+- :mod:`.dnsconfig`: a DNS-01 site's ``[site.dns]`` table over the ``[dns]`` defaults.
 - :mod:`.http`: pure HTTP/1.1 framing decisions (smuggling rules, limits, hop-by-hop headers,
   X-Forwarded-*), testable without sockets.
 - :mod:`.fastpath`: the same decisions for the common exchange (a whole head without a body, a

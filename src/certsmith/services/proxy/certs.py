@@ -3,8 +3,11 @@
 One ``ssl.SSLContext`` per site holds its certificate; the *dispatch* context, the one the
 listening sockets use, holds none and only switches each handshake to the site its SNI names.
 An unknown name is refused with an ``unrecognized_name`` alert: no other site's certificate is
-ever shown. A client without SNI (an IP address in the URL) gets the site whose certificate
-lists an IP address, or the only site if there is just one.
+ever shown. A site's ``*.example.org`` is chosen for any name one label deeper that no site lists
+itself (``a.example.org``; not ``a.b.example.org``, nor ``example.org`` unless listed too): the
+same rule as routing by Host (:func:`~.config.covering_wildcard`). A client without SNI (an IP
+address in the URL) gets the site whose certificate lists an IP address, or the only site if
+there is just one.
 
 Session resumption across worker processes: OpenSSL encrypts session tickets with keys made
 when a context is created, and always with the keys of the context the handshake *started*
@@ -31,6 +34,7 @@ from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
 from certsmith.base.tlsgroups import set_groups
 from certsmith.services.lifecycle import Bus, event_log_bus
+from certsmith.services.proxy.config import covering_wildcard
 
 ACME_TLS_ALPN = "acme-tls/1"
 TLS_ALPN_DIR = policy.TLS_ALPN01_DIR
@@ -173,9 +177,9 @@ class SiteContexts:
                 if offered and ACME_TLS_ALPN.encode() in offered and name in self.challenge_ctx:
                     sslobj.context = self.challenge_ctx[name]
                     return None
-            ctx = self.by_name.get(name)
-            if ctx is None and "." in name:
-                ctx = self.by_name.get("*." + name.split(".", 1)[1])
+            ctx = self.by_name.get(name) if "*" not in name else None
+            if ctx is None and (wildcard := covering_wildcard(name)) is not None:
+                ctx = self.by_name.get(wildcard)  # one label deeper only, as Host routing
         if ctx is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # type: ignore[no-any-return]
         sslobj.context = ctx

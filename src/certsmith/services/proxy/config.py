@@ -12,17 +12,31 @@ naming the setting before anything starts. A TOML file looks like::
     server = "letsencrypt"          # the ACME CA for public names
     email = "ops@example.org"
     agree_tos = true
-    challenge = "http-01"           # or "tls-alpn-01"
+    challenge = "http-01"           # or "tls-alpn-01", or "dns-01" (the provider in [dns])
 
     [limits]                        # optional; seconds and bytes
     header_timeout = 10
     idle_timeout = 75
     upstream_timeout = 60
 
+    [dns]                           # optional: DNS-01 defaults for the dns-01 sites
+    provider = "rfc2136"            # or "lexicon:PROVIDER", "hook"
+    tsig_key_file = "acme.key"      # relative paths: from this file's directory
+
     [[site]]
     names = ["example.org", "www.example.org"]
     to = "127.0.0.1:8080"
     hsts = 31536000                 # optional
+
+    [[site]]                        # a wildcard: only with DNS-01
+    names = ["*.apps.example.org", "apps.example.org"]
+    to = "127.0.0.1:9000"
+    challenge = "dns-01"
+    [site.dns]                      # optional: overrides [dns] (see :mod:`.dnsconfig`)
+    server = "ns1.example.org:53"
+
+A top-level ``challenge = "dns-01"`` makes DNS-01 the default of every public site (a site may
+still say ``challenge = "http-01"``); a wildcard is served for any name one label deeper.
 """
 
 from __future__ import annotations
@@ -38,8 +52,9 @@ from typing import Any
 from certsmith.base import policy
 from certsmith.base.identifiers import Identifier, default_cert_name, parse_identifiers
 from certsmith.base.nameconstraints import Constraints
+from certsmith.base.solverspec import DnsSpec
 from certsmith.errors import UsageError
-from certsmith.services.proxy import values
+from certsmith.services.proxy import dnsconfig, values
 from certsmith.services.proxy.values import at, option
 
 REDIRECTS = (301, 302, 307, 308)
@@ -49,7 +64,7 @@ MAX_SECONDS = 86400.0  # a day: the longest any of the proxy's timeouts may be
 MAX_HSTS = 2**31 - 1  # RFC 6797 delta-seconds; browsers cap it far lower anyway
 MAX_CONFIG_BYTES = 1 << 20  # a site file is text: never read /dev/zero to the end
 LOG_FORMATS = ("combined", "json")
-CHALLENGES = ("http-01", "tls-alpn-01")
+CHALLENGES = ("http-01", "tls-alpn-01", "dns-01")
 DEFAULT_HSTS = policy.HSTS_DEFAULT  # two years, as for install (Mozilla's value)
 _LOCAL = Constraints.build()  # the local CA's built-in namespaces: localhost, .test, private IPs
 
@@ -57,6 +72,16 @@ _LOCAL = Constraints.build()  # the local CA's built-in namespaces: localhost, .
 def is_local(ident: Identifier) -> bool:
     """Names no public CA can certify: localhost, .test/.internal/.lan/..., private addresses."""
     return _LOCAL.permits(ident)
+
+
+def covering_wildcard(name: str) -> str | None:
+    """The wildcard name that covers ``name`` (``*.example.org`` for ``a.example.org``), or
+    None: a wildcard covers exactly one more label, never ``a.b.example.org``, never the apex.
+    ``name`` is lowercase, without a trailing dot (as SNI and Host are looked up)."""
+    label, dot, rest = name.partition(".")
+    if not dot or not label or not rest or "*" in label:
+        return None
+    return "*." + rest
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,12 @@ class Upstream:
         return cls(host=host, port=int(port_text))
 
 
+def _uses_acme(names: tuple[Identifier, ...], issuer: str) -> bool:
+    if issuer != "auto":
+        return issuer == "acme"
+    return not is_local(names[0])
+
+
 @dataclass(frozen=True)
 class Site:
     """One site: the names it answers (one certificate), its upstream, its options."""
@@ -127,6 +158,10 @@ class Site:
     hsts: int | None = None  # max-age seconds
     redirect: int = 308
     issuer: str = "auto"  # auto | local | acme
+    # How an ACME site proves control: "" (the proxy's top-level challenge), or its own:
+    # http-01 / tls-alpn-01 (the proxy's listeners) or dns-01 (through ``dns``).
+    challenge: str = ""
+    dns: DnsSpec | None = None  # exactly when challenge = "dns-01"
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -140,15 +175,26 @@ class Site:
             local = ", ".join(i.value for i in self.names if is_local(i))
             raise UsageError(f"{local} can only have a local-CA "
                              "certificate and the other names a public one; make two sites")
-        if self.uses_acme and any(i.is_wildcard for i in self.names):
-            raise UsageError(f"{self.names[0]}: public wildcard names need DNS-01, which the "
-                             "proxy cannot answer; list the names without '*'")
+        if self.challenge:
+            values.choice(at("", "challenge", self.challenge), self.challenge, CHALLENGES)
+            if not self.uses_acme:
+                raise UsageError(f"{self.names[0]} gets a local-CA certificate, which needs no "
+                                 f"challenge; remove challenge = \"{self.challenge}\"")
+        if self.challenge == "dns-01" and self.dns is None:
+            raise UsageError('challenge = "dns-01" needs a [site.dns] table with provider = '
+                             f"{dnsconfig.PROVIDERS}")
+        if self.dns is not None and self.challenge != "dns-01":
+            raise UsageError('a [site.dns] table is used only with challenge = "dns-01"; add '
+                             "that line to the site, or remove the table")
+        if self.uses_acme and self.challenge != "dns-01" \
+                and any(i.is_wildcard for i in self.names):
+            raise UsageError(f"{self.names[0]}: public wildcard names need DNS-01: set "
+                             'challenge = "dns-01" with a [site.dns] table in the site (on the '
+                             "command line: --dns PROVIDER)")
 
     @property
     def uses_acme(self) -> bool:
-        if self.issuer != "auto":
-            return self.issuer == "acme"
-        return not is_local(self.names[0])
+        return _uses_acme(self.names, self.issuer)
 
     @property
     def cert_name(self) -> str:
@@ -259,6 +305,11 @@ class ProxyConfig:
         if len(set(lineages)) != len(lineages):
             raise UsageError("two sites would share a certificate name; give each site a "
                              "different first name")
+        if self.acme.challenge == "dns-01":
+            for site in self.sites:
+                if site.uses_acme and not site.challenge:
+                    raise UsageError(f'{site.names[0]}: challenge = "dns-01" (the default) '
+                                     "needs the site's DNS provider: a [dns] table")
 
     @property
     def worker_count(self) -> int:
@@ -310,8 +361,8 @@ _TOP_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "agree_tos": values.flag,
     "challenge": lambda label, v: values.choice(label, v, CHALLENGES),
 }
-_TOP = set(_TOP_CHECKS) | {"limits", "site"}
-_SITE = {"names", "to", "hsts", "redirect", "issuer"}
+_TOP = set(_TOP_CHECKS) | {"limits", "site", "dns"}
+_SITE = {"names", "to", "hsts", "redirect", "issuer", "challenge", "dns"}
 _ACME = ("server", "email", "agree_tos", "challenge")
 
 _NUMBERS = ("http_port", "https_port", "workers")  # given as text on the command line
@@ -340,13 +391,26 @@ def from_options(**raw: Any) -> dict[str, Any]:
 
 def from_cli(names: list[str], to: str, **options: Any) -> ProxyConfig:
     """One site from ``certsmith proxy NAME[,NAME...] --to UPSTREAM`` and its options
-    (``hsts`` and ``redirect`` as given on the command line; the others typed, as
-    :func:`from_options` returns them)."""
+    (``hsts`` and ``redirect`` as given on the command line; ``dns`` the DnsSpec of ``--dns``;
+    the others typed, as :func:`from_options` returns them)."""
     redirect = options.pop("redirect", None)
-    site = Site(names=parse_identifiers(names), upstream=Upstream.parse(to),
+    dns: DnsSpec | None = options.pop("dns", None)
+    identifiers = parse_identifiers(names)
+    challenge = options.get("challenge")
+    if dns is not None:
+        if challenge not in (None, "dns-01"):
+            raise UsageError(f"--dns uses DNS-01: give --dns or --challenge {challenge}, not "
+                             "both")
+        if not _uses_acme(identifiers, "auto"):
+            raise UsageError(f"--dns: {identifiers[0]} gets a local-CA certificate, which "
+                             "needs no challenge")
+    elif challenge == "dns-01":
+        raise UsageError(f"--challenge dns-01 needs --dns PROVIDER ({dnsconfig.PROVIDERS})")
+    site = Site(names=identifiers, upstream=Upstream.parse(to),
                 hsts=parse_hsts(options.pop("hsts", None)),
                 redirect=308 if redirect is None else values.choice(
-                    option("--redirect", redirect), values.from_text(redirect), REDIRECTS))
+                    option("--redirect", redirect), values.from_text(redirect), REDIRECTS),
+                challenge="dns-01" if dns is not None else "", dns=dns)
     limits = Limits.from_dict(options.pop("limits", None) or {}, "limits: ")
     settings = {k: v for k, v in options.items() if v is not None}
     acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
@@ -380,11 +444,23 @@ def _site_prefix(prefix: str, number: int, raw: object) -> str:
     return f"{prefix}site {number}{name}: "
 
 
-def _site(where: str, raw: object, default_redirect: int, default_hsts: int | None) -> Site:
+@dataclass(frozen=True)
+class _Defaults:
+    """What a [[site]] table inherits from the top level."""
+
+    redirect: int = 308
+    hsts: int | None = None
+    challenge: str = "http-01"
+    dns: dnsconfig.Table = dnsconfig.EMPTY
+    base: Path = Path("/")  # the TOML file's directory: relative paths start there
+
+
+def _site(where: str, raw: object, defaults: _Defaults) -> Site:
     if not isinstance(raw, dict):
         raise UsageError(f"{where}expected a [[site]] table")
     elsewhere = {k: "the top level" for k in _TOP - _SITE - {"site", "limits"}}
     elsewhere.update({f.name: "[limits]" for f in fields(Limits)})
+    elsewhere.update({k: "[site.dns]" for k in dnsconfig.KEYS if k not in elsewhere})
     values.refuse_unknown(where, raw, _SITE, elsewhere)
     if "names" not in raw or "to" not in raw:
         raise UsageError(f"{where}needs names = [...] and to = \"host:port\"")
@@ -399,17 +475,42 @@ def _site(where: str, raw: object, default_redirect: int, default_hsts: int | No
     upstream = Upstream.parse(values.text(label, raw["to"], 'an upstream such as '
                                           '"127.0.0.1:8080" or "unix:/run/app.sock"'), label)
     hsts = _hsts(at(where, "hsts", raw["hsts"]), raw["hsts"]) if "hsts" in raw \
-        else default_hsts
+        else defaults.hsts
     redirect = _TOP_CHECKS["redirect"](at(where, "redirect", raw["redirect"]),
                                        raw["redirect"]) if "redirect" in raw \
-        else default_redirect
+        else defaults.redirect
     issuer = values.choice(at(where, "issuer", raw["issuer"]), raw["issuer"], ISSUERS) \
         if "issuer" in raw else "auto"
+    challenge, dns = _site_challenge(where, raw, identifiers, issuer, defaults)
     try:
         return Site(names=identifiers, upstream=upstream, hsts=hsts, redirect=redirect,
-                    issuer=issuer)
+                    issuer=issuer, challenge=challenge, dns=dns)
     except UsageError as exc:
         raise UsageError(f"{where}{exc}") from None
+
+
+def _site_challenge(where: str, raw: dict[str, Any], identifiers: tuple[Identifier, ...],
+                    issuer: str, defaults: _Defaults) -> tuple[str, DnsSpec | None]:
+    """The site's own challenge ("" for the proxy's listener default) and its DNS-01 spec:
+    its ``[site.dns]`` over the top-level ``[dns]``."""
+    challenge = _TOP_CHECKS["challenge"](at(where, "challenge", raw["challenge"]),
+                                         raw["challenge"]) if "challenge" in raw else ""
+    own = dnsconfig.table(where, "[site.dns]", raw["dns"], defaults.base,
+                          {k: "the [[site]] table" for k in _SITE}) if "dns" in raw else None
+    if not _uses_acme(identifiers, issuer):
+        if own is not None:
+            raise UsageError(f"{where}{identifiers[0]} gets a local-CA certificate, which "
+                             "needs no challenge; remove [site.dns]")
+        return challenge, None  # (a challenge given is refused by Site, in one line)
+    if not challenge and defaults.challenge == "dns-01":
+        challenge = "dns-01"
+    if challenge != "dns-01":
+        if own is not None:
+            raise UsageError(f'{where}a [site.dns] table is used only with challenge = '
+                             f'"dns-01" (this site\'s is {challenge or defaults.challenge}); '
+                             "add that line to the site, or remove the table")
+        return challenge, None
+    return challenge, dnsconfig.spec(where, defaults.dns, own)
 
 
 def from_dict(data: dict[str, Any], source: str | None = None, prefix: str = "",
@@ -417,6 +518,8 @@ def from_dict(data: dict[str, Any], source: str | None = None, prefix: str = "",
     """A parsed TOML document -> the configuration; ``prefix`` starts every error line."""
     elsewhere = {k: "a [[site]] table" for k in ("names", "to", "issuer")}
     elsewhere.update({f.name: "[limits]" for f in fields(Limits)})
+    elsewhere.update({k: "[dns] (or a site's [site.dns])" for k in dnsconfig.KEYS
+                      if k not in _TOP})
     values.refuse_unknown(prefix, data, _TOP, elsewhere)
     settings = {k: _TOP_CHECKS[k](at(prefix, k, v), v) for k, v in data.items()
                 if k in _TOP_CHECKS}
@@ -430,11 +533,16 @@ def from_dict(data: dict[str, Any], source: str | None = None, prefix: str = "",
     if not isinstance(raw_sites, list) or not raw_sites:
         raise UsageError(f"{prefix}site: expected [[site]] tables, each with names = [...] "
                          "and to = \"host:port\"")
-    default_redirect = settings.pop("redirect", 308)
-    default_hsts = settings.pop("hsts", None)
-    sites = tuple(_site(_site_prefix(prefix, number, raw), raw, default_redirect, default_hsts)
-                  for number, raw in enumerate(raw_sites, 1))
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    base = Path(source).parent if source else Path(os.path.abspath("."))
+    dns = dnsconfig.table(prefix, "[dns]", data["dns"], base,
+                          {k: "the top level" for k in _TOP}) if "dns" in data \
+        else dnsconfig.EMPTY
+    defaults = _Defaults(redirect=settings.pop("redirect", 308),
+                         hsts=settings.pop("hsts", None),
+                         challenge=settings.get("challenge", "http-01"), dns=dns, base=base)
+    sites = tuple(_site(_site_prefix(prefix, number, raw), raw, defaults)
+                  for number, raw in enumerate(raw_sites, 1))
     acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
     try:
         return ProxyConfig(sites=sites, acme=acme, limits=Limits.from_dict(limits,

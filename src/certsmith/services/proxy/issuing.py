@@ -3,9 +3,14 @@
 Runs in a short-lived process the supervisor forks (first at start, then on a timer), so the
 workers never block on a CA and the supervisor never runs threads it would later fork. ACME goes
 through :class:`~certsmith.services.manager.Manager` like ``certsmith get``/``renew``: the same
-store, locks, renewal schedule (ARI, lifetime fraction, back-off) and events. Its challenges are
-answered by the proxy's own listeners: the solver writes them into the store, where every worker
-reads them.
+store, locks, renewal schedule (ARI, lifetime fraction, back-off) and events. HTTP-01 and
+TLS-ALPN-01 are answered by the proxy's own listeners: the solver writes them into the store,
+where every worker reads them. A ``dns-01`` site's challenges go through its DNS provider (its
+:class:`~certsmith.base.solverspec.DnsSpec`); the only way to a public wildcard.
+
+Each site's lineage records the solver it is ordered and renewed with (:func:`site_solver`):
+sites are ordered in one ``Manager.get`` per distinct solver, and before a renewal each site
+file is pointed at its site's solver, so ``certsmith renew`` from a timer does the same.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from pathlib import Path
 from certsmith.base import policy
 from certsmith.base.model import SolverSpec, TlsAlpnSpec, WebrootSpec
 from certsmith.base.sites import load_site
+from certsmith.base.solverspec import DnsSpec
 from certsmith.base.store import Store, open_store
 from certsmith.base.store import keys as store_keys
-from certsmith.errors import CertsmithError
+from certsmith.errors import CertsmithError, UsageError
 from certsmith.services.lifecycle import Bus
 from certsmith.services.proxy.certs import TLS_ALPN_DIR, ensure_local
 from certsmith.services.proxy.config import ProxyConfig, Site
@@ -39,10 +45,45 @@ def challenge_webroot(home: Path) -> Path:
 def solver_spec(config: ProxyConfig, home: Path) -> SolverSpec:
     """Challenges answered by the proxy itself: HTTP-01 from a webroot the workers serve, or
     TLS-ALPN-01 from challenge certificates they load. Either way through the store, so
-    ``certsmith renew`` from a timer works through a running proxy too."""
-    if config.acme.challenge == "tls-alpn-01":
+    ``certsmith renew`` from a timer works through a running proxy too. (With a top-level
+    ``challenge = "dns-01"``, HTTP-01 for the sites that say ``challenge = "http-01"``.)"""
+    return _listener(config.acme.challenge, home)
+
+
+def _listener(challenge: str, home: Path) -> SolverSpec:
+    if challenge == "tls-alpn-01":
         return TlsAlpnSpec(webroot=str(Path(home) / TLS_ALPN_DIR))
     return WebrootSpec(webroot=str(challenge_webroot(home)))
+
+
+def site_solver(site: Site, config: ProxyConfig, home: Path) -> SolverSpec:
+    """How an ACME site proves control: its DNS-01 spec, or the proxy's listener for its own
+    challenge or, without one, the proxy's."""
+    if site.dns is not None:
+        return site.dns
+    return _listener(site.challenge or config.acme.challenge, home)
+
+
+def check_dns_files(config: ProxyConfig) -> None:
+    """The files the dns-01 sites' providers read (a TSIG key, a credentials file) can be
+    read: one line at start and on reload, rather than a failed order later in the job."""
+    import os
+    import stat
+
+    for site in config.sites:
+        if site.dns is None:
+            continue
+        for key in ("tsig_key_file", "credentials"):
+            path = getattr(site.dns, key)
+            if not path:
+                continue
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # (a FIFO would block a read)
+                    raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: not a file")
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            except OSError as exc:
+                raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: "
+                                 f"{exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -137,25 +178,25 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
         return _done(changed, failed, services.bus.failures, say)
     store = services.store
     manager = services.manager
-    solver = solver_spec(config, home)
+    solvers = {s.cert_name: site_solver(s, config, home) for s in acme_sites}
     server = resolve_server(config.acme.server)
     to_order = [s for s in acme_sites if _needs_order(store, s)]
     to_renew = [s.cert_name for s in acme_sites if s not in to_order]
-    if to_order:
-        say("ordering certificates for " + "; ".join(_names(s) for s in to_order)
-            + f" from {server}")
+    for solver, sites in by_solver(to_order, solvers).items():
+        say("ordering certificates for " + "; ".join(_names(s) for s in sites)
+            + f" from {server}{_how(solver)}")
         request = GetRequest(
-            groups=tuple((s.cert_name, s.names) for s in to_order), server=server,
+            groups=tuple((s.cert_name, s.names) for s in sites), server=server,
             solver=solver, account=AccountOptions(email=config.acme.email,
                                                   agree_tos=config.acme.agree_tos))
         try:
             outcomes = manager.get(request)
         except CertsmithError as exc:  # before any order (the CA is unreachable, say)
-            say(f"cannot order certificates: {exc}")
-            failed += [s.cert_name for s in to_order]
+            say(f"cannot order certificates for {'; '.join(_names(s) for s in sites)}: {exc}")
+            failed += [s.cert_name for s in sites]
             outcomes = []
             services.bus.run_done("issuance", [Outcome(s.cert_name, "failed", str(exc))
-                                               for s in to_order])
+                                               for s in sites])
         for outcome in outcomes:
             if outcome.ok:
                 say(f"{outcome.name}: {outcome.action} (serial {outcome.serial}, valid until "
@@ -165,7 +206,7 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
                 say(f"{outcome.name}: failed: {outcome.detail}")
                 failed.append(outcome.name)
     if to_renew:
-        _use_proxy_solver(store, to_renew, solver)
+        _use_site_solvers(store, {name: solvers[name] for name in to_renew})
         try:
             outcomes = manager.renew(to_renew)
         except CertsmithError as exc:
@@ -193,14 +234,29 @@ def _done(changed: list[str], failed: list[str], failures: list[tuple[str, str]]
     return JobResult(tuple(changed), tuple(failed))
 
 
-def _use_proxy_solver(store: Store, names: list[str], solver: SolverSpec) -> None:
-    """Lineages the proxy serves are renewed through the proxy: a webroot or standalone
-    listener chosen earlier could not work while the proxy holds the ports."""
+def by_solver(sites: list[Site], solvers: dict[str, SolverSpec]) -> dict[SolverSpec,
+                                                                         list[Site]]:
+    """``sites`` grouped by their solver (``solvers``: by lineage), in the order first seen:
+    one order run per group."""
+    groups: dict[SolverSpec, list[Site]] = {}
+    for site in sites:
+        groups.setdefault(solvers[site.cert_name], []).append(site)
+    return groups
+
+
+def _how(solver: SolverSpec) -> str:
+    return f" (DNS-01 through {solver.provider})" if isinstance(solver, DnsSpec) else ""
+
+
+def _use_site_solvers(store: Store, solvers: dict[str, SolverSpec]) -> None:
+    """Point each lineage (name -> its site's solver) at the solver its site uses now: the
+    proxy's listener (a webroot or standalone listener chosen earlier could not work while
+    the proxy holds the ports), or the site's DNS-01 spec, as the configuration changed."""
     from dataclasses import replace
 
     from certsmith.base.sites import save_site
 
-    for name in names:
+    for name, solver in solvers.items():
         spec = load_site(store, name)
         if spec.solver != solver:
             with store.lock(store_keys.lineage_lease(name)):

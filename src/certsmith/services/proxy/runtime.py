@@ -21,7 +21,7 @@ from certsmith.base.policy import ACME_CHALLENGE_PREFIX as PREFIX
 from certsmith.services.proxy import fastpath, http, states, tls
 from certsmith.services.proxy.accesslog import AccessLog
 from certsmith.services.proxy.certs import SiteContexts
-from certsmith.services.proxy.config import ProxyConfig
+from certsmith.services.proxy.config import ProxyConfig, covering_wildcard
 from certsmith.services.proxy.exchange import Exchange, SiteRuntime
 from certsmith.services.proxy.issuing import WEBROOT
 from certsmith.services.proxy.upstream import UpstreamPool
@@ -86,8 +86,8 @@ class Runtime:
         """The site for a Host header; with TLS it must be the site whose certificate the
         client was given (else 421: the connection belongs to another site)."""
         site = self.by_host.get(host)
-        if site is None and host and "." in host:
-            site = self.by_host.get("*." + host.split(".", 1)[1])
+        if site is None and (wildcard := covering_wildcard(host)) is not None:
+            site = self.by_host.get(wildcard)  # one label deeper only, as SNI selection
         if site is None:
             return tls_site if not host else None
         if tls_site is not None and site is not tls_site:

@@ -35,7 +35,11 @@ from certsmith.services.proxy import accesslog
 from certsmith.services.proxy import config as config_mod
 from certsmith.services.proxy.certs import dispatch_context
 from certsmith.services.proxy.config import ProxyConfig
-from certsmith.services.proxy.issuing import challenge_webroot, ensure_local_sites
+from certsmith.services.proxy.issuing import (
+    challenge_webroot,
+    check_dns_files,
+    ensure_local_sites,
+)
 
 CHECK_INTERVAL = float(os.environ.get("CERTSMITH_PROXY_CHECK_INTERVAL", 600))
 RETRY_FIRST = 30.0  # a failed first order is retried after 30 s, 60 s, ... up to CHECK_INTERVAL
@@ -140,6 +144,7 @@ class Supervisor:
         """Everything that can fail with a clear message, before any worker exists."""
         config = self.config
         accesslog.check(config.access_log)  # as the workers will open it (they must not die)
+        check_dns_files(config)
         if any(s.uses_acme for s in config.sites):
             from certsmith.base.store import open_store
             from certsmith.core.issuers.cas import resolve_server
@@ -296,6 +301,7 @@ class Supervisor:
                      "keeping the old ones")
                 new = _with_listening(new, self.config)
             accesslog.check(new.access_log)
+            check_dns_files(new)
             ensure_local_sites(new, self.home, _say, bus=_bus(self.home))
         except Exception as exc:  # a broken file must not take the running proxy down
             _say(f"reload failed, still serving the old configuration: {exc}")
