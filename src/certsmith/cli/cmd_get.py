@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
     p.add_argument("--separate", action="store_true",
                    help="one certificate per name (as many names as given: the limit of 100 "
-                        "is per certificate)")
+                        "is per certificate); a wildcard and its apex share one")
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
     p.add_argument("--ca-bundle", metavar="FILE",
                    help="CA certificates verifying a private ACME CA (default "
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.separate:
         if args.cert_name:
             raise UsageError("--cert-name and --separate do not go together")
-        groups = tuple((default_cert_name(i), (i,)) for i in idents)
+        groups = _separate(idents, default_cert_name)
     else:
         name = check_cert_name(args.cert_name) if args.cert_name else default_cert_name(idents[0])
         groups = ((name, idents),)
@@ -210,6 +210,16 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
             for line in setup.files:
                 print(f"  {line}")
     return ServerSpec(webroot=str(directory), server=args.web_server), reload
+
+
+def _separate(idents: Any, name_of: Any) -> Any:
+    """--separate: one certificate per name, but ``*.example.org`` and ``example.org`` (both
+    given) share one, named after the first of them."""
+    groups: dict[str, list[Any]] = {}
+    for i in idents:
+        base = i.value[2:] if i.is_wildcard else i.value
+        groups.setdefault(base, []).append(i)
+    return tuple((name_of(members[0]), tuple(members)) for members in groups.values())
 
 
 def _check_webroot_reachable(args: argparse.Namespace, names: list[str]) -> None:
