@@ -34,8 +34,8 @@ from types import TracebackType
 
 from tests.support.dns.common import (
     DNS_PORT,
-    PRIMARY_HOST,
     PDNS_HOST,
+    PRIMARY_HOST,
     RESOLVER_HOST,
     SECONDARY_HOST,
     LoopbackAlias,
@@ -164,8 +164,8 @@ class Bind:
                                         capture_output=True, text=True, check=True).stdout
         self.rndc_conf = self.workdir / "rndc.conf"
         self.rndc_conf.touch(mode=0o600)
-        self.rndc_conf.write_text(
-            self._rndc_key + f"options {{ default-key \"rndc-key\"; default-port {RNDC_PORT}; }};\n")
+        self.rndc_conf.write_text(self._rndc_key + (
+            f'options {{ default-key "rndc-key"; default-port {RNDC_PORT}; }};\n'))
         self._primary = _Named(self.workdir, "primary", self.primary)
         self._secondary = _Named(self.workdir, "secondary", self.secondary)
         self.resolver = net_address(self.net, RESOLVER_HOST)
