@@ -187,7 +187,7 @@ def test_lexicon_powerdns_provider_creates_and_deletes(
     monkeypatch.setenv("TLDEXTRACT_CACHE_PATH", str(tmp_path / "tld"))
     before = pdns.zone_snapshot()
     name = f"_acme-challenge.{label()}.{PDNS_ZONE}"
-    config = ConfigResolver().with_dict({
+    config = ConfigResolver().with_dict({  # type: ignore[no-untyped-call]
         "provider_name": "powerdns",
         "domain": PDNS_ZONE,
         "delegated": PDNS_ZONE,

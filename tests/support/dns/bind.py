@@ -29,6 +29,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -298,14 +299,35 @@ class Bind:
 
     def retransfer(self, zone: str | None = None) -> None:
         """Make the secondary transfer ``zone`` (default: every zone) from the primary now, and
-        return when it serves the primary's serial."""
-        zones = self.zones if zone is None else (zone,)
-        for name in zones:
-            wanted = serial(self.primary, name)
-            self.rndc(self.secondary, "retransfer", name)
-            wait_until(lambda name=name, wanted=wanted: serial(self.secondary, name) >= wanted,
-                       what=f"secondary's transfer of {name} (serial {wanted})",
-                       proc=self._secondary.proc, log=self._secondary.log_text)
+        return when that transfer has completed with the primary's serial.
+
+        named drops a retransfer asked for while a transfer of the zone is running, so it is
+        asked again (once a second) until a transfer completes with the serial wanted."""
+        for name in self.zones if zone is None else (zone,):
+            self._retransfer_one(name)
+
+    def _retransfer_one(self, zone: str) -> None:
+        wanted = serial(self.primary, zone)
+        done_before = self._transfers_completed(zone)
+        asked = time.monotonic()
+        self.rndc(self.secondary, "retransfer", zone)
+
+        def transferred() -> bool:
+            nonlocal asked
+            if (self._transfers_completed(zone) > done_before
+                    and serial(self.secondary, zone) >= wanted):
+                return True
+            if time.monotonic() - asked > 1.0:
+                asked = time.monotonic()
+                self.rndc(self.secondary, "retransfer", zone)
+            return False
+
+        wait_until(transferred, what=f"secondary's transfer of {zone} (serial {wanted})",
+                   proc=self._secondary.proc, log=self._secondary.log_text)
+
+    def _transfers_completed(self, zone: str) -> int:
+        return self._secondary.log_text().count(f"transfer of '{zone}/IN' from {self.primary}"
+                                                f"#{DNS_PORT}: Transfer completed")
 
     # ----------------------------------------------------------------- queries
     def primary_serial(self, zone: str = ZONE) -> int:
