@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,30 @@ def test_pebble_starts_with_a_real_dns_server(pebble_bind: Pebble, bind_dns: Bin
         assert pebble.dns_server == dns_server
         assert "newOrder" in pebble.directory_json()
         assert pebble._dns_proc is None  # no challtestsrv
+
+
+def test_pebble_validates_dns01_through_the_resolver_certbot_rfc2136(
+    pebble_bind: Pebble, bind_dns: Bind, tmp_path: Path
+) -> None:
+    """The whole path with a peer client: certbot's rfc2136 plugin writes the TXT records with
+    ``key_file``'s key on the primary, Pebble finds them through the resolver (a wildcard name
+    too), and the zone is as it was afterwards."""
+    before = bind_dns.zone_snapshot(ZONE)
+    credentials = tmp_path / "rfc2136.ini"
+    credentials.touch(mode=0o600)
+    credentials.write_text(
+        f"dns_rfc2136_server = {bind_dns.primary}\ndns_rfc2136_port = {DNS_PORT}\n"
+        f"dns_rfc2136_name = {bind_dns.key_name}\ndns_rfc2136_secret = {bind_dns.key_secret}\n"
+        "dns_rfc2136_algorithm = HMAC-SHA256\n")
+    host = f"{label()}.{ZONE}"
+    cmd = [str(Path(sys.executable).with_name("certbot")), "certonly", "--non-interactive",
+           "--agree-tos", "-m", f"admin@{ZONE}", "--server", pebble_bind.directory,
+           "--config-dir", str(tmp_path / "etc"), "--work-dir", str(tmp_path / "work"),
+           "--logs-dir", str(tmp_path / "log"), "--authenticator", "dns-rfc2136",
+           "--dns-rfc2136-credentials", str(credentials),
+           "--dns-rfc2136-propagation-seconds", "0", "-d", host, "-d", f"*.{host}"]
+    done = subprocess.run(cmd, env=pebble_bind.client_env(), capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "etc" / "live" / host / "fullchain.pem").exists()
+    assert bind_dns.zone_snapshot(ZONE) == before
