@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from lexicon.client import Client
-from lexicon.config import ConfigResolver
 
 from tests.support.dns import (
     DELEGATE_ZONE,
@@ -184,6 +182,11 @@ def test_lexicon_powerdns_provider_creates_and_deletes(
     # hang on a filtered network. An empty TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS makes tldextract
     # use the list it ships with, without any request; the cache goes to tmp_path. It finds
     # example.org as the registered domain: "delegated" names the real zone, pdns.example.org.
+    # Imported here: with lexicon in sys.modules, Hypothesis's scan of the loaded modules
+    # touches lexicon's deprecated module aliases and warns in every later property test.
+    from lexicon.client import Client
+    from lexicon.config import ConfigResolver
+
     monkeypatch.setenv("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
     monkeypatch.setenv("TLDEXTRACT_CACHE_PATH", str(tmp_path / "tld"))
     before = pdns.zone_snapshot()
