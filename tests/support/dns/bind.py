@@ -15,8 +15,9 @@ PowerDNS's address (static-stub zones), with no cache: Pebble asks it, as a CA a
 resolver. It is needed for dns-01 delegation: an authoritative-only server answers a query for
 ``DELEGATED_CHALLENGE`` with the CNAME alone, and Pebble does not chase a CNAME itself.
 
-Layout of the work directory (a private temporary directory, removed by ``close()``), like
-``/etc/bind``, ``/var/cache/bind``, ``/var/lib/bind`` and ``/run/named``::
+Layout of the work directory (a new directory under ``/var/cache/bind``, where Debian's AppArmor
+profile lets named read and write; removed by ``close()``), like ``/etc/bind``,
+``/var/cache/bind``, ``/var/lib/bind`` and ``/run/named``::
 
     keys/<name>.key, keys/wrong.key   the TSIG keys for clients (0600, root)
     rndc.conf                         rndc's key and port (0600)
@@ -65,6 +66,10 @@ RNDC_BIN = "rndc"
 RNDC_PORT = 953
 KEY_NAME = "certsmith-acme"
 DEBIAN_DEFAULT_ZONES = "/etc/bind/named.conf.default-zones"
+# Debian's AppArmor profile for named (enforced where AppArmor is on: Debian 12, Ubuntu) lets it
+# read and write under /var/cache/bind only, of all the places a test could use: the work
+# directory goes there (elsewhere if the package is not installed).
+WORK_PARENT = Path("/var/cache/bind")
 ZONES = (ZONE, DELEGATE_ZONE)
 
 
@@ -152,7 +157,8 @@ class Bind:
         self.port = DNS_PORT
         self.zones = ZONES
         self._own_tmp = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certsmith-bind-"))
+        parent = WORK_PARENT if WORK_PARENT.is_dir() else None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certsmith-test-", dir=parent))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)  # named runs as bind: it must reach its directories
         keys = self.workdir / "keys"
