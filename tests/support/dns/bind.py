@@ -22,6 +22,7 @@ profile lets named read and write; removed by ``close()``), like ``/etc/bind``,
     keys/<name>.key, keys/wrong.key   the TSIG keys for clients (0600, root)
     rndc.conf                         rndc's key and port (0600)
     primary/etc/ primary/cache/ primary/lib/ primary/run/ primary/named.log
+    primary/supervise/                its supervisor's state (tests/support/supervise.py)
     secondary/..., resolver/...       the same for the secondary and the resolver
 """
 
@@ -48,7 +49,9 @@ from tests.support.dns.common import (
     net_address,
     read_key_file,
     serial,
+    start_supervised,
     txt,
+    wait_supervised,
     worker_net,
     zone_snapshot,
 )
@@ -59,7 +62,7 @@ from tests.support.dns.zones import (
     delegate_zone_text,
     zone_text,
 )
-from tests.support.net import die_with_parent, stop_process, wait_until
+from tests.support.net import stop_process, wait_until
 
 NAMED_BIN = "named"
 RNDC_BIN = "rndc"
@@ -85,6 +88,7 @@ class _Named:
         self.lib = self.base / "lib"
         self.run = self.base / "run"
         self.log_path = self.base / "named.log"
+        self.control = self.base / "supervise"
         self.alias = LoopbackAlias(address)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -121,16 +125,13 @@ class _Named:
         cmd = [NAMED_BIN, "-g", "-c", str(self.etc / "named.conf")]
         if as_root():
             cmd += ["-u", "bind"]  # as Debian's service does
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.base,
-                                         preexec_fn=die_with_parent)
+        self.proc = start_supervised(cmd, self.control, self.log_path, self.base)
 
     def wait_ready(self, zones: tuple[str, ...], recursive: bool = False) -> None:
-        wait_until(lambda: all(answers(self.address, zone, recursive=recursive)
-                               for zone in zones),
-                   what=f"named ({self.role}, {self.address}:{DNS_PORT})", timeout=30.0,
-                   proc=self.proc, log=self.log_text)
+        wait_supervised(lambda: all(answers(self.address, zone, recursive=recursive)
+                                    for zone in zones),
+                        what=f"named ({self.role}, {self.address}:{DNS_PORT})",
+                        control=self.control, proc=self.proc, log=self.log_text)
 
     def stop(self) -> None:
         stop_process(self.proc)

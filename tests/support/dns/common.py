@@ -15,7 +15,8 @@ import os
 import pwd
 import re
 import subprocess
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dns.exception
@@ -28,6 +29,8 @@ import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.zone
+
+from tests.support.net import ServerDied, die_with_parent, wait_until
 
 DNS_PORT = 53
 PRIMARY_HOST = 1
@@ -71,7 +74,7 @@ class LoopbackAlias:
                               capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             self.added = True
-        elif "exists" not in proc.stderr:
+        elif "exists" not in proc.stderr and "already assigned" not in proc.stderr:
             raise RuntimeError(f"ip addr add {self.address}/32 dev lo failed (the DNS fixtures "
                                f"need root): {proc.stderr.strip()}")
 
@@ -92,6 +95,40 @@ def chown(path: Path, user: str) -> None:
     if as_root():
         entry = pwd.getpwnam(user)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+# -- processes ----------------------------------------------------------------------------------
+SUPERVISE = Path(__file__).resolve().parent.parent / "supervise.py"
+
+
+def start_supervised(argv: list[str], control: Path, log_path: Path, cwd: Path
+                     ) -> subprocess.Popen[bytes]:
+    """Run a server under tests/support/supervise.py (a stand-in for its systemd unit) in
+    ``control``: named and pdns_server drop to their users, and a change of user clears the
+    kernel's parent-death signal, so it is the supervisor, staying root, that dies with the
+    test run and stops the server. Output goes to ``log_path``."""
+    control.mkdir(parents=True, exist_ok=True)
+    (control / "state").unlink(missing_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, str(SUPERVISE), "run", str(control), "--",
+                                 *argv], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=cwd, preexec_fn=die_with_parent)
+
+
+def wait_supervised(probe: Callable[[], bool], *, what: str, control: Path,
+                    proc: subprocess.Popen[bytes] | None, log: Callable[[], str],
+                    timeout: float = 30.0) -> None:
+    """``wait_until(probe)``, reporting at once (with the log) a server that exited."""
+
+    def ready() -> bool:
+        if probe():
+            return True
+        state = (control / "state").read_text().split() if (control / "state").exists() else []
+        if state[:1] == ["stopped"]:
+            raise ServerDied(f"{what}: process exited with {state[2]}\n{log()[-3000:]}")
+        return False
+
+    wait_until(ready, what=what, timeout=timeout, proc=proc, log=log)
 
 
 # -- TSIG keys ------------------------------------------------------------------------------------

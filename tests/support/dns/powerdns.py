@@ -12,6 +12,7 @@ Layout of the work directory (removed by ``close()``)::
     lib/pdns.sqlite3                  like /var/lib/powerdns (owned by pdns)
     run/                              the control socket (--socket-dir)
     pdns.log                          the server's output
+    supervise/                        its supervisor's state (tests/support/supervise.py)
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from tests.support.dns.common import (
     as_root,
     chown,
     net_address,
+    start_supervised,
     txt,
+    wait_supervised,
     worker_net,
     zone_snapshot,
 )
 from tests.support.dns.zones import PDNS_ZONE, pdns_zone_text
-from tests.support.net import die_with_parent, free_port, stop_process, wait_until
+from tests.support.net import free_port, stop_process
 
 PDNS_BIN = "pdns_server"
 PDNSUTIL_BIN = "pdnsutil"
@@ -72,6 +75,7 @@ class PowerDns:
         self.run = self.workdir / "run"
         self.database = self.lib / "pdns.sqlite3"
         self.log_path = self.workdir / "pdns.log"
+        self.control = self.workdir / "supervise"
         self.alias = LoopbackAlias(self.address)
         self._proc: subprocess.Popen[bytes] | None = None
         self._prepare()
@@ -130,12 +134,9 @@ class PowerDns:
         if as_root():
             cmd += ["--setuid=pdns", "--setgid=pdns"]
         try:
-            with open(self.log_path, "ab") as log:
-                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=subprocess.STDOUT, cwd=self.workdir,
-                                              preexec_fn=die_with_parent)
-            wait_until(self._ready, what=f"pdns_server ({self.address}:{DNS_PORT})",
-                       timeout=30.0, proc=self._proc, log=self.log_text)
+            self._proc = start_supervised(cmd, self.control, self.log_path, self.workdir)
+            wait_supervised(self._ready, what=f"pdns_server ({self.address}:{DNS_PORT})",
+                            control=self.control, proc=self._proc, log=self.log_text)
         except BaseException:
             self.stop()
             raise
