@@ -1,6 +1,8 @@
 """Real DNS servers for the dns-01 tests, on port 53 of loopback addresses ``127.53.N.x``
 (``N`` = 1 + the xdist worker number; ``net=BENCH_NET`` (200) for benchmarks). Needs root: the
-addresses are added to ``lo`` for the servers' lifetime.
+addresses are added to ``lo`` for the servers' lifetime. The servers run as Debian runs them
+(dropping to ``bind``/``pdns``) under tests/support/supervise.py, which stops them if the test
+run dies.
 
 - ``Bind`` (bind.py): primary ``127.53.N.1`` (TSIG updates of TXT with ``key_file``; a
   ``wrong_key_file`` with the same name and another secret), secondary ``127.53.N.2``

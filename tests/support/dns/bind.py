@@ -11,8 +11,8 @@ refresh is one day. Each instance has a control channel (``rndc``) on its addres
 
 A third named on ``127.53.N.4:53`` (``resolver``) is a recursive resolver for loopback clients
 that reaches ``ZONE`` and ``DELEGATE_ZONE`` on the primary (only) and ``PDNS_ZONE`` on
-PowerDNS's address (static-stub zones), with no cache: Pebble asks it, as a CA asks its
-resolver. It is needed for dns-01 delegation: an authoritative-only server answers a query for
+PowerDNS's address (static-stub zones), caching nothing (named still keeps a negative answer
+for about a second): Pebble asks it, as a CA asks its resolver. It is needed for dns-01 delegation: an authoritative-only server answers a query for
 ``DELEGATED_CHALLENGE`` with the CNAME alone, and Pebble does not chase a CNAME itself.
 
 Layout of the work directory (a new directory under ``/var/cache/bind``, where Debian's AppArmor
@@ -143,9 +143,11 @@ class _Named:
 
 
 class Bind:
-    """BIND primary + secondary for this worker's ``127.53.N.0`` (``net=N`` to choose it).
+    """BIND primary + secondary + resolver for this worker's ``127.53.N.0`` (``net=N`` to
+    choose it).
 
-    Attributes: ``primary``/``secondary`` (addresses; port ``DNS_PORT`` 53), ``zones``,
+    Attributes: ``primary``/``secondary``/``resolver`` (addresses; port ``DNS_PORT`` 53),
+    ``zones``,
     ``key_file`` (the TSIG key the primary accepts updates with, tsig-keygen's format for
     ``nsupdate -k``), ``wrong_key_file`` (same key name, another secret), ``key_name``,
     ``key_algorithm``, ``rndc_conf``, ``workdir``.
