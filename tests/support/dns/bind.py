@@ -12,8 +12,9 @@ refresh is one day. Each instance has a control channel (``rndc``) on its addres
 A third named on ``127.53.N.4:53`` (``resolver``) is a recursive resolver for loopback clients
 that reaches ``ZONE`` and ``DELEGATE_ZONE`` on the primary (only) and ``PDNS_ZONE`` on
 PowerDNS's address (static-stub zones), caching nothing (named still keeps a negative answer
-for about a second): Pebble asks it, as a CA asks its resolver. It is needed for dns-01 delegation: an authoritative-only server answers a query for
-``DELEGATED_CHALLENGE`` with the CNAME alone, and Pebble does not chase a CNAME itself.
+for about a second): Pebble asks it, as a CA asks its resolver. It is needed for dns-01
+delegation: an authoritative-only server answers a query for ``DELEGATED_CHALLENGE`` with the
+CNAME alone, and Pebble does not chase a CNAME itself.
 
 Layout of the work directory (a new directory under ``/var/cache/bind``, where Debian's AppArmor
 profile lets named read and write; removed by ``close()``), like ``/etc/bind``,
