@@ -324,3 +324,41 @@ def openssl_verify(
         return verify_chain(cert, root, chain)
 
     return verify
+
+
+# -- dns-01: real DNS servers (tests/support/dns/) and Pebbles that resolve with them -------------
+# ``bind_dns`` (session): a started ``Bind``: primary 127.53.N.1, secondary 127.53.N.2 (transfers
+# on ``retransfer()`` only), recursive resolver 127.53.N.4, all on port 53; ``key_file`` /
+# ``wrong_key_file`` are TSIG keys. ``pdns`` (session): a started ``PowerDns`` on 127.53.N.3:53
+# with its API (``api_url``, ``api_key``). ``pebble_bind`` / ``pebble_pdns`` (session): Pebbles
+# whose DNS is BIND's resolver (it follows CNAMEs across zones, which dns-01 delegation needs and
+# an authoritative-only server does not do) / PowerDNS itself.
+SERVER_FIXTURES = SERVER_FIXTURES | {"bind_dns", "pdns", "pebble_bind", "pebble_pdns"}
+
+from tests.support.dns import DNS_PORT, Bind, PowerDns  # noqa: E402  (this section's own)
+
+
+@pytest.fixture(scope="session")
+def bind_dns() -> Iterator[Bind]:
+    with Bind() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pdns() -> Iterator[PowerDns]:
+    with PowerDns() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pebble_bind(tmp_path_factory: pytest.TempPathFactory, bind_dns: Bind) -> Iterator[Pebble]:
+    with Pebble(tmp_path_factory.mktemp("pebble-bind"),
+                dns_server=f"{bind_dns.resolver}:{DNS_PORT}") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pebble_pdns(tmp_path_factory: pytest.TempPathFactory, pdns: PowerDns) -> Iterator[Pebble]:
+    with Pebble(tmp_path_factory.mktemp("pebble-pdns"),
+                dns_server=f"{pdns.address}:{DNS_PORT}") as server:
+        yield server

@@ -145,6 +145,9 @@ class Pebble:
     ``retry_after_authz``/``retry_after_order`` are the Retry-After seconds Pebble sends for a
     pending authorization / processing order (its example config: 3 and 5; ours 0, a fast CA).
     ``ocsp_url`` (default none, as Let's Encrypt today) goes into the certificates' AIA.
+    ``dns_server`` (``"host:port"``, e.g. a real resolver from tests/support/dns) is the DNS
+    Pebble resolves and validates dns-01 with instead of challtestsrv, which is then not started
+    (``add_a_record`` needs challtestsrv).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Pebble:
         env: Mapping[str, str] | None = None,
         eab_keys: Mapping[str, str] | None = None,
         ocsp_url: str = "",
+        dns_server: str | None = None,
     ) -> None:
         self._own_tmp = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pebble-"))
@@ -171,6 +175,7 @@ class Pebble:
         self.extra_env = dict(env or {})
         self.eab_keys = dict(eab_keys or {})
         self.ocsp_url = ocsp_url
+        self._dns_server = dns_server
 
         self.port = free_port()
         self.management_port = free_port()
@@ -206,7 +211,8 @@ class Pebble:
 
     @property
     def dns_server(self) -> str:
-        return f"{LOOPBACK}:{self.dns_port}"
+        """The DNS Pebble asks: challtestsrv's, or the ``dns_server`` given."""
+        return self._dns_server or f"{LOOPBACK}:{self.dns_port}"
 
     @property
     def log_path(self) -> Path:
@@ -256,8 +262,10 @@ class Pebble:
         self.config_path.write_text(json.dumps(config, indent=2))
 
     def start(self) -> Pebble:
-        """Start challtestsrv (once) and Pebble; returns when both answer. Restartable."""
-        if self._dns_proc is None or self._dns_proc.poll() is not None:
+        """Start challtestsrv (once, unless ``dns_server`` was given) and Pebble; returns when
+        both answer. Restartable."""
+        if self._dns_server is None and (self._dns_proc is None
+                                         or self._dns_proc.poll() is not None):
             self._start_challtestsrv()
         if self.running:
             return self
@@ -282,7 +290,7 @@ class Pebble:
                     CHALLTESTSRV_BIN,
                     "-defaultIPv4", LOOPBACK,
                     "-defaultIPv6", "",
-                    "-dns01", self.dns_server,
+                    "-dns01", f"{LOOPBACK}:{self.dns_port}",
                     "-management", f"{LOOPBACK}:{self.challtestsrv_management_port}",
                     "-http01", "",
                     "-https01", "",
