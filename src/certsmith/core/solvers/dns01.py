@@ -96,9 +96,15 @@ class Dns01Solver:
         planned = [(c, self._record(c)) for c in challenges]
         if self.replaces:
             planned = _one_per_name(planned)
-        self._remember([r for _c, r in planned])
-        self._run_each(lambda r: self.provider.add_txt(r.zone, r.fqdn, r.value, self.spec.ttl),
-                       [r for _c, r in planned])
+        records = [r for _c, r in planned]
+        self._remember(records)
+        failed = self._run_each(
+            lambda r: self.provider.add_txt(r.zone, r.fqdn, r.value, self.spec.ttl), records,
+            raise_first=False)
+        if failed:
+            # a refused add wrote nothing: nothing to remove for it later
+            self._forget(list(failed))
+            raise failed[next(r for r in records if r in failed)]
         if not self.replaces and self.provider.appends is not True:
             planned = self._notice_replacing(planned)
         if len(planned) == len(challenges):
@@ -113,7 +119,9 @@ class Dns01Solver:
         self.lookup.wait(want, until, on_wait=self.progress)
 
     def cleanup_all(self, challenges: Sequence[Challenge]) -> None:
-        records = [self._record(c) for c in challenges]
+        wanted = [self._record(c) for c in challenges]
+        with self._lock:
+            records = [r for r in wanted if (r.fqdn, r.value) in self._journal]
         failed = self._run_each(lambda r: self.provider.remove_txt(r.zone, r.fqdn, r.value),
                                 records, raise_first=False)
         self._forget([r for r in records if r not in failed])
