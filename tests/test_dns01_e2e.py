@@ -206,7 +206,8 @@ def test_hook_provider_calling_nsupdate(cs_home: Path, tmp_path: Path, bind_dns:
     hook.write_text(
         "#!/bin/sh\nset -e\n"
         'if [ "$CERTSMITH_DNS_ACTION" = add ]; then\n'
-        '  line="update add $CERTSMITH_DNS_NAME $CERTSMITH_DNS_TTL TXT \\"$CERTSMITH_DNS_VALUE\\""\n'
+        '  line="update add $CERTSMITH_DNS_NAME $CERTSMITH_DNS_TTL TXT '
+        '\\"$CERTSMITH_DNS_VALUE\\""\n'
         "else\n"
         '  line="update delete $CERTSMITH_DNS_NAME TXT \\"$CERTSMITH_DNS_VALUE\\""\n'
         "fi\n"
