@@ -301,3 +301,56 @@ def test_powerdns_refusing_the_credentials_is_one_line(cs_home: Path, tmp_path: 
     assert "credentials" in got.lines[0] and "not-the-key" not in got.stderr
     assert not (cs_home / "live" / apex).exists()
     assert pdns.zone_snapshot() == before
+
+
+def test_proxy_serves_a_wildcard_got_over_dns01(tmp_path: Path, bind_dns: Bind,
+                                                pebble_bind: Pebble) -> None:
+    """``certsmith proxy '*.X' X --dns rfc2136 ...``: ordered with DNS-01 by the proxy itself,
+    served for any one-label name under the wildcard (and routed to the site), not deeper."""
+    import ssl
+
+    from tests.support.net import wait_until
+    from tests.support.proxy import Proxy, UpstreamApp, served_certificate
+
+    apex = f"{label()}.{ZONE}"
+    root = pebble_bind.write_root(tmp_path / "pebble-root.pem")
+    env = {"REQUESTS_CA_BUNDLE": str(pebble_bind.ca_bundle)}
+    before = bind_dns.zone_snapshot(ZONE)
+    stop = threading.Event()
+
+    def keep_ns2_in_step() -> None:  # the proxy's wait asks ns2 too (see the module docstring)
+        while not stop.is_set():
+            bind_dns.retransfer()
+            stop.wait(0.2)
+
+    helper = threading.Thread(target=keep_ns2_in_step)
+    helper.start()
+    try:
+        with UpstreamApp(tmp_path).start() as app, Proxy(
+                tmp_path / "home", [f"*.{apex},{apex}", "--to", app.address, "--server",
+                                    pebble_bind.directory, "--agree-tos", *rfc2136(bind_dns)],
+                env=env) as proxy:
+
+            def issued() -> bytes | None:
+                try:
+                    return served_certificate(proxy.https_port, f"a.{apex}", root)
+                except (OSError, ssl.SSLError):
+                    return None
+
+            wait_until(issued, what="wildcard certificate from Pebble", timeout=90,
+                       proc=proxy.proc, log=proxy.logs)
+            for host, want in ((f"a.{apex}", "hello"), (apex, "hello")):
+                got = subprocess.run(["curl", "-sS", "--cacert", str(root), "--resolve",
+                                      f"{host}:{proxy.https_port}:127.0.0.1",
+                                      f"https://{host}:{proxy.https_port}/hello"],
+                                     capture_output=True, text=True, check=False)
+                assert got.stdout == want, got.stderr
+            deeper = subprocess.run(["curl", "-sS", "--cacert", str(root), "--resolve",
+                                     f"a.b.{apex}:{proxy.https_port}:127.0.0.1",
+                                     f"https://a.b.{apex}:{proxy.https_port}/hello"],
+                                    capture_output=True, text=True, check=False)
+            assert deeper.returncode != 0 and deeper.stdout != "hello"
+    finally:
+        stop.set()
+        helper.join()
+    assert bind_dns.zone_snapshot(ZONE) == before
