@@ -78,23 +78,14 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-# The --dns-* options that mean something only with --dns (the others have defaults).
-_DNS_OPTIONS = {"dns_server": "--dns-server", "tsig_key_file": "--tsig-key-file",
-                "dns_credentials": "--dns-credentials", "dns_hook": "--dns-hook",
-                "dns_alias": "--dns-alias", "dns_resolver": "--dns-resolver"}
-
-
 def _dns_spec(args: argparse.Namespace) -> Any:
     """The command-line site's DnsSpec (``--dns``), or None; ``--dns-*`` options without it
     are refused rather than ignored."""
     from certsmith.cli import dnsopts
     from certsmith.errors import UsageError
 
+    dnsopts.refuse_stray(args)
     if not dnsopts.uses_dns(args):
-        given = [flag for key, flag in _DNS_OPTIONS.items() if getattr(args, key)]
-        if given:
-            raise UsageError(f"{given[0]} is a DNS-01 option: add --dns PROVIDER "
-                             f"({dnsopts.PROVIDERS_HELP})")
         return None
     if args.config:
         raise UsageError("with --config, give the DNS provider in the file: challenge = "
