@@ -60,11 +60,22 @@ class Run:
     stderr: str
 
 
-def timed(cmd: Sequence[str], env: Mapping[str, str] | None = None,
-          cwd: Path | None = None, timeout: float = 1800) -> Run:
+def timed(
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 1800,
+) -> Run:
     start = time.perf_counter()
-    proc = subprocess.run(list(cmd), env=dict(env) if env is not None else None, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        list(cmd),
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return Run(time.perf_counter() - start, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -78,8 +89,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     out = []
     for n, row in enumerate(cells):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

@@ -31,14 +31,26 @@ def main() -> int:
         try:
             base = pebble.client_env() if pebble else dict(os.environ)
             tools: dict[str, tuple[list[str], dict[str, str]]] = {
-                "certsmith": ([*c.certsmith_cmd(), "--help"],
-                              c.certsmith_env(base, tmp / "certsmith-home")),
+                "certsmith": (
+                    [*c.certsmith_cmd(), "--help"],
+                    c.certsmith_env(base, tmp / "certsmith-home"),
+                ),
             }
             certbot = c.certbot_cmd()
             if certbot:
-                tools["certbot"] = ([*certbot, "--help", "--config-dir", str(tmp / "cb"),
-                                     "--work-dir", str(tmp / "cbw"), "--logs-dir",
-                                     str(tmp / "cbl")], base)
+                tools["certbot"] = (
+                    [
+                        *certbot,
+                        "--help",
+                        "--config-dir",
+                        str(tmp / "cb"),
+                        "--work-dir",
+                        str(tmp / "cbw"),
+                        "--logs-dir",
+                        str(tmp / "cbl"),
+                    ],
+                    base,
+                )
             times: dict[str, list[float]] = {tool: [] for tool in tools}
             notes: dict[str, str] = {tool: "" for tool in tools}
             for cmd, env in tools.values():  # warm-up
@@ -57,8 +69,16 @@ def main() -> int:
     rows = []
     for tool, ts in times.items():
         mean = statistics.mean(ts)
-        rows.append([tool, mean * 1000, min(ts) * 1000, statistics.median(ts) * 1000,
-                     "1.0x" if tool == "certsmith" else c.ratio(mean, ours), notes[tool]])
+        rows.append(
+            [
+                tool,
+                mean * 1000,
+                min(ts) * 1000,
+                statistics.median(ts) * 1000,
+                "1.0x" if tool == "certsmith" else c.ratio(mean, ours),
+                notes[tool],
+            ]
+        )
     print(f"--help, {args.runs} runs each (ratio = tool mean / certsmith mean)")
     print(c.table(["tool", "mean ms", "min ms", "median ms", "vs certsmith", "note"], rows))
     return 0

@@ -27,9 +27,23 @@ from tests.support.pebble import Pebble
 def bench_certsmith(pebble: Pebble, names: list[str], tmp: Path) -> tuple[float, int, str]:
     env = c.certsmith_env(pebble.client_env(), tmp / "certsmith-home")
     before = pebble.count_issued()
-    run = c.timed([*c.certsmith_cmd(), "get", *names, "--separate", "--standalone",
-                   "--http-port", str(pebble.http_port), "--http-address", "127.0.0.1",
-                   "--server", pebble.directory, "--agree-tos"], env=env)
+    run = c.timed(
+        [
+            *c.certsmith_cmd(),
+            "get",
+            *names,
+            "--separate",
+            "--standalone",
+            "--http-port",
+            str(pebble.http_port),
+            "--http-address",
+            "127.0.0.1",
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+        ],
+        env=env,
+    )
     note = "" if run.returncode == 0 else c.last_line(run.stderr or run.stdout)
     return run.seconds, pebble.count_issued() - before, note
 
@@ -43,12 +57,31 @@ def bench_certbot(pebble: Pebble, names: list[str], tmp: Path) -> tuple[float, i
     before = pebble.count_issued()
     total, note = 0.0, ""
     for name in names:
-        run = c.timed([*cmd, "certonly", "--non-interactive", "--standalone",
-                       "--http-01-port", str(pebble.http_port), "--http-01-address", "127.0.0.1",
-                       "--server", pebble.directory, "--agree-tos",
-                       "--register-unsafely-without-email",
-                       "--config-dir", str(base / "config"), "--work-dir", str(base / "work"),
-                       "--logs-dir", str(base / "logs"), "-d", name], env=env)
+        run = c.timed(
+            [
+                *cmd,
+                "certonly",
+                "--non-interactive",
+                "--standalone",
+                "--http-01-port",
+                str(pebble.http_port),
+                "--http-01-address",
+                "127.0.0.1",
+                "--server",
+                pebble.directory,
+                "--agree-tos",
+                "--register-unsafely-without-email",
+                "--config-dir",
+                str(base / "config"),
+                "--work-dir",
+                str(base / "work"),
+                "--logs-dir",
+                str(base / "logs"),
+                "-d",
+                name,
+            ],
+            env=env,
+        )
         total += run.seconds
         if run.returncode != 0 and not note:
             note = c.last_line(run.stderr or run.stdout)
@@ -63,10 +96,25 @@ def bench_lego(pebble: Pebble, names: list[str], tmp: Path) -> tuple[float, int,
     before = pebble.count_issued()
     total, note = 0.0, ""
     for name in names:
-        run = c.timed([*cmd, "--server", pebble.directory, "--accept-tos",
-                       "--email", "x@example.org", "--http",
-                       "--http.port", f"127.0.0.1:{pebble.http_port}",
-                       "--path", str(tmp / "lego"), "--domains", name, "run"], env=env)
+        run = c.timed(
+            [
+                *cmd,
+                "--server",
+                pebble.directory,
+                "--accept-tos",
+                "--email",
+                "x@example.org",
+                "--http",
+                "--http.port",
+                f"127.0.0.1:{pebble.http_port}",
+                "--path",
+                str(tmp / "lego"),
+                "--domains",
+                name,
+                "run",
+            ],
+            env=env,
+        )
         total += run.seconds
         if run.returncode != 0 and not note:
             note = c.last_line(run.stderr or run.stdout)
@@ -77,19 +125,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--skip", default="", help="comma-separated: certsmith,certbot,lego")
-    parser.add_argument("--retry-after", type=int, nargs=2, default=(0, 0),
-                        metavar=("AUTHZ", "ORDER"),
-                        help="Pebble's Retry-After for pending authorizations and processing "
-                             "orders (default 0 0: a fast CA that asks for no wait; Pebble's "
-                             "example config uses 3 5)")
+    parser.add_argument(
+        "--retry-after",
+        type=int,
+        nargs=2,
+        default=(0, 0),
+        metavar=("AUTHZ", "ORDER"),
+        help="Pebble's Retry-After for pending authorizations and processing "
+        "orders (default 0 0: a fast CA that asks for no wait; Pebble's "
+        "example config uses 3 5)",
+    )
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     n = args.count
 
     results: dict[str, tuple[float, int, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-issue-") as d, Pebble(
-            Path(d) / "pebble", retry_after_authz=args.retry_after[0],
-            retry_after_order=args.retry_after[1]) as pb:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-issue-") as d,
+        Pebble(
+            Path(d) / "pebble",
+            retry_after_authz=args.retry_after[0],
+            retry_after_order=args.retry_after[1],
+        ) as pb,
+    ):
         tmp = Path(d)
         runners = {"certsmith": bench_certsmith, "certbot": bench_certbot, "lego": bench_lego}
         for tool, fn in runners.items():
@@ -103,8 +161,17 @@ def main() -> int:
     rows = []
     for tool, (secs, issued, note) in results.items():
         how = "1 command" if tool == "certsmith" else f"{n} processes"
-        rows.append([tool, how, f"{issued}/{n}", secs, secs / n if n else 0.0,
-                     "1.0x" if tool == "certsmith" else c.ratio(secs, ours), note])
+        rows.append(
+            [
+                tool,
+                how,
+                f"{issued}/{n}",
+                secs,
+                secs / n if n else 0.0,
+                "1.0x" if tool == "certsmith" else c.ratio(secs, ours),
+                note,
+            ]
+        )
     print()
     print(f"{n} separate certificates, same Pebble (ratio = tool time / certsmith time)")
     print(c.table(["tool", "how", "issued", "total s", "s/cert", "vs certsmith", "note"], rows))

@@ -26,8 +26,9 @@ NAMES = ["localhost", "127.0.0.1", "::1"]
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -35,8 +36,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     default = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "certsmith"
-    parser.add_argument("--certsmith", default=str(default) if default.exists()
-                        else shutil.which("certsmith") or "certsmith")
+    parser.add_argument(
+        "--certsmith",
+        default=str(default) if default.exists() else shutil.which("certsmith") or "certsmith",
+    )
     args = parser.parse_args()
     mkcert = shutil.which("mkcert")
     if mkcert is None:
@@ -44,8 +47,12 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         work = Path(tmp)
-        env = dict(os.environ, CERTSMITH_HOME=str(work / "cs-home"), CAROOT=str(work / "mk-ca"),
-                   TRUST_STORES="none")
+        env = dict(
+            os.environ,
+            CERTSMITH_HOME=str(work / "cs-home"),
+            CAROOT=str(work / "mk-ca"),
+            TRUST_STORES="none",
+        )
         # Time what an installed certsmith does: byte-compiled modules cached on disk.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         tools = {
@@ -64,13 +71,17 @@ def main() -> int:
     means = {name: statistics.mean(ts) for name, ts in times.items()}
     print(f"{'tool':<22}{'mean ms':>9}{'median':>9}{'min':>9}{'stdev':>9}   ({args.runs} runs)")
     for name, ts in times.items():
-        print(f"{name:<22}{means[name] * 1000:9.1f}{statistics.median(ts) * 1000:9.1f}"
-              f"{min(ts) * 1000:9.1f}{statistics.stdev(ts) * 1000:9.1f}")
+        print(
+            f"{name:<22}{means[name] * 1000:9.1f}{statistics.median(ts) * 1000:9.1f}"
+            f"{min(ts) * 1000:9.1f}{statistics.stdev(ts) * 1000:9.1f}"
+        )
     cs = means["certsmith local"]
     print(f"certsmith local / mkcert        = {cs / means['mkcert']:.2f}")
     print(f"certsmith local / mkcert -ecdsa = {cs / means['mkcert -ecdsa']:.2f}")
-    print(f"certsmith local above its CLI floor: "
-          f"{(cs - means['(certsmith --version)']) * 1000:.1f} ms")
+    print(
+        f"certsmith local above its CLI floor: "
+        f"{(cs - means['(certsmith --version)']) * 1000:.1f} ms"
+    )
     return 0
 
 

@@ -62,8 +62,9 @@ def _ms(text: str) -> float:
 
 
 def tree(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True
+    ).stdout
     children: dict[int, list[int]] = {}
     for line in out.splitlines():
         p, pp = map(int, line.split())
@@ -137,11 +138,21 @@ class Server(abc.ABC):
 
     def start(self) -> Server:
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env(),
-                                         start_new_session=True)
-        wait_until(lambda: port_open(self.port), what=self.name, proc=self.proc,
-                   log=lambda: self.log.read_text(errors="replace"), timeout=30)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                start_new_session=True,
+            )
+        wait_until(
+            lambda: port_open(self.port),
+            what=self.name,
+            proc=self.proc,
+            log=lambda: self.log.read_text(errors="replace"),
+            timeout=30,
+        )
         time.sleep(0.5)
         return self
 
@@ -182,10 +193,24 @@ class CertsmithProxy(Server):
         return env
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "certsmith", "--home", str(self.work / "home"), "proxy",
-                "localhost", "--to", f"127.0.0.1:{self.upstream}", "--https-port",
-                str(self.port), "--http-port", str(self.http_port), "--workers",
-                str(self.workers), "--hsts"]
+        return [
+            sys.executable,
+            "-m",
+            "certsmith",
+            "--home",
+            str(self.work / "home"),
+            "proxy",
+            "localhost",
+            "--to",
+            f"127.0.0.1:{self.upstream}",
+            "--https-port",
+            str(self.port),
+            "--http-port",
+            str(self.http_port),
+            "--workers",
+            str(self.workers),
+            "--hsts",
+        ]
 
     @property
     def cert(self) -> tuple[Path, Path]:
@@ -256,8 +281,9 @@ async def _idle_connections(port: int, count: int, root: Path) -> list[asyncio.S
 
     async def one() -> None:
         async with sem:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                           server_hostname="localhost")
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
+            )
             writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             await reader.readuntil(b"hello world\n")
             writers.append(writer)
@@ -305,12 +331,14 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated: nginx,caddy")
     parser.add_argument("--idle", type=int, default=10000, help="idle connections (0: skip)")
     parser.add_argument("--testssl", action="store_true", help="also run testssl.sh")
-    parser.add_argument("--sslyze", action="store_true",
-                        help="also run sslyze's Mozilla intermediate check")
+    parser.add_argument(
+        "--sslyze", action="store_true", help="also run sslyze's Mozilla intermediate check"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    missing = [tool for tool in ("wrk", "nginx", "caddy") if not shutil.which(tool)
-               and tool not in skip]
+    missing = [
+        tool for tool in ("wrk", "nginx", "caddy") if not shutil.which(tool) and tool not in skip
+    ]
     if missing:
         print(f"missing: {', '.join(missing)} (run scripts/deps/proxy.sh)")
         return 2
@@ -334,38 +362,52 @@ def main() -> int:
                 assert server.proc is not None
                 url = f"https://localhost:{server.port}/"
                 wrk(url, server.proc.pid, 2, args.connections, close)  # warm-up
-                results[(server.name, mode)] = wrk(url, server.proc.pid, args.duration,
-                                                   args.connections, close)
-        print(f"TLS reverse proxies, {args.workers} worker(s) each, wrk -t1 "
-              f"-c{args.connections} -d{args.duration}s, same ECDSA P-256 certificate, "
-              f"same upstream ({os.cpu_count()} cores shared with wrk and the upstream)")
-        print(f"{'proxy':<16}{'mode':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'CPU us/req':>12}{'errors':>8}")
+                results[(server.name, mode)] = wrk(
+                    url, server.proc.pid, args.duration, args.connections, close
+                )
+        print(
+            f"TLS reverse proxies, {args.workers} worker(s) each, wrk -t1 "
+            f"-c{args.connections} -d{args.duration}s, same ECDSA P-256 certificate, "
+            f"same upstream ({os.cpu_count()} cores shared with wrk and the upstream)"
+        )
+        print(
+            f"{'proxy':<16}{'mode':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'CPU us/req':>12}{'errors':>8}"
+        )
         for (name, mode), r in results.items():
-            print(f"{name:<16}{mode:<16}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-                  f"{r.cpu_us:>12.1f}{r.errors:>8}")
+            print(
+                f"{name:<16}{mode:<16}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+                f"{r.cpu_us:>12.1f}{r.errors:>8}"
+            )
         for mode in ("keep-alive", "new connection"):
             ours_r = results[(ours.name, mode)]
             for peer in servers[1:]:
                 r = results[(peer.name, mode)]
-                print(f"{mode}: certsmith/{peer.name} req/s {ours_r.rps / r.rps:.2f}x, "
-                      f"p99 {ours_r.p99_ms / r.p99_ms:.2f}x, CPU/req "
-                      f"{ours_r.cpu_us / r.cpu_us:.2f}x")
+                print(
+                    f"{mode}: certsmith/{peer.name} req/s {ours_r.rps / r.rps:.2f}x, "
+                    f"p99 {ours_r.p99_ms / r.p99_ms:.2f}x, CPU/req "
+                    f"{ours_r.cpu_us / r.cpu_us:.2f}x"
+                )
         if args.idle:
             root = ours.work / "home" / "ca" / "root.pem"
             for server in servers:
                 held, before, after = idle_memory(server, args.idle, root)
-                print(f"idle: {server.name}: {held} keep-alive TLS connections held; memory "
-                      f"(PSS, all its processes) {before / 1024:.0f} MiB before, "
-                      f"{after / 1024:.0f} MiB with them "
-                      f"({(after - before) / max(held, 1):.1f} KiB per connection)")
+                print(
+                    f"idle: {server.name}: {held} keep-alive TLS connections held; memory "
+                    f"(PSS, all its processes) {before / 1024:.0f} MiB before, "
+                    f"{after / 1024:.0f} MiB with them "
+                    f"({(after - before) / max(held, 1):.1f} KiB per connection)"
+                )
         if args.testssl:
             report_testssl(ours.port, work)
         if args.sslyze:
-            verdict = mozilla_intermediate("localhost", ours.port,
-                                           ours.work / "home" / "ca" / "root.pem")
-            print(f"sslyze Mozilla intermediate: {'compliant' if verdict.compliant else 'NOT'}"
-                  f" compliant {verdict.issues or ''}")
+            verdict = mozilla_intermediate(
+                "localhost", ours.port, ours.work / "home" / "ca" / "root.pem"
+            )
+            print(
+                f"sslyze Mozilla intermediate: {'compliant' if verdict.compliant else 'NOT'}"
+                f" compliant {verdict.issues or ''}"
+            )
     finally:
         for server in reversed(started):
             if server.proc is not None and server.proc.poll() is None:

@@ -35,16 +35,20 @@ from certsmith.services.proxy.issuing import ensure_local_sites
 
 REQUESTS = {
     "wrk": b"GET / HTTP/1.1\r\nHost: localhost:8443\r\n\r\n",
-    "browser": (b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n"
-                b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
-                b"Gecko) Chrome/126.0 Safari/537.36\r\nAccept: */*\r\nAccept-Language: en-US,"
-                b"en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\nReferer: https://localhost/"
-                b"\r\nCookie: session=abcdef0123456789; theme=dark\r\nSec-Fetch-Dest: script\r\n"
-                b"Sec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\n\r\n"),
+    "browser": (
+        b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+        b"Gecko) Chrome/126.0 Safari/537.36\r\nAccept: */*\r\nAccept-Language: en-US,"
+        b"en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\nReferer: https://localhost/"
+        b"\r\nCookie: session=abcdef0123456789; theme=dark\r\nSec-Fetch-Dest: script\r\n"
+        b"Sec-Fetch-Mode: no-cors\r\nSec-Fetch-Site: same-origin\r\n\r\n"
+    ),
 }
-RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Tue, 01 Dec 2026 19:00:00 GMT\r\n"
-            b"Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
-            b"hello world\n")
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Tue, 01 Dec 2026 19:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n"
+    b"hello world\n"
+)
 
 
 class Transport:
@@ -94,7 +98,7 @@ async def run(home: Path, request: bytes, count: int, warm: int) -> float:
     buffer = worker.tls_buffers.raw
 
     def to_server(data: bytes) -> None:
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         conn.buffer_updated(len(data))
 
     def to_client() -> None:
@@ -144,13 +148,25 @@ def callgrind(args: argparse.Namespace) -> int:
         return 2
     totals = []
     for count in (0, args.count):
-        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-               __file__, "--request", args.request, "--count", str(count), "--home",
-               str(args.home)]
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--request",
+            args.request,
+            "--count",
+            str(count),
+            "--home",
+            str(args.home),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
         totals.append(int(re.search(r"Collected : (\d+)", out).group(1)))  # type: ignore[union-attr]
-    print(f"{args.request}: {(totals[1] - totals[0]) / args.count:,.0f} instructions per request "
-          f"(callgrind, {args.count} requests)")
+    print(
+        f"{args.request}: {(totals[1] - totals[0]) / args.count:,.0f} instructions per request "
+        f"(callgrind, {args.count} requests)"
+    )
     return 0
 
 
@@ -164,8 +180,9 @@ def main() -> int:
     made = args.home is None
     if made:
         args.home = Path(tempfile.mkdtemp(prefix="bench-hotpath-"))
-        ensure_local_sites(config.from_cli(["localhost"], "127.0.0.1:9"), args.home,
-                           lambda _line: None)
+        ensure_local_sites(
+            config.from_cli(["localhost"], "127.0.0.1:9"), args.home, lambda _line: None
+        )
     try:
         if args.callgrind:
             args.count = args.count or 3000
@@ -173,8 +190,9 @@ def main() -> int:
         if args.count is not None:  # (one measured run, as callgrind needs it)
             asyncio.run(run(args.home, REQUESTS[args.request], args.count, 2000))
             return 0
-        best = min(asyncio.run(run(args.home, REQUESTS[args.request], 20000, 2000))
-                   for _ in range(5))
+        best = min(
+            asyncio.run(run(args.home, REQUESTS[args.request], 20000, 2000)) for _ in range(5)
+        )
         print(f"{args.request}: {best * 1e6:.2f} us per request (best of 5 x 20,000)")
         return 0
     finally:

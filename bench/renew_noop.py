@@ -42,9 +42,24 @@ def copy_name(i: int) -> str:
 # ----------------------------------------------------------------------------- certsmith
 def setup_certsmith(pebble: Pebble, home: Path, count: int) -> str:
     env = c.certsmith_env(pebble.client_env(), home)
-    run = c.timed([*c.certsmith_cmd(), "get", NAME, "--cert-name", TEMPLATE, "--standalone",
-                   "--http-port", str(pebble.http_port), "--http-address", "127.0.0.1",
-                   "--server", pebble.directory, "--agree-tos"], env=env)
+    run = c.timed(
+        [
+            *c.certsmith_cmd(),
+            "get",
+            NAME,
+            "--cert-name",
+            TEMPLATE,
+            "--standalone",
+            "--http-port",
+            str(pebble.http_port),
+            "--http-address",
+            "127.0.0.1",
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+        ],
+        env=env,
+    )
     if run.returncode != 0:
         return "get failed: " + c.last_line(run.stderr or run.stdout)
     # One no-op renew on the template first, so its ARI answer is cached in state/ (as after
@@ -57,7 +72,8 @@ def setup_certsmith(pebble: Pebble, home: Path, count: int) -> str:
     for i in range(1, count):
         new = copy_name(i)
         (home / "sites" / f"{new}.toml").write_text(
-            site.replace(f'name = "{TEMPLATE}"', f'name = "{new}"', 1))
+            site.replace(f'name = "{TEMPLATE}"', f'name = "{new}"', 1)
+        )
         shutil.copytree(archive, home / "archive" / new, symlinks=True)
         if state.exists():
             shutil.copy2(state, home / "state" / f"{new}.json")
@@ -80,19 +96,42 @@ def renew_certsmith(pebble: Pebble, home: Path) -> c.Run:
 
 # ----------------------------------------------------------------------------- certbot
 def _certbot_dirs(base: Path) -> list[str]:
-    return ["--config-dir", str(base / "config"), "--work-dir", str(base / "work"),
-            "--logs-dir", str(base / "logs")]
+    return [
+        "--config-dir",
+        str(base / "config"),
+        "--work-dir",
+        str(base / "work"),
+        "--logs-dir",
+        str(base / "logs"),
+    ]
 
 
 def setup_certbot(pebble: Pebble, base: Path, count: int) -> str:
     cmd = c.certbot_cmd()
     if cmd is None:
         return "certbot not installed"
-    run = c.timed([*cmd, "certonly", "--non-interactive", "--standalone",
-                   "--http-01-port", str(pebble.http_port), "--http-01-address", "127.0.0.1",
-                   "--server", pebble.directory, "--agree-tos",
-                   "--register-unsafely-without-email", *_certbot_dirs(base),
-                   "--cert-name", TEMPLATE, "-d", NAME], env=pebble.client_env())
+    run = c.timed(
+        [
+            *cmd,
+            "certonly",
+            "--non-interactive",
+            "--standalone",
+            "--http-01-port",
+            str(pebble.http_port),
+            "--http-01-address",
+            "127.0.0.1",
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+            "--register-unsafely-without-email",
+            *_certbot_dirs(base),
+            "--cert-name",
+            TEMPLATE,
+            "-d",
+            NAME,
+        ],
+        env=pebble.client_env(),
+    )
     if run.returncode != 0:
         return "certonly failed: " + c.last_line(run.stderr or run.stdout)
     config = base / "config"
@@ -103,7 +142,8 @@ def setup_certbot(pebble: Pebble, base: Path, count: int) -> str:
     for i in range(1, count):
         new = copy_name(i)
         text = conf.replace(f"archive/{TEMPLATE}", f"archive/{new}").replace(
-            f"live/{TEMPLATE}/", f"live/{new}/")
+            f"live/{TEMPLATE}/", f"live/{new}/"
+        )
         (config / "renewal" / f"{new}.conf").write_text(text)
         shutil.copytree(archive, config / "archive" / new, symlinks=True)
         (config / "live" / new).mkdir()
@@ -115,8 +155,10 @@ def setup_certbot(pebble: Pebble, base: Path, count: int) -> str:
 def renew_certbot(pebble: Pebble, base: Path) -> c.Run:
     cmd = c.certbot_cmd()
     assert cmd is not None
-    return c.timed([*cmd, "renew", "--non-interactive", "--no-random-sleep-on-renew",
-                    *_certbot_dirs(base)], env=pebble.client_env())
+    return c.timed(
+        [*cmd, "renew", "--non-interactive", "--no-random-sleep-on-renew", *_certbot_dirs(base)],
+        env=pebble.client_env(),
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -156,18 +198,29 @@ def main() -> int:
                     note = f"certbot listed {seen} of {args.count} as skipped"
             if pb.count_orders() != orders:
                 note = (note + "; " if note else "") + (
-                    f"{pb.count_orders() - orders} orders placed: not a no-op")
+                    f"{pb.count_orders() - orders} orders placed: not a no-op"
+                )
             means[tool] = statistics.mean(times)
-            rows.append([tool, statistics.mean(times), min(times),
-                         statistics.mean(times) / args.count * 1000, "", note])
+            rows.append(
+                [
+                    tool,
+                    statistics.mean(times),
+                    min(times),
+                    statistics.mean(times) / args.count * 1000,
+                    "",
+                    note,
+                ]
+            )
 
     ours = means.get("certsmith")
     for row in rows:
         if row[0] in means:
             row[4] = "1.0x" if row[0] == "certsmith" else c.ratio(means[str(row[0])], ours)
     print()
-    print(f"renew with nothing due over {args.count} certificates, {args.repeat} runs "
-          "(ratio = tool mean / certsmith mean)")
+    print(
+        f"renew with nothing due over {args.count} certificates, {args.repeat} runs "
+        "(ratio = tool mean / certsmith mean)"
+    )
     print(c.table(["tool", "mean s", "min s", "ms/cert", "vs certsmith", "note"], rows))
     return 0
 

@@ -33,32 +33,85 @@ def run_one(kind: str, pebble: Pebble) -> bool:
         env = _certsmith_env(srv.workdir / "certsmith", pebble, srv.certsmith_env())
 
         def cs(*args: object) -> None:
-            subprocess.run([sys.executable, "-m", "certsmith", *map(str, args)], env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "certsmith", *map(str, args)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
 
-        cs("get", name, f"--{kind}", "--http-port", srv.http_port, "--http-address",
-           "127.0.0.1", "--server", pebble.directory, "--agree-tos")
-        cs("install", kind, name, "--redirect", "308", "--hsts", "--http-port", srv.http_port,
-           "--https-port", srv.https_port, "--listen-address", "127.0.0.1")
+        cs(
+            "get",
+            name,
+            f"--{kind}",
+            "--http-port",
+            srv.http_port,
+            "--http-address",
+            "127.0.0.1",
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+        )
+        cs(
+            "install",
+            kind,
+            name,
+            "--redirect",
+            "308",
+            "--hsts",
+            "--http-port",
+            srv.http_port,
+            "--https-port",
+            srv.https_port,
+            "--listen-address",
+            "127.0.0.1",
+        )
         out = Path(tempfile.mkdtemp()) / "testssl.json"
-        subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
-                        "--ip", "127.0.0.1", "--nodns", "min", "--sneaky",
-                        "-p", "-s", "-f", "-P", "-h", "--jsonfile", str(out),
-                        f"https://{name}:{srv.https_port}/"],
-                       capture_output=True, text=True, timeout=900, check=False)
+        subprocess.run(
+            [
+                "testssl",
+                "--quiet",
+                "--color",
+                "0",
+                "--warnings",
+                "off",
+                "--ip",
+                "127.0.0.1",
+                "--nodns",
+                "min",
+                "--sneaky",
+                "-p",
+                "-s",
+                "-f",
+                "-P",
+                "-h",
+                "--jsonfile",
+                str(out),
+                f"https://{name}:{srv.https_port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         findings = json.loads(out.read_text())
-    def about_tls(f: dict[str, str]) -> bool:  # protocols and ciphers (the bar)
-        return f["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3") or \
-            f["id"].startswith(("cipherlist_", "cipher-", "FS", "cipher_negotiated"))
 
-    bad = [f for f in findings if f.get("severity") in BAD
-           or "not ok" in f.get("finding", "").lower()]
+    def about_tls(f: dict[str, str]) -> bool:  # protocols and ciphers (the bar)
+        return f["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3") or f[
+            "id"
+        ].startswith(("cipherlist_", "cipher-", "FS", "cipher_negotiated"))
+
+    bad = [
+        f for f in findings if f.get("severity") in BAD or "not ok" in f.get("finding", "").lower()
+    ]
     rated = [f for f in bad if about_tls(f)]
     other = [f for f in bad if not about_tls(f)]
-    protocols = {f["id"]: f["finding"] for f in findings if f["id"] in
-                 ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")}
-    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")),
-                "missing")
+    protocols = {
+        f["id"]: f["finding"]
+        for f in findings
+        if f["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")
+    }
+    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")), "missing")
     has_hsts = hsts != "missing" and "not offered" not in hsts.lower()
     print(f"== {kind}: protocols {protocols}")
     print(f"   HSTS: {hsts}")

@@ -61,10 +61,22 @@ REPO = Path(__file__).resolve().parent.parent
 # for new failures, never for CI. Loaded here, before any test module makes its settings.
 _BASE = settings.get_profile("default")  # not Hypothesis's own "ci", which CI=true would load
 _HYPOTHESIS_PROFILES = {
-    "repeatable": settings(_BASE, derandomize=True, database=None, print_blob=True,
-                           deadline=None, suppress_health_check=[HealthCheck.too_slow]),
-    "explore": settings(_BASE, derandomize=False, max_examples=1000, print_blob=True,
-                        deadline=None, suppress_health_check=[HealthCheck.too_slow]),
+    "repeatable": settings(
+        _BASE,
+        derandomize=True,
+        database=None,
+        print_blob=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+    "explore": settings(
+        _BASE,
+        derandomize=False,
+        max_examples=1000,
+        print_blob=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
 }
 for _name, _profile in _HYPOTHESIS_PROFILES.items():
     settings.register_profile(_name, _profile)
@@ -74,8 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Load the Hypothesis profile (before collection imports any test module)."""
     wanted = os.environ.get("CERTSMITH_HYPOTHESIS", "repeatable")
     if wanted not in _HYPOTHESIS_PROFILES:
-        raise pytest.UsageError(f"CERTSMITH_HYPOTHESIS={wanted}: choose one of "
-                                f"{', '.join(_HYPOTHESIS_PROFILES)}")
+        raise pytest.UsageError(
+            f"CERTSMITH_HYPOTHESIS={wanted}: choose one of {', '.join(_HYPOTHESIS_PROFILES)}"
+        )
     settings.load_profile(wanted)
 
 
@@ -83,38 +96,47 @@ def pytest_configure(config: pytest.Config) -> None:
 # Fixtures of this file that start a server, or may (run_certsmith and openssl_verify start the
 # session Pebble on first use); any fixture depending on one (certsmith_env, a module's own
 # fixtures) is caught through the test's fixture closure.
-SERVER_FIXTURES = frozenset({
-    "pebble", "pebble_factory", "lighttpd_factory", "webserver", "run_certsmith",
-    "openssl_verify",
-})
+SERVER_FIXTURES = frozenset(
+    {
+        "pebble",
+        "pebble_factory",
+        "lighttpd_factory",
+        "webserver",
+        "run_certsmith",
+        "openssl_verify",
+    }
+)
 # Modules whose tests start servers themselves (in their own fixtures or in the test body).
-SERVER_MODULES = frozenset({
-    "test_alerts",  # SMTP and webhook receivers
-    "test_check",  # TLS and HTTP servers in threads
-    "test_check_chains",  # openssl s_server
-    "test_deadlines",  # trickling TCP/TLS servers
-    "test_dns_providers_servers",  # named and pdns_server
-    "test_localca",  # an HTTPS server in a thread, Chromium, Node
-    "test_proxy_config",  # the proxy and the upstream app as processes
-    "test_proxy_e2e",
-    "test_proxy_headers",
-    "test_proxy_memory",
-    "test_proxy_pipelining",
-    "test_proxy_upstream",
-    "test_servers_hsts",  # nginx, Apache, lighttpd (and their validators on the stock trees)
-    "test_servers_listen",
-    "test_servers_render",  # nginx -t, apache2ctl configtest, lighttpd -tt
-    "test_servers_tls",  # a Pebble of its own, the servers, sslyze
-    "test_state_damage",  # a webhook receiver
-    "test_tls_policy",  # the proxy, sslyze
-})
+SERVER_MODULES = frozenset(
+    {
+        "test_alerts",  # SMTP and webhook receivers
+        "test_check",  # TLS and HTTP servers in threads
+        "test_check_chains",  # openssl s_server
+        "test_deadlines",  # trickling TCP/TLS servers
+        "test_dns_providers_servers",  # named and pdns_server
+        "test_localca",  # an HTTPS server in a thread, Chromium, Node
+        "test_proxy_config",  # the proxy and the upstream app as processes
+        "test_proxy_e2e",
+        "test_proxy_headers",
+        "test_proxy_memory",
+        "test_proxy_pipelining",
+        "test_proxy_upstream",
+        "test_servers_hsts",  # nginx, Apache, lighttpd (and their validators on the stock trees)
+        "test_servers_listen",
+        "test_servers_render",  # nginx -t, apache2ctl configtest, lighttpd -tt
+        "test_servers_tls",  # a Pebble of its own, the servers, sslyze
+        "test_state_damage",  # a webhook receiver
+        "test_tls_policy",  # the proxy, sslyze
+    }
+)
 
 
 def needs_servers(item: pytest.Item) -> bool:
     module = getattr(item, "module", None)
     name = module.__name__.rpartition(".")[2] if module is not None else ""
     return name in SERVER_MODULES or not SERVER_FIXTURES.isdisjoint(
-        getattr(item, "fixturenames", ()))
+        getattr(item, "fixturenames", ())
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -191,8 +213,7 @@ def lighttpd_factory() -> Iterator[LighttpdFactory]:
         privkey: Path | str | None = None,
         start: bool = True,
     ) -> Lighttpd:
-        server = Lighttpd(docroot, port=port, tls_port=tls_port, pemfile=pemfile,
-                          privkey=privkey)
+        server = Lighttpd(docroot, port=port, tls_port=tls_port, pemfile=pemfile, privkey=privkey)
         started.append(server)
         return server.start() if start else server
 
@@ -352,13 +373,15 @@ def pdns() -> Iterator[PowerDns]:
 
 @pytest.fixture(scope="session")
 def pebble_bind(tmp_path_factory: pytest.TempPathFactory, bind_dns: Bind) -> Iterator[Pebble]:
-    with Pebble(tmp_path_factory.mktemp("pebble-bind"),
-                dns_server=f"{bind_dns.resolver}:{DNS_PORT}") as server:
+    with Pebble(
+        tmp_path_factory.mktemp("pebble-bind"), dns_server=f"{bind_dns.resolver}:{DNS_PORT}"
+    ) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def pebble_pdns(tmp_path_factory: pytest.TempPathFactory, pdns: PowerDns) -> Iterator[Pebble]:
-    with Pebble(tmp_path_factory.mktemp("pebble-pdns"),
-                dns_server=f"{pdns.address}:{DNS_PORT}") as server:
+    with Pebble(
+        tmp_path_factory.mktemp("pebble-pdns"), dns_server=f"{pdns.address}:{DNS_PORT}"
+    ) as server:
         yield server

@@ -80,14 +80,20 @@ class _Checker:
                 node = node.value
             elif isinstance(node, ast.Call):
                 func = node.func
-                called = func.attr if isinstance(func, ast.Attribute) else \
-                    func.id if isinstance(func, ast.Name) else None
+                called = (
+                    func.attr
+                    if isinstance(func, ast.Attribute)
+                    else func.id
+                    if isinstance(func, ast.Name)
+                    else None
+                )
                 if called in self.functions:  # returns something annotated as acme
                     return True
                 node = func
             elif isinstance(node, ast.Name):
                 return node.id in self.names or (
-                    in_acme_class and node.id in ("self", "cls", "super"))
+                    in_acme_class and node.id in ("self", "cls", "super")
+                )
             else:
                 return False
 
@@ -103,9 +109,11 @@ class _Checker:
                 for alias in node.names:
                     self.imported.add(alias.asname or alias.name)
                     if _private(alias.name) or any(
-                            _private(p) for p in str(node.module).split(".")):
+                        _private(p) for p in str(node.module).split(".")
+                    ):
                         self.problems.append(
-                            (node.lineno, f"from {node.module} import {alias.name}"))
+                            (node.lineno, f"from {node.module} import {alias.name}")
+                        )
         self.names |= self.imported
 
     def _propagate(self) -> None:
@@ -125,12 +133,18 @@ class _Checker:
                 self.names.add(node.name)
                 if report:
                     self.problems.append(
-                        (node.lineno, f"class {node.name} subclasses an acme/josepy class"))
+                        (node.lineno, f"class {node.name} subclasses an acme/josepy class")
+                    )
             for child in node.body:
-                if report and acme_class and isinstance(
-                        child, ast.FunctionDef | ast.AsyncFunctionDef) and _private(child.name):
+                if (
+                    report
+                    and acme_class
+                    and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and _private(child.name)
+                ):
                     self.problems.append(
-                        (child.lineno, f"{node.name}.{child.name} overrides an internal"))
+                        (child.lineno, f"{node.name}.{child.name} overrides an internal")
+                    )
                 self._visit(child, in_acme_class=acme_class, report=report)
             for expr in (*node.bases, *node.decorator_list):
                 self._visit(expr, in_acme_class=in_acme_class, report=report)
@@ -139,14 +153,19 @@ class _Checker:
             if _names_in(node.returns) & self.names:
                 self.functions.add(node.name)
             args = node.args
-            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs,
-                        *(a for a in (args.vararg, args.kwarg) if a)):
+            for arg in (
+                *args.posonlyargs,
+                *args.args,
+                *args.kwonlyargs,
+                *(a for a in (args.vararg, args.kwarg) if a),
+            ):
                 if _names_in(arg.annotation) & self.names:
                     self.names.add(arg.arg)
         elif isinstance(node, ast.AnnAssign):
             if isinstance(node.target, ast.Name) and (
-                    _names_in(node.annotation) & self.names
-                    or (node.value is not None and self._is_acme(node.value, in_acme_class))):
+                _names_in(node.annotation) & self.names
+                or (node.value is not None and self._is_acme(node.value, in_acme_class))
+            ):
                 self.names.add(node.target.id)
         elif isinstance(node, ast.Assign):
             if self._is_acme(node.value, in_acme_class):
@@ -168,11 +187,15 @@ class _Checker:
                 self.problems.append((node.lineno, f"{ast.unparse(node)}"))
         elif report and isinstance(node, ast.Call):
             func = node.func
-            if (isinstance(func, ast.Name)
-                    and func.id in ("getattr", "setattr", "hasattr", "delattr")
-                    and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-                    and isinstance(node.args[1].value, str) and _private(node.args[1].value)
-                    and self._is_acme(node.args[0], in_acme_class)):
+            if (
+                isinstance(func, ast.Name)
+                and func.id in ("getattr", "setattr", "hasattr", "delattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+                and _private(node.args[1].value)
+                and self._is_acme(node.args[0], in_acme_class)
+            ):
                 self.problems.append((node.lineno, ast.unparse(node)))
         for child in ast.iter_child_nodes(node):
             self._visit(child, in_acme_class=in_acme_class, report=report)
@@ -203,57 +226,73 @@ def test_no_private_acme_api_outside_the_adapter() -> None:
     for path in sorted(SRC.rglob("*.py")):
         if path == ADAPTER:
             continue
-        found += [f"{path.relative_to(SRC)}:{line}: {what}"
-                  for line, what in private_uses(path.read_text())]
-    assert not found, ("private acme/josepy API outside core/issuers/acme_adapter.py "
-                       "(move it into the adapter):\n" + "\n".join(found))
+        found += [
+            f"{path.relative_to(SRC)}:{line}: {what}"
+            for line, what in private_uses(path.read_text())
+        ]
+    assert not found, (
+        "private acme/josepy API outside core/issuers/acme_adapter.py "
+        "(move it into the adapter):\n" + "\n".join(found)
+    )
 
 
 def test_the_check_sees_the_adapters_own_uses() -> None:
     """The adapter is where the private calls are: the heuristic must see them there (else it
     would pass whatever acme.py did)."""
     whats = {what for _line, what in private_uses(ADAPTER.read_text())}
-    expected = {"client._post", "client._post_as_get", "client._authzr_from_response",
-                "client._get_links", "super()._send_request", "self._post_once",
-                "_Network._send_request overrides an internal"}
+    expected = {
+        "client._post",
+        "client._post_as_get",
+        "client._authzr_from_response",
+        "client._get_links",
+        "super()._send_request",
+        "self._post_once",
+        "_Network._send_request overrides an internal",
+    }
     assert expected <= whats, expected - whats
 
 
-@pytest.mark.parametrize("source", [
-    # an annotated parameter, as in the former acme.py
-    "from acme import client as acme_client\n"
-    "def f(client: acme_client.ClientV2, url: str):\n    return client._post(url, None)\n",
-    # an instance from a method whose return annotation is an acme class
-    "from acme import client as acme_client\n"
-    "class C:\n"
-    "    def client(self) -> acme_client.ClientV2: ...\n"
-    "    def go(self):\n        client = self.client()\n        client._post_as_get('u')\n",
-    # a direct constructor call, and a bound method passed as a value
-    "from acme.client import ClientV2\nc = ClientV2(d, n)\ncall(c._post, 'u')\n",
-    # overriding an internal in a subclass, and super() into it
-    "from acme import client\nclass N(client.ClientNetwork):\n"
-    "    def _send_request(self, *a):\n        return super()._send_request(*a)\n",
-    # subclassing a library message to add a field
-    "import josepy as jose\nfrom acme import messages\n"
-    "class O(messages.NewOrder):\n    replaces = jose.field('replaces')\n",
-    # a private module-level name and a private module
-    "import josepy as jose\nx = jose._private_helper()\n",
-    "from acme._internal import thing\n",
-    "from acme.client import _renewal_info_path_component\n",
-    # getattr with a private name, monkey-patching
-    "from acme import messages\nx = getattr(messages.NewOrder, '_fields')\n",
-    "from acme import client\nclient.ClientV2.new_order = lambda *a: None\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        # an annotated parameter, as in the former acme.py
+        "from acme import client as acme_client\n"
+        "def f(client: acme_client.ClientV2, url: str):\n    return client._post(url, None)\n",
+        # an instance from a method whose return annotation is an acme class
+        "from acme import client as acme_client\n"
+        "class C:\n"
+        "    def client(self) -> acme_client.ClientV2: ...\n"
+        "    def go(self):\n        client = self.client()\n        client._post_as_get('u')\n",
+        # a direct constructor call, and a bound method passed as a value
+        "from acme.client import ClientV2\nc = ClientV2(d, n)\ncall(c._post, 'u')\n",
+        # overriding an internal in a subclass, and super() into it
+        "from acme import client\nclass N(client.ClientNetwork):\n"
+        "    def _send_request(self, *a):\n        return super()._send_request(*a)\n",
+        # subclassing a library message to add a field
+        "import josepy as jose\nfrom acme import messages\n"
+        "class O(messages.NewOrder):\n    replaces = jose.field('replaces')\n",
+        # a private module-level name and a private module
+        "import josepy as jose\nx = jose._private_helper()\n",
+        "from acme._internal import thing\n",
+        "from acme.client import _renewal_info_path_component\n",
+        # getattr with a private name, monkey-patching
+        "from acme import messages\nx = getattr(messages.NewOrder, '_fields')\n",
+        "from acme import client\nclient.ClientV2.new_order = lambda *a: None\n",
+    ],
+)
 def test_the_check_finds(source: str) -> None:
     assert private_uses(source)
 
 
-@pytest.mark.parametrize("source", [
-    "from acme import client as acme_client\n"
-    "class C:\n    def __init__(self):\n        self._lock = 1\n"
-    "    def go(self, c: acme_client.ClientV2):\n        self._lock\n        c.net.key\n",
-    "import requests\nrequests.Session()._private\n",
-    "import josepy as jose\nclass K:\n    def _mine(self): ...\nk = jose.JWK\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from acme import client as acme_client\n"
+        "class C:\n    def __init__(self):\n        self._lock = 1\n"
+        "    def go(self, c: acme_client.ClientV2):\n        self._lock\n        c.net.key\n",
+        "import requests\nrequests.Session()._private\n",
+        "import josepy as jose\nclass K:\n    def _mine(self): ...\nk = jose.JWK\n",
+    ],
+)
 def test_the_check_passes(source: str) -> None:
     assert private_uses(source) == []

@@ -57,17 +57,34 @@ def events(home: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines]
 
 
-def test_failure_and_expiry_alerts(run_certsmith: RunCertsmith, pebble_factory: PebbleFactory,
-                                   cs_home: Path, smtp: SmtpReceiver,
-                                   hooks: list[WebhookReceiver]) -> None:
+def test_failure_and_expiry_alerts(
+    run_certsmith: RunCertsmith,
+    pebble_factory: PebbleFactory,
+    cs_home: Path,
+    smtp: SmtpReceiver,
+    hooks: list[WebhookReceiver],
+) -> None:
     ca: Pebble = pebble_factory()
     name = "alerts.example.org"
-    run_certsmith("get", name, "--standalone", "--http-port", str(ca.http_port), "--server",
-                  ca.directory, "--agree-tos", server=ca, check=True)
+    run_certsmith(
+        "get",
+        name,
+        "--standalone",
+        "--http-port",
+        str(ca.http_port),
+        "--server",
+        ca.directory,
+        "--agree-tos",
+        server=ca,
+        check=True,
+    )
     hook = receiver(hooks)
     closed = free_port()  # nothing listens here: every delivery fails
-    for args in (("email", "ops@example.org", "--smtp", f"127.0.0.1:{smtp.port}"),
-                 ("webhook", hook.url), ("webhook", f"http://127.0.0.1:{closed}/down")):
+    for args in (
+        ("email", "ops@example.org", "--smtp", f"127.0.0.1:{smtp.port}"),
+        ("webhook", hook.url),
+        ("webhook", f"http://127.0.0.1:{closed}/down"),
+    ):
         run_certsmith("alerts", "add", *args, server=ca, check=True)
     config = cs_home / "alerts.toml"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
@@ -85,16 +102,17 @@ def test_failure_and_expiry_alerts(run_certsmith: RunCertsmith, pebble_factory: 
     ca_error = line.removeprefix(f"certsmith: {name}: ")
 
     subjects = sorted(m["Subject"] for m in smtp.messages)
-    assert subjects == [f"[certsmith] {name} expires in 2.5 days",
-                        f"[certsmith] renewal of {name} failed"]
+    assert subjects == [
+        f"[certsmith] {name} expires in 2.5 days",
+        f"[certsmith] renewal of {name} failed",
+    ]
     assert smtp.recipients() == [["ops@example.org"], ["ops@example.org"]]
     failure_mail = next(m for m in smtp.messages if "failed" in m["Subject"])
     body = failure_mail.get_content()
     assert f"the renewal of {name} failed: {ca_error}" in body
     assert "certificate: " + name in body
     expiry_mail = next(m for m in smtp.messages if "expires" in m["Subject"])
-    assert "is not getting renewed. The last renewal attempt failed: " in \
-        expiry_mail.get_content()
+    assert "is not getting renewed. The last renewal attempt failed: " in expiry_mail.get_content()
 
     assert sorted(p["event"] for p in hook.payloads) == ["expiring", "failed"]
     for p in hook.payloads:
@@ -109,8 +127,10 @@ def test_failure_and_expiry_alerts(run_certsmith: RunCertsmith, pebble_factory: 
     assert sum(1 for e in log if e["event"] == "alert-failed") == 2
     assert sum(1 for e in log if e["event"] == "alerted") == 4
     outbox = json.loads((cs_home / "state" / "alerts-outbox.json").read_text())
-    assert [(o["channel"], o["alert"]["kind"]) for o in outbox] == [("3", "failed"),
-                                                                    ("3", "expiring")]
+    assert [(o["channel"], o["alert"]["kind"]) for o in outbox] == [
+        ("3", "failed"),
+        ("3", "expiring"),
+    ]
 
     # Later runs: the same failure and the same threshold are not sent again.
     for _ in range(2):
@@ -124,8 +144,9 @@ def test_failure_and_expiry_alerts(run_certsmith: RunCertsmith, pebble_factory: 
         run_certsmith("renew", server=ca)
     assert len(smtp.messages) == 3
     assert smtp.messages[2]["Subject"] == f"[certsmith] {name} expires in 0.5 days"
-    assert [p["details"].get("threshold_days") for p in hook.payloads
-            if p["event"] == "expiring"] == [3, 1]
+    assert [
+        p["details"].get("threshold_days") for p in hook.payloads if p["event"] == "expiring"
+    ] == [3, 1]
 
     # The receiver comes back on the closed port: the outbox is delivered at the next run.
     late = receiver(hooks, closed)
@@ -134,22 +155,41 @@ def test_failure_and_expiry_alerts(run_certsmith: RunCertsmith, pebble_factory: 
     assert json.loads((cs_home / "state" / "alerts-outbox.json").read_text()) == []
 
 
-def test_success_alerts_command_test_and_metrics(run_certsmith: RunCertsmith, pebble: Pebble,
-                                                 cs_home: Path, tmp_path: Path,
-                                                 hooks: list[WebhookReceiver],
-                                                 smtp: SmtpReceiver) -> None:
+def test_success_alerts_command_test_and_metrics(
+    run_certsmith: RunCertsmith,
+    pebble: Pebble,
+    cs_home: Path,
+    tmp_path: Path,
+    hooks: list[WebhookReceiver],
+    smtp: SmtpReceiver,
+) -> None:
     name = "notify.example.org"
     hook = receiver(hooks)
     out = tmp_path / "alert.json"
     run_certsmith("alerts", "add", "webhook", hook.url, "--on-success", check=True)
-    run_certsmith("alerts", "add", "command", f"cat > {out}; test \"$CERTSMITH_ALERT_NAME\"",
-                  "--on-success", check=True)
-    run_certsmith("alerts", "add", "webhook", f"http://127.0.0.1:{free_port()}/",
-                  "--on-success", check=True)
+    run_certsmith(
+        "alerts",
+        "add",
+        "command",
+        f'cat > {out}; test "$CERTSMITH_ALERT_NAME"',
+        "--on-success",
+        check=True,
+    )
+    run_certsmith(
+        "alerts", "add", "webhook", f"http://127.0.0.1:{free_port()}/", "--on-success", check=True
+    )
     prom = tmp_path / "textfile" / "certsmith.prom"
     run_certsmith("metrics", "--textfile", prom, check=True)
-    got = run_certsmith("get", name, "--standalone", "--http-port", str(pebble.http_port),
-                        "--server", pebble.directory, "--agree-tos")
+    got = run_certsmith(
+        "get",
+        name,
+        "--standalone",
+        "--http-port",
+        str(pebble.http_port),
+        "--server",
+        pebble.directory,
+        "--agree-tos",
+    )
     assert got.returncode == 0 and got.stderr == ""  # the dead webhook changes nothing
     assert [(p["event"], p["details"]["action"]) for p in hook.payloads] == [("renewed", "issued")]
     assert hook.payloads[0]["text"].startswith(f"certsmith: {name} issued, valid until ")
@@ -164,32 +204,42 @@ def test_success_alerts_command_test_and_metrics(run_certsmith: RunCertsmith, pe
     assert f'certsmith_renewal_last_success{{name="{name}"}} 1' in text
     assert f'certsmith_renewal_consecutive_failures{{name="{name}"}} 0' in text
     assert "certsmith_certificates 1" in text
-    expiry = re.search(rf'certsmith_certificate_expiry_timestamp_seconds\{{name="{name}"\}} '
-                       r"(\d+)", text)
+    expiry = re.search(
+        rf'certsmith_certificate_expiry_timestamp_seconds\{{name="{name}"\}} '
+        r"(\d+)",
+        text,
+    )
     assert expiry and int(expiry.group(1)) > dt.datetime.now(dt.UTC).timestamp() + 86400 * 300
     stdout = run_certsmith("metrics", check=True).stdout
     check_exposition(stdout)
 
     # alerts test: every channel; the unreachable one is named on stderr, exit 1.
-    run_certsmith("alerts", "add", "email", "me@example.org", "--smtp",
-                  f"127.0.0.1:{smtp.port}", check=True)
+    run_certsmith(
+        "alerts", "add", "email", "me@example.org", "--smtp", f"127.0.0.1:{smtp.port}", check=True
+    )
     tested = run_certsmith("alerts", "test")
     assert tested.returncode == 1
-    assert re.fullmatch(r"certsmith: 3 webhook http://127\.0\.0\.1:\d+/: webhook unreachable: "
-                        r".*\n", tested.stderr)
+    assert re.fullmatch(
+        r"certsmith: 3 webhook http://127\.0\.0\.1:\d+/: webhook unreachable: "
+        r".*\n",
+        tested.stderr,
+    )
     assert "sent  4  email me@example.org" in tested.stdout
     assert smtp.messages[-1]["Subject"] == "[certsmith] test alert"
     removed = run_certsmith("alerts", "remove", "3", check=True)
     assert removed.stdout.startswith("removed 3  webhook")
     assert run_certsmith("alerts", "test", check=True).stderr == ""
     bad = run_certsmith("alerts", "add", "email", "me@example.org")
-    assert bad.returncode == 2 and bad.stderr == \
-        "certsmith: e-mail alerts need --smtp HOST[:PORT]\n"
+    assert (
+        bad.returncode == 2 and bad.stderr == "certsmith: e-mail alerts need --smtp HOST[:PORT]\n"
+    )
 
 
-_SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
-                     r'(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? '
-                     r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+    r'(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? '
+    r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+)
 
 
 def check_exposition(text: str) -> None:
@@ -209,12 +259,25 @@ def check_exposition(text: str) -> None:
         assert line.split("{")[0].split(" ")[0] in typed, line
 
 
-def test_check_all_spots_missed_reload(run_certsmith: RunCertsmith, pebble: Pebble,
-                                       cs_home: Path, tmp_path: Path,
-                                       hooks: list[WebhookReceiver]) -> None:
+def test_check_all_spots_missed_reload(
+    run_certsmith: RunCertsmith,
+    pebble: Pebble,
+    cs_home: Path,
+    tmp_path: Path,
+    hooks: list[WebhookReceiver],
+) -> None:
     name = "reload.example.org"
-    run_certsmith("get", name, "--standalone", "--http-port", str(pebble.http_port), "--server",
-                  pebble.directory, "--agree-tos", check=True)
+    run_certsmith(
+        "get",
+        name,
+        "--standalone",
+        "--http-port",
+        str(pebble.http_port),
+        "--server",
+        pebble.directory,
+        "--agree-tos",
+        check=True,
+    )
     old = tmp_path / "old"
     shutil.copytree(cs_home / "live" / name, old)
     hook = receiver(hooks)
@@ -222,8 +285,15 @@ def test_check_all_spots_missed_reload(run_certsmith: RunCertsmith, pebble: Pebb
     root = pebble.write_root(tmp_path / "root.pem")
     server = TlsServer(old / "fullchain.pem", old / "privkey.pem").start()
     try:
-        base = ("check", "--all", "--connect", f"127.0.0.1:{server.port}", "--ca", root,
-                "--no-http")
+        base = (
+            "check",
+            "--all",
+            "--connect",
+            f"127.0.0.1:{server.port}",
+            "--ca",
+            root,
+            "--no-http",
+        )
         ok = run_certsmith(*base)
         assert ok.returncode == 0 and ok.stdout.startswith(f"OK {name} {name}:{server.port}: ")
         run_certsmith("renew", "--force", check=True)  # the server is not reloaded
@@ -231,8 +301,10 @@ def test_check_all_spots_missed_reload(run_certsmith: RunCertsmith, pebble: Pebb
         assert stale.returncode == 2
         old_serial = format(int(json.loads((old / "meta.json").read_text())["serial"], 16), "x")
         first = stale.stdout.splitlines()[0]
-        assert first.startswith(f"CRITICAL {name} {name}:{server.port}: serves serial "
-                                f"{old_serial}, not the live certificate ")
+        assert first.startswith(
+            f"CRITICAL {name} {name}:{server.port}: serves serial "
+            f"{old_serial}, not the live certificate "
+        )
         assert first.endswith(": reload the server")
         [alert] = hook.payloads
         assert alert["event"] == "check" and alert["details"]["reason"] in first

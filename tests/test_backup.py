@@ -67,12 +67,19 @@ def key_and_cert(name: str) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -81,21 +88,28 @@ def make_home(home: Path, names: tuple[str, ...] = ("example.com", "app.internal
     store = FileStore(home)
     store.ensure()
     store.put("accounts/acme-v02.api.letsencrypt.org/1a2b/account.json", b'{"uri": "x"}')
-    store.put("accounts/acme-v02.api.letsencrypt.org/1a2b/key.pem",
-              b"-----BEGIN PRIVATE KEY-----\naccount\n-----END PRIVATE KEY-----\n", private=True)
+    store.put(
+        "accounts/acme-v02.api.letsencrypt.org/1a2b/key.pem",
+        b"-----BEGIN PRIVATE KEY-----\naccount\n-----END PRIVATE KEY-----\n",
+        private=True,
+    )
     store.put("ca/rootCA-key.pem", b"local ca key\n", private=True)
     store.put("ca/rootCA.pem", b"local ca cert\n")
     for i, name in enumerate(names):
         store.put(f"sites/{name}.toml", f'name = "{name}"\nnames = ["{name}"]\n'.encode())
         for _version in range(1, 3 + i):
             key_pem, cert_pem = key_and_cert(name)
-            store.publish(name, {
-                "cert.pem": cert_pem,
-                "chain.pem": b"chain\n",
-                "fullchain.pem": cert_pem + b"chain\n",
-                "privkey.pem": key_pem,
-                "meta.json": b"{}",
-            }, frozenset({"privkey.pem"}))
+            store.publish(
+                name,
+                {
+                    "cert.pem": cert_pem,
+                    "chain.pem": b"chain\n",
+                    "fullchain.pem": cert_pem + b"chain\n",
+                    "privkey.pem": key_pem,
+                    "meta.json": b"{}",
+                },
+                frozenset({"privkey.pem"}),
+            )
         store.put(f"state/{name}.json", b'{"failures": 0}', private=True)
         events.record(home, "issued", name)
     with store.lock("example.com"):
@@ -104,14 +118,19 @@ def make_home(home: Path, names: tuple[str, ...] = ("example.com", "app.internal
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTSMITH_")}
-    return subprocess.run([sys.executable, "-m", "certsmith", "--home", str(home), *args],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "certsmith", "--home", str(home), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode != 0
-    assert result.stderr.startswith("certsmith: ") and result.stderr.count("\n") == 1, \
-        result.stderr
+    assert result.stderr.startswith("certsmith: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     return result.stderr
 
@@ -131,8 +150,9 @@ def test_round_trip_bytes_links_and_modes(home: Path, tmp_path: Path, suffix: st
     file = tmp_path / f"backup{suffix}"
     result = cli(home, "backup", str(file))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"backed up 2 certificates (app.internal, example.com), 1 account, "
-                             f"34 files -> {file}\n")
+    assert result.stdout == (
+        f"backed up 2 certificates (app.internal, example.com), 1 account, 34 files -> {file}\n"
+    )
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["old", file.name])  # no temp
 
@@ -151,14 +171,16 @@ def test_round_trip_bytes_links_and_modes(home: Path, tmp_path: Path, suffix: st
     new = tmp_path / "new" / "certsmith"
     result = cli(new, "restore", str(file))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"restored 2 certificates (app.internal, example.com), 1 account, "
-                             f"34 files into {new}\n")
+    assert result.stdout == (
+        f"restored 2 certificates (app.internal, example.com), 1 account, 34 files into {new}\n"
+    )
     assert snapshot(new) == without_locks(snapshot(home))
     assert stat.S_IMODE(new.stat().st_mode) == 0o755
     live = new / "live" / "app.internal"
     assert os.readlink(live) == "../archive/app.internal/3"
     assert (live / "privkey.pem").read_bytes() == (
-        home / "archive" / "app.internal" / "3" / "privkey.pem").read_bytes()
+        home / "archive" / "app.internal" / "3" / "privkey.pem"
+    ).read_bytes()
     assert stat.S_IMODE((live / "privkey.pem").stat().st_mode) == 0o600
     assert stat.S_IMODE((new / "accounts").stat().st_mode) == 0o700
     assert [e["event"] for e in events.read(new)] == ["issued", "issued"]
@@ -169,7 +191,8 @@ def test_round_trip_bytes_links_and_modes(home: Path, tmp_path: Path, suffix: st
 
 
 def test_restore_into_existing_empty_home_and_refusal_without_force(
-        home: Path, tmp_path: Path) -> None:
+    home: Path, tmp_path: Path
+) -> None:
     file = tmp_path / "b.tgz"
     assert cli(home, "backup", str(file)).returncode == 0
 
@@ -194,16 +217,18 @@ def test_restore_into_existing_empty_home_and_refusal_without_force(
     assert (other / "locks").is_dir()
 
 
-def test_backup_replaces_the_file_atomically(home: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backup_replaces_the_file_atomically(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = tmp_path / "b.tar.gz"
     file.write_bytes(b"previous backup")
     file.chmod(0o644)
     real_addfile = tarfile.TarFile.addfile
     calls = 0
 
-    def failing_addfile(self: tarfile.TarFile, info: tarfile.TarInfo,
-                        fileobj: object = None) -> None:
+    def failing_addfile(
+        self: tarfile.TarFile, info: tarfile.TarInfo, fileobj: object = None
+    ) -> None:
         nonlocal calls
         calls += 1
         if calls == 5:
@@ -223,11 +248,13 @@ def test_backup_replaces_the_file_atomically(home: Path, tmp_path: Path,
 
 def test_backup_bad_destinations(home: Path, tmp_path: Path) -> None:
     assert "outside the state directory" in one_error_line(
-        cli(home, "backup", str(home / "sites" / "b.tgz")))
+        cli(home, "backup", str(home / "sites" / "b.tgz"))
+    )
     assert "is a directory" in one_error_line(cli(home, "backup", str(tmp_path)))
     assert "no directory" in one_error_line(cli(home, "backup", str(tmp_path / "no" / "b.tgz")))
     assert "nothing to back up" in one_error_line(
-        cli(tmp_path / "missing", "backup", str(tmp_path / "b.tgz")))
+        cli(tmp_path / "missing", "backup", str(tmp_path / "b.tgz"))
+    )
     assert not (tmp_path / "b.tgz").exists()
 
 
@@ -260,24 +287,37 @@ def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, b""
 
 
-_KINDS = {tarfile.REGTYPE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "link",
-          tarfile.LNKTYPE: "hardlink", tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "device"}
+_KINDS = {
+    tarfile.REGTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "link",
+    tarfile.LNKTYPE: "hardlink",
+    tarfile.FIFOTYPE: "fifo",
+    tarfile.CHRTYPE: "device",
+}
 
 
 def manifest_for(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     import hashlib
 
-    entries = [backup_manifest.Entry(info.name, _KINDS[info.type], info.mode, int(info.mtime),
-                                     size=len(data) if info.isreg() else 0,
-                                     sha256=hashlib.sha256(data).hexdigest()
-                                     if info.isreg() else "",
-                                     target=info.linkname)
-               for info, data in members]
+    entries = [
+        backup_manifest.Entry(
+            info.name,
+            _KINDS[info.type],
+            info.mode,
+            int(info.mtime),
+            size=len(data) if info.isreg() else 0,
+            sha256=hashlib.sha256(data).hexdigest() if info.isreg() else "",
+            target=info.linkname,
+        )
+        for info, data in members
+    ]
     return backup_manifest.encode({"certificates": ["x"]}, entries)
 
 
-def write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]],
-              manifest: bytes | None = AUTO) -> Path:
+def write_tar(
+    path: Path, members: list[tuple[tarfile.TarInfo, bytes]], manifest: bytes | None = AUTO
+) -> Path:
     if manifest == AUTO:
         manifest = manifest_for(members)
     with tarfile.open(path, "w:gz") as tar:
@@ -289,8 +329,14 @@ def write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]],
     return path
 
 
-GOOD = [_dir("live"), _dir("archive"), _dir("archive/x"), _dir("archive/x/1"),
-        _file("archive/x/1/privkey.pem", b"k", 0o600), _link("live/x", "../archive/x/1")]
+GOOD = [
+    _dir("live"),
+    _dir("archive"),
+    _dir("archive/x"),
+    _dir("archive/x/1"),
+    _file("archive/x/1/privkey.pem", b"k", 0o600),
+    _link("live/x", "../archive/x/1"),
+]
 
 UNSAFE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], str]] = {
     "dotdot": ([*GOOD, _file("sites/../../evil.toml")], "unsafe member name"),
@@ -298,29 +344,39 @@ UNSAFE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes]], str]] = {
     "absolute": ([*GOOD, _file("/tmp/evil")], "unsafe member name"),
     "link-escapes": ([_dir("live"), _link("live/x", "../../../etc")], "points outside"),
     "link-absolute": ([_dir("live"), _link("live/x", "/etc/shadow")], "points outside"),
-    "link-chain": ([_dir("live"), _link("live/a", ".."), _link("live/b", "a/../x")],
-                   "through another symlink"),
+    "link-chain": (
+        [_dir("live"), _link("live/a", ".."), _link("live/b", "a/../x")],
+        "through another symlink",
+    ),
     "below-link": ([*GOOD, _file("live/x/privkey.pem")], "below a non-directory"),
-    "hardlink": ([*GOOD, _link("archive/x/1/cert.pem", "/etc/passwd", tarfile.LNKTYPE)],
-                 "not a file, directory or symlink"),
-    "fifo": ([*GOOD, _special("archive/x/1/pipe", tarfile.FIFOTYPE)],
-             "not a file, directory or symlink"),
-    "device": ([*GOOD, _special("archive/x/1/dev", tarfile.CHRTYPE)],
-               "not a file, directory or symlink"),
+    "hardlink": (
+        [*GOOD, _link("archive/x/1/cert.pem", "/etc/passwd", tarfile.LNKTYPE)],
+        "not a file, directory or symlink",
+    ),
+    "fifo": (
+        [*GOOD, _special("archive/x/1/pipe", tarfile.FIFOTYPE)],
+        "not a file, directory or symlink",
+    ),
+    "device": (
+        [*GOOD, _special("archive/x/1/dev", tarfile.CHRTYPE)],
+        "not a file, directory or symlink",
+    ),
     "foreign-top": ([*GOOD, _file("etc/cron.d/evil")], "unexpected member"),
     "duplicate": ([*GOOD, _file("archive/x/1/privkey.pem", b"other")], "appears twice"),
     "top-not-dir": ([_file("live")], "must be a directory"),
     "events-dir": ([_dir("events.jsonl")], "must be a regular file"),
     "link-outside-live": ([*GOOD, _link("archive/x/2", "1")], "only live/<name> entries"),
-    "link-dangling": ([_dir("live"), _dir("archive"), _link("live/x", "../archive/x/9")],
-                      "not an archived version of x"),
-    "link-other-name": ([*GOOD, _link("live/y", "../archive/x/1")],
-                        "not an archived version of y"),
+    "link-dangling": (
+        [_dir("live"), _dir("archive"), _link("live/x", "../archive/x/9")],
+        "not an archived version of x",
+    ),
+    "link-other-name": ([*GOOD, _link("live/y", "../archive/x/1")], "not an archived version of y"),
 }
 
 
-def _assert_untouched(result: subprocess.CompletedProcess[str], target: Path,
-                      parent_before: Snapshot, why: str) -> None:
+def _assert_untouched(
+    result: subprocess.CompletedProcess[str], target: Path, parent_before: Snapshot, why: str
+) -> None:
     err = one_error_line(result)
     assert why in err, err
     assert snapshot(target.parent) == parent_before
@@ -342,22 +398,47 @@ def test_unsafe_archive_is_refused_and_nothing_written(tmp_path: Path, case: str
     assert not (tmp_path / "etc").exists() and not (tmp_path / "evil").exists()
 
 
-@pytest.mark.parametrize(("make", "why"), [
-    (lambda p: write_tar(p, [_dir("sites")], manifest=None), "not a certsmith backup"),
-    (lambda p: write_tar(p, [_dir("sites")], manifest=b"{not json"), "not a certsmith backup"),
-    (lambda p: write_tar(p, [_dir("sites")], manifest=b'{"format": "other", "version": 1}'),
-     "not a certsmith backup"),
-    (lambda p: write_tar(p, [_dir("sites")], manifest=b'{"format": "certsmith-backup", '
-                                                     b'"version": 99}'), "upgrade certsmith"),
-    (lambda p: write_tar(p, GOOD, manifest=b'{"format": "certsmith-backup", "version": 1, '
-                                           b'"certificates": ["x"]}'), "has no checksums"),
-    (lambda p: p.write_bytes(os.urandom(4096)) and p, "not a tar archive"),
-    (lambda p: p.write_bytes(b"") or p, "not a tar archive"),
-    (lambda p: p.write_bytes(write_tar(p, GOOD).read_bytes()[:200]) and p, "not a certsmith"),
-], ids=["no-manifest", "bad-json", "other-format", "future-version", "unverifiable-v1",
-        "random", "empty", "truncated"])
-def test_foreign_or_damaged_archive_is_refused(tmp_path: Path, make: Callable[[Path], Path],
-                                               why: str) -> None:
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda p: write_tar(p, [_dir("sites")], manifest=None), "not a certsmith backup"),
+        (lambda p: write_tar(p, [_dir("sites")], manifest=b"{not json"), "not a certsmith backup"),
+        (
+            lambda p: write_tar(p, [_dir("sites")], manifest=b'{"format": "other", "version": 1}'),
+            "not a certsmith backup",
+        ),
+        (
+            lambda p: write_tar(
+                p, [_dir("sites")], manifest=b'{"format": "certsmith-backup", "version": 99}'
+            ),
+            "upgrade certsmith",
+        ),
+        (
+            lambda p: write_tar(
+                p,
+                GOOD,
+                manifest=b'{"format": "certsmith-backup", "version": 1, "certificates": ["x"]}',
+            ),
+            "has no checksums",
+        ),
+        (lambda p: p.write_bytes(os.urandom(4096)) and p, "not a tar archive"),
+        (lambda p: p.write_bytes(b"") or p, "not a tar archive"),
+        (lambda p: p.write_bytes(write_tar(p, GOOD).read_bytes()[:200]) and p, "not a certsmith"),
+    ],
+    ids=[
+        "no-manifest",
+        "bad-json",
+        "other-format",
+        "future-version",
+        "unverifiable-v1",
+        "random",
+        "empty",
+        "truncated",
+    ],
+)
+def test_foreign_or_damaged_archive_is_refused(
+    tmp_path: Path, make: Callable[[Path], Path], why: str
+) -> None:
     archive = tmp_path / "file.tar.gz"
     make(archive)
     target = tmp_path / "fresh" / "certsmith"
@@ -366,8 +447,9 @@ def test_foreign_or_damaged_archive_is_refused(tmp_path: Path, make: Callable[[P
 
 
 def test_missing_archive(tmp_path: Path) -> None:
-    assert "no such file" in one_error_line(cli(tmp_path / "h", "restore",
-                                                 str(tmp_path / "nope.tgz")))
+    assert "no such file" in one_error_line(
+        cli(tmp_path / "h", "restore", str(tmp_path / "nope.tgz"))
+    )
     assert not (tmp_path / "h").exists()
 
 
@@ -391,22 +473,25 @@ def test_setuid_bits_are_dropped(tmp_path: Path) -> None:
 
 _SEGMENT = st.sampled_from(["..", ".", "a", "b", "x", "live", "archive", ""])
 # Mostly under real top-level entries, so that many archives pass the checks and get unpacked.
-_NAME = st.builds(lambda top, rest: "/".join([top, *rest]),
-                  st.sampled_from(["live", "archive", "sites", "live", "archive", ".."]),
-                  st.lists(st.sampled_from(["a", "b", "x", "a", "b", "x", "..", "live"]),
-                           max_size=3))
+_NAME = st.builds(
+    lambda top, rest: "/".join([top, *rest]),
+    st.sampled_from(["live", "archive", "sites", "live", "archive", ".."]),
+    st.lists(st.sampled_from(["a", "b", "x", "a", "b", "x", "..", "live"]), max_size=3),
+)
 _MEMBER = st.one_of(
     st.builds(lambda n: _dir(n), _NAME),
     st.builds(lambda n: _file(n), _NAME),
-    st.builds(lambda n, t: _link(n, t), _NAME,
-              st.lists(_SEGMENT, min_size=1, max_size=5).map("/".join)),
+    st.builds(
+        lambda n, t: _link(n, t), _NAME, st.lists(_SEGMENT, min_size=1, max_size=5).map("/".join)
+    ),
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_MEMBER, max_size=6))
-def test_accepted_archives_never_reach_outside(members: list[tuple[tarfile.TarInfo, bytes]]
-                                               ) -> None:
+def test_accepted_archives_never_reach_outside(
+    members: list[tuple[tarfile.TarInfo, bytes]],
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         archive = write_tar(root / "p.tar.gz", members)
@@ -420,8 +505,10 @@ def test_accepted_archives_never_reach_outside(members: list[tuple[tarfile.TarIn
         for dirpath, dirnames, filenames in os.walk(home):
             for name in [*dirnames, *filenames]:
                 resolved = os.path.realpath(os.path.join(dirpath, name))
-                assert resolved == real_home or resolved.startswith(real_home + os.sep), \
-                    (name, resolved)
+                assert resolved == real_home or resolved.startswith(real_home + os.sep), (
+                    name,
+                    resolved,
+                )
         assert sorted(p.name for p in root.iterdir()) == ["jail", "p.tar.gz"]
 
 
@@ -430,15 +517,18 @@ def test_accepted_archives_never_reach_outside(members: list[tuple[tarfile.TarIn
 
 def served_serial(port: int, name: str, root_pem: Path) -> int:
     context = ssl.create_default_context(cafile=str(root_pem))
-    with socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=name) as tls:
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
 
 
 def test_restore_brings_install_records_and_says_to_install_again(
-        run_certsmith: RunCertsmith, pebble: Pebble, tmp_path: Path) -> None:
+    run_certsmith: RunCertsmith, pebble: Pebble, tmp_path: Path
+) -> None:
     """Old machine: get --lighttpd + install. Its backup restored into a fresh home holds the
     install records, and restore prints the install command that, run against a fresh
     lighttpd (the new machine's), serves the restored certificate."""
@@ -449,12 +539,37 @@ def test_restore_brings_install_records_and_says_to_install_again(
     try:
         home = old.workdir / "certsmith"
         env = old.certsmith_env()
-        run_certsmith("get", "moved.test", "--lighttpd", "--http-port", http_port,
-                      "--http-address", LOOPBACK, "--server", pebble.directory, "--agree-tos",
-                      env=env, home=home, check=True)
-        run_certsmith("install", "lighttpd", "moved.test", "--http-port", http_port,
-                      "--https-port", https_port, "--listen-address", LOOPBACK, "--redirect",
-                      "--hsts", env=env, home=home, check=True)
+        run_certsmith(
+            "get",
+            "moved.test",
+            "--lighttpd",
+            "--http-port",
+            http_port,
+            "--http-address",
+            LOOPBACK,
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+            env=env,
+            home=home,
+            check=True,
+        )
+        run_certsmith(
+            "install",
+            "lighttpd",
+            "moved.test",
+            "--http-port",
+            http_port,
+            "--https-port",
+            https_port,
+            "--listen-address",
+            LOOPBACK,
+            "--redirect",
+            "--hsts",
+            env=env,
+            home=home,
+            check=True,
+        )
         record = (home / "installs" / "lighttpd" / "moved.test.json").read_bytes()
         file = tmp_path / "backup.tar.gz"
         run_certsmith("backup", file, home=home, check=True)
@@ -469,12 +584,26 @@ def test_restore_brings_install_records_and_says_to_install_again(
         lines = restored.stdout.splitlines()
         assert lines[1] == "the web servers of the old machine served these; run on this one:"
         command = shlex.split(lines[2])
-        assert command == ["certsmith", "install", "lighttpd", "moved.test", "--redirect", "308",
-                           "--hsts", "63072000", "--listen-address", LOOPBACK,
-                           "--http-port", str(http_port), "--https-port", str(https_port)]
+        assert command == [
+            "certsmith",
+            "install",
+            "lighttpd",
+            "moved.test",
+            "--redirect",
+            "308",
+            "--hsts",
+            "63072000",
+            "--listen-address",
+            LOOPBACK,
+            "--http-port",
+            str(http_port),
+            "--https-port",
+            str(https_port),
+        ]
         run_certsmith(*command[1:], env=new.certsmith_env(), home=fresh, check=True)
         live = x509.load_pem_x509_certificate(
-            (fresh / "live" / "moved.test" / "cert.pem").read_bytes())
+            (fresh / "live" / "moved.test" / "cert.pem").read_bytes()
+        )
         wait_until(lambda: port_open(https_port), what="lighttpd's HTTPS listener")
         assert served_serial(https_port, "moved.test", root_pem) == live.serial_number
     finally:
@@ -485,7 +614,7 @@ def test_restore_brings_install_records_and_says_to_install_again(
 
 
 def _flip(data: bytes, offset: int) -> bytes:
-    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
 
 
 def _tar_offsets(tar_bytes: bytes) -> dict[str, int]:
@@ -513,8 +642,13 @@ def _tar_offsets(tar_bytes: bytes) -> dict[str, int]:
         "data-site": sites.offset_data + 3,
         # the manifest: its JSON syntax, a digest in it, its own seal
         "manifest-start": manifest.offset_data,
-        "manifest-digest": manifest.offset_data + max(0, tar_bytes[
-            manifest.offset_data:manifest.offset_data + manifest.size].find(b'"sha256": "'))
+        "manifest-digest": manifest.offset_data
+        + max(
+            0,
+            tar_bytes[manifest.offset_data : manifest.offset_data + manifest.size].find(
+                b'"sha256": "'
+            ),
+        )
         + 20,
         "manifest-seal": manifest.offset_data + manifest.size - 10,
     }
@@ -540,24 +674,52 @@ def _damaged(real: bytes, case: str) -> bytes:
         return real[:-4]
     if where == "cut-stream":
         return real[:-8]
-    offset = {"trailer-crc": -8, "trailer-crc-last": -5, "trailer-size": -4,
-              "deflate-early": len(real) // 10, "deflate-middle": len(real) // 2,
-              "deflate-late": len(real) - 40}[where]
+    offset = {
+        "trailer-crc": -8,
+        "trailer-crc-last": -5,
+        "trailer-size": -4,
+        "deflate-early": len(real) // 10,
+        "deflate-middle": len(real) // 2,
+        "deflate-late": len(real) - 40,
+    }[where]
     return _flip(real, offset % len(real))
 
 
-DAMAGE = [f"tar:{k}" for k in ("header-name", "header-mode", "header-size", "header-checksum",
-                               "header-link-target", "header-first", "data-key", "data-cert",
-                               "data-site", "manifest-start", "manifest-digest",
-                               "manifest-seal")] + \
-         [f"gzip:{k}" for k in ("trailer-crc", "trailer-crc-last", "trailer-size",
-                                "cut-trailer", "cut-stream", "deflate-early", "deflate-middle",
-                                "deflate-late")]
+DAMAGE = [
+    f"tar:{k}"
+    for k in (
+        "header-name",
+        "header-mode",
+        "header-size",
+        "header-checksum",
+        "header-link-target",
+        "header-first",
+        "data-key",
+        "data-cert",
+        "data-site",
+        "manifest-start",
+        "manifest-digest",
+        "manifest-seal",
+    )
+] + [
+    f"gzip:{k}"
+    for k in (
+        "trailer-crc",
+        "trailer-crc-last",
+        "trailer-size",
+        "cut-trailer",
+        "cut-stream",
+        "deflate-early",
+        "deflate-middle",
+        "deflate-late",
+    )
+]
 
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_damaged_backup_is_refused_before_the_home_changes(
-        real_backup: bytes, tmp_path: Path, case: str) -> None:
+    real_backup: bytes, tmp_path: Path, case: str
+) -> None:
     archive = tmp_path / "damaged.tar.gz"
     archive.write_bytes(_damaged(real_backup, case))
     existing = tmp_path / "existing" / "certsmith"
@@ -577,14 +739,16 @@ def test_damaged_backup_is_refused_before_the_home_changes(
 def test_damage_names_what_is_wrong(real_backup: bytes, tmp_path: Path) -> None:
     archive = tmp_path / "d.tar.gz"
     target = tmp_path / "h"
-    for case, why in (("tar:data-key", "archive/example.com/2/privkey.pem does not match its "
-                                       "checksum in the manifest"),
-                      ("tar:header-checksum", "the archive ends before "
-                                              "archive/example.com/2/privkey.pem"),
-                      ("tar:manifest-digest", "certsmith-backup.json does not match its "
-                                              "checksum"),
-                      ("gzip:trailer-crc", "the compressed data is damaged"),
-                      ("gzip:cut-trailer", "the compressed data is damaged")):
+    for case, why in (
+        (
+            "tar:data-key",
+            "archive/example.com/2/privkey.pem does not match its checksum in the manifest",
+        ),
+        ("tar:header-checksum", "the archive ends before archive/example.com/2/privkey.pem"),
+        ("tar:manifest-digest", "certsmith-backup.json does not match its checksum"),
+        ("gzip:trailer-crc", "the compressed data is damaged"),
+        ("gzip:cut-trailer", "the compressed data is damaged"),
+    ):
         archive.write_bytes(_damaged(real_backup, case))
         err = one_error_line(cli(target, "restore", str(archive)))
         assert why in err, (case, err)
@@ -604,12 +768,14 @@ def test_force_replaces_only_what_the_archive_carries_and_says_so(tmp_path: Path
     make_home(here, ("here.example",))
     ca_before = snapshot(here / "ca")
     err = one_error_line(cli(here, "restore", str(file)))
-    assert f"{here} already has certificates (here.example), 1 other file; use --force" in err, \
-        err  # (the account is the same in both: it is not lost)
+    assert f"{here} already has certificates (here.example), 1 other file; use --force" in err, (
+        err
+    )  # (the account is the same in both: it is not lost)
     result = cli(here, "restore", "--force", str(file))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1] == (
-        "replaced what was there: certificates (here.example), 1 other file")
+        "replaced what was there: certificates (here.example), 1 other file"
+    )
     assert snapshot(here / "ca") == ca_before and (here / "ca" / "rootCA-key.pem").is_file()
     assert FileStore(here).live_version("moved.example") == 2
     assert not (here / "live" / "here.example").exists()
@@ -650,12 +816,17 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
     FileStore(home).ensure()
     names = [f"app{i}.internal" for i in range(8)]
     stop = tmp_path / "stop"
-    renewer = subprocess.Popen([sys.executable, "-c", RENEWER, str(home), str(stop), *names],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    renewer = subprocess.Popen(
+        [sys.executable, "-c", RENEWER, str(home), str(stop), *names],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert renewer.stdout is not None
-        assert renewer.stdout.readline() == "ready\n", renewer.stderr.read() if renewer.stderr \
-            else ""
+        assert renewer.stdout.readline() == "ready\n", (
+            renewer.stderr.read() if renewer.stderr else ""
+        )
         problems = []
         for n in range(8):
             file = tmp_path / f"b{n}.tar.gz"
@@ -675,8 +846,9 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
                 cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
                 pub = serialization.load_pem_private_key(key, None).public_key()
                 fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-                assert pub.public_bytes(serialization.Encoding.DER, fmt) == \
-                    cert.public_key().public_bytes(serialization.Encoding.DER, fmt)
+                assert pub.public_bytes(
+                    serialization.Encoding.DER, fmt
+                ) == cert.public_key().public_bytes(serialization.Encoding.DER, fmt)
         assert problems == []
     finally:
         stop.touch()
@@ -686,7 +858,6 @@ def test_backups_taken_during_renewals_are_all_restorable(tmp_path: Path) -> Non
 
 
 # -- an unreadable file or directory fails the backup ---------------------------------------------
-
 
 
 @pytest.fixture
@@ -709,15 +880,20 @@ def nobody_home() -> Iterator[Path]:
 def cli_as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTSMITH_")}
     env["HOME"] = str(home.parent)
-    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] \
-        if os.geteuid() == 0 else []
-    return subprocess.run([*drop, sys.executable, "-m", "certsmith",
-                           "--home", str(home), *args],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        [*drop, sys.executable, "-m", "certsmith", "--home", str(home), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("unreadable", ["archive/example.com/1",
-                                        "archive/app.internal/3/privkey.pem", "accounts"])
+@pytest.mark.parametrize(
+    "unreadable", ["archive/example.com/1", "archive/app.internal/3/privkey.pem", "accounts"]
+)
 def test_unreadable_entry_fails_the_backup(nobody_home: Path, unreadable: str) -> None:
     home, out = nobody_home / "home", nobody_home / "out"
     ok = cli_as_nobody(home, "backup", str(out / "first.tar.gz"))
@@ -741,18 +917,27 @@ def test_key_that_does_not_match_its_certificate_is_refused(home: Path, tmp_path
     assert cli(home, "backup", str(file)).returncode == 0  # (the checksums are of these bytes)
     target = tmp_path / "new"
     err = one_error_line(cli(target, "restore", str(file)))
-    assert "archive/example.com/1/privkey.pem does not match archive/example.com/1/cert.pem" \
-        in err, err
+    assert (
+        "archive/example.com/1/privkey.pem does not match archive/example.com/1/cert.pem" in err
+    ), err
     assert not target.exists()
 
 
 def test_modes_are_normalised(tmp_path: Path) -> None:
     key, cert = key_and_cert("x")
-    members = [_dir("sites"), _file("sites/x.toml", b"", 0o6777), _dir("archive"),
-               _dir("archive/x"), _dir("archive/x/1"), _file("archive/x/1/privkey.pem", key, 0o777),
-               _file("archive/x/1/cert.pem", cert, 0o7755), _dir("state"),
-               _file("state/x.json", b"{}", 0o4640), _dir("live"),
-               _link("live/x", "../archive/x/1")]
+    members = [
+        _dir("sites"),
+        _file("sites/x.toml", b"", 0o6777),
+        _dir("archive"),
+        _dir("archive/x"),
+        _dir("archive/x/1"),
+        _file("archive/x/1/privkey.pem", key, 0o777),
+        _file("archive/x/1/cert.pem", cert, 0o7755),
+        _dir("state"),
+        _file("state/x.json", b"{}", 0o4640),
+        _dir("live"),
+        _link("live/x", "../archive/x/1"),
+    ]
     members[4][0].mode = 0o7777  # archive/x/1
     target = tmp_path / "h"
     result = cli(target, "restore", str(write_tar(tmp_path / "m.tar.gz", members)))
@@ -776,18 +961,19 @@ def test_restore_of_an_endless_file_ends(tmp_path: Path) -> None:
     write_tar(good, GOOD)
     padded = tmp_path / "padded.tar.gz"
     padded.write_bytes(gzip.compress(gzip.decompress(good.read_bytes()) + b"\x01" * (32 << 20)))
-    assert "longer than its manifest allows" in one_error_line(
-        cli(target, "restore", str(padded)))
+    assert "longer than its manifest allows" in one_error_line(cli(target, "restore", str(padded)))
     assert not target.exists()
 
 
 def test_member_missing_from_the_manifest_is_refused(tmp_path: Path) -> None:
     manifest = manifest_for(GOOD)
-    archive = write_tar(tmp_path / "x.tar.gz", [*GOOD, _file("sites/extra.toml")],
-                        manifest=manifest)
+    archive = write_tar(
+        tmp_path / "x.tar.gz", [*GOOD, _file("sites/extra.toml")], manifest=manifest
+    )
     target = tmp_path / "h"
     assert "members its manifest does not list" in one_error_line(
-        cli(target, "restore", str(archive)))
+        cli(target, "restore", str(archive))
+    )
     assert not target.exists()
 
 

@@ -42,8 +42,17 @@ def one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def populated_home(run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path) -> Path:
-    run_certsmith("get", "existing.example.com", "--standalone", "--http-port",
-                  pebble.http_port, "--server", pebble.directory, "--agree-tos", check=True)
+    run_certsmith(
+        "get",
+        "existing.example.com",
+        "--standalone",
+        "--http-port",
+        pebble.http_port,
+        "--server",
+        pebble.directory,
+        "--agree-tos",
+        check=True,
+    )
     return cs_home
 
 
@@ -51,35 +60,69 @@ BAD_NAMES = ["../x", "exa mple.com", "*.*.example.com", "a..b", "foo.*.com", "",
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
-def test_bad_names(run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path,
-                   name: str) -> None:
+def test_bad_names(
+    run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path, name: str
+) -> None:
     before = snapshot(populated_home)
-    proc = run_certsmith("get", name, "--standalone", "--http-port", pebble.http_port,
-                         "--server", pebble.directory, "--agree-tos")
+    proc = run_certsmith(
+        "get",
+        name,
+        "--standalone",
+        "--http-port",
+        pebble.http_port,
+        "--server",
+        pebble.directory,
+        "--agree-tos",
+    )
     assert "invalid name" in one_line_error(proc)
     assert snapshot(populated_home) == before
 
 
-def test_other_bad_input(run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path,
-                         tmp_path: Path) -> None:
+def test_other_bad_input(
+    run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path, tmp_path: Path
+) -> None:
     before = snapshot(populated_home)
     common = ["--server", pebble.directory]
     cases = [
-        (["get", "a.example.com", "--standalone", "--server", "letsencrypt-prod"],
-         "unknown CA 'letsencrypt-prod'"),
-        (["get", "a.example.com", "--webroot", tmp_path / "missing", *common],
-         "does not exist"),
-        (["get", "a.example.com", "--webroot",
-          populated_home / "sites" / "existing.example.com.toml", *common], "not a directory"),
-        (["get", "a.example.com", "--standalone", "--key-type", "dsa", *common],
-         "unknown key type"),
-        (["get", "a.example.com", "--standalone", "--deploy-to", "nonsense", *common],
-         "invalid --deploy-to"),
-        (["get", "a.example.com", "--standalone", "--deploy-to", "key=/tmp/x,owner=nosuchuser",
-          *common], "unknown user"),
+        (
+            ["get", "a.example.com", "--standalone", "--server", "letsencrypt-prod"],
+            "unknown CA 'letsencrypt-prod'",
+        ),
+        (["get", "a.example.com", "--webroot", tmp_path / "missing", *common], "does not exist"),
+        (
+            [
+                "get",
+                "a.example.com",
+                "--webroot",
+                populated_home / "sites" / "existing.example.com.toml",
+                *common,
+            ],
+            "not a directory",
+        ),
+        (
+            ["get", "a.example.com", "--standalone", "--key-type", "dsa", *common],
+            "unknown key type",
+        ),
+        (
+            ["get", "a.example.com", "--standalone", "--deploy-to", "nonsense", *common],
+            "invalid --deploy-to",
+        ),
+        (
+            [
+                "get",
+                "a.example.com",
+                "--standalone",
+                "--deploy-to",
+                "key=/tmp/x,owner=nosuchuser",
+                *common,
+            ],
+            "unknown user",
+        ),
         (["get", "*.example.com", "--standalone", *common], "DNS-01"),
-        (["get", "a.example.com", "--standalone", "--cert-name", "../evil", *common],
-         "invalid certificate name"),
+        (
+            ["get", "a.example.com", "--standalone", "--cert-name", "../evil", *common],
+            "invalid certificate name",
+        ),
         (["renew", "nosuch.example.com"], "no certificate named"),
         (["deploy", "nosuch.example.com"], "no certificate named"),
     ]
@@ -90,8 +133,9 @@ def test_other_bad_input(run_certsmith: RunCertsmith, pebble: Pebble, populated_
     assert snapshot(populated_home) == before
 
 
-def test_unwritable_webroot(run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path,
-                            tmp_path: Path) -> None:
+def test_unwritable_webroot(
+    run_certsmith: RunCertsmith, pebble: Pebble, populated_home: Path, tmp_path: Path
+) -> None:
     webroot = tmp_path / "ro"
     webroot.mkdir()
     if os.geteuid() == 0:
@@ -100,38 +144,63 @@ def test_unwritable_webroot(run_certsmith: RunCertsmith, pebble: Pebble, populat
     else:
         webroot.chmod(0o555)
     before = snapshot(populated_home)
-    proc = run_certsmith("get", "a.example.com", "--webroot", webroot,
-                         "--server", pebble.directory)
+    proc = run_certsmith("get", "a.example.com", "--webroot", webroot, "--server", pebble.directory)
     assert "cannot write to webroot" in one_line_error(proc)
     assert snapshot(populated_home) == before
 
 
-def test_missing_agree_tos_writes_nothing(run_certsmith: RunCertsmith, pebble: Pebble,
-                                          cs_home: Path) -> None:
-    proc = run_certsmith("get", "a.example.com", "--standalone", "--http-port",
-                         pebble.http_port, "--server", pebble.directory)
+def test_missing_agree_tos_writes_nothing(
+    run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path
+) -> None:
+    proc = run_certsmith(
+        "get",
+        "a.example.com",
+        "--standalone",
+        "--http-port",
+        pebble.http_port,
+        "--server",
+        pebble.directory,
+    )
     assert "--agree-tos" in one_line_error(proc)
     assert not cs_home.exists()
 
 
 def test_unreachable_ca(run_certsmith: RunCertsmith, populated_home: Path) -> None:
     before = snapshot(populated_home)
-    proc = run_certsmith("get", "a.example.com", "--standalone", "--http-port", "1",
-                         "--server", "https://127.0.0.1:9/dir", "--agree-tos")
+    proc = run_certsmith(
+        "get",
+        "a.example.com",
+        "--standalone",
+        "--http-port",
+        "1",
+        "--server",
+        "https://127.0.0.1:9/dir",
+        "--agree-tos",
+    )
     line = one_line_error(proc)
     assert "cannot reach the CA" in line or "port 1" in line
     assert snapshot(populated_home) == before
 
 
-def test_port_in_use_names_the_owner(run_certsmith: RunCertsmith, pebble: Pebble,
-                                     cs_home: Path) -> None:
+def test_port_in_use_names_the_owner(
+    run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path
+) -> None:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = run_certsmith("get", "a.example.com", "--standalone", "--http-port", port,
-                             "--server", pebble.directory, "--agree-tos")
+        proc = run_certsmith(
+            "get",
+            "a.example.com",
+            "--standalone",
+            "--http-port",
+            port,
+            "--server",
+            pebble.directory,
+            "--agree-tos",
+        )
     line = one_line_error(proc)
     assert f"port {port} is already in use" in line
     assert f"(pid {os.getpid()})" in line  # the owner, found with ss

@@ -24,17 +24,27 @@ def der(*made: Made) -> tuple[bytes, ...]:
     return tuple(m.cert.public_bytes(serialization.Encoding.DER) for m in made)
 
 
-def judge(chain: tuple[Made, ...], roots: tuple[Made, ...],
-          tls12: CipherProbe | None = None, versions: tuple[str, ...] = ("TLSv1.2",)) -> Report:
+def judge(
+    chain: tuple[Made, ...],
+    roots: tuple[Made, ...],
+    tls12: CipherProbe | None = None,
+    versions: tuple[str, ...] = ("TLSv1.2",),
+) -> Report:
     obs = Observation(chain_der=der(*chain), protocol="TLSv1.2", versions=versions, tls12=tls12)
-    return evaluate(Target(NAME), obs, roots=[r.cert for r in roots], now=NOW, warn_days=14,
-                    crit_days=7)
+    return evaluate(
+        Target(NAME), obs, roots=[r.cert for r in roots], now=NOW, warn_days=14, crit_days=7
+    )
 
 
 def test_expired_served_copy_of_a_renewed_root_is_not_on_the_path() -> None:
     root = make("Root", ca=True)
-    old = make("Root", ca=True, key=root.key, not_before=NOW - dt.timedelta(days=900),
-               not_after=NOW - dt.timedelta(days=30))
+    old = make(
+        "Root",
+        ca=True,
+        key=root.key,
+        not_before=NOW - dt.timedelta(days=900),
+        not_after=NOW - dt.timedelta(days=30),
+    )
     inter = make("Intermediate", issuer=root, ca=True)
     report = judge((make(NAME, issuer=inter), inter, old), (root,))
     assert report.status is Status.OK, report.reason
@@ -43,10 +53,19 @@ def test_expired_served_copy_of_a_renewed_root_is_not_on_the_path() -> None:
 
 def test_expired_leaf_and_intermediate_both_reported_leaf_first() -> None:
     root = make("Root", ca=True, not_before=NOW - dt.timedelta(days=900))
-    inter = make("Intermediate", issuer=root, ca=True, not_before=NOW - dt.timedelta(days=800),
-                 not_after=NOW - dt.timedelta(days=2))
-    leaf = make(NAME, issuer=inter, not_before=NOW - dt.timedelta(days=100),
-                not_after=NOW - dt.timedelta(days=4))
+    inter = make(
+        "Intermediate",
+        issuer=root,
+        ca=True,
+        not_before=NOW - dt.timedelta(days=800),
+        not_after=NOW - dt.timedelta(days=2),
+    )
+    leaf = make(
+        NAME,
+        issuer=inter,
+        not_before=NOW - dt.timedelta(days=100),
+        not_after=NOW - dt.timedelta(days=4),
+    )
     report = judge((leaf, inter), (root,))
     assert report.status is Status.CRITICAL
     assert report.reason.startswith("certificate expired on ")

@@ -25,33 +25,44 @@ def trickle(tmp_path: Path) -> Iterator[list[TrickleServer]]:
 
 
 def test_trickling_acme_server_does_not_hang_get(
-        trickle: list[TrickleServer], run_certsmith: RunCertsmith, tmp_path: Path,
-        cs_home: Path) -> None:
+    trickle: list[TrickleServer], run_certsmith: RunCertsmith, tmp_path: Path, cs_home: Path
+) -> None:
     ca = TrickleServer(tmp_path, tls=True).start()
     trickle.append(ca)
     assert ca.ca_file is not None
     directory = f"{ca.url}/dir"
-    got = run_certsmith("get", "slow.example.com", "--standalone", "--http-port", "1",
-                        "--server", directory, "--agree-tos", "--ca-bundle", ca.ca_file,
-                        env=DEADLINE, timeout=90)
+    got = run_certsmith(
+        "get",
+        "slow.example.com",
+        "--standalone",
+        "--http-port",
+        "1",
+        "--server",
+        directory,
+        "--agree-tos",
+        "--ca-bundle",
+        ca.ca_file,
+        env=DEADLINE,
+        timeout=90,
+    )
     assert got.returncode == 1
     assert got.stderr.splitlines() == [
-        f"certsmith: the CA at {directory} sent no complete answer within 3 s"]
+        f"certsmith: the CA at {directory} sent no complete answer within 3 s"
+    ]
     assert ca.connections >= 1
     assert not (cs_home / "sites").exists() or not list((cs_home / "sites").iterdir())
 
 
 @pytest.mark.parametrize("kind", ["webhook", "email"])
 def test_trickling_alert_receiver_does_not_hang(
-        kind: str, trickle: list[TrickleServer], run_certsmith: RunCertsmith,
-        tmp_path: Path) -> None:
+    kind: str, trickle: list[TrickleServer], run_certsmith: RunCertsmith, tmp_path: Path
+) -> None:
     if kind == "webhook":
         server = TrickleServer(tmp_path).start()
         add = ("webhook", f"{server.url}/hook")
         where = "webhook"
     else:
-        server = TrickleServer(tmp_path, answer=b"220 trickle ESMTP\r\n",
-                               speak_first=True).start()
+        server = TrickleServer(tmp_path, answer=b"220 trickle ESMTP\r\n", speak_first=True).start()
         add = ("email", "ops@example.org", "--smtp", f"127.0.0.1:{server.port}")
         where = f"mail server 127.0.0.1:{server.port}"
     trickle.append(server)

@@ -53,13 +53,24 @@ class Run:
         return self.stderr.strip().splitlines()
 
 
-def run_dns(home: Path, pebble: Pebble, *args: str, bind: Bind | None = None,
-            env: dict[str, str] | None = None, catch_up: bool = True,
-            timeout: float = 120) -> Run:
+def run_dns(
+    home: Path,
+    pebble: Pebble,
+    *args: str,
+    bind: Bind | None = None,
+    env: dict[str, str] | None = None,
+    catch_up: bool = True,
+    timeout: float = 120,
+) -> Run:
     """certsmith ``args``; each time it says it waits for ns2, ns2 is made to transfer."""
     cmd = [sys.executable, "-m", "certsmith", *args]
-    proc = subprocess.Popen(cmd, env=_certsmith_env(home, pebble, env), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        env=_certsmith_env(home, pebble, env),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None and proc.stdout is not None
     err: list[str] = []
     retransfers = 0
@@ -86,8 +97,14 @@ def label() -> str:
 
 
 def rfc2136(bind: Bind, key: Path | None = None) -> list[str]:
-    return ["--dns", "rfc2136", "--tsig-key-file", str(key or bind.key_file),
-            "--dns-resolver", bind.resolver]
+    return [
+        "--dns",
+        "rfc2136",
+        "--tsig-key-file",
+        str(key or bind.key_file),
+        "--dns-resolver",
+        bind.resolver,
+    ]
 
 
 def acme(pebble: Pebble) -> list[str]:
@@ -99,12 +116,21 @@ def pending(home: Path) -> list[str]:
     return sorted(os.listdir(d)) if d.is_dir() else []
 
 
-def test_wildcard_and_apex_over_rfc2136_then_renewal(cs_home: Path, bind_dns: Bind,
-                                                     pebble_bind: Pebble) -> None:
+def test_wildcard_and_apex_over_rfc2136_then_renewal(
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", f"*.{apex}", apex, *rfc2136(bind_dns),
-                  *acme(pebble_bind), bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        f"*.{apex}",
+        apex,
+        *rfc2136(bind_dns),
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode == 0, got.stderr
     assert sans(cs_home / "live" / f"_.{apex}" / "cert.pem") == sorted([f"*.{apex}", apex])
     # the late secondary was waited for, and certsmith said so
@@ -125,13 +151,22 @@ def test_wildcard_and_apex_over_rfc2136_then_renewal(cs_home: Path, bind_dns: Bi
     assert bind_dns.zone_snapshot(ZONE) == before
 
 
-def test_ten_wildcard_sites_in_one_command(cs_home: Path, bind_dns: Bind,
-                                           pebble_bind: Pebble) -> None:
+def test_ten_wildcard_sites_in_one_command(
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apexes = [f"{label()}.{ZONE}" for _ in range(3)]
     names = [n for a in apexes for n in (f"*.{a}", a)]
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", *names, "--separate", *rfc2136(bind_dns),
-                  *acme(pebble_bind), bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        *names,
+        "--separate",
+        *rfc2136(bind_dns),
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode == 0, got.stderr
     for a in apexes:
         assert sans(cs_home / "live" / f"_.{a}" / "cert.pem") == sorted([f"*.{a}", a])
@@ -139,11 +174,22 @@ def test_ten_wildcard_sites_in_one_command(cs_home: Path, bind_dns: Bind,
 
 
 def test_propagation_timeout_names_the_server_and_what_it_answered(
-        cs_home: Path, bind_dns: Bind, pebble_bind: Pebble) -> None:
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", apex, *rfc2136(bind_dns), "--dns-timeout", "2",
-                  *acme(pebble_bind), bind=bind_dns, catch_up=False)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        apex,
+        *rfc2136(bind_dns),
+        "--dns-timeout",
+        "2",
+        *acme(pebble_bind),
+        bind=bind_dns,
+        catch_up=False,
+    )
     assert got.returncode != 0
     last = got.lines[-1]
     assert f"ns2.{ZONE} ({bind_dns.secondary})" in last, got.stderr
@@ -154,12 +200,20 @@ def test_propagation_timeout_names_the_server_and_what_it_answered(
 
 
 def test_wrong_tsig_key_is_one_line_and_nothing_is_written(
-        cs_home: Path, bind_dns: Bind, pebble_bind: Pebble) -> None:
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", f"*.{apex}", apex,
-                  *rfc2136(bind_dns, bind_dns.wrong_key_file), *acme(pebble_bind),
-                  bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        f"*.{apex}",
+        apex,
+        *rfc2136(bind_dns, bind_dns.wrong_key_file),
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode != 0
     assert len(got.lines) == 1, got.stderr
     assert "TSIG" in got.lines[0] and "certsmith-acme" in got.lines[0]
@@ -170,12 +224,22 @@ def test_wrong_tsig_key_is_one_line_and_nothing_is_written(
     assert pending(cs_home) == []
 
 
-def test_unreachable_dns_server_is_one_line(cs_home: Path, bind_dns: Bind,
-                                            pebble_bind: Pebble) -> None:
+def test_unreachable_dns_server_is_one_line(
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apex = f"{label()}.{ZONE}"
     dead = bind_dns.primary.rsplit(".", 1)[0] + ".9"
-    got = run_dns(cs_home, pebble_bind, "get", apex, *rfc2136(bind_dns), "--dns-server",
-                  f"{dead}:53", *acme(pebble_bind), bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        apex,
+        *rfc2136(bind_dns),
+        "--dns-server",
+        f"{dead}:53",
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode != 0
     assert len(got.lines) == 1, got.stderr
     assert dead in got.lines[0]
@@ -183,25 +247,27 @@ def test_unreachable_dns_server_is_one_line(cs_home: Path, bind_dns: Bind,
     assert pending(cs_home) == []
 
 
-def test_delegated_challenge_follows_the_cname(cs_home: Path, bind_dns: Bind,
-                                               pebble_bind: Pebble) -> None:
+def test_delegated_challenge_follows_the_cname(
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     name = DELEGATED_CHALLENGE.removeprefix("_acme-challenge.")
     before = (bind_dns.zone_snapshot(ZONE), bind_dns.zone_snapshot(DELEGATE_ZONE))
-    check = run_dns(cs_home, pebble_bind, "dns", "check", name, *rfc2136(bind_dns),
-                    bind=bind_dns)
+    check = run_dns(cs_home, pebble_bind, "dns", "check", name, *rfc2136(bind_dns), bind=bind_dns)
     assert check.returncode == 0, check.stderr
     assert f"(zone {DELEGATE_ZONE}" not in check.stdout  # the zone line reads "zone X;"
     assert f"zone {DELEGATE_ZONE};" in check.stdout
     assert "CNAME" in check.stdout and "write access OK" in check.stdout
-    got = run_dns(cs_home, pebble_bind, "get", name, *rfc2136(bind_dns), *acme(pebble_bind),
-                  bind=bind_dns)
+    got = run_dns(
+        cs_home, pebble_bind, "get", name, *rfc2136(bind_dns), *acme(pebble_bind), bind=bind_dns
+    )
     assert got.returncode == 0, got.stderr
     assert sans(cs_home / "live" / name / "cert.pem") == [name]
     assert (bind_dns.zone_snapshot(ZONE), bind_dns.zone_snapshot(DELEGATE_ZONE)) == before
 
 
-def test_hook_provider_calling_nsupdate(cs_home: Path, tmp_path: Path, bind_dns: Bind,
-                                        pebble_bind: Pebble) -> None:
+def test_hook_provider_calling_nsupdate(
+    cs_home: Path, tmp_path: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     hook = tmp_path / "dns-hook"
     hook.write_text(
         "#!/bin/sh\nset -e\n"
@@ -212,20 +278,34 @@ def test_hook_provider_calling_nsupdate(cs_home: Path, tmp_path: Path, bind_dns:
         '  line="update delete $CERTSMITH_DNS_NAME TXT \\"$CERTSMITH_DNS_VALUE\\""\n'
         "fi\n"
         f'printf "server {bind_dns.primary} 53\\nzone %s\\n%s\\nsend\\n" '
-        f'"$CERTSMITH_DNS_ZONE" "$line" | nsupdate -k {bind_dns.key_file}\n')
+        f'"$CERTSMITH_DNS_ZONE" "$line" | nsupdate -k {bind_dns.key_file}\n'
+    )
     hook.chmod(0o755)
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", f"*.{apex}", apex, "--dns", "hook",
-                  "--dns-hook", str(hook), "--dns-resolver", bind_dns.resolver,
-                  *acme(pebble_bind), bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        f"*.{apex}",
+        apex,
+        "--dns",
+        "hook",
+        "--dns-hook",
+        str(hook),
+        "--dns-resolver",
+        bind_dns.resolver,
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode == 0, got.stderr
     assert sans(cs_home / "live" / f"_.{apex}" / "cert.pem") == sorted([f"*.{apex}", apex])
     assert bind_dns.zone_snapshot(ZONE) == before
 
 
 def test_a_hook_that_replaces_is_noticed_and_validated_one_value_at_a_time(
-        cs_home: Path, tmp_path: Path, bind_dns: Bind, pebble_bind: Pebble) -> None:
+    cs_home: Path, tmp_path: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     hook = tmp_path / "replacing-hook"
     hook.write_text(
         "#!/bin/sh\nset -e\n"
@@ -236,13 +316,26 @@ def test_a_hook_that_replaces_is_noticed_and_validated_one_value_at_a_time(
         '  line="update delete $CERTSMITH_DNS_NAME TXT \\"$CERTSMITH_DNS_VALUE\\""\n'
         "fi\n"
         f'printf "server {bind_dns.primary} 53\\nzone %s\\n%s\\nsend\\n" '
-        f'"$CERTSMITH_DNS_ZONE" "$line" | nsupdate -k {bind_dns.key_file}\n')
+        f'"$CERTSMITH_DNS_ZONE" "$line" | nsupdate -k {bind_dns.key_file}\n'
+    )
     hook.chmod(0o755)
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    got = run_dns(cs_home, pebble_bind, "get", f"*.{apex}", apex, "--dns", "hook",
-                  "--dns-hook", str(hook), "--dns-resolver", bind_dns.resolver,
-                  *acme(pebble_bind), bind=bind_dns)
+    got = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        f"*.{apex}",
+        apex,
+        "--dns",
+        "hook",
+        "--dns-hook",
+        str(hook),
+        "--dns-resolver",
+        bind_dns.resolver,
+        *acme(pebble_bind),
+        bind=bind_dns,
+    )
     assert got.returncode == 0, got.stderr
     assert any("replaces the TXT values" in ln for ln in got.lines), got.stderr
     assert sans(cs_home / "live" / f"_.{apex}" / "cert.pem") == sorted([f"*.{apex}", apex])
@@ -250,12 +343,21 @@ def test_a_hook_that_replaces_is_noticed_and_validated_one_value_at_a_time(
 
 
 def test_sigkill_between_presenting_and_cleanup_is_cleaned_by_the_next_run(
-        cs_home: Path, bind_dns: Bind, pebble_bind: Pebble) -> None:
+    cs_home: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     apex = f"{label()}.{ZONE}"
     before = bind_dns.zone_snapshot(ZONE)
-    killed = run_dns(cs_home, pebble_bind, "get", f"*.{apex}", apex, *rfc2136(bind_dns),
-                     *acme(pebble_bind), bind=bind_dns,
-                     env={"CERTSMITH_CRASH_AT": "order:presented"})
+    killed = run_dns(
+        cs_home,
+        pebble_bind,
+        "get",
+        f"*.{apex}",
+        apex,
+        *rfc2136(bind_dns),
+        *acme(pebble_bind),
+        bind=bind_dns,
+        env={"CERTSMITH_CRASH_AT": "order:presented"},
+    )
     assert killed.returncode == -9
     assert bind_dns.zone_snapshot(ZONE) != before  # the two values were left behind
     assert len(pending(cs_home)) == 1
@@ -269,33 +371,57 @@ def test_sigkill_between_presenting_and_cleanup_is_cleaned_by_the_next_run(
 
 def _pdns_credentials(tmp_path: Path, pdns: PowerDns, key: str | None = None) -> Path:
     creds = tmp_path / "pdns.env"
-    creds.write_text(f"auth_token={key or pdns.api_key}\npdns_server={pdns.api_url}\n"
-                     f"pdns_server_id={pdns.server_id}\n")
+    creds.write_text(
+        f"auth_token={key or pdns.api_key}\npdns_server={pdns.api_url}\n"
+        f"pdns_server_id={pdns.server_id}\n"
+    )
     creds.chmod(0o600)
     return creds
 
 
-def test_wildcard_and_apex_through_lexicon_powerdns(cs_home: Path, tmp_path: Path,
-                                                    pdns: PowerDns, pebble_pdns: Pebble) -> None:
+def test_wildcard_and_apex_through_lexicon_powerdns(
+    cs_home: Path, tmp_path: Path, pdns: PowerDns, pebble_pdns: Pebble
+) -> None:
     apex = f"{label()}.{PDNS_ZONE}"
     before = pdns.zone_snapshot()
-    got = run_dns(cs_home, pebble_pdns, "get", f"*.{apex}", apex, "--dns", "lexicon:powerdns",
-                  "--dns-credentials", str(_pdns_credentials(tmp_path, pdns)),
-                  "--dns-resolver", pdns.address, *acme(pebble_pdns))
+    got = run_dns(
+        cs_home,
+        pebble_pdns,
+        "get",
+        f"*.{apex}",
+        apex,
+        "--dns",
+        "lexicon:powerdns",
+        "--dns-credentials",
+        str(_pdns_credentials(tmp_path, pdns)),
+        "--dns-resolver",
+        pdns.address,
+        *acme(pebble_pdns),
+    )
     assert got.returncode == 0, got.stderr
     assert sans(cs_home / "live" / f"_.{apex}" / "cert.pem") == sorted([f"*.{apex}", apex])
     assert pdns.zone_snapshot() == before
     assert pdns.api_key not in got.stderr
 
 
-def test_powerdns_refusing_the_credentials_is_one_line(cs_home: Path, tmp_path: Path,
-                                                       pdns: PowerDns,
-                                                       pebble_pdns: Pebble) -> None:
+def test_powerdns_refusing_the_credentials_is_one_line(
+    cs_home: Path, tmp_path: Path, pdns: PowerDns, pebble_pdns: Pebble
+) -> None:
     apex = f"{label()}.{PDNS_ZONE}"
     before = pdns.zone_snapshot()
-    got = run_dns(cs_home, pebble_pdns, "get", apex, "--dns", "lexicon:powerdns",
-                  "--dns-credentials", str(_pdns_credentials(tmp_path, pdns, "not-the-key")),
-                  "--dns-resolver", pdns.address, *acme(pebble_pdns))
+    got = run_dns(
+        cs_home,
+        pebble_pdns,
+        "get",
+        apex,
+        "--dns",
+        "lexicon:powerdns",
+        "--dns-credentials",
+        str(_pdns_credentials(tmp_path, pdns, "not-the-key")),
+        "--dns-resolver",
+        pdns.address,
+        *acme(pebble_pdns),
+    )
     assert got.returncode != 0
     assert len(got.lines) == 1, got.stderr
     assert "credentials" in got.lines[0] and "not-the-key" not in got.stderr
@@ -303,8 +429,9 @@ def test_powerdns_refusing_the_credentials_is_one_line(cs_home: Path, tmp_path: 
     assert pdns.zone_snapshot() == before
 
 
-def test_proxy_serves_a_wildcard_got_over_dns01(tmp_path: Path, bind_dns: Bind,
-                                                pebble_bind: Pebble) -> None:
+def test_proxy_serves_a_wildcard_got_over_dns01(
+    tmp_path: Path, bind_dns: Bind, pebble_bind: Pebble
+) -> None:
     """``certsmith proxy '*.X' X --dns rfc2136 ...``: ordered with DNS-01 by the proxy itself,
     served for any one-label name under the wildcard (and routed to the site), not deeper."""
     import ssl
@@ -326,10 +453,22 @@ def test_proxy_serves_a_wildcard_got_over_dns01(tmp_path: Path, bind_dns: Bind,
     helper = threading.Thread(target=keep_ns2_in_step)
     helper.start()
     try:
-        with UpstreamApp(tmp_path).start() as app, Proxy(
-                tmp_path / "home", [f"*.{apex},{apex}", "--to", app.address, "--server",
-                                    pebble_bind.directory, "--agree-tos", *rfc2136(bind_dns)],
-                env=env) as proxy:
+        with (
+            UpstreamApp(tmp_path).start() as app,
+            Proxy(
+                tmp_path / "home",
+                [
+                    f"*.{apex},{apex}",
+                    "--to",
+                    app.address,
+                    "--server",
+                    pebble_bind.directory,
+                    "--agree-tos",
+                    *rfc2136(bind_dns),
+                ],
+                env=env,
+            ) as proxy,
+        ):
 
             def issued() -> bytes | None:
                 try:
@@ -337,18 +476,43 @@ def test_proxy_serves_a_wildcard_got_over_dns01(tmp_path: Path, bind_dns: Bind,
                 except (OSError, ssl.SSLError):
                     return None
 
-            wait_until(issued, what="wildcard certificate from Pebble", timeout=90,
-                       proc=proxy.proc, log=proxy.logs)
+            wait_until(
+                issued,
+                what="wildcard certificate from Pebble",
+                timeout=90,
+                proc=proxy.proc,
+                log=proxy.logs,
+            )
             for host, want in ((f"a.{apex}", "hello"), (apex, "hello")):
-                got = subprocess.run(["curl", "-sS", "--cacert", str(root), "--resolve",
-                                      f"{host}:{proxy.https_port}:127.0.0.1",
-                                      f"https://{host}:{proxy.https_port}/hello"],
-                                     capture_output=True, text=True, check=False)
+                got = subprocess.run(
+                    [
+                        "curl",
+                        "-sS",
+                        "--cacert",
+                        str(root),
+                        "--resolve",
+                        f"{host}:{proxy.https_port}:127.0.0.1",
+                        f"https://{host}:{proxy.https_port}/hello",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 assert got.stdout == want, got.stderr
-            deeper = subprocess.run(["curl", "-sS", "--cacert", str(root), "--resolve",
-                                     f"a.b.{apex}:{proxy.https_port}:127.0.0.1",
-                                     f"https://a.b.{apex}:{proxy.https_port}/hello"],
-                                    capture_output=True, text=True, check=False)
+            deeper = subprocess.run(
+                [
+                    "curl",
+                    "-sS",
+                    "--cacert",
+                    str(root),
+                    "--resolve",
+                    f"a.b.{apex}:{proxy.https_port}:127.0.0.1",
+                    f"https://a.b.{apex}:{proxy.https_port}/hello",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             assert deeper.returncode != 0 and deeper.stdout != "hello"
     finally:
         stop.set()

@@ -35,8 +35,14 @@ class Zone:
 
 
 class FakeProvider:
-    def __init__(self, zone: Zone, *, appends: bool | None = True, replaces: bool = False,
-                 fail_remove: bool = False) -> None:
+    def __init__(
+        self,
+        zone: Zone,
+        *,
+        appends: bool | None = True,
+        replaces: bool = False,
+        fail_remove: bool = False,
+    ) -> None:
         self.zone = zone
         self._appends = appends
         self.replaces = replaces
@@ -86,26 +92,46 @@ class FakeLookup:
     def target(self, domain: str, alias: str | None = None) -> Target:
         record = f"_acme-challenge.{domain}"
         fqdn = f"_acme-challenge.{alias}" if alias else record
-        return Target(domain=domain, record=record, fqdn=fqdn, zone="example.org",
-                      servers=(Nameserver("ns1.example.org", "192.0.2.1"),),
-                      primary="192.0.2.1")
+        return Target(
+            domain=domain,
+            record=record,
+            fqdn=fqdn,
+            zone="example.org",
+            servers=(Nameserver("ns1.example.org", "192.0.2.1"),),
+            primary="192.0.2.1",
+        )
 
     def txt(self, server: Nameserver, fqdn: str) -> set[str]:
         return set(self.zone.txt.get(fqdn, []))
 
-    def wait(self, want: Mapping[Target, set[str]], deadline: float, *,
-             on_wait: Callable[[str], None] = lambda _s: None, poll: float = 1.0) -> None:
+    def wait(
+        self,
+        want: Mapping[Target, set[str]],
+        deadline: float,
+        *,
+        on_wait: Callable[[str], None] = lambda _s: None,
+        poll: float = 1.0,
+    ) -> None:
         self.waits.append({t.fqdn: set(v) for t, v in want.items()})
         for t, values in want.items():
             missing = values - set(self.zone.txt.get(t.fqdn, []))
             assert not missing, f"{t.fqdn} lacks {missing}"
 
 
-def solver(zone: Zone, provider: FakeProvider, store: Store | None = None,
-           lines: list[str] | None = None, spec: DnsSpec = SPEC) -> Dns01Solver:
+def solver(
+    zone: Zone,
+    provider: FakeProvider,
+    store: Store | None = None,
+    lines: list[str] | None = None,
+    spec: DnsSpec = SPEC,
+) -> Dns01Solver:
     out = lines if lines is not None else []
-    s = Dns01Solver(spec, SolverContext(store, out.append), lookup=FakeLookup(zone),  # type: ignore[arg-type]
-                    provider=provider)
+    s = Dns01Solver(
+        spec,
+        SolverContext(store, out.append),
+        lookup=FakeLookup(zone),  # type: ignore[arg-type]
+        provider=provider,
+    )
     s.prepare()
     return s
 
@@ -136,7 +162,10 @@ def test_wildcard_and_apex_both_values_at_one_name_then_exact_cleanup() -> None:
     assert s.present_all(chs) is None  # all presented at once
     s.wait_ready(chs, 1e18)
     assert set(zone.txt["_acme-challenge.example.org"]) == {
-        "someone-else", txt_value("t1.thumb"), txt_value("t2.thumb")}
+        "someone-else",
+        txt_value("t1.thumb"),
+        txt_value("t2.thumb"),
+    }
     s.cleanup_all(chs)
     assert zone.txt == {"_acme-challenge.example.org": ["someone-else"]}
 
@@ -163,8 +192,9 @@ def test_a_replacing_provider_is_noticed_and_one_value_per_name_is_presented() -
 def test_alias_writes_every_record_at_the_alias() -> None:
     zone = Zone()
     provider = FakeProvider(zone)
-    s = solver(zone, provider, spec=DnsSpec(provider="hook", hook="/bin/true",
-                                            alias="acme.example.net"))
+    s = solver(
+        zone, provider, spec=DnsSpec(provider="hook", hook="/bin/true", alias="acme.example.net")
+    )
     chs = [Challenge("a.example.org", "t1", "k1"), Challenge("b.example.org", "t2", "k2")]
     s.present_all(chs)
     assert set(zone.txt["_acme-challenge.acme.example.net"]) == {txt_value("k1"), txt_value("k2")}
@@ -188,8 +218,12 @@ def test_the_write_ahead_record_is_cleaned_by_the_next_run(tmp_path: Path) -> No
     # It dies without cleanup (its lease is released as the kernel would): the next run cleans.
     first.close()
     second_provider = FakeProvider(zone)
-    second = Dns01Solver(SPEC, SolverContext(store, lines.append), lookup=FakeLookup(zone),  # type: ignore[arg-type]
-                         provider=second_provider)
+    second = Dns01Solver(
+        SPEC,
+        SolverContext(store, lines.append),
+        lookup=FakeLookup(zone),  # type: ignore[arg-type]
+        provider=second_provider,
+    )
     second.prepare()
     assert zone.txt == {}
     assert store.list(keys.DNS01_PENDING) == []

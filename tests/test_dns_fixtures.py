@@ -42,20 +42,35 @@ def label() -> str:
     return f"t{secrets.token_hex(4)}"
 
 
-def nsupdate(bind: Bind, key_file: Path, zone: str, *commands: str
-             ) -> subprocess.CompletedProcess[str]:
-    script = f"server {bind.primary} {DNS_PORT}\nzone {zone}\n" + "".join(
-        f"{command}\n" for command in commands) + "send\n"
-    return subprocess.run(["nsupdate", "-k", str(key_file)], input=script, capture_output=True,
-                          text=True, timeout=30, check=False)
+def nsupdate(
+    bind: Bind, key_file: Path, zone: str, *commands: str
+) -> subprocess.CompletedProcess[str]:
+    script = (
+        f"server {bind.primary} {DNS_PORT}\nzone {zone}\n"
+        + "".join(f"{command}\n" for command in commands)
+        + "send\n"
+    )
+    return subprocess.run(
+        ["nsupdate", "-k", str(key_file)],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_servers_listen_on_this_workers_addresses(bind_dns: Bind, pdns: PowerDns) -> None:
     net = worker_net()
     assert (bind_dns.primary, bind_dns.secondary, pdns.address, bind_dns.resolver) == (
-        f"127.53.{net}.1", f"127.53.{net}.2", f"127.53.{net}.3", f"127.53.{net}.4")
-    shown = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True,
-                           text=True, check=True).stdout
+        f"127.53.{net}.1",
+        f"127.53.{net}.2",
+        f"127.53.{net}.3",
+        f"127.53.{net}.4",
+    )
+    shown = subprocess.run(
+        ["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
+    ).stdout
     for address in (bind_dns.primary, bind_dns.secondary, bind_dns.resolver, pdns.address):
         assert f"{address}/32" in shown
     # The zones' NS records name the addresses certsmith will ask on port 53.
@@ -111,12 +126,13 @@ def test_zone_snapshot_is_equal_after_an_add_and_a_delete(bind_dns: Bind) -> Non
     assert f'{KEEP_NAME}. 300 IN TXT "{KEEP_TXT}"' in before
     serial = bind_dns.primary_serial()
     name = f"_acme-challenge.{label()}.{ZONE}"
-    assert nsupdate(bind_dns, bind_dns.key_file, ZONE,
-                    f'update add {name} 60 TXT "tok"').returncode == 0
+    assert (
+        nsupdate(bind_dns, bind_dns.key_file, ZONE, f'update add {name} 60 TXT "tok"').returncode
+        == 0
+    )
     during = bind_dns.zone_snapshot(ZONE)
     assert sorted([*before, f'{name}. 60 IN TXT "tok"']) == during
-    assert nsupdate(bind_dns, bind_dns.key_file, ZONE,
-                    f"update delete {name} TXT").returncode == 0
+    assert nsupdate(bind_dns, bind_dns.key_file, ZONE, f"update delete {name} TXT").returncode == 0
     assert bind_dns.zone_snapshot(ZONE) == before
     assert bind_dns.primary_serial() == serial + 2  # the SOA moved; the snapshot leaves it out
     bind_dns.retransfer(ZONE)
@@ -125,18 +141,29 @@ def test_zone_snapshot_is_equal_after_an_add_and_a_delete(bind_dns: Bind) -> Non
 
 def test_delegation_cname_is_followed_by_the_resolver_only(bind_dns: Bind) -> None:
     value = secrets.token_urlsafe(16)
-    assert nsupdate(bind_dns, bind_dns.key_file, DELEGATE_ZONE,
-                    f'update add {DELEGATED_TARGET} 60 TXT "{value}"').returncode == 0
+    assert (
+        nsupdate(
+            bind_dns,
+            bind_dns.key_file,
+            DELEGATE_ZONE,
+            f'update add {DELEGATED_TARGET} 60 TXT "{value}"',
+        ).returncode
+        == 0
+    )
     try:
         answer = query(bind_dns.primary, DELEGATED_CHALLENGE, "TXT")
         assert [rrset.rdtype.name for rrset in answer.answer] == ["CNAME"]
         assert str(answer.answer[0][0].target) == f"{DELEGATED_TARGET}."
         # Negative answers may be cached for about a second: poll.
-        wait_until(lambda: bind_dns.txt(bind_dns.resolver, DELEGATED_CHALLENGE) == [value],
-                   what="the resolver following the delegation CNAME", timeout=10)
+        wait_until(
+            lambda: bind_dns.txt(bind_dns.resolver, DELEGATED_CHALLENGE) == [value],
+            what="the resolver following the delegation CNAME",
+            timeout=10,
+        )
     finally:
-        nsupdate(bind_dns, bind_dns.key_file, DELEGATE_ZONE,
-                 f"update delete {DELEGATED_TARGET} TXT")
+        nsupdate(
+            bind_dns, bind_dns.key_file, DELEGATE_ZONE, f"update delete {DELEGATED_TARGET} TXT"
+        )
 
 
 def test_wildcard_cname_answers_for_any_label(bind_dns: Bind) -> None:
@@ -151,8 +178,17 @@ def test_wildcard_cname_answers_for_any_label(bind_dns: Bind) -> None:
 def _rrset(name: str, content: str | None) -> dict[str, object]:
     if content is None:
         return {"rrsets": [{"name": f"{name}.", "type": "TXT", "changetype": "DELETE"}]}
-    return {"rrsets": [{"name": f"{name}.", "type": "TXT", "ttl": 60, "changetype": "REPLACE",
-                        "records": [{"content": json.dumps(content), "disabled": False}]}]}
+    return {
+        "rrsets": [
+            {
+                "name": f"{name}.",
+                "type": "TXT",
+                "ttl": 60,
+                "changetype": "REPLACE",
+                "records": [{"content": json.dumps(content), "disabled": False}],
+            }
+        ]
+    }
 
 
 def test_powerdns_api_changes_what_port_53_serves(pdns: PowerDns) -> None:
@@ -169,8 +205,9 @@ def test_powerdns_api_changes_what_port_53_serves(pdns: PowerDns) -> None:
     assert pdns.zone_snapshot() == before
     assert pdns.txt(PDNS_KEEP_NAME) == [KEEP_TXT]
 
-    refused = requests.patch(url, json=_rrset(name, "x"), headers={"X-API-Key": "wrong"},
-                             timeout=10)
+    refused = requests.patch(
+        url, json=_rrset(name, "x"), headers={"X-API-Key": "wrong"}, timeout=10
+    )
     assert refused.status_code == 401
 
 
@@ -191,14 +228,19 @@ def test_lexicon_powerdns_provider_creates_and_deletes(
     monkeypatch.setenv("TLDEXTRACT_CACHE_PATH", str(tmp_path / "tld"))
     before = pdns.zone_snapshot()
     name = f"_acme-challenge.{label()}.{PDNS_ZONE}"
-    config = ConfigResolver().with_dict({  # type: ignore[no-untyped-call]
-        "provider_name": "powerdns",
-        "domain": PDNS_ZONE,
-        "delegated": PDNS_ZONE,
-        "ttl": 60,
-        "powerdns": {"auth_token": pdns.api_key, "pdns_server": pdns.api_url,
-                     "pdns_server_id": pdns.server_id},
-    })
+    config = ConfigResolver().with_dict(
+        {  # type: ignore[no-untyped-call]
+            "provider_name": "powerdns",
+            "domain": PDNS_ZONE,
+            "delegated": PDNS_ZONE,
+            "ttl": 60,
+            "powerdns": {
+                "auth_token": pdns.api_key,
+                "pdns_server": pdns.api_url,
+                "pdns_server_id": pdns.server_id,
+            },
+        }
+    )
     with Client(config) as operations:
         assert operations.create_record("TXT", name, "from lexicon")
     assert pdns.txt(name) == ["from lexicon"]
@@ -209,10 +251,13 @@ def test_lexicon_powerdns_provider_creates_and_deletes(
 
 
 # -- Pebble ---------------------------------------------------------------------------------------
-def test_pebble_starts_with_a_real_dns_server(pebble_bind: Pebble, bind_dns: Bind,
-                                              pebble_pdns: Pebble, pdns: PowerDns) -> None:
-    for pebble, dns_server in ((pebble_bind, f"{bind_dns.resolver}:{DNS_PORT}"),
-                               (pebble_pdns, f"{pdns.address}:{DNS_PORT}")):
+def test_pebble_starts_with_a_real_dns_server(
+    pebble_bind: Pebble, bind_dns: Bind, pebble_pdns: Pebble, pdns: PowerDns
+) -> None:
+    for pebble, dns_server in (
+        (pebble_bind, f"{bind_dns.resolver}:{DNS_PORT}"),
+        (pebble_pdns, f"{pdns.address}:{DNS_PORT}"),
+    ):
         assert pebble.dns_server == dns_server
         assert "newOrder" in pebble.directory_json()
         assert pebble._dns_proc is None  # no challtestsrv
@@ -230,16 +275,38 @@ def test_pebble_validates_dns01_through_the_resolver_certbot_rfc2136(
     credentials.write_text(
         f"dns_rfc2136_server = {bind_dns.primary}\ndns_rfc2136_port = {DNS_PORT}\n"
         f"dns_rfc2136_name = {bind_dns.key_name}\ndns_rfc2136_secret = {bind_dns.key_secret}\n"
-        "dns_rfc2136_algorithm = HMAC-SHA256\n")
+        "dns_rfc2136_algorithm = HMAC-SHA256\n"
+    )
     host = f"{label()}.{ZONE}"
-    cmd = [str(Path(sys.executable).with_name("certbot")), "certonly", "--non-interactive",
-           "--agree-tos", "-m", f"admin@{ZONE}", "--server", pebble_bind.directory,
-           "--config-dir", str(tmp_path / "etc"), "--work-dir", str(tmp_path / "work"),
-           "--logs-dir", str(tmp_path / "log"), "--authenticator", "dns-rfc2136",
-           "--dns-rfc2136-credentials", str(credentials),
-           "--dns-rfc2136-propagation-seconds", "0", "-d", host, "-d", f"*.{host}"]
-    done = subprocess.run(cmd, env=pebble_bind.client_env(), capture_output=True, text=True,
-                          timeout=180, check=False)
+    cmd = [
+        str(Path(sys.executable).with_name("certbot")),
+        "certonly",
+        "--non-interactive",
+        "--agree-tos",
+        "-m",
+        f"admin@{ZONE}",
+        "--server",
+        pebble_bind.directory,
+        "--config-dir",
+        str(tmp_path / "etc"),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--logs-dir",
+        str(tmp_path / "log"),
+        "--authenticator",
+        "dns-rfc2136",
+        "--dns-rfc2136-credentials",
+        str(credentials),
+        "--dns-rfc2136-propagation-seconds",
+        "0",
+        "-d",
+        host,
+        "-d",
+        f"*.{host}",
+    ]
+    done = subprocess.run(
+        cmd, env=pebble_bind.client_env(), capture_output=True, text=True, timeout=180, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "etc" / "live" / host / "fullchain.pem").exists()
     assert bind_dns.zone_snapshot(ZONE) == before

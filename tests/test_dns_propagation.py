@@ -65,9 +65,15 @@ def with_records(extra: Records) -> Records:
 def test_simple_zone(fakes: tuple[FakeDns, FakeDns]) -> None:
     lookup = lookup_of(fakes[0])
     target = lookup.target("example.org")
-    assert target == Target(domain="example.org", record=RECORD, fqdn=RECORD,
-                            zone="example.org", servers=(NS1, NS2), primary="127.0.0.1",
-                            cname=())
+    assert target == Target(
+        domain="example.org",
+        record=RECORD,
+        fqdn=RECORD,
+        zone="example.org",
+        servers=(NS1, NS2),
+        primary="127.0.0.1",
+        cname=(),
+    )
     # a wildcard is its base; case and the trailing dot do not matter
     assert lookup.target("*.Example.ORG.") == target
     # a name below the apex that exists, and one that does not
@@ -79,10 +85,12 @@ def test_simple_zone(fakes: tuple[FakeDns, FakeDns]) -> None:
 
 
 def test_cname_chain_followed_into_another_zone() -> None:
-    records = with_records({
-        ("_acme-challenge.www.example.org", "CNAME"): ["a.example.net"],
-        ("a.example.net", "CNAME"): ["b.example.net"],
-    })
+    records = with_records(
+        {
+            ("_acme-challenge.www.example.org", "CNAME"): ["a.example.net"],
+            ("a.example.net", "CNAME"): ["b.example.net"],
+        }
+    )
     with fake_pair(records) as (first, _second):
         target = lookup_of(first).target("www.example.org")
     assert target.record == "_acme-challenge.www.example.org"
@@ -94,11 +102,13 @@ def test_cname_chain_followed_into_another_zone() -> None:
 
 
 def test_wildcard_cname_not_followed() -> None:
-    records = with_records({
-        ("example.com", "SOA"): soa("example.com", "ns1.example.org"),
-        ("example.com", "NS"): ["ns1.example.org"],
-        ("*.example.com", "CNAME"): ["lb.example.net"],
-    })
+    records = with_records(
+        {
+            ("example.com", "SOA"): soa("example.com", "ns1.example.org"),
+            ("example.com", "NS"): ["ns1.example.org"],
+            ("*.example.com", "CNAME"): ["lb.example.net"],
+        }
+    )
     with fake_pair(records) as (first, _second):
         target = lookup_of(first).target("example.com")
         probes = [n for n, t, _rd in first.queries if n.startswith("_certsmith-probe-")]
@@ -110,12 +120,14 @@ def test_wildcard_cname_not_followed() -> None:
 
 
 def test_real_cname_beside_a_wildcard_is_followed() -> None:
-    records = with_records({
-        ("example.com", "SOA"): soa("example.com", "ns1.example.org"),
-        ("example.com", "NS"): ["ns1.example.org"],
-        ("*.example.com", "CNAME"): ["lb.example.net"],
-        ("_acme-challenge.example.com", "CNAME"): ["example-com.example.net"],
-    })
+    records = with_records(
+        {
+            ("example.com", "SOA"): soa("example.com", "ns1.example.org"),
+            ("example.com", "NS"): ["ns1.example.org"],
+            ("*.example.com", "CNAME"): ["lb.example.net"],
+            ("_acme-challenge.example.com", "CNAME"): ["example-com.example.net"],
+        }
+    )
     with fake_pair(records) as (first, _second):
         target = lookup_of(first).target("example.com")
     assert target.cname == ("example-com.example.net",)
@@ -134,10 +146,12 @@ def test_alias() -> None:
 
 
 def test_referral_from_an_authoritative_only_resolver() -> None:
-    parent = with_records({
-        ("sub.example.org", "NS"): ["ns.sub.example.org"],
-        ("ns.sub.example.org", "A"): ["127.0.0.2"],
-    })
+    parent = with_records(
+        {
+            ("sub.example.org", "NS"): ["ns.sub.example.org"],
+            ("ns.sub.example.org", "A"): ["127.0.0.2"],
+        }
+    )
     child: Records = {
         ("sub.example.org", "SOA"): soa("sub.example.org", "ns.sub.example.org"),
         ("sub.example.org", "NS"): ["ns.sub.example.org"],
@@ -151,10 +165,12 @@ def test_referral_from_an_authoritative_only_resolver() -> None:
 
 
 def test_all_addresses_of_each_ns_and_no_primary_address() -> None:
-    records = with_records({
-        ("example.org", "SOA"): soa("example.org", "hidden.example.org"),
-        ("ns2.example.org", "AAAA"): ["::1"],
-    })
+    records = with_records(
+        {
+            ("example.org", "SOA"): soa("example.org", "hidden.example.org"),
+            ("ns2.example.org", "AAAA"): ["::1"],
+        }
+    )
     with fake_pair(records) as (first, _second):
         target = lookup_of(first).target("example.org")
     assert target.servers == (NS1, NS2, Nameserver("ns2.example.org", "::1"))
@@ -165,8 +181,9 @@ def test_ns_without_address() -> None:
     records = with_records({("example.org", "NS"): ["ns1.example.org", "ns3.example.org"]})
     with fake_pair(records) as (first, _second), pytest.raises(DnsError) as err:
         lookup_of(first).target("example.org")
-    assert str(err.value) == ("ns3.example.org (an NS of example.org) has no address: the "
-                              "check would never see it")
+    assert str(err.value) == (
+        "ns3.example.org (an NS of example.org) has no address: the check would never see it"
+    )
 
 
 def test_ns_outside_what_the_resolver_knows(fakes: tuple[FakeDns, FakeDns]) -> None:
@@ -176,7 +193,8 @@ def test_ns_outside_what_the_resolver_knows(fakes: tuple[FakeDns, FakeDns]) -> N
     assert str(err.value) == (
         "ns.elsewhere.test (an NS of example.org) has no address: the check would never see "
         f"it; no answer from DNS resolver {fakes[0].address} for A of ns.elsewhere.test "
-        "(answered REFUSED)")
+        "(answered REFUSED)"
+    )
 
 
 def test_unreachable_resolver() -> None:
@@ -186,36 +204,44 @@ def test_unreachable_resolver() -> None:
     lookup = Lookup([f"127.0.0.1:{port}"], timeout=0.5)
     with pytest.raises(DnsError) as err:
         lookup.target("example.org")
-    assert str(err.value) == (f"no answer from DNS resolver 127.0.0.1:{port} for CNAME of "
-                              f"{RECORD} (connection refused)")
+    assert str(err.value) == (
+        f"no answer from DNS resolver 127.0.0.1:{port} for CNAME of {RECORD} (connection refused)"
+    )
 
 
 def test_resolver_that_times_out(fakes: tuple[FakeDns, FakeDns]) -> None:
     fakes[0].silent = True
     with pytest.raises(DnsError) as err:
         lookup_of(fakes[0], timeout=0.2).target("example.org")
-    assert str(err.value) == (f"no answer from DNS resolver {fakes[0].address} for CNAME of "
-                              f"{RECORD} (timed out after 0.2 s)")
+    assert str(err.value) == (
+        f"no answer from DNS resolver {fakes[0].address} for CNAME of "
+        f"{RECORD} (timed out after 0.2 s)"
+    )
 
 
 def test_next_resolver_after_a_silent_one(fakes: tuple[FakeDns, FakeDns]) -> None:
     fakes[1].silent = True
-    lookup = Lookup([f"127.0.0.2:{fakes[1].port}", fakes[0].address], timeout=0.2,
-                    port=fakes[0].port)
+    lookup = Lookup(
+        [f"127.0.0.2:{fakes[1].port}", fakes[0].address], timeout=0.2, port=fakes[0].port
+    )
     assert lookup.target("example.org").zone == "example.org"
     assert len(fakes[1].queries) == 1  # asked first once, then last
 
 
 def test_cname_loop() -> None:
-    records = with_records({
-        (RECORD, "CNAME"): ["a.example.net"],
-        ("a.example.net", "CNAME"): ["b.example.net"],
-        ("b.example.net", "CNAME"): ["a.example.net"],
-    })
+    records = with_records(
+        {
+            (RECORD, "CNAME"): ["a.example.net"],
+            ("a.example.net", "CNAME"): ["b.example.net"],
+            ("b.example.net", "CNAME"): ["a.example.net"],
+        }
+    )
     with fake_pair(records) as (first, _second), pytest.raises(DnsError) as err:
         lookup_of(first).target("example.org")
-    assert str(err.value) == (f"CNAME loop: {RECORD} -> a.example.net -> b.example.net -> "
-                              "a.example.net; fix the CNAME records")
+    assert str(err.value) == (
+        f"CNAME loop: {RECORD} -> a.example.net -> b.example.net -> "
+        "a.example.net; fix the CNAME records"
+    )
 
 
 def test_no_zone_up_to_the_top() -> None:
@@ -225,7 +251,8 @@ def test_no_zone_up_to_the_top() -> None:
             lookup_of(first).target("nothing.test")
     assert str(err.value) == (
         "no DNS zone holds _acme-challenge.nothing.test: no name from it up to its top-level "
-        "domain has an SOA record (does the domain exist in the DNS these resolvers see?)")
+        "domain has an SOA record (does the domain exist in the DNS these resolvers see?)"
+    )
 
 
 def test_zone_without_ns(fakes: tuple[FakeDns, FakeDns]) -> None:
@@ -234,10 +261,16 @@ def test_zone_without_ns(fakes: tuple[FakeDns, FakeDns]) -> None:
         lookup_of(fakes[0]).target("example.org")
 
 
-@pytest.mark.parametrize(("spec", "parsed"), [
-    ("192.0.2.1", ("192.0.2.1", 53)), ("192.0.2.1:5353", ("192.0.2.1", 5353)),
-    ("[::1]:53", ("::1", 53)), ("::1", ("::1", 53)), ("[2001:db8::1]", ("2001:db8::1", 53)),
-])
+@pytest.mark.parametrize(
+    ("spec", "parsed"),
+    [
+        ("192.0.2.1", ("192.0.2.1", 53)),
+        ("192.0.2.1:5353", ("192.0.2.1", 5353)),
+        ("[::1]:53", ("::1", 53)),
+        ("::1", ("::1", 53)),
+        ("[2001:db8::1]", ("2001:db8::1", 53)),
+    ],
+)
 def test_resolver_spec(spec: str, parsed: tuple[str, int]) -> None:
     assert parse_resolver(spec) == parsed
 
@@ -259,8 +292,9 @@ def test_txt_is_a_direct_query(fakes: tuple[FakeDns, FakeDns]) -> None:
     assert fakes[1].queries == [(RECORD, "TXT", False)]
     with pytest.raises(DnsError) as err:
         lookup.txt(NS1, "_acme-challenge.elsewhere.test")
-    assert str(err.value) == ("ns1.example.org (127.0.0.1) answered REFUSED for "
-                              "_acme-challenge.elsewhere.test")
+    assert str(err.value) == (
+        "ns1.example.org (127.0.0.1) answered REFUSED for _acme-challenge.elsewhere.test"
+    )
 
 
 def test_wait_for_a_lagging_secondary(fakes: tuple[FakeDns, FakeDns]) -> None:
@@ -307,12 +341,12 @@ def test_wait_timeout_names_what_each_server_answered(fakes: tuple[FakeDns, Fake
     target = lookup.target("example.org")
     said: list[str] = []
     with pytest.raises(DnsError) as err:
-        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, on_wait=said.append,
-                    poll=0.05)
+        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, on_wait=said.append, poll=0.05)
     message = re.sub(r"after [\d.]+ s,", "after N s,", str(err.value))
     assert message == (
         f"DNS-01: after N s, {NS2} answers {RECORD} with nothing, {NS1} has both values; "
-        "raise --dns-timeout or check the zone's secondaries")
+        "raise --dns-timeout or check the zone's secondaries"
+    )
     assert said == [f"waiting for {NS2}: {RECORD} has 0 of 2 values"]
 
 
@@ -324,15 +358,17 @@ def test_wait_timeout_with_a_silent_and_a_partial_server(fakes: tuple[FakeDns, F
     ns2.silent = True
     said: list[str] = []
     with pytest.raises(DnsError) as err:
-        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, on_wait=said.append,
-                    poll=0.05)
-    assert said == [f"waiting for {NS1}: {RECORD} has 1 of 2 values; {NS2}: did not answer for "
-                    f"{RECORD} (timed out after 0.2 s)"]
+        lookup.wait({target: {"v1", "v2"}}, time.monotonic() + 0.3, on_wait=said.append, poll=0.05)
+    assert said == [
+        f"waiting for {NS1}: {RECORD} has 1 of 2 values; {NS2}: did not answer for "
+        f"{RECORD} (timed out after 0.2 s)"
+    ]
     message = re.sub(r"after [\d.]+ s,", "after N s,", str(err.value))
     assert message == (
         f"DNS-01: after N s, {NS1} answers {RECORD} with 1 of 2 values, {NS2} did not answer "
         f"for {RECORD} (timed out after 0.2 s); raise --dns-timeout or check the zone's "
-        "secondaries")
+        "secondaries"
+    )
 
 
 def test_wait_polls_every_server_at_once(fakes: tuple[FakeDns, FakeDns]) -> None:
@@ -355,11 +391,13 @@ def test_wait_polls_every_server_at_once(fakes: tuple[FakeDns, FakeDns]) -> None
 
 def test_targets_sharing_a_name_want_every_value(fakes: tuple[FakeDns, FakeDns]) -> None:
     """Two names whose records point at one place: that place needs both values."""
-    records = with_records({
-        ("_acme-challenge.a.example.org", "CNAME"): ["shared.example.net"],
-        ("_acme-challenge.b.example.org", "CNAME"): ["shared.example.net"],
-        ("shared.example.net", "TXT"): ["va"],
-    })
+    records = with_records(
+        {
+            ("_acme-challenge.a.example.org", "CNAME"): ["shared.example.net"],
+            ("_acme-challenge.b.example.org", "CNAME"): ["shared.example.net"],
+            ("shared.example.net", "TXT"): ["va"],
+        }
+    )
     with fake_pair(records) as (first, _second):
         lookup = lookup_of(first)
         a, b = lookup.target("a.example.org"), lookup.target("b.example.org")

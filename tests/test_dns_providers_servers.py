@@ -37,8 +37,12 @@ def _need(program: str) -> str:
 
 
 def _keygen(name: str) -> str:
-    return subprocess.run([_need("tsig-keygen"), "-a", "hmac-sha256", name], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [_need("tsig-keygen"), "-a", "hmac-sha256", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def _soa_answers(port: int) -> bool:
@@ -73,7 +77,8 @@ def bind(tmp_path: Path) -> Iterator[Bind]:
         "$TTL 300\n"
         f"@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60\n"
         f"@ IN NS ns1.{ZONE}.\nns1 IN A 127.0.0.1\n"
-        '_acme-challenge IN TXT "unrelated"\n')
+        '_acme-challenge IN TXT "unrelated"\n'
+    )
     (tmp_path / "named.conf").write_text(f"""
 include "{key_file}";
 options {{
@@ -90,10 +95,12 @@ zone "{ZONE}" {{
 """)
     log = tmp_path / "named.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([_need("named"), "-g", "-n", "1", "-c",
-                                 str(tmp_path / "named.conf")],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            [_need("named"), "-g", "-n", "1", "-c", str(tmp_path / "named.conf")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
     try:
         wait_until(lambda: _soa_answers(port), what="named", proc=proc, log=log.read_text)
         yield Bind(port, key_file, wrong)
@@ -109,8 +116,9 @@ class PowerDns:
 
 
 def _write_creds(path: Path, api: str, key: str) -> Path:
-    path.write_text(f"# PowerDNS API\nauth_token={key}\npdns_server={api}\n"
-                    "pdns_server_id=localhost\n")
+    path.write_text(
+        f"# PowerDNS API\nauth_token={key}\npdns_server={api}\npdns_server_id=localhost\n"
+    )
     path.chmod(0o600)
     return path
 
@@ -126,7 +134,8 @@ def pdns(tmp_path: Path) -> Iterator[PowerDns]:
         f"local-address=127.0.0.1\nlocal-port={dns_port}\n"
         f"api=yes\napi-key={API_KEY}\nwebserver=yes\nwebserver-address=127.0.0.1\n"
         f"webserver-port={api_port}\nwebserver-allow-from=127.0.0.0/8\n"
-        f"socket-dir={tmp_path}\nguardian=no\ndaemon=no\ndisable-syslog=yes\n")
+        f"socket-dir={tmp_path}\nguardian=no\ndaemon=no\ndisable-syslog=yes\n"
+    )
     log = tmp_path / "pdns.log"
     api = f"http://{LOOPBACK}:{api_port}"
     zones = f"{api}/api/v1/servers/localhost/zones"
@@ -138,18 +147,39 @@ def pdns(tmp_path: Path) -> Iterator[PowerDns]:
             return False
 
     with log.open("wb") as out:
-        proc = subprocess.Popen([_need("pdns_server"), f"--config-dir={tmp_path}"],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            [_need("pdns_server"), f"--config-dir={tmp_path}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
     try:
         wait_until(api_up, what="pdns_server", proc=proc, log=log.read_text)
-        made = requests.post(zones, headers={"X-API-Key": API_KEY}, timeout=5, json={
-            "name": ZONE + ".", "kind": "Native", "nameservers": [f"ns1.{ZONE}."],
-            "rrsets": [{"name": NAME + ".", "type": "TXT", "ttl": 300, "changetype": "REPLACE",
-                        "records": [{"content": '"unrelated"', "disabled": False}]}]})
+        made = requests.post(
+            zones,
+            headers={"X-API-Key": API_KEY},
+            timeout=5,
+            json={
+                "name": ZONE + ".",
+                "kind": "Native",
+                "nameservers": [f"ns1.{ZONE}."],
+                "rrsets": [
+                    {
+                        "name": NAME + ".",
+                        "type": "TXT",
+                        "ttl": 300,
+                        "changetype": "REPLACE",
+                        "records": [{"content": '"unrelated"', "disabled": False}],
+                    }
+                ],
+            },
+        )
         assert made.status_code == 201, made.text
-        yield PowerDns(api, _write_creds(tmp_path / "creds", api, API_KEY),
-                       _write_creds(tmp_path / "wrong", api, "not-the-key"))
+        yield PowerDns(
+            api,
+            _write_creds(tmp_path / "creds", api, API_KEY),
+            _write_creds(tmp_path / "wrong", api, "not-the-key"),
+        )
     finally:
         stop_process(proc)
 
@@ -191,9 +221,9 @@ def test_rfc2136_wrong_key(bind: Bind) -> None:
         p.add_txt(ZONE, NAME, "v", 60)
     assert one_line(err.value) == (
         f"the DNS server {bind.server} refused TSIG key 'acme-update' (bad signature): "
-        f"check --tsig-key-file {bind.wrong_key_file}")
-    assert Rfc2136Provider(bind.key_file, server=bind.server).list_txt(ZONE, NAME) == {
-        "unrelated"}
+        f"check --tsig-key-file {bind.wrong_key_file}"
+    )
+    assert Rfc2136Provider(bind.key_file, server=bind.server).list_txt(ZONE, NAME) == {"unrelated"}
 
 
 def test_rfc2136_key_unknown_to_the_server(bind: Bind, tmp_path: Path) -> None:
@@ -204,9 +234,9 @@ def test_rfc2136_key_unknown_to_the_server(bind: Bind, tmp_path: Path) -> None:
         p.remove_txt(ZONE, NAME, "unrelated")
     assert one_line(err.value) == (
         f"the DNS server {bind.server} refused TSIG key 'someone-else' (unknown key): "
-        f"check --tsig-key-file {other}")
-    assert Rfc2136Provider(bind.key_file, server=bind.server).list_txt(ZONE, NAME) == {
-        "unrelated"}
+        f"check --tsig-key-file {other}"
+    )
+    assert Rfc2136Provider(bind.key_file, server=bind.server).list_txt(ZONE, NAME) == {"unrelated"}
 
 
 def test_rfc2136_not_authoritative_and_not_in_zone(bind: Bind) -> None:
@@ -215,9 +245,13 @@ def test_rfc2136_not_authoritative_and_not_in_zone(bind: Bind) -> None:
         p.add_txt("example.com", "_acme-challenge.example.com", "v", 60)
     assert one_line(err.value) == (
         f"the DNS server {bind.server} is not authoritative for zone example.com (NOTAUTH): "
-        "could not add TXT at _acme-challenge.example.com")
-    with pytest.raises(DnsError, match=r"_acme-challenge.example.com is not in zone "
-                                       r"example.org \(NOTZONE\)"):
+        "could not add TXT at _acme-challenge.example.com"
+    )
+    with pytest.raises(
+        DnsError,
+        match=r"_acme-challenge.example.com is not in zone "
+        r"example.org \(NOTZONE\)",
+    ):
         p.add_txt(ZONE, "_acme-challenge.example.com", "v", 60)
 
 
@@ -227,7 +261,8 @@ def test_rfc2136_refused_by_policy(bind: Bind) -> None:
         p.add_txt(ZONE, ZONE, "v", 60)  # the apex is outside the key's update-policy
     assert one_line(err.value) == (
         f"the DNS server {bind.server} refused the update to zone {ZONE} (REFUSED): does its "
-        "update-policy allow key 'acme-update' to change TXT records there?")
+        "update-policy allow key 'acme-update' to change TXT records there?"
+    )
 
 
 def test_rfc2136_unreachable(bind: Bind) -> None:

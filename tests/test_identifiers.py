@@ -35,9 +35,26 @@ def test_valid(text: str, expected: Identifier) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["../x", "exa mple.com", "*.*.example.com", "a..b", "foo.*.com", "", " ", "a" * 64 + ".com",
-     "-a.com", "a-.com", "a_b.com", "example.com/x", "1.2.3", "*.com", "http://example.com",
-     "x" * 250 + ".com", "ex@mple.com", "*"],
+    [
+        "../x",
+        "exa mple.com",
+        "*.*.example.com",
+        "a..b",
+        "foo.*.com",
+        "",
+        " ",
+        "a" * 64 + ".com",
+        "-a.com",
+        "a-.com",
+        "a_b.com",
+        "example.com/x",
+        "1.2.3",
+        "*.com",
+        "http://example.com",
+        "x" * 250 + ".com",
+        "ex@mple.com",
+        "*",
+    ],
 )
 def test_invalid(text: str) -> None:
     with pytest.raises(IdentifierError) as info:

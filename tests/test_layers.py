@@ -83,14 +83,16 @@ def load(root: Path, top: str = TOP) -> dict[str, Module]:
     modules: dict[str, Module] = {}
     for path in sorted((root / top).rglob("*.py")):
         name, is_package = module_name(root, path)
-        modules[name] = Module(name, path, is_package,
-                               ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        modules[name] = Module(
+            name, path, is_package, ast.parse(path.read_text(encoding="utf-8"), str(path))
+        )
     return modules
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return ((isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-            or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _walk(node: ast.AST, type_checking: bool = False) -> Iterator[tuple[ast.AST, bool]]:
@@ -136,11 +138,19 @@ def imports(module: Module, known: set[str], top: str = TOP) -> list[Import]:
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 add(sub if sub in known else base, node, tc)
-        elif (isinstance(node, ast.Call) and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
-              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
-                   or (isinstance(node.func, ast.Name)
-                       and node.func.id in ("import_module", "__import__")))):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (
+                    isinstance(node.func, ast.Name)
+                    and node.func.id in ("import_module", "__import__")
+                )
+            )
+        ):
             add(node.args[0].value, node, tc)
     return found
 
@@ -151,6 +161,7 @@ def graph(modules: dict[str, Module], top: str = TOP) -> list[Import]:
 
 
 # -- a. circles ------------------------------------------------------------------------------------
+
 
 def cycles(edges: list[Import]) -> list[list[str]]:
     """One circle per strongly connected component that has one, as ``[a, b, ..., a]``."""
@@ -218,13 +229,15 @@ def circle_problems(edges: list[Import]) -> list[str]:
     lines = {(e.source, e.target): e.line for e in edges}
     out = []
     for circle in cycles(edges):
-        steps = ", ".join(f"{a} imports {b} (line {lines[a, b]})"
-                          for a, b in itertools.pairwise(circle))
+        steps = ", ".join(
+            f"{a} imports {b} (line {lines[a, b]})" for a, b in itertools.pairwise(circle)
+        )
         out.append(f"import circle: {' -> '.join(circle)}: {steps}")
     return out
 
 
 # -- b. layers -------------------------------------------------------------------------------------
+
 
 def layer(module: str) -> int:
     best = ""
@@ -240,12 +253,15 @@ def upward_problems(edges: list[Import]) -> list[str]:
         src, dst = layer(e.source), layer(e.target)
         if dst > src:
             tc = " (under TYPE_CHECKING)" if e.type_checking else ""
-            out.append(f"upward import at {e.where()}{tc}: {e.source} ({LAYER_NAMES[src]}) "
-                       f"imports {e.target} ({LAYER_NAMES[dst]})")
+            out.append(
+                f"upward import at {e.where()}{tc}: {e.source} ({LAYER_NAMES[src]}) "
+                f"imports {e.target} ({LAYER_NAMES[dst]})"
+            )
     return out
 
 
 # -- c. FileStore ----------------------------------------------------------------------------------
+
 
 def _names_filestore(node: ast.AST) -> bool:
     if isinstance(node, ast.Name):
@@ -263,18 +279,24 @@ def _names_filestore(node: ast.AST) -> bool:
 def filestore_problems(modules: dict[str, Module]) -> list[str]:
     out = []
     for m in modules.values():
-        if (m.name == FILESTORE_HOME or m.name.startswith(FILESTORE_HOME + ".")
-                or m.name == COMPOSITION_ROOT):
+        if (
+            m.name == FILESTORE_HOME
+            or m.name.startswith(FILESTORE_HOME + ".")
+            or m.name == COMPOSITION_ROOT
+        ):
             continue
         for node in ast.walk(m.tree):
             if _names_filestore(node):
-                out.append(f"{m.name}:{getattr(node, 'lineno', '?')} names {FILESTORE}: only "
-                           f"{FILESTORE_HOME} and {COMPOSITION_ROOT} may; use open_store() "
-                           f"and the Store protocol")
+                out.append(
+                    f"{m.name}:{getattr(node, 'lineno', '?')} names {FILESTORE}: only "
+                    f"{FILESTORE_HOME} and {COMPOSITION_ROOT} may; use open_store() "
+                    f"and the Store protocol"
+                )
     return out
 
 
 # -- the real tree ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def real() -> tuple[dict[str, Module], list[Import]]:
@@ -298,7 +320,8 @@ def test_no_import_circles(real: tuple[dict[str, Module], list[Import]]) -> None
 def test_imports_point_down(real: tuple[dict[str, Module], list[Import]]) -> None:
     problems = upward_problems(real[1])
     assert not problems, "\n".join(
-        ["imports must point down (cli -> services -> core -> base -> errors):", *problems])
+        ["imports must point down (cli -> services -> core -> base -> errors):", *problems]
+    )
 
 
 def test_filestore_only_in_the_store_and_the_composition_root(
@@ -309,6 +332,7 @@ def test_filestore_only_in_the_store_and_the_composition_root(
 
 
 # -- the checker itself, on synthetic trees --------------------------------------------------------
+
 
 def make_tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
     """Writes ``files`` (path under root -> source) plus any missing ``__init__.py``; loads it."""
@@ -323,65 +347,84 @@ def make_tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
 
 
 def test_a_circle_is_found_with_its_modules(tmp_path: Path) -> None:
-    modules = make_tree(tmp_path, {
-        "certsmith/core/a.py": "from certsmith.core import b\n",
-        "certsmith/core/b.py": "def f():\n    from certsmith.core.c import x\n",
-        "certsmith/core/c.py": "from typing import TYPE_CHECKING\n"
-                               "if TYPE_CHECKING:\n    import certsmith.core.a\nx = 1\n",
-        "certsmith/core/d.py": "from certsmith.core import a\n",  # into the circle, not in it
-    })
+    modules = make_tree(
+        tmp_path,
+        {
+            "certsmith/core/a.py": "from certsmith.core import b\n",
+            "certsmith/core/b.py": "def f():\n    from certsmith.core.c import x\n",
+            "certsmith/core/c.py": "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    import certsmith.core.a\nx = 1\n",
+            "certsmith/core/d.py": "from certsmith.core import a\n",  # into the circle, not in it
+        },
+    )
     problems = circle_problems(graph(modules))
     assert len(problems) == 1, problems
     assert problems[0].startswith(
         "import circle: certsmith.core.a -> certsmith.core.b -> certsmith.core.c"
-        " -> certsmith.core.a:")
+        " -> certsmith.core.a:"
+    )
     assert "certsmith.core.d" not in problems[0]
 
 
 def test_a_relative_import_circle_is_found(tmp_path: Path) -> None:
-    modules = make_tree(tmp_path, {
-        "certsmith/services/p/server.py": "from .upstream import Pool\n",
-        "certsmith/services/p/upstream.py": "from . import server\n",
-    })
-    assert cycles(graph(modules)) == [["certsmith.services.p.server",
-                                       "certsmith.services.p.upstream",
-                                       "certsmith.services.p.server"]]
+    modules = make_tree(
+        tmp_path,
+        {
+            "certsmith/services/p/server.py": "from .upstream import Pool\n",
+            "certsmith/services/p/upstream.py": "from . import server\n",
+        },
+    )
+    assert cycles(graph(modules)) == [
+        [
+            "certsmith.services.p.server",
+            "certsmith.services.p.upstream",
+            "certsmith.services.p.server",
+        ]
+    ]
 
 
 def test_a_package_importing_its_submodules_is_no_circle(tmp_path: Path) -> None:
-    modules = make_tree(tmp_path, {
-        "certsmith/base/store/__init__.py": "from certsmith.base.store.fs import FileStore\n"
-                                            "from . import base\n",
-        "certsmith/base/store/fs.py": "from certsmith.base.store.base import Store\n"
-                                      "from certsmith.base.store import base\n",
-        "certsmith/base/store/base.py": "import certsmith.errors\n",
-        "certsmith/errors.py": "",
-    })
+    modules = make_tree(
+        tmp_path,
+        {
+            "certsmith/base/store/__init__.py": "from certsmith.base.store.fs import FileStore\n"
+            "from . import base\n",
+            "certsmith/base/store/fs.py": "from certsmith.base.store.base import Store\n"
+            "from certsmith.base.store import base\n",
+            "certsmith/base/store/base.py": "import certsmith.errors\n",
+            "certsmith/errors.py": "",
+        },
+    )
     edges = graph(modules)
     assert ("certsmith.base.store.fs", "certsmith.base.store.base") in {
-        (e.source, e.target) for e in edges}
+        (e.source, e.target) for e in edges
+    }
     assert circle_problems(edges) == []
     # ... but a submodule taking a name from its package's __init__ that imports it is one
-    (tmp_path / "certsmith/base/store/base.py").write_text("from certsmith.base.store import fs\n"
-                                                           "from certsmith.base.store import X\n")
-    assert cycles(graph(load(tmp_path))) == [["certsmith.base.store",
-                                              "certsmith.base.store.base",
-                                              "certsmith.base.store"]]
+    (tmp_path / "certsmith/base/store/base.py").write_text(
+        "from certsmith.base.store import fs\nfrom certsmith.base.store import X\n"
+    )
+    assert cycles(graph(load(tmp_path))) == [
+        ["certsmith.base.store", "certsmith.base.store.base", "certsmith.base.store"]
+    ]
 
 
 def test_an_upward_import_is_found(tmp_path: Path) -> None:
-    modules = make_tree(tmp_path, {
-        "certsmith/errors.py": "import certsmith.base.model\n",
-        "certsmith/base/model.py": "from certsmith import errors\n"  # down: fine
-                                   "from certsmith.base import keys\n",  # same layer: fine
-        "certsmith/base/keys.py": "def f():\n    from certsmith.core.deploy import x\n",
-        "certsmith/core/deploy.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                    "    from certsmith.services.manager import M\n",
-        "certsmith/services/manager.py": "import certsmith.cli.main\n",
-        "certsmith/cli/main.py": "import certsmith.services.manager\n",
-        "certsmith/__main__.py": "from certsmith.cli.main import main\n",
-        "certsmith/errors_extra.py": "",  # top level: counts as cli
-    })
+    modules = make_tree(
+        tmp_path,
+        {
+            "certsmith/errors.py": "import certsmith.base.model\n",
+            "certsmith/base/model.py": "from certsmith import errors\n"  # down: fine
+            "from certsmith.base import keys\n",  # same layer: fine
+            "certsmith/base/keys.py": "def f():\n    from certsmith.core.deploy import x\n",
+            "certsmith/core/deploy.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from certsmith.services.manager import M\n",
+            "certsmith/services/manager.py": "import certsmith.cli.main\n",
+            "certsmith/cli/main.py": "import certsmith.services.manager\n",
+            "certsmith/__main__.py": "from certsmith.cli.main import main\n",
+            "certsmith/errors_extra.py": "",  # top level: counts as cli
+        },
+    )
     problems = upward_problems(graph(modules))
     assert problems == [
         "upward import at certsmith.base.keys:2: certsmith.base.keys (base) imports "
@@ -397,16 +440,22 @@ def test_an_upward_import_is_found(tmp_path: Path) -> None:
 
 
 def test_filestore_outside_the_store_is_found(tmp_path: Path) -> None:
-    modules = make_tree(tmp_path, {
-        "certsmith/base/store/__init__.py": "from certsmith.base.store.fs import FileStore\n",
-        "certsmith/base/store/fs.py": "class FileStore: ...\n",
-        "certsmith/services/root.py": "from certsmith.base.store import FileStore\n",
-        "certsmith/services/manager.py": "from certsmith.base import store\n"
-                                         "s = store.FileStore('/x')\n",
-        "certsmith/core/deploy.py": "def f(s: 'FileStore') -> None:\n"
-                                    "    '''Works on any Store, not only a FileStore.'''\n",
-        "certsmith/cli/main.py": "from certsmith.base.store import FileStore as FS\n",
-    })
+    modules = make_tree(
+        tmp_path,
+        {
+            "certsmith/base/store/__init__.py": "from certsmith.base.store.fs import FileStore\n",
+            "certsmith/base/store/fs.py": "class FileStore: ...\n",
+            "certsmith/services/root.py": "from certsmith.base.store import FileStore\n",
+            "certsmith/services/manager.py": "from certsmith.base import store\n"
+            "s = store.FileStore('/x')\n",
+            "certsmith/core/deploy.py": "def f(s: 'FileStore') -> None:\n"
+            "    '''Works on any Store, not only a FileStore.'''\n",
+            "certsmith/cli/main.py": "from certsmith.base.store import FileStore as FS\n",
+        },
+    )
     problems = filestore_problems(modules)
     assert [p.partition(" ")[0] for p in problems] == [
-        "certsmith.cli.main:1", "certsmith.core.deploy:1", "certsmith.services.manager:2"]
+        "certsmith.cli.main:1",
+        "certsmith.core.deploy:1",
+        "certsmith.services.manager:2",
+    ]

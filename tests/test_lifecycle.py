@@ -27,9 +27,10 @@ def test_a_failing_subscriber_never_stops_the_others(tmp_path: Path) -> None:
     assert [type(m).__name__ for m in heard] == ["Event", "Event", "RunDone"]
     assert heard[0] == Event("renewed", "a.example", {"serial": "01"})
     # One line per distinct failure; certsmith's own errors as they are, others named.
-    assert bus.failures == [("a.example", "broken failed: RuntimeError: boom"),
-                            ("a.example", "cannot write /x/events.jsonl: No space left on "
-                                          "device")]
+    assert bus.failures == [
+        ("a.example", "broken failed: RuntimeError: boom"),
+        ("a.example", "cannot write /x/events.jsonl: No space left on device"),
+    ]
 
 
 def test_event_log_writes_events_only(tmp_path: Path) -> None:

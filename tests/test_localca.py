@@ -40,21 +40,36 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = ("localhost", "127.0.0.1", "www.app.test")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # -- running certsmith ------------------------------------------------------------------------
 
 
-def run_cs(*args: str, home: Path, cwd: Path, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def run_cs(
+    *args: str, home: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, CERTSMITH_HOME=str(home))
     full.pop("CERTSMITH_DEBUG", None)
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "certsmith", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "certsmith", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -74,8 +89,9 @@ def tree(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` with its bytes (a missing path is empty)."""
     if not path.exists():
         return {}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 @dataclass
@@ -106,8 +122,11 @@ def env(tmp_path: Path) -> Env:
 
 def make_nssdb(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["certutil", "-N", "--empty-password", "-d", f"sql:{directory}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["certutil", "-N", "--empty-password", "-d", f"sql:{directory}"],
+        check=True,
+        capture_output=True,
+    )
 
 
 # -- an HTTPS server ----------------------------------------------------------------------------
@@ -139,8 +158,7 @@ class _TLSServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
         # Handshake in the handler thread: a client that rejects us must not stall the loop.
-        return self.context.wrap_socket(sock, server_side=True,
-                                        do_handshake_on_connect=False), addr
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that refuse our certificate hang up mid-handshake; that is expected
@@ -153,8 +171,9 @@ def https_server(cert: Path, key: Path) -> Iterator[tuple[int, str]]:
     context.load_cert_chain(cert, key)
     token = "certsmith-" + os.urandom(6).hex()
     server = _TLSServer(context, token)  # bound and listening before anyone connects
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server.server_address[1], token
@@ -170,8 +189,7 @@ def url(host: str, port: int) -> str:
     return f"https://{host}:{port}/"
 
 
-def curl(host: str, port: int, *, cacert: Path | None = None
-         ) -> subprocess.CompletedProcess[str]:
+def curl(host: str, port: int, *, cacert: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = ["curl", "-sS", "--max-time", "30", "--noproxy", "*"]
     if host != "127.0.0.1":
         cmd += ["--resolve", f"{host}:{port}:127.0.0.1"]
@@ -180,26 +198,27 @@ def curl(host: str, port: int, *, cacert: Path | None = None
     return subprocess.run([*cmd, url(host, port)], capture_output=True, text=True, check=False)
 
 
-def openssl_client(host: str, port: int, *, cafile: Path | None = None
-                   ) -> subprocess.CompletedProcess[str]:
-    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-verify_return_error",
-           "-brief"]
+def openssl_client(
+    host: str, port: int, *, cafile: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-verify_return_error", "-brief"]
     if host == "127.0.0.1":
         cmd += ["-verify_ip", host]
     else:
         cmd += ["-servername", host, "-verify_hostname", host]
     if cafile:
         cmd += ["-CAfile", str(cafile)]
-    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=60, check=False)
 
 
 def python_client(host: str, port: int, token: str, *, cafile: Path | None = None) -> str:
     """'ok' or the verification error, with Python's default context."""
     context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
             tls.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
             data = b""
             while chunk := tls.recv(65536):
@@ -221,29 +240,41 @@ https.get({host, port: Number(port), path: '/', lookup, timeout: 30000}, (res) =
 """
 
 
-def node_client(host: str, port: int, extra_env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
+def node_client(
+    host: str, port: int, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     node_env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"}
     node_env.update(extra_env or {})
-    return subprocess.run(["node", "-e", NODE_CLIENT, host, str(port)], capture_output=True,
-                          text=True, timeout=60, env=node_env, check=False)
+    return subprocess.run(
+        ["node", "-e", NODE_CLIENT, host, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=node_env,
+        check=False,
+    )
 
 
 _chromium_runs = iter(range(10**6))
 
 
-def chromium(host: str, port: int, user_home: Path, tmp: Path
-             ) -> subprocess.CompletedProcess[str]:
+def chromium(host: str, port: int, user_home: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
     """Headless Chromium's DOM for the page; Chromium finds its NSS database in $HOME."""
     profile = tmp / f"chromium-profile-{next(_chromium_runs)}"
-    cmd = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-           "--host-resolver-rules=MAP *.app.test 127.0.0.1, MAP *.example.com 127.0.0.1, "
-           "MAP example.com 127.0.0.1",
-           "--dump-dom", url(host, port)]
+    cmd = [
+        "chromium",
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP *.app.test 127.0.0.1, MAP *.example.com 127.0.0.1, "
+        "MAP example.com 127.0.0.1",
+        "--dump-dom",
+        url(host, port),
+    ]
     browser_env = dict(os.environ, HOME=str(user_home))
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                              env=browser_env, check=False)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, env=browser_env, check=False
+        )
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
@@ -295,15 +326,18 @@ def test_local_writes_mkcert_style_files_with_safe_modes(env: Env) -> None:
     assert key.stat().st_mode & 0o777 == 0o600
     ca = env.home / "ca"
     assert ca.stat().st_mode & 0o777 == 0o700
-    assert sorted(p.name for p in ca.iterdir()) == ["intermediate.pem", "root-key.pem",
-                                                    "root.pem"]
+    assert sorted(p.name for p in ca.iterdir()) == ["intermediate.pem", "root-key.pem", "root.pem"]
     for private in ("root-key.pem", "intermediate.pem"):
         assert (ca / private).stat().st_mode & 0o777 == 0o600
 
     leaf, inter = load_chain(cert)
     root = x509.load_pem_x509_certificate(env.root.read_bytes())
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted",
-                             str(cert), str(cert)], capture_output=True, text=True, check=False)
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert), str(cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stderr
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=90)
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
@@ -333,9 +367,25 @@ def test_local_writes_mkcert_style_files_with_safe_modes(env: Env) -> None:
 
 
 def test_local_options(env: Env) -> None:
-    ok(env.cs("local", "--days", "30", "--key-type", "rsa2048", "--client", "--pkcs12",
-              "--cert-file", "c.pem", "--key-file", "k.pem", "--p12-file", "b.p12",
-              "api.internal", "10.1.2.3"))
+    ok(
+        env.cs(
+            "local",
+            "--days",
+            "30",
+            "--key-type",
+            "rsa2048",
+            "--client",
+            "--pkcs12",
+            "--cert-file",
+            "c.pem",
+            "--key-file",
+            "k.pem",
+            "--p12-file",
+            "b.p12",
+            "api.internal",
+            "10.1.2.3",
+        )
+    )
     leaf, _ = load_chain(env.work / "c.pem")
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=30)
     assert leaf.public_key().key_size == 2048  # type: ignore[union-attr]
@@ -351,12 +401,17 @@ def test_local_options(env: Env) -> None:
 
 def test_local_signs_a_csr_and_writes_no_key(env: Env) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored.test")]))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName("svc.home.arpa"),
-                                                       x509.DNSName("*.svc.home.arpa")]),
-                          critical=False)
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored.test")]))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("svc.home.arpa"), x509.DNSName("*.svc.home.arpa")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     (env.work / "req.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     ok(env.cs("local", "--csr", "req.csr"))
     assert sorted(p.name for p in env.work.iterdir()) == ["req.csr", "svc.home.arpa.pem"]
@@ -383,12 +438,12 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["no-ca-yet", "existing-ca"])
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_one_line_nothing_written(env: Env, fresh: bool, args: list[str],
-                                            message: str) -> None:
+def test_bad_input_one_line_nothing_written(
+    env: Env, fresh: bool, args: list[str], message: str
+) -> None:
     (env.work / "garbage.csr").write_bytes(b"-----BEGIN CERTIFICATE REQUEST-----\nxx\n")
     if not fresh:
-        ok(env.cs("-q", "local", "--cert-file", "../c.pem", "--key-file", "../k.pem",
-                  "seed.test"))
+        ok(env.cs("-q", "local", "--cert-file", "../c.pem", "--key-file", "../k.pem", "seed.test"))
     home_before, work_before = tree(env.home), tree(env.work)
     extra = [a for a in args if a == "-q"]
     line = one_line_error(env.cs(*extra, "local", *[a for a in args if a != "-q"]))
@@ -399,8 +454,7 @@ def test_bad_input_one_line_nothing_written(env: Env, fresh: bool, args: list[st
 
 
 def test_allow_domain_makes_a_new_intermediate_under_the_same_root(env: Env) -> None:
-    ok(env.cs("-q", "local", "--cert-file", "old.pem", "--key-file", "old-key.pem",
-              "old.test"))
+    ok(env.cs("-q", "local", "--cert-file", "old.pem", "--key-file", "old-key.pem", "old.test"))
     root_before = env.root.read_bytes()
     one_line_error(env.cs("local", "app.example.dev"))
 
@@ -408,17 +462,27 @@ def test_allow_domain_makes_a_new_intermediate_under_the_same_root(env: Env) -> 
     assert "example.dev" in out.stdout and "new intermediate" in out.stdout
     assert env.root.read_bytes() == root_before  # trust stores need no change
     for cert in ("app.example.dev.pem", "old.pem"):  # the old leaf still chains to the root
-        v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted",
-                            str(env.work / cert), str(env.work / cert)],
-                           capture_output=True, text=True, check=False)
+        v = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-CAfile",
+                str(env.root),
+                "-untrusted",
+                str(env.work / cert),
+                str(env.work / cert),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert v.returncode == 0, (cert, v.stderr)
     new_inter = load_chain(env.work / "app.example.dev.pem")[1]
     assert new_inter != load_chain(env.work / "old.pem")[1]
     nc = new_inter.extensions.get_extension_for_class(x509.NameConstraints).value
     assert x509.DNSName("example.dev") in (nc.permitted_subtrees or [])
     # recorded: the next run needs no flag
-    ok(env.cs("-q", "local", "--cert-file", "x.pem", "--key-file", "x-key.pem",
-              "*.example.dev"))
+    ok(env.cs("-q", "local", "--cert-file", "x.pem", "--key-file", "x-key.pem", "*.example.dev"))
     # and undone
     ok(env.cs("-q", "local", "--forget-domain", "example.dev"))
     assert "outside" in one_line_error(env.cs("local", "x.example.dev"))
@@ -433,25 +497,34 @@ def forge_leaf(e: Env, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     ski = inter.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(inter.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                           critical=False)
-            .sign(inter_key, hashes.SHA256()))  # type: ignore[arg-type]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(inter.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(inter_key, hashes.SHA256())
+    )  # type: ignore[arg-type]
     cert_path, key_path = e.tmp / "forged.pem", e.tmp / "forged-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
-                          + inter.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + inter.public_bytes(serialization.Encoding.PEM)
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -464,7 +537,9 @@ def test_name_constraints_stop_a_forged_leaf_for_a_public_name(env: Env) -> None
     forged_cert, forged_key = forge_leaf(env, "example.com")
 
     with https_server(env.work / "www.app.test.pem", env.work / "www.app.test-key.pem") as (
-            port, token):
+        port,
+        token,
+    ):
         assert token in ok(curl("www.app.test", port, cacert=env.root)).stdout
         assert openssl_client("www.app.test", port, cafile=env.root).returncode == 0
         assert python_client("www.app.test", port, token, cafile=env.root) == "ok"
@@ -476,26 +551,34 @@ def test_name_constraints_stop_a_forged_leaf_for_a_public_name(env: Env) -> None
         o = openssl_client("example.com", port, cafile=env.root)
         assert o.returncode != 0 and "permitted subtree violation" in o.stdout + o.stderr
         assert python_client("example.com", port, token, cafile=env.root) == (
-            "rejected: permitted subtree violation")
+            "rejected: permitted subtree violation"
+        )
         b = chromium("example.com", port, env.user_home, env.tmp)
         assert token not in b.stdout
         # Chromium reports a constraint violation on a chain to a known root as ERR_CERT_INVALID
         # (ERR_CERT_AUTHORITY_INVALID would mean it never found our root: a different failure).
-        assert chromium_error(b) in ("net::ERR_CERT_INVALID",
-                                     "net::ERR_CERT_NAME_CONSTRAINT_VIOLATION"), b.stderr[-2000:]
+        assert chromium_error(b) in (
+            "net::ERR_CERT_INVALID",
+            "net::ERR_CERT_NAME_CONSTRAINT_VIOLATION",
+        ), b.stderr[-2000:]
 
 
 # -- trust stores -------------------------------------------------------------------------------
 
 
 def nss_listing(db: Path) -> str:
-    return subprocess.run(["certutil", "-L", "-d", f"sql:{db}"], capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["certutil", "-L", "-d", f"sql:{db}"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def java_entries(cacerts: Path) -> list[str]:
-    out = subprocess.run(["keytool", "-list", "-keystore", str(cacerts), "-storepass",
-                          "changeit"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["keytool", "-list", "-keystore", str(cacerts), "-storepass", "changeit"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted(line for line in out.splitlines() if "fingerprint" in line.lower())
 
 
@@ -505,11 +588,18 @@ def status_json(e: Env, **extra: str) -> list[dict[str, str]]:
 
 
 def test_trust_nss_profiles_and_java_are_idempotent_and_reversible(env: Env) -> None:
-    dbs = [env.user_home / ".pki" / "nssdb",
-           env.user_home / ".mozilla" / "firefox" / "abcd.default-release",
-           env.user_home / "snap" / "firefox" / "common" / ".mozilla" / "firefox" / "x.default",
-           env.user_home / ".var" / "app" / "org.mozilla.firefox" / ".mozilla" / "firefox"
-           / "y.default"]
+    dbs = [
+        env.user_home / ".pki" / "nssdb",
+        env.user_home / ".mozilla" / "firefox" / "abcd.default-release",
+        env.user_home / "snap" / "firefox" / "common" / ".mozilla" / "firefox" / "x.default",
+        env.user_home
+        / ".var"
+        / "app"
+        / "org.mozilla.firefox"
+        / ".mozilla"
+        / "firefox"
+        / "y.default",
+    ]
     for db in dbs:
         make_nssdb(db)
     listings = [nss_listing(db) for db in dbs]
@@ -534,15 +624,16 @@ def test_trust_nss_profiles_and_java_are_idempotent_and_reversible(env: Env) -> 
     assert all(s["state"] == "trusted" for s in nss)
     java = [s for s in stores if s["store"] == "java"]
     if keytool:
-        assert java == [{"store": "java", "location": str(cacerts_copy), "state": "trusted",
-                         "detail": ""}]
+        assert java == [
+            {"store": "java", "location": str(cacerts_copy), "state": "trusted", "detail": ""}
+        ]
     else:
         assert java[0]["state"] == "missing"
 
-    again = ok(env.cs("trust", "install", "--json", "--store", "nss", "--store", "java",
-                      **extra))
-    assert {s["detail"] for s in json.loads(again.stdout)["stores"]
-            if s["state"] == "trusted"} == {"already"}
+    again = ok(env.cs("trust", "install", "--json", "--store", "nss", "--store", "java", **extra))
+    assert {s["detail"] for s in json.loads(again.stdout)["stores"] if s["state"] == "trusted"} == {
+        "already"
+    }
 
     ok(env.cs("trust", "uninstall", "--store", "nss", "--store", "java", **extra))
     assert all(s["state"] in ("not trusted", "missing") for s in status_json(env, **extra))
@@ -577,14 +668,20 @@ def test_trust_install_creates_chromiums_missing_database(env: Env) -> None:
     ok(env.cs("-q", "local", "www.app.test"))
     out = ok(env.cs("trust", "install", "--store", "nss", "--json"))
     [report] = json.loads(out.stdout)["stores"]
-    assert report == {"store": "nss", "location": str(db), "state": "installed",
-                      "detail": "created the database (Chrome/Chromium)"}
+    assert report == {
+        "store": "nss",
+        "location": str(db),
+        "state": "installed",
+        "detail": "created the database (Chrome/Chromium)",
+    }
     root_der = load_chain(env.root)[0].public_bytes(serialization.Encoding.DER)
     label = f"certsmith-local-ca-{hashlib.sha256(root_der).hexdigest()[:16]}"
     assert re.search(rf"^{label}\s+C,,", nss_listing(db), re.M), nss_listing(db)
     assert stat_mode(db) == 0o700
     with https_server(env.work / "www.app.test.pem", env.work / "www.app.test-key.pem") as (
-            port, token):
+        port,
+        token,
+    ):
         b = chromium("www.app.test", port, env.user_home, env.tmp)
         assert token in b.stdout, (chromium_error(b), b.stderr[-2000:])
     again = json.loads(ok(env.cs("trust", "install", "--store", "nss", "--json")).stdout)
@@ -670,8 +767,10 @@ def test_system_trust_install_then_uninstall_with_every_client(env: Env) -> None
         before_view = {k: v for k, v in content_view(before).items()}
         java_before = java_entries(java_cacerts) if java_cacerts.exists() else []
         try:
-            with https_server(env.work / "localhost.pem",
-                              env.work / "localhost-key.pem") as (port, token):
+            with https_server(env.work / "localhost.pem", env.work / "localhost-key.pem") as (
+                port,
+                token,
+            ):
                 assert_all_reject(env, port, token)  # nobody trusts us yet
 
                 out = ok(env.cs("trust", "install", "--store", "system", "--store", "nss"))
@@ -689,38 +788,75 @@ def test_system_trust_install_then_uninstall_with_every_client(env: Env) -> None
                 assert java_entries(java_cacerts) == java_before
         finally:
             label = "certsmith-local-ca-"
-            leftovers = [p for p in Path("/usr/local/share/ca-certificates").iterdir()
-                         if p.name.startswith(label)]
+            leftovers = [
+                p
+                for p in Path("/usr/local/share/ca-certificates").iterdir()
+                if p.name.startswith(label)
+            ]
             if leftovers:
                 env.cs("trust", "uninstall", "--store", "system")
             restore(before)
             if java_cacerts.exists():
                 for line in subprocess.run(
-                        ["keytool", "-list", "-keystore", str(java_cacerts), "-storepass",
-                         "changeit"], capture_output=True, text=True, check=False
-                        ).stdout.splitlines():
+                    ["keytool", "-list", "-keystore", str(java_cacerts), "-storepass", "changeit"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.splitlines():
                     if label in line:
-                        subprocess.run(["keytool", "-delete", "-alias", line.split(",")[0],
-                                        "-keystore", str(java_cacerts), "-storepass",
-                                        "changeit"], capture_output=True, check=False)
+                        subprocess.run(
+                            [
+                                "keytool",
+                                "-delete",
+                                "-alias",
+                                line.split(",")[0],
+                                "-keystore",
+                                str(java_cacerts),
+                                "-storepass",
+                                "changeit",
+                            ],
+                            capture_output=True,
+                            check=False,
+                        )
         assert snapshot() == before
 
 
 def test_concurrent_first_use_makes_one_ca(env: Env) -> None:
     """Several ``certsmith local`` at once on a fresh home: one root, every leaf chains to it."""
     full = dict(os.environ, CERTSMITH_HOME=str(env.home), HOME=str(env.user_home))
-    procs = [subprocess.Popen([sys.executable, "-m", "certsmith", "-q", "local",
-                               "--cert-file", f"c{i}.pem", "--key-file", f"k{i}.pem",
-                               f"n{i}.test"], cwd=env.work, env=full,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "certsmith",
+                "-q",
+                "local",
+                "--cert-file",
+                f"c{i}.pem",
+                "--key-file",
+                f"k{i}.pem",
+                f"n{i}.test",
+            ],
+            cwd=env.work,
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     for i in range(4):
         cert = env.work / f"c{i}.pem"
-        v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted",
-                            str(cert), str(cert)], capture_output=True, text=True, check=False)
+        v = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert), str(cert)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert v.returncode == 0, v.stderr
 
 
@@ -729,8 +865,12 @@ def test_a_removed_root_means_a_new_ca_not_a_broken_chain(env: Env) -> None:
     env.root.unlink()
     ok(env.cs("-q", "local", "b.example.dev"))
     cert = env.work / "b.example.dev.pem"
-    v = subprocess.run(["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert),
-                        str(cert)], capture_output=True, text=True, check=False)
+    v = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(env.root), "-untrusted", str(cert), str(cert)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert v.returncode == 0, v.stderr
 
 

@@ -20,14 +20,28 @@ from tests.test_localca import one_line_error, run_cs, tree
 OFFERED = "ecdsa-p256, ecdsa-p384, rsa2048, rsa3072, rsa4096"
 
 
-def openssl_csr(directory: Path, name: str, newkey: list[str],
-                san: str = "DNS:svc.test") -> Path:
+def openssl_csr(directory: Path, name: str, newkey: list[str], san: str = "DNS:svc.test") -> Path:
     """A CSR from ``openssl req -new -newkey ...`` (its key stays in ``directory``)."""
     csr = directory / f"{name}.csr"
-    subprocess.run(["openssl", "req", "-new", *newkey, "-nodes",
-                    "-keyout", str(directory / f"{name}.key"), "-subj", "/CN=svc.test",
-                    "-addext", f"subjectAltName={san}", "-out", str(csr)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            *newkey,
+            "-nodes",
+            "-keyout",
+            str(directory / f"{name}.key"),
+            "-subj",
+            "/CN=svc.test",
+            "-addext",
+            f"subjectAltName={san}",
+            "-out",
+            str(csr),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return csr
 
 
@@ -39,8 +53,15 @@ class Place:
         self.work = tmp / "work"
         self.work.mkdir()
         if with_ca:
-            done = self.cs("-q", "local", "--cert-file", str(tmp / "seed.pem"),
-                           "--key-file", str(tmp / "seed-key.pem"), "seed.test")
+            done = self.cs(
+                "-q",
+                "local",
+                "--cert-file",
+                str(tmp / "seed.pem"),
+                "--key-file",
+                str(tmp / "seed-key.pem"),
+                "seed.test",
+            )
             assert done.returncode == 0, done.stderr
 
     def cs(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,18 +92,22 @@ UNOFFERED_KEYS = [
     ("ed25519", ["-newkey", "ed25519"], "Ed25519"),
     ("ed448", ["-newkey", "ed448"], "Ed448"),
     ("p521", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"], "ECDSA P-521"),
-    ("secp256k1", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
-     "ECDSA secp256k1"),
-    ("rsa2048-e3", ["-newkey", "rsa:2048", "-pkeyopt", "rsa_keygen_pubexp:3"],
-     "RSA 2048-bit with public exponent 3"),
+    ("secp256k1", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"], "ECDSA secp256k1"),
+    (
+        "rsa2048-e3",
+        ["-newkey", "rsa:2048", "-pkeyopt", "rsa_keygen_pubexp:3"],
+        "RSA 2048-bit with public exponent 3",
+    ),
     ("rsa-pss", ["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"], "RSA-PSS"),
 ]
 
 
-@pytest.mark.parametrize(("name", "newkey", "described"), UNOFFERED_KEYS,
-                         ids=[k[0] for k in UNOFFERED_KEYS])
-def test_a_key_certsmith_would_not_make_is_refused(place: Place, csrs: Path, name: str,
-                                                   newkey: list[str], described: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "newkey", "described"), UNOFFERED_KEYS, ids=[k[0] for k in UNOFFERED_KEYS]
+)
+def test_a_key_certsmith_would_not_make_is_refused(
+    place: Place, csrs: Path, name: str, newkey: list[str], described: str
+) -> None:
     csr = csrs / f"{name}.csr"
     if not csr.exists():
         openssl_csr(csrs, name, newkey)
@@ -95,17 +120,23 @@ DROPPED_NAMES = [
     ("email", "DNS:svc.test,email:dev@svc.test", "e-mail dev@svc.test"),
     ("uri", "DNS:svc.test,URI:spiffe://svc.test/api", "URI spiffe://svc.test/api"),
     ("email-only", "email:dev@svc.test", "e-mail dev@svc.test"),
-    ("upn", "DNS:svc.test,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@svc.test",
-     "otherName 1.3.6.1.4.1.311.20.2.3"),
-    ("two", "URI:https://svc.test/,DNS:svc.test,email:a@svc.test",
-     "URI https://svc.test/, e-mail a@svc.test"),
+    (
+        "upn",
+        "DNS:svc.test,otherName:1.3.6.1.4.1.311.20.2.3;UTF8:dev@svc.test",
+        "otherName 1.3.6.1.4.1.311.20.2.3",
+    ),
+    (
+        "two",
+        "URI:https://svc.test/,DNS:svc.test,email:a@svc.test",
+        "URI https://svc.test/, e-mail a@svc.test",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "san", "named"), DROPPED_NAMES,
-                         ids=[d[0] for d in DROPPED_NAMES])
+@pytest.mark.parametrize(("name", "san", "named"), DROPPED_NAMES, ids=[d[0] for d in DROPPED_NAMES])
 def test_names_the_ca_does_not_certify_are_refused_and_named(
-        place: Place, csrs: Path, name: str, san: str, named: str) -> None:
+    place: Place, csrs: Path, name: str, san: str, named: str
+) -> None:
     csr = csrs / f"san-{name}.csr"
     if not csr.exists():
         openssl_csr(csrs, f"san-{name}", ["-newkey", "rsa:2048"], san)
@@ -115,8 +146,9 @@ def test_names_the_ca_does_not_certify_are_refused_and_named(
 
 
 def test_a_csr_with_a_bad_signature_is_refused(place: Place, csrs: Path) -> None:
-    good = openssl_csr(csrs, "tampered", ["-newkey", "ec", "-pkeyopt",
-                                          "ec_paramgen_curve:P-256"], "DNS:svc.test")
+    good = openssl_csr(
+        csrs, "tampered", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "DNS:svc.test"
+    )
     request = x509.load_pem_x509_csr(good.read_bytes())
     data = request.public_bytes(serialization.Encoding.DER)
     assert data.count(b"svc.test") == 2  # subject CN and SAN
@@ -128,12 +160,12 @@ def test_a_csr_with_a_bad_signature_is_refused(place: Place, csrs: Path) -> None
 
 
 def test_a_csr_whose_key_is_off_its_curve_is_refused(place: Place, csrs: Path) -> None:
-    good = openssl_csr(csrs, "offcurve", ["-newkey", "ec", "-pkeyopt",
-                                          "ec_paramgen_curve:P-256"])
+    good = openssl_csr(csrs, "offcurve", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
     request = x509.load_pem_x509_csr(good.read_bytes())
     data = bytearray(request.public_bytes(serialization.Encoding.DER))
-    spki = request.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = request.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     data[data.find(spki) + len(spki) - 1] ^= 1  # the point's last octet: now off the curve
     bad = csrs / "offcurve-bad.csr"
     bad.write_bytes(bytes(data))
@@ -143,11 +175,12 @@ def test_a_csr_whose_key_is_off_its_curve_is_refused(place: Place, csrs: Path) -
 
 def test_many_refused_names_still_make_one_short_line(place: Place, csrs: Path) -> None:
     san = ",".join(["DNS:svc.test", *(f"email:u{i}@svc.test" for i in range(40))])
-    csr = openssl_csr(csrs, "many", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-                      san)
+    csr = openssl_csr(csrs, "many", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], san)
     line = place.refused(csr)
-    assert "e-mail u0@svc.test, e-mail u1@svc.test, e-mail u2@svc.test, e-mail u3@svc.test, " \
-           "e-mail u4@svc.test and 35 more (it signs DNS names" in line, line
+    assert (
+        "e-mail u0@svc.test, e-mail u1@svc.test, e-mail u2@svc.test, e-mail u3@svc.test, "
+        "e-mail u4@svc.test and 35 more (it signs DNS names" in line
+    ), line
 
 
 OFFERED_KEYS = [
@@ -159,17 +192,29 @@ OFFERED_KEYS = [
 
 
 @pytest.mark.parametrize(("name", "newkey", "rsa"), OFFERED_KEYS, ids=[k[0] for k in OFFERED_KEYS])
-def test_keys_certsmith_makes_are_signed(tmp_path: Path, name: str, newkey: list[str],
-                                         rsa: bool) -> None:
+def test_keys_certsmith_makes_are_signed(
+    tmp_path: Path, name: str, newkey: list[str], rsa: bool
+) -> None:
     place = Place(tmp_path, with_ca=False)
     csr = openssl_csr(place.work, name, newkey, "DNS:svc.test,IP:127.0.0.1")
     done = place.cs("local", "--csr", csr.name)
     assert done.returncode == 0, done.stderr
     assert "Created a certificate for: svc.test, 127.0.0.1" in done.stdout
     cert = place.work / "svc.test.pem"
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(place.home / "ca/root.pem"),
-                             "-untrusted", str(cert), str(cert)],
-                            capture_output=True, text=True, check=False)
+    verify = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(place.home / "ca/root.pem"),
+            "-untrusted",
+            str(cert),
+            str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     leaf = x509.load_pem_x509_certificates(cert.read_bytes())[0]
     assert leaf.public_key() == x509.load_pem_x509_csr(csr.read_bytes()).public_key()

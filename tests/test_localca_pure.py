@@ -33,8 +33,28 @@ public_tld = st.sampled_from(["com", "org", "net", "dev", "io", "de", "app"])
 
 
 # Octet boundaries on both sides of zero; -128 was found by Hypothesis (it was ``ff 80``).
-INTEGER_EDGES = [-128, -129, -256, -257, -32768, -32769, -(2**63), -(2**200), -1, 0, 1,
-                 127, 128, 255, 256, 32767, 32768, 2**63 - 1, 2**63, 2**200]
+INTEGER_EDGES = [
+    -128,
+    -129,
+    -256,
+    -257,
+    -32768,
+    -32769,
+    -(2**63),
+    -(2**200),
+    -1,
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    32767,
+    32768,
+    2**63 - 1,
+    2**63,
+    2**200,
+]
 
 
 @given(st.integers(min_value=-(2**200), max_value=2**200))
@@ -63,8 +83,11 @@ def test_integer_is_minimal_twos_complement(n: int) -> None:
 def test_integer_matches_openssl(tmp_path: Path, n: int) -> None:
     """OpenSSL's own encoder (``asn1parse -genstr``) is the reference for every edge."""
     out = tmp_path / "int.der"
-    subprocess.run(["openssl", "asn1parse", "-genstr", f"INTEGER:{n}", "-out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "asn1parse", "-genstr", f"INTEGER:{n}", "-out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     assert der.integer(n) == out.read_bytes()
 
 
@@ -83,8 +106,11 @@ def test_oid_matches_cryptography(arcs: list[int]) -> None:
     assert der.oid(dotted) in name.public_bytes()
 
 
-@given(st.lists(st.integers(min_value=0, max_value=2**70), min_size=1, max_size=8),
-       st.sampled_from(["0", "1", "2"]), st.integers(min_value=0, max_value=2**20))
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**70), min_size=1, max_size=8),
+    st.sampled_from(["0", "1", "2"]),
+    st.integers(min_value=0, max_value=2**20),
+)
 def test_read_oid_inverts_oid(arcs: list[int], first: str, second: int) -> None:
     second = second if first == "2" else second % 40
     dotted = ".".join([first, str(second), *map(str, arcs)])
@@ -141,8 +167,11 @@ def test_default_constraints_refuse_global_addresses(
 
 extra_item = st.one_of(
     st.builds(lambda a, b, t: f"{a}.{b}.{t}", label, label, public_tld),
-    st.builds(lambda n, p: ipaddress.ip_network(f"{n}/{p}", strict=False),
-              st.ip_addresses(v=4), st.integers(min_value=8, max_value=32)),
+    st.builds(
+        lambda n, p: ipaddress.ip_network(f"{n}/{p}", strict=False),
+        st.ip_addresses(v=4),
+        st.integers(min_value=8, max_value=32),
+    ),
 )
 
 
@@ -162,9 +191,18 @@ def _cert_with(name_constraints: bytes) -> bytes:
     spki = spki_of(key)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     subject = certder.name(cn="t")
-    return certder.sign(certder.Template(
-        1, subject, subject, now, now + dt.timedelta(days=1), spki,
-        (certder.Extension(certder.EXT_NAME_CONSTRAINTS, name_constraints, True),)), key)
+    return certder.sign(
+        certder.Template(
+            1,
+            subject,
+            subject,
+            now,
+            now + dt.timedelta(days=1),
+            spki,
+            (certder.Extension(certder.EXT_NAME_CONSTRAINTS, name_constraints, True),),
+        ),
+        key,
+    )
 
 
 def test_parse_allowed() -> None:
@@ -179,8 +217,9 @@ def test_parse_allowed() -> None:
 @pytest.mark.parametrize("key_type", ["ecdsa-p256", "ecdsa-p384"])
 def test_pkcs8_matches_openssl(key_type: str) -> None:
     key = generate_key(key_type)
-    expected = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+    expected = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     assert key_pem(key) == expected
 
 
@@ -202,8 +241,11 @@ names = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None,  # (its own list replaces the profile's: keep too_slow)
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,  # (its own list replaces the profile's: keep too_slow)
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(names)
 def test_our_check_agrees_with_cryptography_path_validation(ca: LocalCA, name: str) -> None:
     """A leaf forged for ``name`` with the intermediate key validates iff we permit ``name``."""
@@ -212,18 +254,30 @@ def test_our_check_agrees_with_cryptography_path_validation(ca: LocalCA, name: s
     ident = parse_identifier(name)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = certder.sign(certder.Template(
-        certder.new_serial(), inter.cert.subject, certder.name(o="forged"),
-        now - dt.timedelta(minutes=1), now + dt.timedelta(days=1), spki_of(key),
-        (certder.basic_constraints(False), certder.key_usage({certder.DIGITAL_SIGNATURE}),
-         certder.extended_key_usage(certder.EKU_SERVER), certder.subject_alt_names([ident]),
-         certder.authority_key_id(inter.key_id))), inter.key)
+    leaf = certder.sign(
+        certder.Template(
+            certder.new_serial(),
+            inter.cert.subject,
+            certder.name(o="forged"),
+            now - dt.timedelta(minutes=1),
+            now + dt.timedelta(days=1),
+            spki_of(key),
+            (
+                certder.basic_constraints(False),
+                certder.key_usage({certder.DIGITAL_SIGNATURE}),
+                certder.extended_key_usage(certder.EKU_SERVER),
+                certder.subject_alt_names([ident]),
+                certder.authority_key_id(inter.key_id),
+            ),
+        ),
+        inter.key,
+    )
     store = verification.Store([x509.load_der_x509_certificate(ca.root_der())])
-    verifier = verification.PolicyBuilder().store(store).build_server_verifier(
-        x509.DNSName(name))
+    verifier = verification.PolicyBuilder().store(store).build_server_verifier(x509.DNSName(name))
     try:
-        verifier.verify(x509.load_der_x509_certificate(leaf),
-                        [x509.load_der_x509_certificate(inter.cert_der)])
+        verifier.verify(
+            x509.load_der_x509_certificate(leaf), [x509.load_der_x509_certificate(inter.cert_der)]
+        )
         accepted = True
     except verification.VerificationError:
         accepted = False
@@ -248,41 +302,55 @@ def test_every_offered_key_type_is_recognised(key_type: str) -> None:
 
 def _spki(public: object) -> bytes:
     return public.public_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _compressed_p256() -> bytes:
-    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
-    return der.seq(der.seq(der.oid("1.2.840.10045.2.1"), der.oid("1.2.840.10045.3.1.7")),
-                   der.bit_string(point))
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    )
+    return der.seq(
+        der.seq(der.oid("1.2.840.10045.2.1"), der.oid("1.2.840.10045.3.1.7")), der.bit_string(point)
+    )
 
 
 UNOFFERED = [
     ("RSA 1024-bit", lambda: _spki(rsa.generate_private_key(65537, 1024).public_key())),
-    ("RSA 2048-bit with public exponent 3",
-     lambda: _spki(rsa.generate_private_key(3, 2048).public_key())),
+    (
+        "RSA 2048-bit with public exponent 3",
+        lambda: _spki(rsa.generate_private_key(3, 2048).public_key()),
+    ),
     ("RSA 2047-bit", lambda: _spki(rsa.generate_private_key(65537, 2047).public_key())),
     ("ECDSA P-521", lambda: _spki(ec.generate_private_key(ec.SECP521R1()).public_key())),
     ("ECDSA P-224", lambda: _spki(ec.generate_private_key(ec.SECP224R1()).public_key())),
     ("ECDSA secp256k1", lambda: _spki(ec.generate_private_key(ec.SECP256K1()).public_key())),
-    ("ECDSA brainpoolP256r1",
-     lambda: _spki(ec.generate_private_key(ec.BrainpoolP256R1()).public_key())),
+    (
+        "ECDSA brainpoolP256r1",
+        lambda: _spki(ec.generate_private_key(ec.BrainpoolP256R1()).public_key()),
+    ),
     ("ECDSA P-256 with a compressed or malformed point", _compressed_p256),
     ("Ed25519", lambda: _spki(ed25519.Ed25519PrivateKey.generate().public_key())),
     ("Ed448", lambda: _spki(ed448.Ed448PrivateKey.generate().public_key())),
     ("X25519", lambda: _spki(x25519.X25519PrivateKey.generate().public_key())),
     ("DSA", lambda: _spki(dsa.generate_private_key(1024).public_key())),
     ("not a readable public key", lambda: b"\x30\x03\x02\x01\x00"),
-    ("not a readable public key", lambda: der.seq(  # a negative "2048-bit" modulus
-        der.seq(der.oid("1.2.840.113549.1.1.1"), der.null()),
-        der.bit_string(der.seq(der.integer(-(2**2047) - 1), der.integer(65537))))),
+    (
+        "not a readable public key",
+        lambda: der.seq(  # a negative "2048-bit" modulus
+            der.seq(der.oid("1.2.840.113549.1.1.1"), der.null()),
+            der.bit_string(der.seq(der.integer(-(2**2047) - 1), der.integer(65537))),
+        ),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("described", "make"), UNOFFERED, ids=[u[0] for u in UNOFFERED])
-def test_keys_certsmith_would_not_make_are_described(described: str,
-                                                     make: Callable[[], bytes]) -> None:
+def test_keys_certsmith_would_not_make_are_described(
+    described: str, make: Callable[[], bytes]
+) -> None:
     kind = public_key_kind(make())
     assert kind == (None, described)
 

@@ -19,16 +19,19 @@ from certsmith.services.metrics import render
 from tests.test_alerts import check_exposition
 
 
-@pytest.mark.parametrize(("text", "host", "port", "http"), [
-    ("example.org", "example.org", 443, 80),
-    ("Example.ORG.", "example.org", 443, 80),
-    ("example.org:8443", "example.org", 8443, None),
-    ("https://example.org/x", "example.org", 443, 80),
-    ("https://example.org:9443/", "example.org", 9443, None),
-    ("http://example.org/", "example.org", 443, 80),
-    ("[::1]:8443", "::1", 8443, None),
-    ("2001:db8::1", "2001:db8::1", 443, 80),
-])
+@pytest.mark.parametrize(
+    ("text", "host", "port", "http"),
+    [
+        ("example.org", "example.org", 443, 80),
+        ("Example.ORG.", "example.org", 443, 80),
+        ("example.org:8443", "example.org", 8443, None),
+        ("https://example.org/x", "example.org", 443, 80),
+        ("https://example.org:9443/", "example.org", 9443, None),
+        ("http://example.org/", "example.org", 443, 80),
+        ("[::1]:8443", "::1", 8443, None),
+        ("2001:db8::1", "2001:db8::1", 443, 80),
+    ],
+)
 def test_parse_target(text: str, host: str, port: int, http: int | None) -> None:
     t = parse_target(text)
     assert (t.host, t.port, t.http_port) == (host, port, http)
@@ -99,16 +102,23 @@ www.a.example.org = /var/www/html
     rp = conf["renewalparams"]
     assert conf["version"] == "2.11.0"
     assert rp["webroot_path"] == ["/var/www/html"] and rp["renew_hook"] == "echo a, b"
-    assert rp["webroot_map"] == {"a.example.org": "/var/www/html",
-                                 "www.a.example.org": "/var/www/html"}
+    assert rp["webroot_map"] == {
+        "a.example.org": "/var/www/html",
+        "www.a.example.org": "/var/www/html",
+    }
     with pytest.raises(UsageError, match="line 2"):
         configobj.parse("[renewalparams]\nnot a pair\n")
 
 
 def test_metrics_render_escapes_and_parses() -> None:
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    text = render([("a\"b", CertState(not_after=now, failures=2, last_result="failed")),
-                   ("fresh", CertState())], now)
+    text = render(
+        [
+            ('a"b', CertState(not_after=now, failures=2, last_result="failed")),
+            ("fresh", CertState()),
+        ],
+        now,
+    )
     check_exposition(text)
     assert 'certsmith_renewal_last_success{name="a\\"b"} 0' in text
     assert 'certsmith_renewal_consecutive_failures{name="a\\"b"} 2' in text

@@ -38,7 +38,8 @@ def _register(acme: client.ClientV2) -> None:
 def _issue_via_webroot(acme: client.ClientV2, names: list[str], webroot: Path) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     order = acme.new_order(crypto_util.make_csr(key_pem, names))
@@ -46,9 +47,7 @@ def _issue_via_webroot(acme: client.ClientV2, names: list[str], webroot: Path) -
     for authz in order.authorizations:
         if authz.body.status == messages.STATUS_VALID:
             continue
-        chall = next(
-            c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)
-        )
+        chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01))
         response, validation = chall.response_and_validation(acme.net.key)
         target = webroot / chall.chall.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +116,9 @@ def test_certificate_end_to_end_via_lighttpd_webroot(
 
 
 def test_validity_and_tls_mode_lighttpd(
-    pebble_factory: PebbleFactory, lighttpd_factory: LighttpdFactory, tmp_path: Path,
+    pebble_factory: PebbleFactory,
+    lighttpd_factory: LighttpdFactory,
+    tmp_path: Path,
     served_path: Path,
 ) -> None:
     """A one-hour Pebble certificate, served by lighttpd from one combined PEM, then a reload
@@ -131,16 +132,15 @@ def test_validity_and_tls_mode_lighttpd(
     def issue_combined() -> tuple[str, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         order = acme.new_order(crypto_util.make_csr(key_pem, ["localhost"]))
         for authz in order.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue
-            chall = next(
-                c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)
-            )
+            chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01))
             response, validation = chall.response_and_validation(acme.net.key)
             target = webroot / chall.chall.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)

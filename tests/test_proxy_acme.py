@@ -31,10 +31,27 @@ def test_http01_issue_then_forced_renewal_under_load(pebble: Pebble, tmp_path: P
     root = pebble.write_root(tmp_path / "pebble-root.pem")
     env = {"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}
     home = tmp_path / "home"
-    with UpstreamApp(tmp_path).start() as app, Proxy(
-            home, [f"{NAME},www.{NAME}", "--to", app.address, "--server", pebble.directory,
-                   "--agree-tos", "--email", "ops@example.com", "--workers", "2"],
-            http_port=pebble.http_port, https_port=pebble.tls_port, env=env) as proxy:
+    with (
+        UpstreamApp(tmp_path).start() as app,
+        Proxy(
+            home,
+            [
+                f"{NAME},www.{NAME}",
+                "--to",
+                app.address,
+                "--server",
+                pebble.directory,
+                "--agree-tos",
+                "--email",
+                "ops@example.com",
+                "--workers",
+                "2",
+            ],
+            http_port=pebble.http_port,
+            https_port=pebble.tls_port,
+            env=env,
+        ) as proxy,
+    ):
 
         def issued() -> bytes | None:
             try:
@@ -42,15 +59,26 @@ def test_http01_issue_then_forced_renewal_under_load(pebble: Pebble, tmp_path: P
             except (OSError, ssl.SSLError):
                 return None
 
-        first = wait_until(issued, what="certificate from Pebble", timeout=60,
-                           proc=proxy.proc, log=proxy.logs)
+        first = wait_until(
+            issued, what="certificate from Pebble", timeout=60, proc=proxy.proc, log=proxy.logs
+        )
         cert = x509.load_der_x509_certificate(first)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert sorted(names.get_values_for_type(x509.DNSName)) == [NAME, f"www.{NAME}"]
-        got = subprocess.run(["curl", "-sS", "--cacert", str(root), "--resolve",
-                              f"www.{NAME}:{proxy.https_port}:127.0.0.1",
-                              f"https://www.{NAME}:{proxy.https_port}/hello"],
-                             capture_output=True, text=True, check=False)
+        got = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                str(root),
+                "--resolve",
+                f"www.{NAME}:{proxy.https_port}:127.0.0.1",
+                f"https://www.{NAME}:{proxy.https_port}/hello",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert got.stdout == "hello", got.stderr
         assert "issued" in proxy.stderr()
 
@@ -62,11 +90,15 @@ def test_http01_issue_then_forced_renewal_under_load(pebble: Pebble, tmp_path: P
             ctx = ssl.create_default_context(cafile=str(root))
             while not stop.is_set():
                 try:
-                    with socket.create_connection((LOOPBACK, proxy.https_port)) as sock, \
-                            ctx.wrap_socket(sock, server_hostname=NAME) as tls:
+                    with (
+                        socket.create_connection((LOOPBACK, proxy.https_port)) as sock,
+                        ctx.wrap_socket(sock, server_hostname=NAME) as tls,
+                    ):
                         der = tls.getpeercert(binary_form=True) or b""
-                        tls.sendall(f"GET /hello HTTP/1.1\r\nHost: {NAME}\r\n"
-                                    "Connection: close\r\n\r\n".encode())
+                        tls.sendall(
+                            f"GET /hello HTTP/1.1\r\nHost: {NAME}\r\n"
+                            "Connection: close\r\n\r\n".encode()
+                        )
                         reply = b""
                         while chunk := tls.recv(4096):
                             reply += chunk
@@ -79,13 +111,29 @@ def test_http01_issue_then_forced_renewal_under_load(pebble: Pebble, tmp_path: P
             t.start()
         try:
             renew = subprocess.run(
-                [sys.executable, "-m", "certsmith", "--home", str(home), "renew", "--force",
-                 "--json", NAME], capture_output=True, text=True, timeout=120,
-                env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+                [
+                    sys.executable,
+                    "-m",
+                    "certsmith",
+                    "--home",
+                    str(home),
+                    "renew",
+                    "--force",
+                    "--json",
+                    NAME,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+            )
             assert renew.returncode == 0, renew.stderr
             assert json.loads(renew.stdout)[0]["action"] == "renewed"
-            wait_until(lambda: any(s not in (0, _serial(first)) for _ok, s in results[-6:]),
-                       what="the renewed certificate served", timeout=15)
+            wait_until(
+                lambda: any(s not in (0, _serial(first)) for _ok, s in results[-6:]),
+                what="the renewed certificate served",
+                timeout=15,
+            )
             time.sleep(0.3)
         finally:
             stop.set()
@@ -101,11 +149,26 @@ def test_tls_alpn01_answered_on_the_https_port(pebble: Pebble, tmp_path: Path) -
     port, so the certificate can only come through the HTTPS port's acme-tls/1 answer."""
     root = pebble.write_root(tmp_path / "pebble-root.pem")
     name = "alpn.example.com"
-    with UpstreamApp(tmp_path).start() as app, Proxy(
-            tmp_path / "home", [name, "--to", app.address, "--server", pebble.directory,
-                                "--agree-tos", "--challenge", "tls-alpn-01", "--workers", "2"],
+    with (
+        UpstreamApp(tmp_path).start() as app,
+        Proxy(
+            tmp_path / "home",
+            [
+                name,
+                "--to",
+                app.address,
+                "--server",
+                pebble.directory,
+                "--agree-tos",
+                "--challenge",
+                "tls-alpn-01",
+                "--workers",
+                "2",
+            ],
             https_port=pebble.tls_port,
-            env={"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)}) as proxy:
+            env={"REQUESTS_CA_BUNDLE": str(pebble.ca_bundle)},
+        ) as proxy,
+    ):
 
         def issued() -> bytes | None:
             try:
@@ -113,8 +176,9 @@ def test_tls_alpn01_answered_on_the_https_port(pebble: Pebble, tmp_path: Path) -
             except (OSError, ssl.SSLError):
                 return None
 
-        der = wait_until(issued, what="certificate via TLS-ALPN-01", timeout=60,
-                         proc=proxy.proc, log=proxy.logs)
+        der = wait_until(
+            issued, what="certificate via TLS-ALPN-01", timeout=60, proc=proxy.proc, log=proxy.logs
+        )
         cert = x509.load_der_x509_certificate(der)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert names.get_values_for_type(x509.DNSName) == [name]

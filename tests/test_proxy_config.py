@@ -20,7 +20,7 @@ from tests.support.net import free_port, port_open, wait_until
 from tests.support.proxy import Proxy, UpstreamApp, processes_mentioning, run_proxy
 
 SITE = '[[site]]\nnames = ["localhost"]\nto = "127.0.0.1:9"\n'
-WHERE = 'site 1 (localhost): '
+WHERE = "site 1 (localhost): "
 PUBLIC = '[[site]]\nnames = ["example.org"]\nto = "127.0.0.1:9"\n'
 
 
@@ -38,8 +38,7 @@ def assert_refused(home: Path, args: list[str], *expected: str) -> str:
     """Run ``certsmith proxy ARGS --http-port H --https-port S`` (free ports, given first so an
     ``args`` option of the same name wins), which must refuse: its one stderr line."""
     http_port, https_port = free_port(), free_port()
-    got = run_proxy(home, ["--http-port", str(http_port), "--https-port", str(https_port),
-                           *args])
+    got = run_proxy(home, ["--http-port", str(http_port), "--https-port", str(https_port), *args])
     line = got.stderr.strip()
     assert got.returncode == 2, (got.returncode, got.stdout, got.stderr)
     assert "\n" not in line and line.startswith("certsmith: "), got.stderr
@@ -86,19 +85,32 @@ BAD_FILES = [
     ('agree_tos = "no"\n' + SITE, 'agree_tos = "no": expected true or false'),
     ("email = 5\n" + SITE, "email = 5: expected an e-mail address"),
     ('server = "nope"\n' + SITE, 'server = "nope": unknown CA'),
-    ('challenge = "dns-02"\n' + SITE, 'challenge = "dns-02": expected http-01, tls-alpn-01 or '
-                                       "dns-01"),
-    ('challenge = "dns-01"\n' + PUBLIC, 'site 1 (example.org): challenge = "dns-01" needs a DNS '
-                                        "provider"),
-    ('[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n',
-     'site 1 (*.example.org): *.example.org: public wildcard names need DNS-01: set challenge = '
-     '"dns-01" with a [site.dns] table'),
-    ('[dns]\nprovider = "rfc2136"\n[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n'
-     'challenge = "dns-01"\n', '[dns] provider = "rfc2136" needs tsig_key_file = "FILE"'),
-    (PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhook = "x"\ntimeout = -1\n',
-     'site 1 (example.org): [site.dns] timeout = -1: expected a number of seconds'),
-    (PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhok = "x"\n',
-     'site 1 (example.org): [site.dns] unknown setting "hok"; did you mean hook?'),
+    (
+        'challenge = "dns-02"\n' + SITE,
+        'challenge = "dns-02": expected http-01, tls-alpn-01 or dns-01',
+    ),
+    (
+        'challenge = "dns-01"\n' + PUBLIC,
+        'site 1 (example.org): challenge = "dns-01" needs a DNS provider',
+    ),
+    (
+        '[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n',
+        "site 1 (*.example.org): *.example.org: public wildcard names need DNS-01: set challenge = "
+        '"dns-01" with a [site.dns] table',
+    ),
+    (
+        '[dns]\nprovider = "rfc2136"\n[[site]]\nnames = ["*.example.org"]\nto = "127.0.0.1:9"\n'
+        'challenge = "dns-01"\n',
+        '[dns] provider = "rfc2136" needs tsig_key_file = "FILE"',
+    ),
+    (
+        PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhook = "x"\ntimeout = -1\n',
+        "site 1 (example.org): [site.dns] timeout = -1: expected a number of seconds",
+    ),
+    (
+        PUBLIC + 'challenge = "dns-01"\n[site.dns]\nprovider = "hook"\nhok = "x"\n',
+        'site 1 (example.org): [site.dns] unknown setting "hok"; did you mean hook?',
+    ),
     ('hsts = "x"\n' + SITE, 'hsts = "x": expected'),
     ("hsts = -1\n" + SITE, "hsts = -1: expected"),
     ('acess_log = "/tmp/x"\n' + SITE, '"acess_log"; did you mean access_log?'),
@@ -109,7 +121,7 @@ BAD_FILES = [
     ('[[site]]\nnames = 5\nto = "127.0.0.1:9"\n', "site 1: names = 5: expected a list of names"),
     ('[[site]]\nnames = []\nto = "127.0.0.1:9"\n', "site 1: names = []: expected"),
     ('[[site]]\nnames = [5]\nto = "127.0.0.1:9"\n', "site 1: names = [5]: expected"),
-    ('[[site]]\nnames = ["a b.test"]\nto = "127.0.0.1:9"\n', 'site 1 (a b.test): names = '),
+    ('[[site]]\nnames = ["a b.test"]\nto = "127.0.0.1:9"\n', "site 1 (a b.test): names = "),
     ('[[site]]\nnames = ["localhost"]\nto = 5\n', WHERE + "to = 5: expected an upstream"),
     ('[[site]]\nnames = ["localhost"]\nto = "x:99999"\n', WHERE + 'to = "x:99999": invalid port'),
     ('[[site]]\nnames = ["localhost"]\nto = "https://a:1"\n', WHERE + 'to = "https://a:1"'),
@@ -118,8 +130,10 @@ BAD_FILES = [
     (SITE + "hsts = 1.5\n", WHERE + "hsts = 1.5: expected"),
     (SITE + "nmes = 1\n", WHERE + 'unknown setting "nmes"; did you mean names?'),
     (SITE + "idle_timeout = 1\n", WHERE + 'unknown setting "idle_timeout"; it belongs in [limits]'),
-    (SITE + '[[site]]\nnames = ["app.test"]\nto = "127.0.0.1:9"\nredirect = "x"\n',
-     'site 2 (app.test): redirect = "x": expected'),
+    (
+        SITE + '[[site]]\nnames = ["app.test"]\nto = "127.0.0.1:9"\nredirect = "x"\n',
+        'site 2 (app.test): redirect = "x": expected',
+    ),
     (SITE + '[[site]]\nnames = ["app.test"]\n', "site 2 (app.test): needs names = [...] and to"),
     ("[[site]]\nnames = 5\n[[site]]\n", "site 1: needs names"),
 ]
@@ -127,7 +141,8 @@ BAD_FILES = [
 
 @pytest.mark.parametrize(("text", "expected"), BAD_FILES, ids=[t[1][:48] for t in BAD_FILES])
 def test_bad_config_value_is_one_line_and_nothing_starts(
-        tmp_path: Path, text: str, expected: str) -> None:
+    tmp_path: Path, text: str, expected: str
+) -> None:
     config = tmp_path / "proxy.toml"
     config.write_text(text)
     line = assert_refused(tmp_path / "home", ["--config", str(config)], expected)
@@ -158,11 +173,13 @@ BAD_OPTIONS = [
 
 @pytest.mark.parametrize(("args", "expected"), BAD_OPTIONS, ids=[a[1][:40] for a in BAD_OPTIONS])
 def test_bad_option_is_one_line_and_nothing_starts(
-        tmp_path: Path, args: list[str], expected: str) -> None:
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
     assert_refused(tmp_path / "home", ["localhost", "--to", "127.0.0.1:9", *args], expected)
 
 
 # -- the access log ----------------------------------------------------------------------------
+
 
 def _unwritable(tmp_path: Path) -> list[tuple[str, str]]:
     """(path, reason): paths the proxy cannot append to, also as root (the tests run as root,
@@ -170,11 +187,15 @@ def _unwritable(tmp_path: Path) -> list[tuple[str, str]]:
     reader (opening it for writing would block a worker forever)."""
     fifo = tmp_path / "fifo.log"
     os.mkfifo(fifo)
-    return [(str(tmp_path / "missing" / "access.log"), "No such file or directory (the "
-             f"directory {tmp_path / 'missing'} does not exist)"),
-            (str(tmp_path), "Is a directory"),
-            ("/sys/kernel/certsmith-test-access.log", ""),
-            (str(fifo), "No such device or address")]
+    return [
+        (
+            str(tmp_path / "missing" / "access.log"),
+            f"No such file or directory (the directory {tmp_path / 'missing'} does not exist)",
+        ),
+        (str(tmp_path), "Is a directory"),
+        ("/sys/kernel/certsmith-test-access.log", ""),
+        (str(fifo), "No such device or address"),
+    ]
 
 
 @pytest.mark.parametrize("via", ["option", "file"])
@@ -187,20 +208,33 @@ def test_unwritable_access_log_refused_at_start(tmp_path: Path, via: str) -> Non
         else:
             config.write_text(f"access_log = {path!r}\n" + SITE)
             args = ["--config", str(config)]
-        line = assert_refused(tmp_path / "home", args,
-                              f"access log {path}: cannot open it for appending: {reason}")
+        line = assert_refused(
+            tmp_path / "home", args, f"access log {path}: cannot open it for appending: {reason}"
+        )
         assert line.split("appending: ", 1)[1], line  # a reason is given
 
 
 def _get(proxy: Proxy, path: str = "/hello", timeout: int = 30) -> str:
-    got = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "--cacert",
-                          str(proxy.root), proxy.url("localhost", path)],
-                         capture_output=True, text=True, check=False)
+    got = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(timeout),
+            "--cacert",
+            str(proxy.root),
+            proxy.url("localhost", path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return got.stdout
 
 
 def test_access_log_full_disk_is_said_once_and_the_proxy_keeps_serving(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
     config = tmp_path / "proxy.toml"
     config.write_text('workers = 1\naccess_log = "/dev/full"\n' + site(upstream))
     proxy = Proxy(tmp_path / "home", ["--config", str(config)]).start()
@@ -220,7 +254,8 @@ def test_access_log_full_disk_is_said_once_and_the_proxy_keeps_serving(
 
 
 def test_access_log_removed_then_its_directory_then_back(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "access.log"
@@ -240,8 +275,11 @@ def test_access_log_removed_then_its_directory_then_back(
         wait_until(logged_after_request, what="logged in the new file", timeout=30)
         # The directory removed: said once, requests still served.
         shutil.rmtree(logs)
-        wait_until(lambda: _get(proxy) == "hello" and "cannot open it for appending" in
-                   proxy.stderr(), what="said", timeout=30)
+        wait_until(
+            lambda: _get(proxy) == "hello" and "cannot open it for appending" in proxy.stderr(),
+            what="said",
+            timeout=30,
+        )
         # A worker started now cannot open the log either: it serves all the same (it used
         # to die at start-up and be respawned every second, forever).
         [worker] = proxy.workers()
@@ -261,23 +299,34 @@ def test_access_log_removed_then_its_directory_then_back(
 
 # -- SIGHUP ------------------------------------------------------------------------------------
 
+
 def test_sighup_with_a_bad_file_keeps_serving_and_says_why_once(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
     config = tmp_path / "proxy.toml"
     good = "workers = 1\n" + site(upstream)
     config.write_text(good)
     with Proxy(tmp_path / "home", ["--config", str(config)]) as proxy:
         workers = proxy.workers()
-        bad = [("workers = 1\n[limits]\nheader_timeout = nan\n" + site(upstream),
-                "[limits] header_timeout = nan: expected"),
-               ('workers = 1\nredirect = "abc"\n' + site(upstream), 'redirect = "abc"'),
-               (f'workers = 1\naccess_log = "{tmp_path / "no" / "a.log"}"\n' + site(upstream),
-                "cannot open it for appending")]
+        bad = [
+            (
+                "workers = 1\n[limits]\nheader_timeout = nan\n" + site(upstream),
+                "[limits] header_timeout = nan: expected",
+            ),
+            ('workers = 1\nredirect = "abc"\n' + site(upstream), 'redirect = "abc"'),
+            (
+                f'workers = 1\naccess_log = "{tmp_path / "no" / "a.log"}"\n' + site(upstream),
+                "cannot open it for appending",
+            ),
+        ]
         for number, (text, expected) in enumerate(bad, 1):
             config.write_text(text)
             proxy.signal(signal.SIGHUP)
-            wait_until(lambda n=number: proxy.stderr().count("reload failed") == n,
-                       what="refused", timeout=30)
+            wait_until(
+                lambda n=number: proxy.stderr().count("reload failed") == n,
+                what="refused",
+                timeout=30,
+            )
             line = [x for x in proxy.stderr().splitlines() if "reload failed" in x][-1]
             assert "still serving the old configuration" in line and expected in line, line
             assert _get(proxy) == "hello"
@@ -293,14 +342,28 @@ def test_sighup_with_a_bad_file_keeps_serving_and_says_why_once(
 
 def test_temporary_redirects_are_served(upstream: UpstreamApp, tmp_path: Path) -> None:
     config = tmp_path / "proxy.toml"
-    config.write_text("workers = 1\nredirect = 307\n" + site(upstream) +
-                      f'[[site]]\nnames = ["app.test"]\nto = "{upstream.address}"\n'
-                      "redirect = 302\n")
+    config.write_text(
+        "workers = 1\nredirect = 307\n"
+        + site(upstream)
+        + f'[[site]]\nnames = ["app.test"]\nto = "{upstream.address}"\n'
+        "redirect = 302\n"
+    )
     with Proxy(tmp_path / "home", ["--config", str(config)]) as proxy:
         for host, status in (("localhost", "307 Temporary Redirect"), ("app.test", "302 Found")):
             got = subprocess.run(
-                ["curl", "-sS", "-i", "--max-time", "30", "--resolve",
-                 f"{host}:{proxy.http_port}:127.0.0.1", f"http://{host}:{proxy.http_port}/a?b"],
-                capture_output=True, text=True, check=False).stdout
+                [
+                    "curl",
+                    "-sS",
+                    "-i",
+                    "--max-time",
+                    "30",
+                    "--resolve",
+                    f"{host}:{proxy.http_port}:127.0.0.1",
+                    f"http://{host}:{proxy.http_port}/a?b",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             assert got.startswith(f"HTTP/1.1 {status}\n"), got
             assert f"Location: https://{host}:{proxy.https_port}/a?b\n" in got, got

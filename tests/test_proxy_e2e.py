@@ -45,7 +45,7 @@ def proxy(upstream: UpstreamApp, tmp_path_factory: pytest.TempPathFactory) -> It
     config = work / "proxy.toml"
     config.write_text(f"""
 workers = 2
-access_log = "{work / 'access.log'}"
+access_log = "{work / "access.log"}"
 log_format = "json"
 
 [limits]
@@ -75,8 +75,9 @@ to = "127.0.0.1:{free_port()}"
 
 
 def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", *args], capture_output=True, text=True, check=False
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -85,16 +86,22 @@ def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def resolve(proxy: Proxy, *hosts: str) -> list[str]:
     out = []
     for host in hosts:
-        out += ["--resolve", f"{host}:{proxy.https_port}:127.0.0.1",
-                "--resolve", f"{host}:{proxy.http_port}:127.0.0.1"]
+        out += [
+            "--resolve",
+            f"{host}:{proxy.https_port}:127.0.0.1",
+            "--resolve",
+            f"{host}:{proxy.http_port}:127.0.0.1",
+        ]
     return out
 
 
 def sans(der: bytes) -> set[str]:
     cert = x509.load_der_x509_certificate(der)
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {*ext.get_values_for_type(x509.DNSName),
-            *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))}
+    return {
+        *ext.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress)),
+    }
 
 
 def serial(der: bytes) -> int:
@@ -103,13 +110,26 @@ def serial(der: bytes) -> int:
 
 # -- serving ---------------------------------------------------------------------------------------
 
+
 def test_https_200_with_forwarded_headers(proxy: Proxy) -> None:
     root = str(proxy.root)
     got = curl("--cacert", root, proxy.url("localhost", "/hello"), "-w", " %{http_code}")
     assert got.stdout == "hello 200"
-    echoed = json.loads(curl("--cacert", root, proxy.url("localhost", "/headers"),
-                             "-H", "X-Forwarded-For: 6.6.6.6", "-H", "Connection: x-secret",
-                             "-H", "X-Secret: no", "-H", "Keep-Alive: 5").stdout)
+    echoed = json.loads(
+        curl(
+            "--cacert",
+            root,
+            proxy.url("localhost", "/headers"),
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "Connection: x-secret",
+            "-H",
+            "X-Secret: no",
+            "-H",
+            "Keep-Alive: 5",
+        ).stdout
+    )
     headers = {k.lower(): v for k, v in echoed["headers"]}
     assert headers["x-forwarded-for"] == "127.0.0.1"  # the client's own claim is dropped
     assert headers["x-forwarded-proto"] == "https"
@@ -130,22 +150,49 @@ def test_certificate_per_sni_and_unknown_name_refused(proxy: Proxy) -> None:
     with pytest.raises(ssl.SSLError, match=r"UNRECOGNIZED_NAME"):
         served_certificate(proxy.https_port, "other.test")
     shown = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{proxy.https_port}", "-servername",
-         "other.test"], input="", capture_output=True, text=True, timeout=20)
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{proxy.https_port}",
+            "-servername",
+            "other.test",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert "BEGIN CERTIFICATE" not in shown.stdout and "no peer certificate" in shown.stdout
     assert "unrecognized name" in shown.stderr, shown.stderr
     # Host must belong to the certificate's site (421 otherwise).
-    reply = tls_request(proxy.https_port, "localhost",
-                        b"GET /hello HTTP/1.1\r\nHost: app.test\r\n\r\n", proxy.root, timeout=3)
+    reply = tls_request(
+        proxy.https_port,
+        "localhost",
+        b"GET /hello HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        proxy.root,
+        timeout=3,
+    )
     assert reply.startswith(b"HTTP/1.1 421 ")
 
 
 def test_tls_versions(proxy: Proxy) -> None:
-    for version, ok in (("-tls1", False), ("-tls1_1", False), ("-tls1_2", True),
-                        ("-tls1_3", True)):
+    for version, ok in (("-tls1", False), ("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)):
         shown = subprocess.run(
-            ["openssl", "s_client", "-connect", f"127.0.0.1:{proxy.https_port}", "-servername",
-             "localhost", version], input="", capture_output=True, text=True, timeout=20)
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{proxy.https_port}",
+                "-servername",
+                "localhost",
+                version,
+            ],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         assert ("BEGIN CERTIFICATE" in shown.stdout) == ok, (version, shown.stdout[-500:])
 
 
@@ -157,8 +204,13 @@ def test_http_redirects_to_https(proxy: Proxy) -> None:
     assert got.stdout.startswith("HTTP/1.1 301 ")
     assert f"Location: https://www.app.test:{proxy.https_port}/" in got.stdout
     # Following the redirect ends at the app, with HSTS for the site that asked for it.
-    got = curl("-iL", "--cacert", str(proxy.root), *resolve(proxy, "app.test"),
-               f"http://app.test:{proxy.http_port}/hello")
+    got = curl(
+        "-iL",
+        "--cacert",
+        str(proxy.root),
+        *resolve(proxy, "app.test"),
+        f"http://app.test:{proxy.http_port}/hello",
+    )
     assert got.stdout.endswith("hello")
     assert "Strict-Transport-Security: max-age=600" in got.stdout
     # An unknown host is not redirected anywhere.
@@ -168,8 +220,7 @@ def test_http_redirects_to_https(proxy: Proxy) -> None:
 
 def test_upstream_down_is_502_and_slow_is_504(proxy: Proxy) -> None:
     root = str(proxy.root)
-    got = curl("-i", "--cacert", root, *resolve(proxy, "down.test"),
-               proxy.url("down.test", "/"))
+    got = curl("-i", "--cacert", root, *resolve(proxy, "down.test"), proxy.url("down.test", "/"))
     assert got.stdout.startswith("HTTP/1.1 502 ")
     assert "certsmith proxy" in got.stdout and len(got.stdout) < 1000
     started = time.monotonic()
@@ -185,8 +236,9 @@ def test_websocket_echo_over_wss(proxy: Proxy) -> None:
     async def talk() -> list[str]:
         ctx = client_context(proxy.root)
         uri = f"wss://ws.test:{proxy.https_port}/chat"
-        async with connect(uri, ssl=ctx, host="127.0.0.1", port=proxy.https_port,
-                           server_hostname="ws.test") as ws:
+        async with connect(
+            uri, ssl=ctx, host="127.0.0.1", port=proxy.https_port, server_hostname="ws.test"
+        ) as ws:
             answers = []
             for text in ("hello", "x" * 100_000, "bye"):
                 await ws.send(text)
@@ -218,11 +270,10 @@ def test_access_log_json(proxy: Proxy) -> None:
 
 SMUGGLING = {
     "both lengths": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
-                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "two lengths": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
-                   b"Content-Length: 3\r\n\r\nabc",
-    "invalid length": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: +3\r\n"
-                      b"\r\nabc",
+    b"Content-Length: 3\r\n\r\nabc",
+    "invalid length": b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: +3\r\n\r\nabc",
     "folded header": b"GET /hello HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n c\r\n\r\n",
     "two hosts": b"GET /hello HTTP/1.1\r\nHost: localhost\r\nHost: app.test\r\n\r\n",
     "bare LF": b"GET /hello HTTP/1.1\nHost: localhost\n\n",
@@ -238,12 +289,13 @@ def test_smuggling_is_refused(proxy: Proxy, name: str) -> None:
 
 def test_oversized_header_is_431(proxy: Proxy) -> None:
     big = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
-    assert tls_request(proxy.https_port, "localhost", big, proxy.root).startswith(
-        b"HTTP/1.1 431 ")
-    many = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + b"".join(
-        b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n"
-    assert tls_request(proxy.https_port, "localhost", many, proxy.root).startswith(
-        b"HTTP/1.1 431 ")
+    assert tls_request(proxy.https_port, "localhost", big, proxy.root).startswith(b"HTTP/1.1 431 ")
+    many = (
+        b"GET /hello HTTP/1.1\r\nHost: localhost\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(150))
+        + b"\r\n"
+    )
+    assert tls_request(proxy.https_port, "localhost", many, proxy.root).startswith(b"HTTP/1.1 431 ")
     assert curl("--cacert", str(proxy.root), proxy.url("localhost", "/hello")).stdout == "hello"
 
 
@@ -281,7 +333,8 @@ def test_slowloris_is_cut_off_while_others_are_served(proxy: Proxy) -> None:
 
 
 def test_client_vanishing_mid_upload_leaks_no_upstream_connection(
-        proxy: Proxy, upstream: UpstreamApp) -> None:
+    proxy: Proxy, upstream: UpstreamApp
+) -> None:
     def upstream_open() -> int:
         got = curl("--cacert", str(proxy.root), proxy.url("localhost", "/stats"))
         return int(json.loads(got.stdout)["open"])
@@ -289,14 +342,19 @@ def test_client_vanishing_mid_upload_leaks_no_upstream_connection(
     before = upstream_open()
     ctx = client_context(proxy.root)
     for _ in range(10):
-        with socket.create_connection((LOOPBACK, proxy.https_port)) as sock, \
-                ctx.wrap_socket(sock, server_hostname="localhost") as tls:
-            tls.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost\r\n"
-                        b"Content-Length: 10000000\r\n\r\n" + b"x" * 300_000)
+        with (
+            socket.create_connection((LOOPBACK, proxy.https_port)) as sock,
+            ctx.wrap_socket(sock, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(
+                b"POST /upload HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Length: 10000000\r\n\r\n" + b"x" * 300_000
+            )
             time.sleep(0.05)
     # Each vanished client's upstream connection was closed, not kept: the count comes back.
-    wait_until(lambda: upstream_open() <= before + 2, what="upstream connections closed",
-               timeout=10)
+    wait_until(
+        lambda: upstream_open() <= before + 2, what="upstream connections closed", timeout=10
+    )
 
 
 # -- streaming -------------------------------------------------------------------------------------
@@ -305,9 +363,11 @@ HUNDRED_MB = 100 * 1024 * 1024
 
 
 def test_100mb_upload_and_download_stream_in_bounded_memory(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
-    with Proxy(tmp_path / "home", ["localhost", "--to", upstream.address,
-                                   "--workers", "1"]) as proxy:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
+    with Proxy(
+        tmp_path / "home", ["localhost", "--to", upstream.address, "--workers", "1"]
+    ) as proxy:
         [worker] = proxy.workers()
         root = str(proxy.root)
         curl("--cacert", root, proxy.url("localhost", "/hello"))
@@ -319,12 +379,25 @@ def test_100mb_upload_and_download_stream_in_bounded_memory(
                 fh.write(chunk)
         digest = hashlib.sha256(blob.read_bytes()).hexdigest()
         for how in ([], ["-H", "Transfer-Encoding: chunked"]):
-            got = curl("--cacert", root, "--data-binary", f"@{blob}", *how,
-                       proxy.url("localhost", "/upload"))
+            got = curl(
+                "--cacert",
+                root,
+                "--data-binary",
+                f"@{blob}",
+                *how,
+                proxy.url("localhost", "/upload"),
+            )
             assert json.loads(got.stdout) == {"size": HUNDRED_MB, "sha256": digest}
         for query in ("", "&chunked"):
-            got = curl("--cacert", root, "-o", "/dev/null", "-w", "%{size_download}",
-                       proxy.url("localhost", f"/bytes?n={HUNDRED_MB}{query}"))
+            got = curl(
+                "--cacert",
+                root,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                proxy.url("localhost", f"/bytes?n={HUNDRED_MB}{query}"),
+            )
             assert int(got.stdout) == HUNDRED_MB
         grown = vm_hwm_kib(worker) - baseline
         # Streamed: the proxy's peak memory grows by a few buffers, not by 100 MB.
@@ -333,8 +406,10 @@ def test_100mb_upload_and_download_stream_in_bounded_memory(
 
 # -- certificates live -----------------------------------------------------------------------------
 
+
 def test_reissued_certificate_served_at_once_without_failures(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
     from certsmith.base.identifiers import parse_identifiers
     from certsmith.services.proxy.certs import ensure_local
 
@@ -348,16 +423,23 @@ def test_reissued_certificate_served_at_once_without_failures(
             ctx = client_context(proxy.root)
             while not stop.is_set():
                 try:
-                    with socket.create_connection((LOOPBACK, proxy.https_port)) as sock, \
-                            ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+                    with (
+                        socket.create_connection((LOOPBACK, proxy.https_port)) as sock,
+                        ctx.wrap_socket(sock, server_hostname="localhost") as tls,
+                    ):
                         der = tls.getpeercert(binary_form=True)
-                        tls.sendall(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n"
-                                    b"Connection: close\r\n\r\n")
+                        tls.sendall(
+                            b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                        )
                         reply = b""
                         while chunk := tls.recv(4096):
                             reply += chunk
-                    results.append((reply.startswith(b"HTTP/1.1 200") and
-                                    reply.endswith(b"hello"), serial(der or b"")))
+                    results.append(
+                        (
+                            reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"hello"),
+                            serial(der or b""),
+                        )
+                    )
                 except (OSError, ssl.SSLError):
                     results.append((False, 0))
 
@@ -366,33 +448,43 @@ def test_reissued_certificate_served_at_once_without_failures(
             t.start()
         try:
             time.sleep(0.5)
-            ensure_local(home, "local-localhost",
-                         parse_identifiers(["localhost", "127.0.0.1", "::1"]), force=True)
+            ensure_local(
+                home,
+                "local-localhost",
+                parse_identifiers(["localhost", "127.0.0.1", "::1"]),
+                force=True,
+            )
             proxy.signal(signal.SIGUSR1)  # (the workers also notice by themselves)
-            wait_until(lambda: any(s != first for _ok, s in results[-8:]),
-                       what="new serial served", timeout=10)
+            wait_until(
+                lambda: any(s != first for _ok, s in results[-8:]),
+                what="new serial served",
+                timeout=10,
+            )
             time.sleep(0.5)
         finally:
             stop.set()
             for t in threads:
                 t.join()
-        assert results and all(ok for ok, _s in results), \
+        assert results and all(ok for ok, _s in results), (
             f"{sum(not ok for ok, _ in results)} of {len(results)} requests failed"
+        )
         serials = [s for _ok, s in results]
         assert serials[0] == first and serials[-1] != first
 
 
 def test_session_resumption_across_workers(upstream: UpstreamApp, tmp_path: Path) -> None:
-    with Proxy(tmp_path / "home", ["localhost", "--to", upstream.address,
-                                   "--workers", "2"]) as proxy:
+    with Proxy(
+        tmp_path / "home", ["localhost", "--to", upstream.address, "--workers", "2"]
+    ) as proxy:
         ctx = client_context(proxy.root)
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # (tickets in the handshake itself)
 
         def connect(session: ssl.SSLSession | None) -> tuple[ssl.SSLSession | None, bool]:
-            with socket.create_connection((LOOPBACK, proxy.https_port)) as sock, \
-                    ctx.wrap_socket(sock, server_hostname="localhost", session=session) as tls:
-                tls.sendall(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n"
-                            b"Connection: close\r\n\r\n")
+            with (
+                socket.create_connection((LOOPBACK, proxy.https_port)) as sock,
+                ctx.wrap_socket(sock, server_hostname="localhost", session=session) as tls,
+            ):
+                tls.sendall(b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 while tls.recv(4096):
                     pass
                 return tls.session, tls.session_reused
@@ -409,8 +501,9 @@ def test_sigterm_drains_in_flight_requests(upstream: UpstreamApp, tmp_path: Path
         result: dict[str, str] = {}
 
         def slow() -> None:
-            result["reply"] = curl("--cacert", str(proxy.root),
-                                   proxy.url("localhost", "/slow?s=1.5")).stdout
+            result["reply"] = curl(
+                "--cacert", str(proxy.root), proxy.url("localhost", "/slow?s=1.5")
+            ).stdout
 
         t = threading.Thread(target=slow)
         t.start()
@@ -433,13 +526,13 @@ def _port_open(port: int) -> bool:
 
 # -- command line ----------------------------------------------------------------------------------
 
+
 def test_port_in_use_is_one_clear_line(upstream: UpstreamApp, tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proxy = Proxy(tmp_path / "home", ["localhost", "--to", upstream.address],
-                      https_port=port)
+        proxy = Proxy(tmp_path / "home", ["localhost", "--to", upstream.address], https_port=port)
         proxy.start(wait=False)
         assert proxy.proc is not None
         assert proxy.proc.wait(timeout=30) == 2
@@ -449,7 +542,8 @@ def test_port_in_use_is_one_clear_line(upstream: UpstreamApp, tmp_path: Path) ->
 
 
 def test_sighup_reloads_the_config_without_dropping_requests(
-        upstream: UpstreamApp, tmp_path: Path) -> None:
+    upstream: UpstreamApp, tmp_path: Path
+) -> None:
     config = tmp_path / "proxy.toml"
     site = f'[[site]]\nnames = ["localhost"]\nto = "{upstream.address}"\n'
     config.write_text("workers = 2\n" + site)
@@ -462,23 +556,32 @@ def test_sighup_reloads_the_config_without_dropping_requests(
 
         def loop() -> None:
             while not stop.is_set():
-                got = curl("--cacert", str(proxy.root), proxy.url("localhost", "/hello"),
-                           check=False)
+                got = curl(
+                    "--cacert", str(proxy.root), proxy.url("localhost", "/hello"), check=False
+                )
                 if got.stdout != "hello":
                     failures.append(got.stderr)
 
         t = threading.Thread(target=loop)
         t.start()
         try:
-            config.write_text("workers = 2\n" + site + '[[site]]\nnames = ["new.test"]\n'
-                              f'to = "{upstream.address}"\nhsts = 60\n')
+            config.write_text(
+                "workers = 2\n" + site + '[[site]]\nnames = ["new.test"]\n'
+                f'to = "{upstream.address}"\nhsts = 60\n'
+            )
             proxy.signal(signal.SIGHUP)
             wait_until(lambda: "reloaded" in proxy.stderr(), what="reload", timeout=15)
-            got = curl("-i", "--cacert", str(proxy.root), *resolve(proxy, "new.test"),
-                       proxy.url("new.test", "/hello"))
+            got = curl(
+                "-i",
+                "--cacert",
+                str(proxy.root),
+                *resolve(proxy, "new.test"),
+                proxy.url("new.test", "/hello"),
+            )
             assert got.stdout.endswith("hello") and "max-age=60" in got.stdout
-            wait_until(lambda: not (set(proxy.workers()) & before), what="old workers gone",
-                       timeout=15)
+            wait_until(
+                lambda: not (set(proxy.workers()) & before), what="old workers gone", timeout=15
+            )
             # A broken file is refused; the running configuration stays.
             config.write_text("workers = 2\n[[site]]\nnames = []\n")
             proxy.signal(signal.SIGHUP)
@@ -488,18 +591,25 @@ def test_sighup_reloads_the_config_without_dropping_requests(
             stop.set()
             t.join()
         assert not failures, failures[:3]
-        assert curl("--cacert", str(proxy.root), *resolve(proxy, "new.test"),
-                    proxy.url("new.test", "/hello")).stdout == "hello"
+        assert (
+            curl(
+                "--cacert",
+                str(proxy.root),
+                *resolve(proxy, "new.test"),
+                proxy.url("new.test", "/hello"),
+            ).stdout
+            == "hello"
+        )
 
 
 def test_testssl_rates_nothing_not_ok_and_sees_hsts(proxy: Proxy, tmp_path: Path) -> None:
     protocols, bad, _headers, hsts = run_testssl(proxy.url("app.test"), tmp_path)
     assert protocols["TLS1_2"].startswith("offered")
     assert protocols["TLS1_3"].startswith("offered")
-    assert all(protocols[p].startswith("not offered")
-               for p in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"))
+    assert all(protocols[p].startswith("not offered") for p in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"))
     # testssl.sh rates a server without its own cipher order HIGH; the TLS policy (Mozilla
     # "intermediate", issue 10) leaves the order to the client, so that is the one finding.
     assert [(f["id"], f["finding"]) for f in bad] == [
-        ("cipher_order", "NOT a cipher order configured")], bad
+        ("cipher_order", "NOT a cipher order configured")
+    ], bad
     assert "600" in hsts  # (testssl.sh calls 600 s short: this site asked for it)

@@ -22,8 +22,9 @@ from certsmith.services.proxy.runtime import Runtime
 from certsmith.services.proxy.states import IDLE
 from certsmith.services.proxy.upstream import UpstreamConnection, UpstreamPool
 
-FORWARDED = (b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
-             b"X-Forwarded-Host: localhost\r\n")
+FORWARDED = (
+    b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: localhost\r\n"
+)
 
 
 class Transport:
@@ -112,8 +113,7 @@ class Proxy:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         async def build() -> Runtime:
-            return Runtime(config.from_cli(["localhost"], "127.0.0.1:9"),
-                           Contexts())  # type: ignore[arg-type]
+            return Runtime(config.from_cli(["localhost"], "127.0.0.1:9"), Contexts())  # type: ignore[arg-type]
 
         self.runtime = loop.run_until_complete(build())
         site = self.runtime.sites[0]
@@ -145,8 +145,9 @@ def test_pipelined_requests_in_one_read_are_answered_in_order(proxy: Proxy) -> N
     """Two requests in one ``data_received``: the second waits for the first's response, then
     goes out on the same (released) upstream connection; the responses keep their order."""
     up, up_side = proxy.pool.warm()
-    proxy.send(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n"
-               b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    proxy.send(
+        b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /b HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
     assert up_side.take() == forwarded(b"GET", b"/a")
     assert proxy.client.take() == b""
 
@@ -168,8 +169,9 @@ def test_expect_100_continue_is_answered_by_the_proxy(proxy: Proxy, warm: bool) 
     final response."""
     if warm:
         up, up_side = proxy.pool.warm()
-    proxy.send(b"POST /u HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
-               b"Expect: 100-continue\r\n\r\n")
+    proxy.send(
+        b"POST /u HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert proxy.client.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
     if not warm:
         assert proxy.pool.waiting
@@ -194,8 +196,10 @@ def test_early_upstream_response_closes_after_it(proxy: Proxy) -> None:
     assert up_side.take() == forwarded(b"POST", b"/big", b"Content-Length: 10\r\n") + b"012"
 
     up.data_received(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n")
-    assert proxy.client.take() == \
-        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n"
+    assert (
+        proxy.client.take()
+        == b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n"
+    )
     assert proxy.client.closed
     assert up.closed and up_side.aborted and not proxy.pool.idle
 
@@ -209,10 +213,13 @@ def test_refused_upgrade_stays_http(proxy: Proxy) -> None:
     forwarded), and the connection closes after it, since what the client sends next is not
     HTTP."""
     up, up_side = proxy.pool.warm()
-    proxy.send(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
-               b"Upgrade: websocket\r\n\r\nframe")
-    assert up_side.take() == forwarded(b"GET", b"/ws",
-                                       b"Connection: upgrade\r\nUpgrade: websocket\r\n")
+    proxy.send(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\n\r\nframe"
+    )
+    assert up_side.take() == forwarded(
+        b"GET", b"/ws", b"Connection: upgrade\r\nUpgrade: websocket\r\n"
+    )
 
     up.data_received(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope")
     assert proxy.client.take() == b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope"

@@ -61,26 +61,41 @@ def echoed(got: bytes) -> tuple[str, list[tuple[str, str]]]:
 
 
 def test_connection_naming_host_never_strips_host(proxy: Proxy) -> None:
-    _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost\r\n"
-                                     b"Connection: keep-alive, Host\r\nConnection: close\r\n\r\n"))
+    _, headers = echoed(
+        https(
+            proxy,
+            b"GET /headers HTTP/1.1\r\nHost: localhost\r\n"
+            b"Connection: keep-alive, Host\r\nConnection: close\r\n\r\n",
+        )
+    )
     assert ("host", "localhost") in headers
 
 
 @pytest.mark.parametrize("extra", [b"", b"Accept: */*\r\n"], ids=["fast path", "general path"])
-def test_underscore_spellings_of_forwarding_headers_are_dropped(proxy: Proxy,
-                                                               extra: bytes) -> None:
-    _, headers = echoed(https(
-        proxy, b"GET /headers HTTP/1.1\r\nHost: localhost\r\nX_Forwarded_For: 6.6.6.6\r\n"
-               b"x_forwarded_host: evil.example\r\nX_Real_IP: 6.6.6.6\r\n" + extra
-               + b"Connection: close\r\n\r\n"))
+def test_underscore_spellings_of_forwarding_headers_are_dropped(proxy: Proxy, extra: bytes) -> None:
+    _, headers = echoed(
+        https(
+            proxy,
+            b"GET /headers HTTP/1.1\r\nHost: localhost\r\nX_Forwarded_For: 6.6.6.6\r\n"
+            b"x_forwarded_host: evil.example\r\nX_Real_IP: 6.6.6.6\r\n"
+            + extra
+            + b"Connection: close\r\n\r\n",
+        )
+    )
     names = [name for name, _ in headers]
     assert not [n for n in names if "_" in n], headers
     assert ("x-forwarded-for", "127.0.0.1") in headers
     assert names.count("x-forwarded-for") == 1 and "6.6.6.6" not in str(headers)
 
 
-BAD_HOSTS = [b"localhost:@evil.example", b"localhost:80@evil.example", b"x/?.app.test",
-             b"\x80.app.test", b"a.app.test/evil", b"localhost:abc"]
+BAD_HOSTS = [
+    b"localhost:@evil.example",
+    b"localhost:80@evil.example",
+    b"x/?.app.test",
+    b"\x80.app.test",
+    b"a.app.test/evil",
+    b"localhost:abc",
+]
 
 
 @pytest.mark.parametrize("host", BAD_HOSTS)
@@ -96,8 +111,13 @@ def test_wildcard_site_redirects_and_serves_a_valid_name(proxy: Proxy) -> None:
     got = plain(proxy, b"GET /x?y HTTP/1.1\r\nHost: a.app.test\r\nConnection: close\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 308 ")
     assert f"Location: https://a.app.test:{proxy.https_port}/x?y".encode() in got
-    _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: a.app.test\r\n"
-                                     b"Connection: close\r\n\r\n", sni="a.app.test"))
+    _, headers = echoed(
+        https(
+            proxy,
+            b"GET /headers HTTP/1.1\r\nHost: a.app.test\r\nConnection: close\r\n\r\n",
+            sni="a.app.test",
+        )
+    )
     assert ("x-forwarded-host", "a.app.test") in headers
 
 
@@ -115,32 +135,45 @@ def test_wildcard_site_covers_one_label_only(proxy: Proxy, name: str) -> None:
 def test_absolute_form_target_is_accepted(proxy: Proxy) -> None:
     """RFC 9112 section 3.2.2: the upstream gets the origin form, and the target's authority
     as Host (the received Host is ignored)."""
-    target, headers = echoed(https(
-        proxy, b"GET https://localhost/headers?q=1 HTTP/1.1\r\nHost: elsewhere.example\r\n"
-               b"Connection: close\r\n\r\n"))
+    target, headers = echoed(
+        https(
+            proxy,
+            b"GET https://localhost/headers?q=1 HTTP/1.1\r\nHost: elsewhere.example\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+    )
     assert target == "/headers?q=1"
     assert ("host", "localhost") in headers and ("x-forwarded-host", "localhost") in headers
     assert "elsewhere" not in str(headers)
-    target, headers = echoed(https(proxy, b"GET HTTPS://LOCALHOST:443/headers HTTP/1.1\r\n"
-                                          b"Host: x\r\nConnection: close\r\n\r\n"))
+    target, headers = echoed(
+        https(
+            proxy,
+            b"GET HTTPS://LOCALHOST:443/headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    )
     assert target == "/headers" and ("x-forwarded-host", "localhost:443") in headers
-    got = plain(proxy, b"GET http://localhost/a/b?c HTTP/1.1\r\nHost: localhost\r\n"
-                       b"Connection: close\r\n\r\n")
+    got = plain(
+        proxy,
+        b"GET http://localhost/a/b?c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
     assert got.startswith(b"HTTP/1.1 308 ")
     assert f"Location: https://localhost:{proxy.https_port}/a/b?c\r\n".encode() in got
 
 
-@pytest.mark.parametrize("target", [b"ftp://localhost/x", b"https:///x", b"localhost/x",
-                                    b"https://user@localhost/x"])
+@pytest.mark.parametrize(
+    "target", [b"ftp://localhost/x", b"https:///x", b"localhost/x", b"https://user@localhost/x"]
+)
 def test_other_target_forms_are_400(proxy: Proxy, target: bytes) -> None:
-    got = https(proxy, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n"
-                       b"Connection: close\r\n\r\n")
+    got = https(
+        proxy, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert got.startswith(b"HTTP/1.1 400 "), got[:300]
 
 
 def test_host_with_a_trailing_dot_is_the_same_site(proxy: Proxy) -> None:
-    _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost.\r\n"
-                                     b"Connection: close\r\n\r\n"))
+    _, headers = echoed(
+        https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost.\r\nConnection: close\r\n\r\n")
+    )
     assert ("host", "localhost.") in headers
 
 
@@ -148,7 +181,13 @@ def test_sni_with_a_trailing_dot_is_the_same_site(proxy: Proxy) -> None:
     # "localhost." and "localhost" are one DNS name; a client that keeps the dot in SNI must
     # get the site's certificate, not an unrecognized_name alert.
     assert served_certificate(proxy.https_port, "localhost.") == served_certificate(
-        proxy.https_port, "localhost")
-    _, headers = echoed(https(proxy, b"GET /headers HTTP/1.1\r\nHost: localhost.\r\n"
-                                     b"Connection: close\r\n\r\n", sni="localhost."))
+        proxy.https_port, "localhost"
+    )
+    _, headers = echoed(
+        https(
+            proxy,
+            b"GET /headers HTTP/1.1\r\nHost: localhost.\r\nConnection: close\r\n\r\n",
+            sni="localhost.",
+        )
+    )
     assert ("host", "localhost.") in headers

@@ -15,8 +15,9 @@ from certsmith.services.proxy import config, http
 from certsmith.services.proxy.certs import client_hello_alpn
 
 
-def forward(headers: list[tuple[bytes, bytes]], method: bytes = b"GET",
-            version: str = "1.1") -> http.Request:
+def forward(
+    headers: list[tuple[bytes, bytes]], method: bytes = b"GET", version: str = "1.1"
+) -> http.Request:
     return http.forward_request(method, b"/p?q=1", version, headers, "10.0.0.7")
 
 
@@ -41,22 +42,27 @@ def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 
 # -- requests --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ([(b"Host", b"a"), (b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")], 400),
-    ([(b"Host", b"a"), (b"Content-Length", b"3"), (b"Content-Length", b"3")], 400),
-    ([(b"Host", b"a"), (b"Content-Length", b"-3")], 400),
-    ([(b"Host", b"a"), (b"Content-Length", b"3, 3")], 400),
-    ([(b"Host", b"a"), (b"Content-Length", b"9" * 40)], 400),
-    ([(b"Host", b"a"), (b"Transfer-Encoding", b"gzip, chunked")], 501),
-    ([(b"Host", b"a"), (b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"x")], 400),
-    ([(b"Host", b"a"), (b"X-Folded", b"one\r\n two")], 400),
-    ([(b"Host", b"a"), (b"X-Bare", b"one\ntwo")], 400),
-    ([(b"Host", b"a"), (b"Host", b"b")], 400),
-    ([(b"Accept", b"*/*")], 400),
-    ([(b"Host", b"a"), (b"Expect", b"magic")], 417),
-])
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([(b"Host", b"a"), (b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")], 400),
+        ([(b"Host", b"a"), (b"Content-Length", b"3"), (b"Content-Length", b"3")], 400),
+        ([(b"Host", b"a"), (b"Content-Length", b"-3")], 400),
+        ([(b"Host", b"a"), (b"Content-Length", b"3, 3")], 400),
+        ([(b"Host", b"a"), (b"Content-Length", b"9" * 40)], 400),
+        ([(b"Host", b"a"), (b"Transfer-Encoding", b"gzip, chunked")], 501),
+        ([(b"Host", b"a"), (b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"x")], 400),
+        ([(b"Host", b"a"), (b"X-Folded", b"one\r\n two")], 400),
+        ([(b"Host", b"a"), (b"X-Bare", b"one\ntwo")], 400),
+        ([(b"Host", b"a"), (b"Host", b"b")], 400),
+        ([(b"Accept", b"*/*")], 400),
+        ([(b"Host", b"a"), (b"Expect", b"magic")], 417),
+    ],
+)
 def test_smuggling_and_malformed_requests_are_refused(
-        headers: list[tuple[bytes, bytes]], status: int) -> None:
+    headers: list[tuple[bytes, bytes]], status: int
+) -> None:
     with pytest.raises(http.HttpError) as caught:
         forward(headers, b"POST")
     assert caught.value.status == status
@@ -77,19 +83,37 @@ def test_versions_and_targets() -> None:
 
 
 def test_upstream_head_is_rebuilt() -> None:
-    req = forward([
-        (b"Host", b"App.Example:8443"), (b"Connection", b"keep-alive, X-Private"),
-        (b"X-Private", b"secret"), (b"Keep-Alive", b"timeout=5"), (b"TE", b"trailers"),
-        (b"X-Forwarded-For", b"6.6.6.6"), (b"Forwarded", b"for=6.6.6.6"),
-        (b"Proxy-Authorization", b"x"), (b"Cookie", b"a=b"), (b"Content-Length", b"5"),
-        (b"User-Agent", b"ua"), (b"Referer", b"https://r/"), (b"Expect", b"100-continue"),
-    ], b"POST")
+    req = forward(
+        [
+            (b"Host", b"App.Example:8443"),
+            (b"Connection", b"keep-alive, X-Private"),
+            (b"X-Private", b"secret"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"TE", b"trailers"),
+            (b"X-Forwarded-For", b"6.6.6.6"),
+            (b"Forwarded", b"for=6.6.6.6"),
+            (b"Proxy-Authorization", b"x"),
+            (b"Cookie", b"a=b"),
+            (b"Content-Length", b"5"),
+            (b"User-Agent", b"ua"),
+            (b"Referer", b"https://r/"),
+            (b"Expect", b"100-continue"),
+        ],
+        b"POST",
+    )
     url, headers = parse_head(req.head)
     names = [n.lower() for n, _ in headers]
     assert url == b"/p?q=1"
     assert req.head.startswith(b"POST /p?q=1 HTTP/1.1\r\n")
-    for dropped in (b"connection", b"x-private", b"keep-alive", b"te", b"forwarded",
-                    b"proxy-authorization", b"expect"):
+    for dropped in (
+        b"connection",
+        b"x-private",
+        b"keep-alive",
+        b"te",
+        b"forwarded",
+        b"proxy-authorization",
+        b"expect",
+    ):
         assert dropped not in names
     assert dict(headers)[b"X-Forwarded-For"] == b"10.0.0.7"
     assert dict(headers)[b"X-Forwarded-Proto"] == b"https"
@@ -112,16 +136,32 @@ def test_upgrade_and_chunked() -> None:
 
 
 _token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(
-    lambda t: t.strip("-") == t)
+    lambda t: t.strip("-") == t
+)
 _value = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)
-_names = st.sampled_from(["content-length", "transfer-encoding", "connection", "host",
-                          "upgrade", "keep-alive", "te", "x-forwarded-for", "expect"]) | _token
+_names = (
+    st.sampled_from(
+        [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "host",
+            "upgrade",
+            "keep-alive",
+            "te",
+            "x-forwarded-for",
+            "expect",
+        ]
+    )
+    | _token
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(_names, _value), max_size=8))
 def test_any_accepted_request_reaches_the_upstream_as_one_well_framed_request(
-        pairs: list[tuple[str, str]]) -> None:
+    pairs: list[tuple[str, str]],
+) -> None:
     headers = [(n.encode(), v.encode()) for n, v in pairs]
     try:
         req = forward([(b"Host", b"a"), *headers], b"POST")
@@ -143,22 +183,35 @@ def test_any_accepted_request_reaches_the_upstream_as_one_well_framed_request(
 
 # -- responses -------------------------------------------------------------------------------------
 
+
 def respond(head: bytes, status: int = 200, **kw: object) -> http.Response:
-    options: dict[str, object] = {"head_request": False, "request_keep_alive": True,
-                                  "client_version": "1.1", "upstream_keep_alive": True,
-                                  "hsts": None}
+    options: dict[str, object] = {
+        "head_request": False,
+        "request_keep_alive": True,
+        "client_version": "1.1",
+        "upstream_keep_alive": True,
+        "hsts": None,
+    }
     options.update(kw)
     return http.forward_response(head, status, **options)  # type: ignore[arg-type]
 
 
 def test_response_hop_by_hop_removed_and_framing_kept() -> None:
-    resp = respond(b"HTTP/1.1 200 OK\r\nServer: app\r\nConnection: keep-alive, X-Hop\r\n"
-                   b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n"
-                   b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
-    assert resp.head == (b"HTTP/1.1 200 OK\r\nServer: app\r\nContent-Length: 5\r\n"
-                         b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
+    resp = respond(
+        b"HTTP/1.1 200 OK\r\nServer: app\r\nConnection: keep-alive, X-Hop\r\n"
+        b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n"
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+    )
+    assert resp.head == (
+        b"HTTP/1.1 200 OK\r\nServer: app\r\nContent-Length: 5\r\n"
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+    )
     assert (resp.body, resp.to_client, resp.keep_alive, resp.upstream_reusable) == (
-        http.LENGTH, http.LENGTH, True, True)
+        http.LENGTH,
+        http.LENGTH,
+        True,
+        True,
+    )
 
 
 def test_chunked_response_to_http10_client_and_until_close() -> None:
@@ -177,25 +230,32 @@ def test_head_204_hsts_and_conflicts() -> None:
     head = respond(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", head_request=True)
     assert head.to_client == http.NONE and b"Content-Length: 99" in head.head
     assert respond(b"HTTP/1.1 204 No Content\r\n\r\n", 204).to_client == http.NONE
-    hsts = respond(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\n"
-                   b"Content-Length: 0\r\n\r\n", hsts=b"max-age=600")
+    hsts = respond(
+        b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n",
+        hsts=b"max-age=600",
+    )
     assert hsts.head.count(b"Strict-Transport-Security") == 1
     assert b"Strict-Transport-Security: max-age=600\r\n" in hsts.head
     with pytest.raises(http.HttpError) as caught:
         respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
     assert caught.value.status == 502
-    upgraded = respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n", 101,
-                       upgrade=True)
+    upgraded = respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n",
+        101,
+        upgrade=True,
+    )
     assert b"Connection: upgrade\r\nUpgrade: websocket\r\n" in upgraded.head
     assert b"Sec-WebSocket-Accept: x\r\n" in upgraded.head
 
 
 def test_redirect_and_error_page() -> None:
     assert http.redirect(308, "example.org", 443, b"/a?b").startswith(
-        b"HTTP/1.1 308 Permanent Redirect\r\n")
-    assert b"Location: https://example.org/a?b\r\n" in http.redirect(308, "example.org", 443,
-                                                                     b"/a?b")
+        b"HTTP/1.1 308 Permanent Redirect\r\n"
+    )
+    assert b"Location: https://example.org/a?b\r\n" in http.redirect(
+        308, "example.org", 443, b"/a?b"
+    )
     assert b"Location: https://[::1]:8443/\r\n" in http.redirect(301, "::1", 8443, b"/")
     page = http.error_page(502, "the upstream <x> is down", close=True)
     assert page.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and b"&lt;x&gt;" in page
@@ -203,13 +263,17 @@ def test_redirect_and_error_page() -> None:
 
 # -- config ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("8080", config.Upstream("127.0.0.1", 8080)),
-    ("127.0.0.1:3000", config.Upstream("127.0.0.1", 3000)),
-    ("http://app.internal:80/", config.Upstream("app.internal", 80)),
-    ("[::1]:9000", config.Upstream("::1", 9000)),
-    ("unix:/run/app.sock", config.Upstream(path="/run/app.sock")),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8080", config.Upstream("127.0.0.1", 8080)),
+        ("127.0.0.1:3000", config.Upstream("127.0.0.1", 3000)),
+        ("http://app.internal:80/", config.Upstream("app.internal", 80)),
+        ("[::1]:9000", config.Upstream("::1", 9000)),
+        ("unix:/run/app.sock", config.Upstream(path="/run/app.sock")),
+    ],
+)
 def test_upstream_parse(text: str, expected: config.Upstream) -> None:
     assert config.Upstream.parse(text) == expected
 
@@ -221,8 +285,18 @@ def test_upstream_parse_refuses(text: str) -> None:
 
 
 def test_local_names_and_sites() -> None:
-    for name in ("localhost", "app.test", "x.internal", "a.localhost", "nas.home.arpa",
-                 "printer.lan", "box.local", "127.0.0.1", "::1", "192.168.1.5"):
+    for name in (
+        "localhost",
+        "app.test",
+        "x.internal",
+        "a.localhost",
+        "nas.home.arpa",
+        "printer.lan",
+        "box.local",
+        "127.0.0.1",
+        "::1",
+        "192.168.1.5",
+    ):
         assert config.is_local(parse_identifier(name)), name
     for name in ("example.org", "8.8.8.8", "test.example.com"):
         assert not config.is_local(parse_identifier(name)), name
@@ -239,22 +313,26 @@ def test_toml(tmp_path: object) -> None:
     from pathlib import Path
 
     path = Path(str(tmp_path)) / "p.toml"
-    path.write_text('redirect = 301\nhsts = 60\n[limits]\nheader_timeout = 3\n'
-                    '[[site]]\nnames = ["a.test"]\nto = "8080"\n'
-                    '[[site]]\nnames = "b.test"\nto = "unix:/s"\nredirect = 308\n')
+    path.write_text(
+        "redirect = 301\nhsts = 60\n[limits]\nheader_timeout = 3\n"
+        '[[site]]\nnames = ["a.test"]\nto = "8080"\n'
+        '[[site]]\nnames = "b.test"\nto = "unix:/s"\nredirect = 308\n'
+    )
     cfg = config.load(path, workers=3)
     assert [s.redirect for s in cfg.sites] == [301, 308]
     assert cfg.sites[0].hsts == 60 and cfg.limits.header_timeout == 3 and cfg.workers == 3
     path.write_text('[[site]]\nnames = ["a.test"]\nto = "8080"\nbogus = 1\n')
     with pytest.raises(UsageError, match="bogus"):
         config.load(path)
-    path.write_text('[[site]]\nnames = ["a.test"]\nto = "1"\n[[site]]\nnames = ["a.test"]\n'
-                    'to = "2"\n')
+    path.write_text(
+        '[[site]]\nnames = ["a.test"]\nto = "1"\n[[site]]\nnames = ["a.test"]\nto = "2"\n'
+    )
     with pytest.raises(UsageError, match="two sites"):
         config.load(path)
 
 
 # -- TLS-ALPN ClientHello --------------------------------------------------------------------------
+
 
 def _client_hello(alpn: list[str] | None) -> bytes:
     ctx = ssl.create_default_context()

@@ -42,8 +42,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamApp]:
 def proxy(upstream: UpstreamApp, tmp_path: Path) -> Iterator[Proxy]:
     """A fresh proxy per flood: memory one flood made the allocator keep would hide the
     next one's growth."""
-    with Proxy(tmp_path / "home", ["localhost", "--to", upstream.address,
-                                   "--workers", "2"]) as server:
+    with Proxy(
+        tmp_path / "home", ["localhost", "--to", upstream.address, "--workers", "2"]
+    ) as server:
         yield server
 
 
@@ -100,9 +101,12 @@ class Flood(threading.Thread):
 
 
 def _served(proxy: Proxy) -> bool:
-    got = tls_request(proxy.https_port, "localhost",
-                      b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-                      timeout=30)
+    got = tls_request(
+        proxy.https_port,
+        "localhost",
+        b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        timeout=30,
+    )
     return got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"hello")
 
 
@@ -138,19 +142,22 @@ def _while_flooding(proxy: Proxy, flood: Flood) -> tuple[int, int]:
 FLOODS = {
     "pipelined GETs behind a slow one": (
         b"GET /slow?s=50 HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + PAD + b"\r\n"),
+        b"GET /hello HTTP/1.1\r\nHost: localhost\r\n" + PAD + b"\r\n",
+    ),
     "an endless chunked trailer": (
         b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\n",
-        b"X-Trailer: " + b"t" * 1000 + b"\r\n"),
+        b"X-Trailer: " + b"t" * 1000 + b"\r\n",
+    ),
     "bytes after an Upgrade not yet answered": (
         b"GET /slow?s=50 HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\n"
         b"Upgrade: websocket\r\n\r\n",
-        b"u" * 4096),
+        b"u" * 4096,
+    ),
     "pipelined POST bodies": (
         b"GET /slow?s=50 HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 60000\r\n\r\n"
-        + b"b" * 60000),
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 60000\r\n\r\n" + b"b" * 60000,
+    ),
 }
 
 
@@ -170,9 +177,12 @@ class EndlessHead(Flood):
     def run(self) -> None:
         try:
             self.answer = tls_request(
-                self.proxy.https_port, "localhost",
+                self.proxy.https_port,
+                "localhost",
                 b"GET /endless-head?n=%d HTTP/1.1\r\nHost: localhost\r\n"
-                b"Connection: close\r\n\r\n" % FLOOD, timeout=60)
+                b"Connection: close\r\n\r\n" % FLOOD,
+                timeout=60,
+            )
         finally:
             self.finished.set()
 

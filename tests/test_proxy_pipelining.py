@@ -24,8 +24,10 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamApp]:
 
 @pytest.fixture(scope="module")
 def proxy(upstream: UpstreamApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    with Proxy(tmp_path_factory.mktemp("proxy") / "home",
-               ["localhost", "--to", upstream.address, "--workers", "1"]) as server:
+    with Proxy(
+        tmp_path_factory.mktemp("proxy") / "home",
+        ["localhost", "--to", upstream.address, "--workers", "1"],
+    ) as server:
         yield server
 
 
@@ -40,11 +42,16 @@ def statuses(got: bytes) -> list[bytes]:
 def test_pipelined_requests_are_all_answered_in_order(proxy: Proxy) -> None:
     """The bound on the pipelining queue pauses reading; it loses no request."""
     count = 300
-    raw = b"".join((
-        b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        *(b"GET /headers?i=%d HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (i, PAD)
-          for i in range(count)),
-        HELLO_CLOSE))
+    raw = b"".join(
+        (
+            b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            *(
+                b"GET /headers?i=%d HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (i, PAD)
+                for i in range(count)
+            ),
+            HELLO_CLOSE,
+        )
+    )
     got = ask(proxy, raw)
     assert got.count(b"HTTP/1.1 200 ") == count + 2
     positions = [got.find(b'"target": "/headers?i=%d"' % i) for i in range(count)]
@@ -56,19 +63,25 @@ def test_connection_close_behind_others_closes_after_its_own_answer(proxy: Proxy
     """``Connection: close`` on the third request: the first two are answered (without
     ``Connection: close``), then the third, then the connection closes; what came after it is
     not processed (RFC 9112 section 9.6)."""
-    got = ask(proxy, b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n" + HELLO
-              + HELLO_CLOSE + HELLO)
+    got = ask(
+        proxy, b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n" + HELLO + HELLO_CLOSE + HELLO
+    )
     assert statuses(got) == [b"200", b"200", b"200"]
     assert got.count(b"Connection: close") == 1 and got.endswith(b"hello")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"\x16\x03\x01garbage\r\n\r\n",
-    b"GET /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    b"GET /x HTTP/1.1\r\nHost: localhost\r\n" + PAD * 80 + b"\r\n",
-], ids=["not HTTP", "refused head", "head too large"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01garbage\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\n" + PAD * 80 + b"\r\n",
+    ],
+    ids=["not HTTP", "refused head", "head too large"],
+)
 def test_valid_requests_before_garbage_get_their_answers_then_400(
-        proxy: Proxy, garbage: bytes) -> None:
+    proxy: Proxy, garbage: bytes
+) -> None:
     got = ask(proxy, b"GET /slow?s=0.2 HTTP/1.1\r\nHost: localhost\r\n\r\n" + HELLO + garbage)
     codes = statuses(got)
     assert codes[:2] == [b"200", b"200"] and len(codes) == 3, got[:600]

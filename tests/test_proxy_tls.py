@@ -114,9 +114,9 @@ class Pair:
         self.client = client.wrap_bio(self.cin, self.cout, server_hostname=name)
 
     def deliver(self, data: bytes, piece: int = 0) -> None:
-        pieces = [data] if not piece else [data[i:i + piece] for i in range(0, len(data), piece)]
+        pieces = [data] if not piece else [data[i : i + piece] for i in range(0, len(data), piece)]
         for p in pieces:
-            self.buffers.raw[:len(p)] = p
+            self.buffers.raw[: len(p)] = p
             self.server.buffer_updated(len(p))
 
     def to_client(self) -> None:

@@ -27,8 +27,10 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamApp]:
 @pytest.fixture(scope="module")
 def proxy(upstream: UpstreamApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """One worker: one upstream pool, so a second request reuses the first one's connection."""
-    with Proxy(tmp_path_factory.mktemp("proxy") / "home",
-               ["localhost", "--to", upstream.address, "--workers", "1"]) as server:
+    with Proxy(
+        tmp_path_factory.mktemp("proxy") / "home",
+        ["localhost", "--to", upstream.address, "--workers", "1"],
+    ) as server:
         yield server
 
 
@@ -42,13 +44,19 @@ def ask(proxy: Proxy, head: bytes) -> bytes:
     return tls_request(proxy.https_port, "localhost", head, timeout=30)
 
 
-@pytest.mark.parametrize("head", [
-    b"POST /once HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    b"PATCH /once HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    b"POST /once HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Any: 1\r\n\r\n",
-], ids=["POST", "PATCH with Content-Length 0", "POST, general path"])
-def test_non_idempotent_request_is_never_sent_twice(proxy: Proxy, upstream: UpstreamApp,
-                                                    head: bytes) -> None:
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /once HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"PATCH /once HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+        b"Connection: close\r\n\r\n",
+        b"POST /once HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Any: 1\r\n\r\n",
+    ],
+    ids=["POST", "PATCH with Content-Length 0", "POST, general path"],
+)
+def test_non_idempotent_request_is_never_sent_twice(
+    proxy: Proxy, upstream: UpstreamApp, head: bytes
+) -> None:
     """/once answers a connection's first request and closes it, unanswered, on the next one:
     the second request went to the upstream on a pooled connection and got no answer. It may
     have been acted on, so it is not re-sent (RFC 9110 section 9.2.2): 502."""
@@ -61,7 +69,8 @@ def test_non_idempotent_request_is_never_sent_twice(proxy: Proxy, upstream: Upst
 
 
 def test_idempotent_request_is_retried_once_on_a_new_connection(
-        proxy: Proxy, upstream: UpstreamApp) -> None:
+    proxy: Proxy, upstream: UpstreamApp
+) -> None:
     head = b"GET /once HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     before = upstream_count(upstream, "/once")
     assert ask(proxy, head).endswith(b"once")
@@ -72,16 +81,27 @@ def test_idempotent_request_is_retried_once_on_a_new_connection(
 
 # -- responses longer than their framing -------------------------------------------------------
 
-@pytest.mark.parametrize("method, kind, status", [
-    (b"GET", "long", b"200"), (b"GET", "204", b"204"), (b"GET", "304", b"304"),
-    (b"HEAD", "head", b"200")])
+
+@pytest.mark.parametrize(
+    "method, kind, status",
+    [
+        (b"GET", "long", b"200"),
+        (b"GET", "204", b"204"),
+        (b"GET", "304", b"304"),
+        (b"HEAD", "head", b"200"),
+    ],
+)
 def test_bytes_past_a_response_end_the_upstream_connection_not_the_clients(
-        proxy: Proxy, method: bytes, kind: str, status: bytes) -> None:
+    proxy: Proxy, method: bytes, kind: str, status: bytes
+) -> None:
     """The response is forwarded as its framing says; what the upstream sent past it is
     dropped with the upstream connection, and the client's next request is answered."""
-    got = ask(proxy, b"%s /misframed?kind=%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                     b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-              % (method, kind.encode()))
+    got = ask(
+        proxy,
+        b"%s /misframed?kind=%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        % (method, kind.encode()),
+    )
     first, _, rest = got.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 " + status + b" "), got[:300]
     if kind == "long":
@@ -92,6 +112,7 @@ def test_bytes_past_a_response_end_the_upstream_connection_not_the_clients(
 
 
 # -- upstreams that accept and close at once ---------------------------------------------------
+
 
 class AcceptAndClose(threading.Thread):
     """A listener on loopback that accepts every connection and closes it at once."""
@@ -132,8 +153,10 @@ to = "{LOOPBACK}:{server.port}"
 """)
     head = b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     try:
-        with Proxy(tmp_path / "home", ["--config", str(config)]) as proxy, \
-                ThreadPoolExecutor(50) as pool:
+        with (
+            Proxy(tmp_path / "home", ["--config", str(config)]) as proxy,
+            ThreadPoolExecutor(50) as pool,
+        ):
             answers = list(pool.map(lambda _: ask(proxy, head)[:12], range(200)))
     finally:
         server.stop.set()

@@ -17,10 +17,12 @@ def test_ninety_day_cert_renews_with_a_third_left() -> None:
     at = renewal.lifetime_renewal_time(nb, na, "serial-1")
     left = na - at
     assert dt.timedelta(days=30) <= left <= dt.timedelta(days=30) + dt.timedelta(days=4.5)
-    assert not renewal.decide(T0 + dt.timedelta(days=50), not_before=nb, not_after=na,
-                              seed="serial-1", ari=None).due
-    assert renewal.decide(T0 + dt.timedelta(days=61), not_before=nb, not_after=na,
-                          seed="serial-1", ari=None).due
+    assert not renewal.decide(
+        T0 + dt.timedelta(days=50), not_before=nb, not_after=na, seed="serial-1", ari=None
+    ).due
+    assert renewal.decide(
+        T0 + dt.timedelta(days=61), not_before=nb, not_after=na, seed="serial-1", ari=None
+    ).due
 
 
 def test_short_lived_cert_renews_at_half() -> None:
@@ -35,14 +37,20 @@ def test_ari_window_wins_and_is_stable() -> None:
     d1 = renewal.decide(T0, not_before=nb, not_after=na, seed="s", ari=window)
     d2 = renewal.decide(T0, not_before=nb, not_after=na, seed="s", ari=window)
     assert d1 == d2 and not d1.due and window.start <= d1.at <= window.end
-    assert renewal.decide(T0 + dt.timedelta(days=11), not_before=nb, not_after=na, seed="s",
-                          ari=window).due
+    assert renewal.decide(
+        T0 + dt.timedelta(days=11), not_before=nb, not_after=na, seed="s", ari=window
+    ).due
 
 
 def test_window_in_the_past_is_due_now() -> None:
     window = renewal.AriWindow(T0 - dt.timedelta(days=2), T0 - dt.timedelta(days=1))
-    assert renewal.decide(T0, not_before=T0 - dt.timedelta(days=5),
-                          not_after=T0 + dt.timedelta(days=80), seed="s", ari=window).due
+    assert renewal.decide(
+        T0,
+        not_before=T0 - dt.timedelta(days=5),
+        not_after=T0 + dt.timedelta(days=80),
+        seed="s",
+        ari=window,
+    ).due
 
 
 def test_backoff_grows_and_honours_retry_after() -> None:
@@ -52,13 +60,25 @@ def test_backoff_grows_and_honours_retry_after() -> None:
     assert waits[0] == dt.timedelta(minutes=5) and waits[-1] == renewal.BACKOFF_CAP
     later = T0 + dt.timedelta(hours=20)
     assert renewal.backoff_until(1, T0, na, retry_after=later) == later
-    d = renewal.decide(T0 + dt.timedelta(minutes=1), not_before=T0 - dt.timedelta(days=89),
-                       not_after=T0 + dt.timedelta(days=1), seed="s", ari=None, failures=1,
-                       last_failure=T0)
+    d = renewal.decide(
+        T0 + dt.timedelta(minutes=1),
+        not_before=T0 - dt.timedelta(days=89),
+        not_after=T0 + dt.timedelta(days=1),
+        seed="s",
+        ari=None,
+        failures=1,
+        last_failure=T0,
+    )
     assert not d.due and "backing off" in d.reason
-    d = renewal.decide(T0 + dt.timedelta(minutes=6), not_before=T0 - dt.timedelta(days=89),
-                       not_after=T0 + dt.timedelta(days=1), seed="s", ari=None, failures=1,
-                       last_failure=T0)
+    d = renewal.decide(
+        T0 + dt.timedelta(minutes=6),
+        not_before=T0 - dt.timedelta(days=89),
+        not_after=T0 + dt.timedelta(days=1),
+        seed="s",
+        ari=None,
+        failures=1,
+        last_failure=T0,
+    )
     assert d.due
 
 

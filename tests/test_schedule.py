@@ -27,16 +27,28 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CERTSMITH_") and k != "XDG_DATA_HOME"}
-    env.update(CERTSMITH_SYSTEMD_DIR=str(tmp_path / "systemd"),
-               CERTSMITH_CRON_DIR=str(tmp_path / "cron.d"), **extra)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CERTSMITH_") and k != "XDG_DATA_HOME"
+    }
+    env.update(
+        CERTSMITH_SYSTEMD_DIR=str(tmp_path / "systemd"),
+        CERTSMITH_CRON_DIR=str(tmp_path / "cron.d"),
+        **extra,
+    )
     return env
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "certsmith", *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "certsmith", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def exec_start(unit: str) -> str:
@@ -46,8 +58,13 @@ def exec_start(unit: str) -> str:
 def analyze(*units: Path) -> None:
     """systemd's own parser must accept the units without a single warning."""
     assert SYSTEMD_ANALYZE, "systemd-analyze missing: run scripts/deps/schedule.sh"
-    result = subprocess.run([SYSTEMD_ANALYZE, "verify", *map(str, units)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
 
@@ -99,9 +116,17 @@ def parse_cron_d(text: str) -> list[tuple[list[set[int]], str, str]]:
 
 def test_renew_argv_omits_home_only_for_the_default() -> None:
     assert schedule.renew_argv(["/usr/bin/certsmith"], None) == (
-        "/usr/bin/certsmith", "--quiet", "renew")
+        "/usr/bin/certsmith",
+        "--quiet",
+        "renew",
+    )
     assert schedule.renew_argv(["/usr/bin/certsmith"], Path("/srv/c")) == (
-        "/usr/bin/certsmith", "--home", "/srv/c", "--quiet", "renew")
+        "/usr/bin/certsmith",
+        "--home",
+        "/srv/c",
+        "--quiet",
+        "renew",
+    )
 
 
 def test_renew_argv_refuses_line_breaks() -> None:
@@ -117,8 +142,9 @@ def test_timer_is_twice_a_day_randomised_and_persistent() -> None:
     assert "WantedBy=timers.target" in timer
 
 
-@pytest.mark.parametrize("home", ["/var/lib/certsmith", "/srv/my certs", "/srv/100%/$HOME",
-                                  '/srv/quo"te\\d'])
+@pytest.mark.parametrize(
+    "home", ["/var/lib/certsmith", "/srv/my certs", "/srv/100%/$HOME", '/srv/quo"te\\d']
+)
 def test_units_pass_systemd_analyze(tmp_path: Path, home: str) -> None:
     exe = shutil.which("true") or "/bin/true"
     argv = schedule.renew_argv([exe], Path(home))
@@ -133,8 +159,13 @@ def test_units_pass_systemd_analyze(tmp_path: Path, home: str) -> None:
 
 def test_calendar_expression_is_valid() -> None:
     assert SYSTEMD_ANALYZE, "systemd-analyze missing: run scripts/deps/schedule.sh"
-    result = subprocess.run([SYSTEMD_ANALYZE, "calendar", "--iterations=3", schedule.ON_CALENDAR],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "calendar", "--iterations=3", schedule.ON_CALENDAR],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     # The next three elapses are twelve hours apart, at 00:00 and 12:00.
     assert len(re.findall(r" (?:00|12):00:00 ", result.stdout)) == 3, result.stdout
@@ -153,8 +184,9 @@ def test_cron_file_parses_and_round_trips(minute: int, hour: int) -> None:
 
 
 def test_cron_command_escapes_percent() -> None:
-    text = schedule.render_cron_file(schedule.renew_argv(["/usr/bin/certsmith"], Path("/s/5%")),
-                                     CronTime(1, 2))
+    text = schedule.render_cron_file(
+        schedule.renew_argv(["/usr/bin/certsmith"], Path("/s/5%")), CronTime(1, 2)
+    )
     [(_, _, command)] = parse_cron_d(text)
     assert "5\\%" in command
 
@@ -172,25 +204,34 @@ def test_cron_command_runs_renew_after_a_bounded_random_sleep(tmp_path: Path) ->
     [(_, _, command)] = parse_cron_d(text)
     path = next(line for line in text.splitlines() if line.startswith("PATH="))[5:]
     for _ in range(3):
-        result = subprocess.run(["/bin/sh", "-c", command.replace("\\%", "%")],
-                                env={"PATH": f"{fake}:{path}", "HOME": str(tmp_path)},
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            ["/bin/sh", "-c", command.replace("\\%", "%")],
+            env={"PATH": f"{fake}:{path}", "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout == ""  # --quiet
     slept = [int(x) for x in (tmp_path / "slept").read_text().split()]
     assert len(slept) == 3 and all(0 <= s <= 3570 for s in slept)
 
 
-_LINES = st.lists(st.text(st.characters(blacklist_categories=["Cs", "Cc"]), max_size=30)
-                  .filter(lambda s: not s.startswith("# BEGIN certsmith")
-                          and not s.startswith("# END certsmith")), max_size=6)
+_LINES = st.lists(
+    st.text(st.characters(blacklist_categories=["Cs", "Cc"]), max_size=30).filter(
+        lambda s: not s.startswith("# BEGIN certsmith") and not s.startswith("# END certsmith")
+    ),
+    max_size=6,
+)
 
 
 @given(_LINES)
 def test_crontab_merge_adds_once_and_removes_exactly(lines: list[str]) -> None:
     existing = "".join(line + "\n" for line in lines)
-    block = schedule.render_crontab_block(("/usr/bin/certsmith", "--quiet", "renew"),
-                                          CronTime(7, 3))
+    block = schedule.render_crontab_block(
+        ("/usr/bin/certsmith", "--quiet", "renew"), CronTime(7, 3)
+    )
     once = schedule.merge_crontab(existing, block)
     assert schedule.merge_crontab(once, block) == once
     assert once.count(schedule.BEGIN) == 1
@@ -207,13 +248,17 @@ class Recorder:
         self.calls: list[tuple[str, ...]] = []
         self.fail = fail
 
-    def __call__(self, argv: Sequence[str],
-                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, argv: Sequence[str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.calls.append(tuple(argv))
         if self.fail and self.fail in argv:
             return subprocess.CompletedProcess(list(argv), 1, "", "Access denied\nmore\n")
-        out = ("Tue 2030-01-01 00:00:00 UTC 3h left n/a n/a certsmith.timer certsmith.service\n"
-               if "list-timers" in argv else "")
+        out = (
+            "Tue 2030-01-01 00:00:00 UTC 3h left n/a n/a certsmith.timer certsmith.service\n"
+            if "list-timers" in argv
+            else ""
+        )
         return subprocess.CompletedProcess(list(argv), 0, out, "")
 
 
@@ -235,8 +280,10 @@ def test_systemctl_calls_when_systemd_runs(tmp_path: Path, monkeypatch: pytest.M
     rec = Recorder()
     host = Host("systemd", systemd_running=True, systemd_dir=tmp_path, run=rec)
     report = schedule.install(host, ("/usr/bin/certsmith", "--quiet", "renew"))
-    assert rec.calls == [("systemctl", "daemon-reload"),
-                         ("systemctl", "enable", "--now", "certsmith.timer")]
+    assert rec.calls == [
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "--now", "certsmith.timer"),
+    ]
     assert any("enabled" in line for line in report.lines)
     rec.calls.clear()
     status = schedule.status(host)
@@ -244,16 +291,21 @@ def test_systemctl_calls_when_systemd_runs(tmp_path: Path, monkeypatch: pytest.M
     assert any("next run: Tue 2030-01-01 00:00:00 UTC" in line for line in status.lines)
     rec.calls.clear()
     schedule.remove(host)
-    assert rec.calls == [("systemctl", "disable", "--now", "certsmith.timer"),
-                         ("systemctl", "daemon-reload")]
+    assert rec.calls == [
+        ("systemctl", "disable", "--now", "certsmith.timer"),
+        ("systemctl", "daemon-reload"),
+    ]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_systemctl_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(schedule, "SYSTEMD_DIR", tmp_path)
     host = Host("systemd", systemd_running=True, systemd_dir=tmp_path, run=Recorder("enable"))
-    with pytest.raises(schedule.ScheduleError, match=r"^systemctl enable --now certsmith.timer "
-                                                    r"failed: Access denied$"):
+    with pytest.raises(
+        schedule.ScheduleError,
+        match=r"^systemctl enable --now certsmith.timer "
+        r"failed: Access denied$",
+    ):
         schedule.install(host, ("/usr/bin/certsmith", "--quiet", "renew"))
 
 
@@ -304,8 +356,10 @@ def test_cli_default_home_has_no_home_option(tmp_path: Path) -> None:
     # $CERTSMITH_HOME is not in the timer's environment: it becomes --home.
     env["CERTSMITH_HOME"] = str(tmp_path / "elsewhere")
     assert cli(env, "schedule", "install").stdout.startswith("installed: ")
-    assert f"--home {tmp_path / 'elsewhere'} " in (
-        tmp_path / "systemd" / "certsmith.service").read_text()
+    assert (
+        f"--home {tmp_path / 'elsewhere'} "
+        in (tmp_path / "systemd" / "certsmith.service").read_text()
+    )
 
 
 def test_cli_refuses_to_overwrite_a_foreign_unit(tmp_path: Path) -> None:
@@ -392,8 +446,13 @@ def test_cli_unknown_init_override_is_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_help_mentions_modes() -> None:
-    result = subprocess.run([sys.executable, "-m", "certsmith", "schedule", "--help"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "certsmith", "schedule", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0
     for word in ("install", "remove", "status", "cron", "systemd"):
         assert word in result.stdout
@@ -403,29 +462,43 @@ def test_cli_help_mentions_modes() -> None:
 
 
 def test_renewal_without_requests_ca_bundle_uses_the_recorded_one(
-        run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path,
-        certsmith_env: dict[str, str]) -> None:
+    run_certsmith: RunCertsmith, pebble: Pebble, cs_home: Path, certsmith_env: dict[str, str]
+) -> None:
     """A timer has no REQUESTS_CA_BUNDLE: the bundle in effect at 'get' is kept with the site."""
-    got = run_certsmith("get", "timer.example.com", "--standalone",
-                        "--http-port", pebble.http_port, "--server", pebble.directory,
-                        "--agree-tos")
+    got = run_certsmith(
+        "get",
+        "timer.example.com",
+        "--standalone",
+        "--http-port",
+        pebble.http_port,
+        "--server",
+        pebble.directory,
+        "--agree-tos",
+    )
     assert got.returncode == 0, got.stderr
     site = (cs_home / "sites" / "timer.example.com.toml").read_text()
     assert f'ca_bundle = "{pebble.ca_bundle}"' in site
-    env = {k: v for k, v in certsmith_env.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    renewed = subprocess.run([sys.executable, "-m", "certsmith", "renew", "--force", "--json"],
-                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        k: v for k, v in certsmith_env.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    }
+    renewed = subprocess.run(
+        [sys.executable, "-m", "certsmith", "renew", "--force", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     [outcome] = json.loads(renewed.stdout)
     assert outcome["action"] == "renewed", outcome
-    assert os.readlink(cs_home / "live" / "timer.example.com") == \
-        "../archive/timer.example.com/2"
+    assert os.readlink(cs_home / "live" / "timer.example.com") == "../archive/timer.example.com/2"
 
 
 def _running_commands() -> set[str]:
-    result = subprocess.run(["ps", "-eo", "comm="], capture_output=True, text=True, timeout=60,
-                            check=True)
+    result = subprocess.run(
+        ["ps", "-eo", "comm="], capture_output=True, text=True, timeout=60, check=True
+    )
     return {line.strip() for line in result.stdout.splitlines()}
 
 
@@ -433,8 +506,9 @@ def test_cli_warns_when_no_cron_daemon_runs(tmp_path: Path) -> None:
     """Seen on a container: a cron file nothing reads. Install says so (and still writes it,
     ready for when cron starts); with a cron process running, no warning."""
     assert not os.path.isdir("/run/systemd/system")
-    assert not _running_commands() & {"cron", "crond", "anacron", "fcron"}, \
+    assert not _running_commands() & {"cron", "crond", "anacron", "fcron"}, (
         "this test needs a machine without a running cron daemon"
+    )
     env = _env(tmp_path, CERTSMITH_INIT="cron")
     result = cli(env, "--home", str(tmp_path / "h"), "schedule", "install")
     assert result.returncode == 0, result.stderr

@@ -30,79 +30,128 @@ Factory = Callable[[str], WebServer]
 class Site:
     """One certificate served by one server: drives certsmith and checks what clients see."""
 
-    def __init__(self, srv: WebServer, pebble: Pebble, run: RunCertsmith, name: str,
-                 *aliases: str) -> None:
+    def __init__(
+        self, srv: WebServer, pebble: Pebble, run: RunCertsmith, name: str, *aliases: str
+    ) -> None:
         self.srv, self.pebble, self.run = srv, pebble, run
         self.name, self.names = name, (name, *aliases)
         self.home = srv.workdir / "certsmith"  # readable by the server's workers, like /var/lib
         self.root_pem = srv.workdir / "pebble-root.pem"
         self.root_pem.write_text(pebble.root_pem())
 
-    def cs(self, *args: Any, env: dict[str, str] | None = None,
-           check: bool = False) -> subprocess.CompletedProcess[str]:
-        return self.run(*args, env={**self.srv.certsmith_env(), **(env or {})}, home=self.home,
-                        check=check)
+    def cs(
+        self, *args: Any, env: dict[str, str] | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            *args, env={**self.srv.certsmith_env(), **(env or {})}, home=self.home, check=check
+        )
 
     def get(self) -> None:
-        self.cs("get", *self.names, f"--{self.srv.kind}", "--http-port", self.srv.http_port,
-                "--server", self.pebble.directory, "--agree-tos", check=True)
+        self.cs(
+            "get",
+            *self.names,
+            f"--{self.srv.kind}",
+            "--http-port",
+            self.srv.http_port,
+            "--server",
+            self.pebble.directory,
+            "--agree-tos",
+            check=True,
+        )
 
-    def install(self, *options: Any, env: dict[str, str] | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cs("install", self.srv.kind, self.name, "--http-port", self.srv.http_port,
-                       "--https-port", self.srv.https_port, *options, env=env, check=check)
+    def install(
+        self, *options: Any, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cs(
+            "install",
+            self.srv.kind,
+            self.name,
+            "--http-port",
+            self.srv.http_port,
+            "--https-port",
+            self.srv.https_port,
+            *options,
+            env=env,
+            check=check,
+        )
 
     @property
     def live(self) -> Path:
         return self.home / "live" / self.name
 
     def live_serial(self) -> int:
-        return x509.load_pem_x509_certificate((self.live / "cert.pem").read_bytes()
-                                              ).serial_number
+        return x509.load_pem_x509_certificate((self.live / "cert.pem").read_bytes()).serial_number
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.root_pem))
 
     def served_serial(self, host: str | None = None) -> int:
         """Serial of the certificate the server presents for ``host`` (verified)."""
-        with socket.create_connection((LOOPBACK, self.srv.https_port), timeout=5) as raw, \
-                self.context().wrap_socket(raw, server_hostname=host or self.name) as tls:
+        with (
+            socket.create_connection((LOOPBACK, self.srv.https_port), timeout=5) as raw,
+            self.context().wrap_socket(raw, server_hostname=host or self.name) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
         assert der is not None
         return x509.load_der_x509_certificate(der).serial_number
 
-    def https_get(self, path: str = "/", host: str | None = None) -> tuple[int, dict[str, str],
-                                                                          bytes, int]:
+    def https_get(
+        self, path: str = "/", host: str | None = None
+    ) -> tuple[int, dict[str, str], bytes, int]:
         """(status, headers, body, serial) of one HTTPS request, verified with Pebble's root."""
         host = host or self.name
-        with socket.create_connection((LOOPBACK, self.srv.https_port), timeout=5) as raw, \
-                self.context().wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection((LOOPBACK, self.srv.https_port), timeout=5) as raw,
+            self.context().wrap_socket(raw, server_hostname=host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
             assert der is not None
-            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{self.srv.https_port}\r\n"
-                        "Connection: close\r\n\r\n".encode())
+            tls.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{self.srv.https_port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
             data = b""
             while chunk := tls.recv(65536):
                 data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip()
-                   for k, _, v in (ln.partition(":") for ln in lines[1:])}
-        return int(lines[0].split()[1]), headers, body, \
-            x509.load_der_x509_certificate(der).serial_number
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])
+        }
+        return (
+            int(lines[0].split()[1]),
+            headers,
+            body,
+            x509.load_der_x509_certificate(der).serial_number,
+        )
 
-    def curl(self, url_path: str = "/", *, https: bool = True,
-             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def curl(
+        self, url_path: str = "/", *, https: bool = True, extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         port = self.srv.https_port if https else self.srv.http_port
         scheme = "https" if https else "http"
         return subprocess.run(
-            ["curl", "-sS", "-i", "--max-time", "10", "--cacert", str(self.root_pem),
-             "--resolve", f"{self.name}:{port}:{LOOPBACK}", *extra,
-             f"{scheme}://{self.name}:{port}{url_path}"],
-            capture_output=True, text=True, check=False)
+            [
+                "curl",
+                "-sS",
+                "-i",
+                "--max-time",
+                "10",
+                "--cacert",
+                str(self.root_pem),
+                "--resolve",
+                f"{self.name}:{port}:{LOOPBACK}",
+                *extra,
+                f"{scheme}://{self.name}:{port}{url_path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def wait_https(self) -> None:
         """Reloads are graceful and asynchronous: wait until the new site answers."""
+
         def ready() -> bool:
             try:
                 return self.https_get()[0] == 200
@@ -187,8 +236,10 @@ class EchoApp:
         def process_request(connection: Any, request: Any) -> Any:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 return None
-            seen = {k: request.headers.get(k) for k in
-                    ("Host", "X-Forwarded-Proto", "X-Forwarded-For", "X-Forwarded-Host")}
+            seen = {
+                k: request.headers.get(k)
+                for k in ("Host", "X-Forwarded-Proto", "X-Forwarded-For", "X-Forwarded-Host")
+            }
             return connection.respond(HTTPStatus.OK, json.dumps(seen))
 
         def echo(ws: Any) -> None:
@@ -204,8 +255,9 @@ class EchoApp:
         self.thread.join(5)
 
 
-def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebble,
-                                                run_certsmith: RunCertsmith) -> None:
+def test_nginx_reverse_proxy_websocket_seed_003(
+    webserver: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     srv = webserver("nginx")
     app = EchoApp()
     try:
@@ -217,7 +269,8 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
             f"    location / {{\n        proxy_pass http://127.0.0.1:{app.port};\n"
             "        proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n"
             "        proxy_set_header Connection 'upgrade';\n        proxy_set_header Host $host;\n"
-            "    }\n}\n")
+            "    }\n}\n"
+        )
         (srv.root / "sites-enabled" / "terrax9").symlink_to(site)
         subprocess.run([*srv.certsmith_env()["CERTSMITH_NGINX_RELOAD"].split()], check=True)
         before = srv.tree()
@@ -228,8 +281,9 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
         assert not (srv.root / "sites-enabled" / "terrax9").exists()
         assert site.read_bytes() == before["sites-available/terrax9"][1]
 
-        dry = s.install("--redirect", "301", "--hsts", "--proxy-to",
-                        f"http://127.0.0.1:{app.port}", "--dry-run")
+        dry = s.install(
+            "--redirect", "301", "--hsts", "--proxy-to", f"http://127.0.0.1:{app.port}", "--dry-run"
+        )
         assert f"+    listen 127.0.0.1:{srv.https_port} ssl;" in dry.stdout
         assert "proxy_set_header Upgrade $http_upgrade;" in dry.stdout
 
@@ -245,8 +299,13 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
         from websockets.sync.client import connect
 
         sock = socket.create_connection((LOOPBACK, srv.https_port), timeout=5)
-        with connect(f"wss://terrax9.test:{srv.https_port}/ws", sock=sock, ssl=s.context(),
-                     server_hostname="terrax9.test", open_timeout=5) as ws:
+        with connect(
+            f"wss://terrax9.test:{srv.https_port}/ws",
+            sock=sock,
+            ssl=s.context(),
+            server_hostname="terrax9.test",
+            open_timeout=5,
+        ) as ws:
             ws.send("hello over wss")
             assert ws.recv(timeout=5) == "hello over wss"
 
@@ -258,8 +317,9 @@ def test_nginx_reverse_proxy_websocket_seed_003(webserver: Factory, pebble: Pebb
         app.close()
 
 
-def test_apache_redirect_hsts_seed_001(webserver: Factory, pebble: Pebble,
-                                       run_certsmith: RunCertsmith) -> None:
+def test_apache_redirect_hsts_seed_001(
+    webserver: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     srv = webserver("apache")
     before = srv.tree()
     s = Site(srv, pebble, run_certsmith, "allstar.test")
@@ -276,8 +336,9 @@ def test_apache_redirect_hsts_seed_001(webserver: Factory, pebble: Pebble,
     assert srv.tree() == before
 
 
-def test_lighttpd_allsky_seed_000(webserver: Factory, pebble: Pebble,
-                                  run_certsmith: RunCertsmith) -> None:
+def test_lighttpd_allsky_seed_000(
+    webserver: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     srv = webserver("lighttpd")
     before = srv.tree()
     s = Site(srv, pebble, run_certsmith, "allsky.test")
@@ -307,12 +368,16 @@ def _ambiguous(srv: WebServer, name: str) -> list[str]:
     for i in (1, 2):
         if srv.kind == "nginx":
             rel = f"sites-enabled/user{i}"
-            text = (f"server {{\n    listen 127.0.0.1:{srv.http_port};\n"
-                    f"    server_name {name};\n    root /tmp;\n}}\n")
+            text = (
+                f"server {{\n    listen 127.0.0.1:{srv.http_port};\n"
+                f"    server_name {name};\n    root /tmp;\n}}\n"
+            )
         elif srv.kind == "apache":
             rel = f"sites-enabled/user{i}.conf"
-            text = (f"<VirtualHost 127.0.0.1:{srv.http_port}>\n    ServerName {name}\n"
-                    "    DocumentRoot /tmp\n</VirtualHost>\n")
+            text = (
+                f"<VirtualHost 127.0.0.1:{srv.http_port}>\n    ServerName {name}\n"
+                "    DocumentRoot /tmp\n</VirtualHost>\n"
+            )
         else:
             rel = f"conf-enabled/6{i}-user.conf"
             cond = f'== "{name}"' if i == 1 else f'=~ "^{name}$"'  # (two valid conditionals)
@@ -349,8 +414,8 @@ def _still_serving(srv: WebServer) -> None:
 @pytest.mark.parametrize("kind", ["nginx", "apache", "lighttpd"])
 @pytest.mark.parametrize("failure", ["broken-config", "ambiguous", "failing-reload"])
 def test_failures_leave_server_serving_and_tree_identical(
-        kind: str, failure: str, webserver: Factory, pebble: Pebble,
-        run_certsmith: RunCertsmith) -> None:
+    kind: str, failure: str, webserver: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     srv = webserver(kind)
     s = Site(srv, pebble, run_certsmith, f"{failure}.{kind}.test")
     s.get()
@@ -366,8 +431,10 @@ def test_failures_leave_server_serving_and_tree_identical(
     else:
         # (lighttpd gets a new TLS listener: certsmith restarts it rather than reloading)
         refused = "echo 'reload refused' >&2; exit 1"
-        env = {f"CERTSMITH_{kind.upper()}_RELOAD": refused,
-               f"CERTSMITH_{kind.upper()}_RESTART": refused}
+        env = {
+            f"CERTSMITH_{kind.upper()}_RELOAD": refused,
+            f"CERTSMITH_{kind.upper()}_RESTART": refused,
+        }
         verb = "restart" if kind == "lighttpd" else "reload"
         expect = [f"{verb} failed", "reload refused", "previous configuration was restored"]
     before = srv.tree()
@@ -402,19 +469,33 @@ def _publish_wildcard(home: Path, name: str) -> None:
     store.ensure()
     files = issue([f"*.{name}", name])
     store.publish(name, files, private=frozenset({"privkey.pem"}))
-    save_site(store, SiteSpec(name=name, identifiers=parse_identifiers([f"*.{name}", name]),
-                              server="https://acme.test/directory",
-                              solver=DnsSpec(provider="hook", hook="true")))
+    save_site(
+        store,
+        SiteSpec(
+            name=name,
+            identifiers=parse_identifiers([f"*.{name}", name]),
+            server="https://acme.test/directory",
+            solver=DnsSpec(provider="hook", hook="true"),
+        ),
+    )
     info = cert_info(files["cert.pem"])
-    save_state(store, name, CertState(serial=info.serial, not_before=info.not_before,
-                                      not_after=info.not_after, issuer=info.issuer,
-                                      last_result="issued"))
+    save_state(
+        store,
+        name,
+        CertState(
+            serial=info.serial,
+            not_before=info.not_before,
+            not_after=info.not_after,
+            issuer=info.issuer,
+            last_result="issued",
+        ),
+    )
 
 
 @pytest.mark.parametrize("kind", ["nginx", "apache", "lighttpd"])
-def test_wildcard_dns01_lineage_is_served_for_any_label(kind: str, webserver: Factory,
-                                                        pebble: Pebble,
-                                                        run_certsmith: RunCertsmith) -> None:
+def test_wildcard_dns01_lineage_is_served_for_any_label(
+    kind: str, webserver: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     from tests.test_import_certbot_dns import ca_pem
 
     srv = webserver(kind)
@@ -428,20 +509,37 @@ def test_wildcard_dns01_lineage_is_served_for_any_label(kind: str, webserver: Fa
     assert not (s.home / "http-01").exists()
     for label in ("a", "www"):
         host = f"{label}.{s.name}"
-        with socket.create_connection((LOOPBACK, srv.https_port), timeout=5) as raw, \
-                s.context().wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection((LOOPBACK, srv.https_port), timeout=5) as raw,
+            s.context().wrap_socket(raw, server_hostname=host) as tls,
+        ):
             san = tls.getpeercert()["subjectAltName"]  # verified for HOST, with the test CA
         assert ("DNS", f"*.{s.name}") in san and ("DNS", s.name) in san
         curl = ["curl", "-sS", "-i", "--max-time", "10", "--cacert", str(s.root_pem)]
         page = subprocess.run(
-            [*curl, "--resolve", f"{host}:{srv.https_port}:{LOOPBACK}",
-             f"https://{host}:{srv.https_port}/"], capture_output=True, text=True, check=False)
+            [
+                *curl,
+                "--resolve",
+                f"{host}:{srv.https_port}:{LOOPBACK}",
+                f"https://{host}:{srv.https_port}/",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert page.returncode == 0, page.stderr
         assert page.stdout.startswith(("HTTP/1.1 200", "HTTP/2 200")), page.stdout[:300]
         plain = subprocess.run(
-            [*curl, "--resolve", f"{host}:{srv.http_port}:{LOOPBACK}",
-             f"http://{host}:{srv.http_port}/x?y=1"], capture_output=True, text=True,
-            check=False)
+            [
+                *curl,
+                "--resolve",
+                f"{host}:{srv.http_port}:{LOOPBACK}",
+                f"http://{host}:{srv.http_port}/x?y=1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert plain.stdout.startswith("HTTP/1.1 308"), plain.stdout[:300]
         assert f"location: https://{host}:{srv.https_port}/x?y=1" in plain.stdout.lower()
     listed = s.cs("list", "--json", check=True)

@@ -59,7 +59,8 @@ def _nginx_site(srv: WebServer, name: str) -> None:
         "    }\n"
         f"    location /snip/ {{\n        include {snippet};\n    }}\n"
         "    location /plain/ {\n    }\n"
-        "}\n")
+        "}\n"
+    )
     (srv.root / "sites-enabled" / "user-site").symlink_to(site)
 
 
@@ -79,10 +80,12 @@ def _apache_site(srv: WebServer, name: str) -> None:
         "    <Directory " + str(srv.docroot / "snip") + ">\n"
         "        Header set X-Snip snip\n"
         "    </Directory>\n"
-        "</VirtualHost>\n")
+        "</VirtualHost>\n"
+    )
     (srv.root / "sites-enabled" / "user-site.conf").symlink_to(site)
     (srv.root / "mods-enabled" / "headers.load").symlink_to(
-        srv.root / "mods-available" / "headers.load")
+        srv.root / "mods-available" / "headers.load"
+    )
 
 
 def _lighttpd_site(srv: WebServer, name: str, where: str) -> None:
@@ -99,7 +102,8 @@ def _lighttpd_site(srv: WebServer, name: str, where: str) -> None:
         '    $HTTP["url"] =~ "^/snip/" {\n'
         '        setenv.add-response-header += ("X-Snip" => "snip")\n'
         "    }\n"
-        "}\n")
+        "}\n"
+    )
 
 
 def _headers(s: Site, path: str) -> tuple[str, str]:
@@ -123,7 +127,8 @@ CASES = [  # path, status, the user's header that must be there too
 
 @pytest.mark.parametrize("kind", ["nginx", "apache", "lighttpd-before", "lighttpd-after"])
 def test_hsts_on_every_response_under_the_users_header_blocks(
-        kind: str, server: Factory, pebble: Pebble, run_certsmith: RunCertsmith) -> None:
+    kind: str, server: Factory, pebble: Pebble, run_certsmith: RunCertsmith
+) -> None:
     srv = server(kind.split("-")[0])
     name = f"hsts.{srv.kind}.test"
     _pages(srv)
@@ -151,16 +156,18 @@ def test_hsts_on_every_response_under_the_users_header_blocks(
 def test_nginx_repeats_hsts_only_in_the_https_server() -> None:
     """The HTTP server carries the same blocks without HSTS (browsers ignore it there); with
     no --hsts neither server gets it; never a leftover marker (nginx -t would refuse it)."""
-    body = ("    location /docs/ {\n        certsmith_hsts;\n        add_header X-Docs docs;\n"
-            "    }")
-    detected = Detected(blocks=(Block("/x/sites-enabled/site", 1, ("a.test",), (80,),
-                                      body=body, listens=("80",)),))
+    body = "    location /docs/ {\n        certsmith_hsts;\n        add_header X-Docs docs;\n    }"
+    detected = Detected(
+        blocks=(Block("/x/sites-enabled/site", 1, ("a.test",), (80,), body=body, listens=("80",)),)
+    )
     for hsts in (None, 600):
         opts = SiteOptions(name="a.test", names=("a.test",), live_dir="/live", hsts=hsts)
         text = render_site(opts, detected, "1.22.1")
         assert "certsmith_hsts" not in text
         http, https = text.split("server {")[1:]
         assert "Strict-Transport-Security" not in http
-        repeated = '        add_header Strict-Transport-Security "max-age=600" always;\n' \
-                   "        add_header X-Docs docs;"
+        repeated = (
+            '        add_header Strict-Transport-Security "max-age=600" always;\n'
+            "        add_header X-Docs docs;"
+        )
         assert (repeated in https) == bool(hsts)

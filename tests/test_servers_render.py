@@ -34,57 +34,85 @@ def _live(directory: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "render.test")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("render.test")]), False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("render.test")]), False)
+        .sign(key, hashes.SHA256())
+    )
     directory.mkdir(parents=True)
     pem = cert.public_bytes(serialization.Encoding.PEM)
     (directory / "cert.pem").write_bytes(pem)
     (directory / "chain.pem").write_bytes(pem)
     (directory / "fullchain.pem").write_bytes(pem)
-    (directory / "privkey.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return directory
 
 
 @pytest.mark.parametrize(
     ("kind", "combo"),
-    [(kind, combo) for kind in SERVERS for combo in COMBOS
-     if combo != "old-lighttpd-combined-pem" or kind == "lighttpd"],  # a lighttpd-only case
+    [
+        (kind, combo)
+        for kind in SERVERS
+        for combo in COMBOS
+        if combo != "old-lighttpd-combined-pem" or kind == "lighttpd"
+    ],  # a lighttpd-only case
 )
 def test_rendered_site_passes_the_servers_own_check(kind: str, combo: str) -> None:
     srv = SERVERS[kind]()
     try:
-        env = {**srv.certsmith_env(), f"CERTSMITH_{kind.upper()}_RELOAD": "true",
-               f"CERTSMITH_{kind.upper()}_RESTART": "true"}
+        env = {
+            **srv.certsmith_env(),
+            f"CERTSMITH_{kind.upper()}_RELOAD": "true",
+            f"CERTSMITH_{kind.upper()}_RESTART": "true",
+        }
         installer = installer_for(kind, env)
         live = _live(srv.workdir / "live" / "render.test")
-        detected = installer.detect(["render.test", "www.render.test"], srv.http_port,
-                                    srv.https_port)
+        detected = installer.detect(
+            ["render.test", "www.render.test"], srv.http_port, srv.https_port
+        )
         if combo == "old-lighttpd-combined-pem":
             detected = dataclasses.replace(detected, version="1.4.52")
-        opts = SiteOptions(name="render.test", names=("render.test", "www.render.test"),
-                           live_dir=str(live), http_port=srv.http_port,
-                           https_port=srv.https_port, listen_addresses=("127.0.0.1",),
-                           challenge_dir=str(srv.workdir / "challenge"),
-                           server_group="www-data", **COMBOS[combo])  # type: ignore[arg-type]
+        opts = SiteOptions(
+            name="render.test",
+            names=("render.test", "www.render.test"),
+            live_dir=str(live),
+            http_port=srv.http_port,
+            https_port=srv.https_port,
+            listen_addresses=("127.0.0.1",),
+            challenge_dir=str(srv.workdir / "challenge"),
+            server_group="www-data",
+            **COMBOS[combo],
+        )  # type: ignore[arg-type]
         plan = installer.plan(detected, opts)
         assert plan.changes
         for change in plan.changes:
             assert "certsmith" in Path(change.path).name  # only files certsmith owns
         if kind == "lighttpd" and opts.tls:
             parts = sorted(t.part for t in plan.deploy_files)
-            assert parts == (["combined"] if combo == "old-lighttpd-combined-pem"
-                             else ["fullchain", "key"])
+            assert parts == (
+                ["combined"] if combo == "old-lighttpd-combined-pem" else ["fullchain", "key"]
+            )
             for target in plan.deploy_files:
                 Path(target.path).parent.mkdir(parents=True, exist_ok=True)
                 data = (live / "fullchain.pem").read_bytes()
                 if target.part != "fullchain":
-                    data = data + (live / "privkey.pem").read_bytes() \
-                        if target.part == "combined" else (live / "privkey.pem").read_bytes()
+                    data = (
+                        data + (live / "privkey.pem").read_bytes()
+                        if target.part == "combined"
+                        else (live / "privkey.pem").read_bytes()
+                    )
                 Path(target.path).write_bytes(data)
         text = "\n".join(c.data.decode() for c in plan.changes if c.data)
         if opts.tls:
@@ -106,9 +134,14 @@ def test_invalid_rendering_is_rolled_back_byte_for_byte() -> None:
         installer = installer_for("nginx", env)
         before = srv.tree()
         detected = installer.detect(["x.test"], srv.http_port, srv.https_port)
-        opts = SiteOptions(name="x.test", names=("x.test",), live_dir="/nonexistent",
-                           http_port=srv.http_port, https_port=srv.https_port,
-                           challenge_dir="/tmp")
+        opts = SiteOptions(
+            name="x.test",
+            names=("x.test",),
+            live_dir="/nonexistent",
+            http_port=srv.http_port,
+            https_port=srv.https_port,
+            challenge_dir="/tmp",
+        )
         from certsmith.services.servers.base import ServerError
 
         with pytest.raises(ServerError, match=r"nginx -t fails.*restored"):
@@ -138,22 +171,35 @@ def test_wildcard_dns01_site_passes_the_servers_own_check(kind: str) -> None:
     challenge mapping (test_servers_wildcard.py checks the text)."""
     srv = SERVERS[kind]()
     try:
-        env = {**srv.certsmith_env(), f"CERTSMITH_{kind.upper()}_RELOAD": "true",
-               f"CERTSMITH_{kind.upper()}_RESTART": "true"}
+        env = {
+            **srv.certsmith_env(),
+            f"CERTSMITH_{kind.upper()}_RELOAD": "true",
+            f"CERTSMITH_{kind.upper()}_RESTART": "true",
+        }
         installer = installer_for(kind, env)
         live = _live(srv.workdir / "live" / "wild.render.test")
         names = ("*.wild.render.test", "wild.render.test")
         detected = installer.detect(list(names), srv.http_port, srv.https_port)
-        opts = SiteOptions(name="wild.render.test", names=names, live_dir=str(live),
-                           http_port=srv.http_port, https_port=srv.https_port,
-                           listen_addresses=("127.0.0.1",), redirect=308, hsts=600,
-                           server_group="www-data")
+        opts = SiteOptions(
+            name="wild.render.test",
+            names=names,
+            live_dir=str(live),
+            http_port=srv.http_port,
+            https_port=srv.https_port,
+            listen_addresses=("127.0.0.1",),
+            redirect=308,
+            hsts=600,
+            server_group="www-data",
+        )
         plan = installer.plan(detected, opts)
         assert not [c.path for c in plan.changes if "acme" in Path(c.path).name]
         for target in plan.deploy_files:
             Path(target.path).parent.mkdir(parents=True, exist_ok=True)
-            Path(target.path).write_bytes((live / ("fullchain.pem" if target.part == "fullchain"
-                                                   else "privkey.pem")).read_bytes())
+            Path(target.path).write_bytes(
+                (
+                    live / ("fullchain.pem" if target.part == "fullchain" else "privkey.pem")
+                ).read_bytes()
+            )
         Transaction(installer).apply(Plan(plan.changes))
         installer.check()
     finally:

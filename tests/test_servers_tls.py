@@ -46,8 +46,9 @@ def pebble90(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
-def installed(request: pytest.FixtureRequest, pebble90: Pebble,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(
+    request: pytest.FixtureRequest, pebble90: Pebble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
     """``certsmith get --SERVER`` then ``install SERVER`` for one name, as a user would."""
     kind = request.param
     with SERVERS[kind](http_port=pebble90.http_port, https_port=free_port()) as srv:
@@ -55,19 +56,49 @@ def installed(request: pytest.FixtureRequest, pebble90: Pebble,
         env = _certsmith_env(srv.workdir / "certsmith", pebble90, srv.certsmith_env())
 
         def cs(*args: object) -> None:
-            got = subprocess.run([sys.executable, "-m", "certsmith", *map(str, args)], env=env,
-                                 capture_output=True, text=True, timeout=300, check=False)
+            got = subprocess.run(
+                [sys.executable, "-m", "certsmith", *map(str, args)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
             assert got.returncode == 0, got.stdout + got.stderr
 
-        cs("get", name, f"--{kind}", "--http-port", srv.http_port, "--http-address", LOOPBACK,
-           "--server", pebble90.directory, "--agree-tos")
-        cs("install", kind, name, "--http-port", srv.http_port, "--https-port", srv.https_port,
-           "--listen-address", LOOPBACK, "--redirect", "308", "--hsts")
+        cs(
+            "get",
+            name,
+            f"--{kind}",
+            "--http-port",
+            srv.http_port,
+            "--http-address",
+            LOOPBACK,
+            "--server",
+            pebble90.directory,
+            "--agree-tos",
+        )
+        cs(
+            "install",
+            kind,
+            name,
+            "--http-port",
+            srv.http_port,
+            "--https-port",
+            srv.https_port,
+            "--listen-address",
+            LOOPBACK,
+            "--redirect",
+            "308",
+            "--hsts",
+        )
         root = srv.workdir / "pebble-root.pem"
         root.write_text(pebble90.root_pem())
         site = Installed(srv, name, root, tmp_path_factory.mktemp(f"tls-{kind}"))
-        wait_until(lambda: handshake(site.port, name, ca_file=root).ok,
-                   what=f"{kind} serving {name} over HTTPS")
+        wait_until(
+            lambda: handshake(site.port, name, ca_file=root).ok,
+            what=f"{kind} serving {name} over HTTPS",
+        )
         yield site
 
 
@@ -79,20 +110,25 @@ def test_sslyze_finds_the_install_mozilla_intermediate_compliant(installed: Inst
 
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_the_install_resumes_tls_sessions(installed: Installed, version: str) -> None:
-    first, second = resumes(installed.port, installed.name, version, installed.workdir,
-                            ca_file=installed.root)
+    first, second = resumes(
+        installed.port, installed.name, version, installed.workdir, ca_file=installed.root
+    )
     assert first.ok and not first.reused, first
     assert second.ok and second.reused, second
 
 
-@pytest.mark.parametrize(("version", "option", "first", "second"), [
-    ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"),
-    ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
-])
-def test_the_install_follows_the_clients_cipher_order(installed: Installed, version: str,
-                                                      option: str, first: str,
-                                                      second: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "option", "first", "second"),
+    [
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
+    ],
+)
+def test_the_install_follows_the_clients_cipher_order(
+    installed: Installed, version: str, option: str, first: str, second: str
+) -> None:
     for order in ((first, second), (second, first)):
-        got = handshake(installed.port, installed.name, version, option, ":".join(order),
-                        ca_file=installed.root)
+        got = handshake(
+            installed.port, installed.name, version, option, ":".join(order), ca_file=installed.root
+        )
         assert got.ok and got.cipher == order[0], got

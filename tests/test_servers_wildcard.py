@@ -22,12 +22,22 @@ NAMES = ("*.example.org", "example.org")
 def plan_for(kind: str, root: Path, challenge_dir: str = "", **options: object) -> Plan:
     for d in ("sites-available", "sites-enabled", "conf-available", "conf-enabled"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    env = {f"CERTSMITH_{kind.upper()}_ROOT": str(root), f"CERTSMITH_{kind.upper()}_CMD": "true",
-           f"CERTSMITH_{kind.upper()}_RELOAD": "true"}
+    env = {
+        f"CERTSMITH_{kind.upper()}_ROOT": str(root),
+        f"CERTSMITH_{kind.upper()}_CMD": "true",
+        f"CERTSMITH_{kind.upper()}_RELOAD": "true",
+    }
     installer = installer_for(kind, env)
-    opts = SiteOptions(name="example.org", names=NAMES, live_dir="/srv/live/example.org",
-                       http_port=8080, https_port=8443, listen_addresses=("127.0.0.1",),
-                       challenge_dir=challenge_dir, **options)  # type: ignore[arg-type]
+    opts = SiteOptions(
+        name="example.org",
+        names=NAMES,
+        live_dir="/srv/live/example.org",
+        http_port=8080,
+        https_port=8443,
+        listen_addresses=("127.0.0.1",),
+        challenge_dir=challenge_dir,
+        **options,
+    )  # type: ignore[arg-type]
     return installer.plan(Detected(version="1.4.69"), opts)
 
 
@@ -71,12 +81,20 @@ def test_lighttpd_redirects_one_label_under_the_wildcard(tmp_path: Path) -> None
     assert 'url.redirect = ("" => "https://%1:8443${url.path}${qsa}")' in text
     assert "*" not in "".join(ln for ln in text.splitlines() if "url.redirect" in ln)
     wild = re.compile(host_regex("*.example.org"))
-    for host, label in (("a.example.org", "a.example.org"),
-                        ("www.example.org:8080", "www.example.org")):
+    for host, label in (
+        ("a.example.org", "a.example.org"),
+        ("www.example.org:8080", "www.example.org"),
+    ):
         m = wild.search(host)
         assert m is not None and m.group(1) == label
-    for host in ("example.org", "a.b.example.org", "aexample.org", "a.example.org.evil",
-                 "a.example.orgx", ".example.org"):
+    for host in (
+        "example.org",
+        "a.b.example.org",
+        "aexample.org",
+        "a.example.org.evil",
+        "a.example.orgx",
+        ".example.org",
+    ):
         assert wild.search(host) is None, host
     apex = re.compile(host_regex("example.org"))
     assert apex.search("example.org:80") and not apex.search("exampleXorg")

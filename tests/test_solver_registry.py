@@ -90,18 +90,24 @@ class ListenerSolver:
 register(ListenerSpec, ListenerSolver)
 
 
-def test_a_solver_registered_by_the_test_issues_and_renews(pebble: Pebble,
-                                                           tmp_path: Path) -> None:
+def test_a_solver_registered_by_the_test_issues_and_renews(pebble: Pebble, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    request = GetRequest(groups=(("registry.example.com", parse_identifiers(NAMES)),),
-                         server=pebble.directory, solver=ListenerSpec(port=pebble.http_port),
-                         account=AccountOptions(agree_tos=True),
-                         ca_bundle=str(pebble.ca_bundle))
+    request = GetRequest(
+        groups=(("registry.example.com", parse_identifiers(NAMES)),),
+        server=pebble.directory,
+        solver=ListenerSpec(port=pebble.http_port),
+        account=AccountOptions(agree_tos=True),
+        ca_bundle=str(pebble.ca_bundle),
+    )
     ListenerSolver.calls.clear()
     [issued] = Manager(home).get(request)
     assert issued.action == "issued", issued.detail
-    assert ListenerSolver.calls == [("present_all", 2), ("wait_ready", 2), ("cleanup_all", 2),
-                                    ("close", 0)]
+    assert ListenerSolver.calls == [
+        ("present_all", 2),
+        ("wait_ready", 2),
+        ("cleanup_all", 2),
+        ("close", 0),
+    ]
     site = tomllib.loads((home / "sites" / "registry.example.com.toml").read_text())
     assert site["solver"] == {"kind": "test-listener", "port": pebble.http_port}
 

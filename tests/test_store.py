@@ -16,8 +16,12 @@ from certsmith.base.store.fs import FileStore
 from certsmith.errors import LockedError, StaleLeaseError, StoreError
 
 STORES = ["fs"]
-CERT_FILES = {"cert.pem": b"c1", "chain.pem": b"ch1", "fullchain.pem": b"c1ch1",
-              "privkey.pem": b"k1"}
+CERT_FILES = {
+    "cert.pem": b"c1",
+    "chain.pem": b"ch1",
+    "fullchain.pem": b"c1ch1",
+    "privkey.pem": b"k1",
+}
 PRIVATE = frozenset({"privkey.pem"})
 
 
@@ -40,6 +44,7 @@ def store(store_kind: str, tmp_path: Path) -> Store:
 
 
 # -- the contract -------------------------------------------------------------------------------
+
 
 def test_keyed_bytes_round_trip(store: Store) -> None:
     assert store.get("sites/a.toml") is None and not store.exists("sites/a.toml")
@@ -114,9 +119,11 @@ def test_stale_fencing_token_is_refused(store: Store) -> None:
         stale.renew()
     with store.lock("cert-ex", wait=0) as current:
         store.put("state/ex.json", b"by the second holder", fence=current)
-        for write in (lambda: store.put("state/ex.json", b"late", fence=stale),
-                      lambda: store.delete("state/ex.json", fence=stale),
-                      lambda: store.publish("ex", CERT_FILES, PRIVATE, fence=stale)):
+        for write in (
+            lambda: store.put("state/ex.json", b"late", fence=stale),
+            lambda: store.delete("state/ex.json", fence=stale),
+            lambda: store.publish("ex", CERT_FILES, PRIVATE, fence=stale),
+        ):
             with pytest.raises(StaleLeaseError):
                 write()
         assert store.get("state/ex.json") == b"by the second holder"
@@ -162,8 +169,12 @@ def test_keys_cannot_escape(tmp_path: Path, key: str) -> None:
 
 def test_publish_switches_all_files_at_once(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    files = {"cert.pem": b"c1", "chain.pem": b"ch1", "fullchain.pem": b"c1ch1",
-             "privkey.pem": b"k1"}
+    files = {
+        "cert.pem": b"c1",
+        "chain.pem": b"ch1",
+        "fullchain.pem": b"c1ch1",
+        "privkey.pem": b"k1",
+    }
     assert store.publish("ex", files, frozenset({"privkey.pem"})) == 1
     live = store.live_path("ex")
     assert live.is_symlink() and os.readlink(live) == "../archive/ex/1"
@@ -187,8 +198,11 @@ def test_publish_removes_staging_left_by_a_dead_process(tmp_path: Path) -> None:
     assert store.live_version("ex") == 1
 
 
-def _hold(home: str, started: multiprocessing.synchronize.Event,
-          release: multiprocessing.synchronize.Event) -> None:
+def _hold(
+    home: str,
+    started: multiprocessing.synchronize.Event,
+    release: multiprocessing.synchronize.Event,
+) -> None:
     with FileStore(Path(home)).lock("cert-x"):
         started.set()
         release.wait(30)

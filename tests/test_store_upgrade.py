@@ -53,30 +53,66 @@ def test_layout_1_is_upgraded_in_place_and_renews(pebble: Pebble, tmp_path: Path
     home = tmp_path / "home"
     args = [NAME, "--server", pebble.directory, "--agree-tos", "--workers", "1"]
     with UpstreamApp(tmp_path).start() as app:
-        with Proxy(home, [*args, "--to", app.address], http_port=pebble.http_port,
-                   https_port=pebble.tls_port, env=env) as proxy:
-            first = wait_until(lambda: served(proxy.https_port, root),
-                               what="the first certificate", timeout=60, proc=proxy.proc,
-                               log=proxy.logs)
+        with Proxy(
+            home,
+            [*args, "--to", app.address],
+            http_port=pebble.http_port,
+            https_port=pebble.tls_port,
+            env=env,
+        ) as proxy:
+            first = wait_until(
+                lambda: served(proxy.https_port, root),
+                what="the first certificate",
+                timeout=60,
+                proc=proxy.proc,
+                log=proxy.logs,
+            )
         to_layout_1(home)
         # The previous certsmith's store reads as layout 1 until something opens it.
         assert not (home / "format").exists()
 
-        with Proxy(home, [*args, "--to", app.address], http_port=pebble.http_port,
-                   https_port=pebble.tls_port, env=env) as proxy:
+        with Proxy(
+            home,
+            [*args, "--to", app.address],
+            http_port=pebble.http_port,
+            https_port=pebble.tls_port,
+            env=env,
+        ) as proxy:
             assert (home / "format").read_text() == "2\n"
             site = tomllib.loads((home / "sites" / f"{NAME}.toml").read_text())
             assert site["solver"]["webroot"] == str(home / "http-01")
             renew = subprocess.run(
-                [sys.executable, "-m", "certsmith", "--home", str(home), "renew", "--force",
-                 "--json", NAME], capture_output=True, text=True, timeout=120, check=False,
-                env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")})
+                [
+                    sys.executable,
+                    "-m",
+                    "certsmith",
+                    "--home",
+                    str(home),
+                    "renew",
+                    "--force",
+                    "--json",
+                    NAME,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                env={**os.environ, **env, "PYTHONPATH": str(REPO / "src")},
+            )
             assert renew.returncode == 0, renew.stderr + proxy.logs()
             assert json.loads(renew.stdout)[0]["action"] == "renewed"
             second = wait_until(
-                lambda: (c if (c := served(proxy.https_port, root)) is not None
-                         and c.serial_number != first.serial_number else None),
-                what="the renewed certificate", timeout=30, proc=proxy.proc, log=proxy.logs)
+                lambda: (
+                    c
+                    if (c := served(proxy.https_port, root)) is not None
+                    and c.serial_number != first.serial_number
+                    else None
+                ),
+                what="the renewed certificate",
+                timeout=30,
+                proc=proxy.proc,
+                log=proxy.logs,
+            )
             assert second.serial_number != first.serial_number
 
 
@@ -84,12 +120,19 @@ def test_an_unknown_newer_layout_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "format").write_text("99\n")
-    got = subprocess.run([sys.executable, "-m", "certsmith", "--home", str(home), "list"],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    got = subprocess.run(
+        [sys.executable, "-m", "certsmith", "--home", str(home), "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert got.returncode != 0
-    assert got.stderr == (f"certsmith: {home} was written by a newer certsmith (layout 99; "
-                          "this one knows 2): upgrade certsmith\n")
+    assert got.stderr == (
+        f"certsmith: {home} was written by a newer certsmith (layout 99; "
+        "this one knows 2): upgrade certsmith\n"
+    )
 
 
 def test_a_new_state_directory_starts_at_the_current_layout(tmp_path: Path) -> None:

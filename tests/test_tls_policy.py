@@ -23,15 +23,29 @@ REFUSED = ("X448", "P-521", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     work = tmp_path_factory.mktemp("tls-policy")
-    with UpstreamApp(work) as app, \
-            Proxy(work / "home", ["localhost", "--to", app.address, "--hsts"]) as server:
+    with (
+        UpstreamApp(work) as app,
+        Proxy(work / "home", ["localhost", "--to", app.address, "--hsts"]) as server,
+    ):
         yield server
 
 
 def test_proxy_hsts_default_is_the_policy_two_years(proxy: Proxy) -> None:
-    got = subprocess.run(["curl", "-sS", "-i", "--max-time", "30", "--cacert", str(proxy.root),
-                          proxy.url("localhost", "/hello")],
-                         capture_output=True, text=True, check=False)
+    got = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-i",
+            "--max-time",
+            "30",
+            "--cacert",
+            str(proxy.root),
+            proxy.url("localhost", "/hello"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert got.returncode == 0, got.stderr
     assert "strict-transport-security: max-age=63072000\n" in got.stdout.lower(), got.stdout
 
@@ -49,30 +63,38 @@ def test_proxy_key_exchange_groups_are_exactly_the_policy(proxy: Proxy, version:
     fallback = ":P-256" if version == "-tls1_2" else ""
     for group, openssl_name in ACCEPTED.items():
         offer = group if group == "P-256" else group + fallback
-        got = handshake(proxy.https_port, "localhost", version, "-groups", offer,
-                        ca_file=proxy.root)
-        assert got.ok and got.temp_key.startswith((f"{openssl_name},", f"ECDH, {openssl_name},")
-                                                  ), got
+        got = handshake(
+            proxy.https_port, "localhost", version, "-groups", offer, ca_file=proxy.root
+        )
+        assert got.ok and got.temp_key.startswith((f"{openssl_name},", f"ECDH, {openssl_name},")), (
+            got
+        )
     for group in REFUSED:
         if version == "-tls1_2" and group.startswith("ffdhe"):
             continue  # (finite-field groups are TLS 1.3 key shares only; no DHE suites here)
-        got = handshake(proxy.https_port, "localhost", version, "-groups", group + fallback,
-                        ca_file=proxy.root)
+        got = handshake(
+            proxy.https_port, "localhost", version, "-groups", group + fallback, ca_file=proxy.root
+        )
         if fallback:
             assert got.ok and "prime256v1" in got.temp_key, got
         else:
             assert not got.ok, f"{group} accepted: {got.temp_key}"
 
 
-@pytest.mark.parametrize(("version", "option", "first", "second"), [
-    ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"),
-    ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
-])
-def test_proxy_follows_the_clients_cipher_order(proxy: Proxy, version: str, option: str,
-                                                first: str, second: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "option", "first", "second"),
+    [
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"),
+    ],
+)
+def test_proxy_follows_the_clients_cipher_order(
+    proxy: Proxy, version: str, option: str, first: str, second: str
+) -> None:
     for order in ((first, second), (second, first)):
-        got = handshake(proxy.https_port, "localhost", version, option, ":".join(order),
-                        ca_file=proxy.root)
+        got = handshake(
+            proxy.https_port, "localhost", version, option, ":".join(order), ca_file=proxy.root
+        )
         assert got.ok and got.cipher == order[0], got
 
 

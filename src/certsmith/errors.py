@@ -46,8 +46,9 @@ class NotFoundError(CertsmithError):
 class CAError(CertsmithError):
     """The certificate authority refused, failed or could not be reached."""
 
-    def __init__(self, message: str, retry_after: float | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.code = code  # the ACME error type's last part, e.g. "rateLimited"

@@ -49,9 +49,11 @@ class Made:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
 
 def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -78,13 +80,22 @@ def _resign_sha1(cert: x509.Certificate, key: rsa.RSAPrivateKey) -> x509.Certifi
     signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
     algorithm = _tlv(0x30, _tlv(0x06, _SHA1_RSA) + b"\x05\x00")
     return x509.load_der_x509_certificate(
-        _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature)))
+        _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature))
+    )
 
 
-def make(cn: str, *, issuer: Made | None = None, ca: bool = False, key: Key | None = None,
-         names: tuple[str, ...] = (), not_before: dt.datetime | None = None,
-         not_after: dt.datetime | None = None, sha1: bool = False,
-         empty_subject: bool = False) -> Made:
+def make(
+    cn: str,
+    *,
+    issuer: Made | None = None,
+    ca: bool = False,
+    key: Key | None = None,
+    names: tuple[str, ...] = (),
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    sha1: bool = False,
+    empty_subject: bool = False,
+) -> Made:
     """A CA (``ca=True``) or a server certificate for ``names`` (default ``cn``), signed by
     ``issuer`` (self-signed without one). ``empty_subject`` makes an ACME-style leaf: no
     subject, the names in a critical subjectAltName (RFC 5280 4.2.1.6)."""
@@ -101,22 +112,34 @@ def make(cn: str, *, issuer: Made | None = None, ca: bool = False, key: Key | No
         .not_valid_before(not_before or now - dt.timedelta(days=1))
         .not_valid_after(not_after or now + dt.timedelta(days=90))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
-                       False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
     )
     if ca:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
     else:
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names or (cn,)]),
-            empty_subject)
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names or (cn,)]), empty_subject
+        )
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False
+        )
     cert = builder.sign(signer, hashes.SHA256())
     if sha1:
         assert isinstance(signer, rsa.RSAPrivateKey)
@@ -131,20 +154,35 @@ class SServer:
     keys and SHA-1 need ``-cipher ALL:@SECLEVEL=0`` for OpenSSL 3 to load them at all.
     """
 
-    def __init__(self, directory: Path, leaf: Made, chain: tuple[Made, ...] = (),
-                 args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, directory: Path, leaf: Made, chain: tuple[Made, ...] = (), args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         stem = directory / f"sserver-{self.port}"
-        self._files = {"cert": stem.with_suffix(".crt"), "key": stem.with_suffix(".key"),
-                       "chain": stem.with_suffix(".chain"), "log": stem.with_suffix(".log")}
+        self._files = {
+            "cert": stem.with_suffix(".crt"),
+            "key": stem.with_suffix(".key"),
+            "chain": stem.with_suffix(".chain"),
+            "log": stem.with_suffix(".log"),
+        }
         self._files["cert"].write_bytes(leaf.pem())
         self._files["key"].write_bytes(leaf.key_pem())
         self._files["key"].chmod(0o600)
         self._files["chain"].write_bytes(b"".join(c.pem() for c in chain))
-        self._argv = ["openssl", "s_server", "-quiet", "-www",
-                      "-accept", f"{LOOPBACK}:{self.port}",
-                      "-cert", str(self._files["cert"]), "-key", str(self._files["key"]),
-                      *(["-cert_chain", str(self._files["chain"])] if chain else []), *args]
+        self._argv = [
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            f"{LOOPBACK}:{self.port}",
+            "-cert",
+            str(self._files["cert"]),
+            "-key",
+            str(self._files["key"]),
+            *(["-cert_chain", str(self._files["chain"])] if chain else []),
+            *args,
+        ]
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -153,10 +191,19 @@ class SServer:
 
     def start(self) -> Self:
         self._log = self._files["log"].open("wb")
-        self._proc = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        wait_until(lambda: port_open(self.port), what=f"openssl s_server on {self.port}",
-                   proc=self._proc, log=self.log)
+        self._proc = subprocess.Popen(
+            self._argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        wait_until(
+            lambda: port_open(self.port),
+            what=f"openssl s_server on {self.port}",
+            proc=self._proc,
+            log=self.log,
+        )
         return self
 
     def close(self) -> None:
@@ -167,6 +214,7 @@ class SServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -111,9 +111,15 @@ class FakeDns:
             self._sock.sendto(response.to_wire(), peer)
 
     def _rrset(self, owner: str, name: str, rdtype: str) -> dns.rrset.RRset:
-        return dns.rrset.from_text_list(dns.name.from_text(name), TTL, dns.rdataclass.IN,
-                                        rdtype, self._records[(owner, rdtype)],
-                                        origin=dns.name.root, relativize=False)
+        return dns.rrset.from_text_list(
+            dns.name.from_text(name),
+            TTL,
+            dns.rdataclass.IN,
+            rdtype,
+            self._records[(owner, rdtype)],
+            origin=dns.name.root,
+            relativize=False,
+        )
 
     def _zone(self, name: str) -> str | None:
         zones = [n for (n, t) in self._records if t == "SOA" and _within(name, n)]
@@ -146,8 +152,9 @@ class FakeDns:
             zone = self._zone(name)
             if zone is None:
                 if hop == 0:
-                    response.set_rcode(dns.rcode.REFUSED if self.refuse_outside
-                                       else dns.rcode.NXDOMAIN)
+                    response.set_rcode(
+                        dns.rcode.REFUSED if self.refuse_outside else dns.rcode.NXDOMAIN
+                    )
                 return
             child = self._delegation(name, zone)
             if child is not None:
@@ -182,15 +189,19 @@ class FakeDns:
 
 
 @contextlib.contextmanager
-def fake_pair(records: Records,
-              second_records: Records | None = None) -> Iterator[tuple[FakeDns, FakeDns]]:
+def fake_pair(
+    records: Records, second_records: Records | None = None
+) -> Iterator[tuple[FakeDns, FakeDns]]:
     """Two fakes on the same port, at 127.0.0.1 and 127.0.0.2 (the authoritative servers are
     all asked on one port), with the same records unless ``second_records`` are given."""
     for _ in range(50):
         first = FakeDns(records)
         try:
-            second = FakeDns(records if second_records is None else second_records,
-                             host="127.0.0.2", port=first.port)
+            second = FakeDns(
+                records if second_records is None else second_records,
+                host="127.0.0.2",
+                port=first.port,
+            )
         except OSError:
             first.close()
             continue

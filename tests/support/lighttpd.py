@@ -114,7 +114,7 @@ class Lighttpd:
             'index-file.names = ("index.html")',
             'mimetype.assign = (".html" => "text/html", "" => "application/octet-stream")',
             # Challenge files are plain tokens: serve dot-directories such as .well-known.
-            "server.follow-symlink = \"enable\"",
+            'server.follow-symlink = "enable"',
         ]
         if self.pemfile and self.tls_port:
             lines.append(f'$SERVER["socket"] == "{LOOPBACK}:{self.tls_port}" {{')
@@ -132,7 +132,9 @@ class Lighttpd:
         """``lighttpd -tt`` (loads modules too); returns the completed process."""
         return subprocess.run(
             [LIGHTTPD_BIN, "-tt", "-f", str(self.config_path)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def log_text(self) -> str:
@@ -146,8 +148,10 @@ class Lighttpd:
         # too only for a reload, as on a real machine)
         for path in (self.workdir, self.docroot):
             if not reachable_by_server(path):
-                raise ValueError(f"lighttpd runs as {USER}, who cannot reach {path}: serve from "
-                                 "a world-traversable directory (the served_path fixture)")
+                raise ValueError(
+                    f"lighttpd runs as {USER}, who cannot reach {path}: serve from "
+                    "a world-traversable directory (the served_path fixture)"
+                )
         self.write_config()
         self._proc = subprocess.Popen(
             [LIGHTTPD_BIN, "-D", "-f", str(self.config_path)],
@@ -221,8 +225,10 @@ class Lighttpd:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        with socket.create_connection((LOOPBACK, self.tls_port), timeout=5) as raw, \
-                ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        with (
+            socket.create_connection((LOOPBACK, self.tls_port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
         if der is None:
             raise OSError("no certificate presented")

@@ -73,9 +73,15 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -107,9 +113,7 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     ca_path = directory / "tls-ca.pem"
@@ -264,8 +268,9 @@ class Pebble:
     def start(self) -> Pebble:
         """Start challtestsrv (once, unless ``dns_server`` was given) and Pebble; returns when
         both answer. Restartable."""
-        if self._dns_server is None and (self._dns_proc is None
-                                         or self._dns_proc.poll() is not None):
+        if self._dns_server is None and (
+            self._dns_proc is None or self._dns_proc.poll() is not None
+        ):
             self._start_challtestsrv()
         if self.running:
             return self
@@ -288,14 +293,22 @@ class Pebble:
             self._dns_proc = subprocess.Popen(
                 [
                     CHALLTESTSRV_BIN,
-                    "-defaultIPv4", LOOPBACK,
-                    "-defaultIPv6", "",
-                    "-dns01", f"{LOOPBACK}:{self.dns_port}",
-                    "-management", f"{LOOPBACK}:{self.challtestsrv_management_port}",
-                    "-http01", "",
-                    "-https01", "",
-                    "-tlsalpn01", "",
-                    "-doh", "",
+                    "-defaultIPv4",
+                    LOOPBACK,
+                    "-defaultIPv6",
+                    "",
+                    "-dns01",
+                    f"{LOOPBACK}:{self.dns_port}",
+                    "-management",
+                    f"{LOOPBACK}:{self.challtestsrv_management_port}",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-doh",
+                    "",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -45,12 +45,28 @@ class UpstreamApp:
     def start(self) -> UpstreamApp:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.upstream", "--port", str(self.port),
-                 "--ws-port", str(self.ws_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
-                cwd=REPO, preexec_fn=die_with_parent)
-        wait_until(lambda: port_open(self.port) and port_open(self.ws_port), what="upstream",
-                   proc=self.proc, log=lambda: self.log.read_text(errors="replace"))
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.upstream",
+                    "--port",
+                    str(self.port),
+                    "--ws-port",
+                    str(self.ws_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=_env(),
+                cwd=REPO,
+                preexec_fn=die_with_parent,
+            )
+        wait_until(
+            lambda: port_open(self.port) and port_open(self.ws_port),
+            what="upstream",
+            proc=self.proc,
+            log=lambda: self.log.read_text(errors="replace"),
+        )
         return self
 
     @property
@@ -70,8 +86,15 @@ class UpstreamApp:
 class Proxy:
     """``certsmith proxy ARGS... --http-port H --https-port S`` with its own state directory."""
 
-    def __init__(self, home: Path, args: list[str], *, http_port: int | None = None,
-                 https_port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        args: list[str],
+        *,
+        http_port: int | None = None,
+        https_port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
         self.http_port = http_port or free_port()
         self.https_port = https_port or free_port()
@@ -82,19 +105,40 @@ class Proxy:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "certsmith", "--home", str(self.home), "proxy",
-                *self.args, "--http-port", str(self.http_port), "--https-port",
-                str(self.https_port)]
+        return [
+            sys.executable,
+            "-m",
+            "certsmith",
+            "--home",
+            str(self.home),
+            "proxy",
+            *self.args,
+            "--http-port",
+            str(self.http_port),
+            "--https-port",
+            str(self.https_port),
+        ]
 
     def start(self, wait: bool = True) -> Proxy:
         self.home.parent.mkdir(parents=True, exist_ok=True)
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, env=_env(self.extra_env),
-                                         cwd=REPO, preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=_env(self.extra_env),
+                cwd=REPO,
+                preexec_fn=die_with_parent,
+            )
         if wait:
-            wait_until(lambda: port_open(self.https_port) and "serving" in self.stdout(),
-                       what="certsmith proxy", proc=self.proc, log=self.logs, timeout=30)
+            wait_until(
+                lambda: port_open(self.https_port) and "serving" in self.stdout(),
+                what="certsmith proxy",
+                proc=self.proc,
+                log=self.logs,
+                timeout=30,
+            )
         return self
 
     def stdout(self) -> str:
@@ -116,8 +160,12 @@ class Proxy:
 
     def workers(self) -> list[int]:
         assert self.proc is not None
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         return [int(p) for p in out.split()]
 
     def signal(self, sig: int) -> None:
@@ -132,8 +180,12 @@ class Proxy:
     def __enter__(self) -> Proxy:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -141,10 +193,16 @@ def run_proxy(home: Path, args: list[str], timeout: float = 60) -> subprocess.Co
     """``certsmith --home HOME proxy ARGS...`` to its end, for arguments it must refuse. Killed
     (and the output kept) if it is still running after ``timeout``: a proxy that starts anyway
     fails the test instead of hanging it."""
-    proc = subprocess.Popen([sys.executable, "-m", "certsmith", "--home", str(home), "proxy",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=_env(), cwd=REPO, text=True,
-                            preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "certsmith", "--home", str(home), "proxy", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+        cwd=REPO,
+        text=True,
+        preexec_fn=die_with_parent,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -174,12 +232,15 @@ def client_context(root: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(root))
 
 
-def tls_request(port: int, host: str, raw: bytes, root: Path | None = None,
-                timeout: float = 10.0) -> bytes:
+def tls_request(
+    port: int, host: str, raw: bytes, root: Path | None = None, timeout: float = 10.0
+) -> bytes:
     """Send raw bytes over TLS (SNI ``host``) and read until the server closes or goes quiet."""
     ctx = client_context(root) if root else ssl._create_unverified_context()
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock, \
-            ctx.wrap_socket(sock, server_hostname=host) as tls:
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=timeout) as sock,
+        ctx.wrap_socket(sock, server_hostname=host) as tls,
+    ):
         tls.sendall(raw)
         chunks = []
         try:
@@ -198,8 +259,10 @@ def served_certificate(port: int, host: str | None, root: Path | None = None) ->
     ctx = client_context(root) if root else ssl._create_unverified_context()
     if host is None:
         ctx.check_hostname = False
-    with socket.create_connection((LOOPBACK, port), timeout=10) as sock, \
-            ctx.wrap_socket(sock, server_hostname=host) as tls:
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=10) as sock,
+        ctx.wrap_socket(sock, server_hostname=host) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
         return der
@@ -235,20 +298,45 @@ def run_testssl(url: str, workdir: Path) -> tuple[dict[str, str], Findings, Find
 
     out = workdir / "testssl.json"
     out.unlink(missing_ok=True)
-    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--ip",
-                    "127.0.0.1", "--nodns", "min", "--sneaky", "-p", "-s", "-f", "-P", "-h",
-                    "--jsonfile", str(out), url],
-                   capture_output=True, text=True, timeout=900, check=False)
+    subprocess.run(
+        [
+            "testssl",
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--ip",
+            "127.0.0.1",
+            "--nodns",
+            "min",
+            "--sneaky",
+            "-p",
+            "-s",
+            "-f",
+            "-P",
+            "-h",
+            "--jsonfile",
+            str(out),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     findings = json.loads(out.read_text())
     protocols = {f["id"]: f["finding"] for f in findings if f["id"] in TLS_PROTOCOLS}
-    bad = [f for f in findings if f.get("severity") in BAD_SEVERITIES
-           or "not ok" in f.get("finding", "").lower()]
-    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")),
-                "missing")
+    bad = [
+        f
+        for f in findings
+        if f.get("severity") in BAD_SEVERITIES or "not ok" in f.get("finding", "").lower()
+    ]
+    hsts = next((f["finding"] for f in findings if f["id"] in ("HSTS", "HSTS_time")), "missing")
 
     def about_tls(f: dict[str, str]) -> bool:  # protocols, ciphers, their order
         return f["id"] in TLS_PROTOCOLS or f["id"].startswith(
-            ("cipherlist_", "cipher-", "cipher_order", "FS", "cipher_negotiated"))
+            ("cipherlist_", "cipher-", "cipher_order", "FS", "cipher_negotiated")
+        )
 
-    return (protocols, [f for f in bad if about_tls(f)], [f for f in bad if not about_tls(f)],
-            hsts)
+    return (protocols, [f for f in bad if about_tls(f)], [f for f in bad if not about_tls(f)], hsts)

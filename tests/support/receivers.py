@@ -23,8 +23,11 @@ class _Collector:
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.content if isinstance(envelope.content, bytes) else \
-            str(envelope.content).encode()
+        raw = (
+            envelope.content
+            if isinstance(envelope.content, bytes)
+            else str(envelope.content).encode()
+        )
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
             self.messages.append((envelope, msg))  # type: ignore[arg-type]
@@ -67,8 +70,9 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                received.append({"content_type": self.headers.get("Content-Type"),
-                                 **json.loads(body)})
+                received.append(
+                    {"content_type": self.headers.get("Content-Type"), **json.loads(body)}
+                )
                 self.send_response(answer)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

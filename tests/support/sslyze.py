@@ -29,15 +29,25 @@ class Verdict:
         return self.output[-6000:]
 
 
-def mozilla_intermediate(host: str, port: int, ca_file: Path, ip: str = LOOPBACK,
-                         timeout: float = 600) -> Verdict:
+def mozilla_intermediate(
+    host: str, port: int, ca_file: Path, ip: str = LOOPBACK, timeout: float = 600
+) -> Verdict:
     """Scan ``host`` (the SNI name) at ``ip:port``, trusting ``ca_file`` as well as sslyze's
     own stores, against Mozilla's intermediate configuration."""
     assert SSLYZE.exists(), f"{SSLYZE} is missing: run scripts/deps/sslyze.sh"
     proc = subprocess.run(
-        [str(SSLYZE), "--mozilla_config=intermediate", "--certinfo_ca_file", str(ca_file),
-         f"{host}:{port}{{{ip}}}"],
-        capture_output=True, text=True, timeout=timeout, check=False)
+        [
+            str(SSLYZE),
+            "--mozilla_config=intermediate",
+            "--certinfo_ca_file",
+            str(ca_file),
+            f"{host}:{port}{{{ip}}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     target = re.escape(f"{host}:{port}")
     compliant = re.search(rf"^\s*{target}: OK - Compliant\.$", out, re.M) is not None

@@ -110,8 +110,7 @@ def restart(control: Path, host: str, port: int) -> int:
         state = _read(control)
         if len(state) >= 2 and int(state[1]) > seen:
             if state[0] == "stopped":
-                print(f"the server exited (status {state[2]}) after the restart",
-                      file=sys.stderr)
+                print(f"the server exited (status {state[2]}) after the restart", file=sys.stderr)
                 return 1
             if state[0] == "running" and _accepts(host, port):
                 return 0

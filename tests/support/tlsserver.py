@@ -76,30 +76,44 @@ class _Server(abc.ABC):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
 class TlsServer(_Server):
     """Serves ``certfile`` (leaf first, then whatever chain it holds) on TLS."""
 
-    def __init__(self, certfile: Path, keyfile: Path, *, versions: tuple[str, ...] = (),
-                 headers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        certfile: Path,
+        keyfile: Path,
+        *,
+        versions: tuple[str, ...] = (),
+        headers: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(certfile), str(keyfile))
         if versions:
-            tls = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-                   "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+            tls = {
+                "TLSv1": ssl.TLSVersion.TLSv1,
+                "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+                "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+            }
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ctx.set_ciphers("ALL:@SECLEVEL=0")
                 ctx.minimum_version = tls[versions[0]]
                 ctx.maximum_version = tls[versions[-1]]
         self.ctx = ctx
-        self.head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n" + \
-            "".join(f"{h}\r\n" for h in headers) + "\r\n"
+        self.head = (
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n"
+            + "".join(f"{h}\r\n" for h in headers)
+            + "\r\n"
+        )
 
     def handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -128,14 +142,22 @@ class Issued:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
 
-def make_cert(cn: str, *, issuer: Issued | None = None, names: tuple[str, ...] = (),
-              ca: bool = False, not_before: dt.datetime | None = None,
-              not_after: dt.datetime | None = None) -> Issued:
+def make_cert(
+    cn: str,
+    *,
+    issuer: Issued | None = None,
+    names: tuple[str, ...] = (),
+    ca: bool = False,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> Issued:
     """A certificate made with ``cryptography``: a CA (``ca=True``) or a leaf for ``names``,
     signed by ``issuer`` (self-signed without one)."""
     now = dt.datetime.now(dt.UTC)
@@ -151,19 +173,32 @@ def make_cert(cn: str, *, issuer: Issued | None = None, names: tuple[str, ...] =
         .not_valid_before(not_before or now - dt.timedelta(days=1))
         .not_valid_after(not_after or now + dt.timedelta(days=90))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            signer_key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), False
+        )
     )
     if ca:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
     else:
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names or (cn,)]), False)
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names or (cn,)]), False
+        )
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False
+        )
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)

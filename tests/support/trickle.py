@@ -25,19 +25,30 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trickle")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "trickle.pem", directory / "trickle.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -45,9 +56,15 @@ class TrickleServer:
     """After reading the client's first bytes (unless ``speak_first``, as SMTP does), sends
     ``answer`` one byte per ``interval`` seconds, then keeps sending spaces."""
 
-    def __init__(self, directory: Path, *, tls: bool = False,
-                 answer: bytes = b"HTTP/1.1 200 OK\r\n", speak_first: bool = False,
-                 interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tls: bool = False,
+        answer: bytes = b"HTTP/1.1 200 OK\r\n",
+        speak_first: bool = False,
+        interval: float = 0.5,
+    ) -> None:
         self.port = free_port()
         self.answer = answer
         self.speak_first = speak_first
@@ -92,7 +109,7 @@ class TrickleServer:
             data = self.answer
             i = 0
             while not self._stop.wait(self.interval):
-                conn.sendall(data[i:i + 1] if i < len(data) else b" ")
+                conn.sendall(data[i : i + 1] if i < len(data) else b" ")
                 i += 1
         except OSError:
             pass

@@ -116,19 +116,33 @@ class AppConnection(asyncio.Protocol):
         elif path == "/hello":
             self.reply(200, b"hello", head_only)
         elif path == "/headers":
-            self.reply(200, json.dumps({"method": method, "target": self.url.decode(),
-                                        "headers": self.headers}).encode(), head_only,
-                       b"application/json")
+            self.reply(
+                200,
+                json.dumps(
+                    {"method": method, "target": self.url.decode(), "headers": self.headers}
+                ).encode(),
+                head_only,
+                b"application/json",
+            )
         elif path == "/upload":
-            self.reply(200, json.dumps({"size": self.size,
-                                        "sha256": self.digest.hexdigest()}).encode(), head_only)
+            self.reply(
+                200,
+                json.dumps({"size": self.size, "sha256": self.digest.hexdigest()}).encode(),
+                head_only,
+            )
         elif path == "/stats":
-            self.reply(200, json.dumps({"accepted": Stats.accepted, "open": Stats.open,
-                                        "requests": Stats.requests}).encode(), head_only)
+            self.reply(
+                200,
+                json.dumps(
+                    {"accepted": Stats.accepted, "open": Stats.open, "requests": Stats.requests}
+                ).encode(),
+                head_only,
+            )
         elif path == "/bytes":
             n = int(query.get("n", ["0"])[0])
             task = asyncio.get_running_loop().create_task(
-                self.stream(n, "chunked" in query, head_only))
+                self.stream(n, "chunked" in query, head_only)
+            )
             self.tasks.add(task)
         elif path == "/slow":
             delay = float(query.get("s", ["1"])[0])
@@ -137,12 +151,16 @@ class AppConnection(asyncio.Protocol):
         else:
             self.reply(404, b"not found", head_only)
 
-    def reply(self, status: int, body: bytes, head_only: bool,
-              ctype: bytes = b"text/plain") -> None:
+    def reply(
+        self, status: int, body: bytes, head_only: bool, ctype: bytes = b"text/plain"
+    ) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        head = (b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
-                % (status, ctype, len(body)))
+        head = b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            status,
+            ctype,
+            len(body),
+        )
         self.transport.write(head if head_only else head + body)
 
     async def stream(self, n: int, chunked: bool, head_only: bool) -> None:
@@ -156,7 +174,7 @@ class AppConnection(asyncio.Protocol):
             return
         left = n
         while left > 0:
-            piece = PIECE[:min(left, len(PIECE))]
+            piece = PIECE[: min(left, len(PIECE))]
             left -= len(piece)
             transport.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             while transport.get_write_buffer_size() > 1 << 20:
@@ -165,7 +183,6 @@ class AppConnection(asyncio.Protocol):
                     return
         if chunked:
             transport.write(b"0\r\n\r\n")
-
 
     async def endless_head(self, n: int) -> None:
         assert self.transport is not None

@@ -39,8 +39,11 @@ from tests.support.net import (
 )
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
-STOCK = {"nginx": Path("/etc/nginx"), "apache": Path("/etc/apache2"),
-         "lighttpd": Path("/etc/lighttpd")}
+STOCK = {
+    "nginx": Path("/etc/nginx"),
+    "apache": Path("/etc/apache2"),
+    "lighttpd": Path("/etc/lighttpd"),
+}
 
 
 def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
@@ -62,8 +65,14 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
 class WebServer(abc.ABC):
     kind = ""
 
-    def __init__(self, *, http_port: int | None = None, https_port: int | None = None,
-                 workdir: Path | None = None, stock_listen: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        http_port: int | None = None,
+        https_port: int | None = None,
+        workdir: Path | None = None,
+        stock_listen: bool = False,
+    ) -> None:
         self.stock_listen = stock_listen
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"certsmith-{self.kind}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +103,7 @@ class WebServer(abc.ABC):
                     target = os.readlink(p)
                     if target.startswith(str(stock)):
                         p.unlink()
-                        p.symlink_to(str(self.root) + target[len(str(stock)):])
+                        p.symlink_to(str(self.root) + target[len(str(stock)) :])
                     continue
                 try:
                     text = p.read_text()
@@ -134,8 +143,16 @@ class WebServer(abc.ABC):
 
     def restart_command(self) -> str:
         """What ``systemctl restart`` does for this server: for CERTSMITH_<SERVER>_RESTART."""
-        return shlex.join([sys.executable, str(SUPERVISE), "restart", str(self.control),
-                           LOOPBACK, str(self.http_port)])
+        return shlex.join(
+            [
+                sys.executable,
+                str(SUPERVISE),
+                "restart",
+                str(self.control),
+                LOOPBACK,
+                str(self.http_port),
+            ]
+        )
 
     def start(self) -> WebServer:
         if self.stock_listen:
@@ -146,18 +163,24 @@ class WebServer(abc.ABC):
             [sys.executable, str(SUPERVISE), "run", str(self.control), "--", *self.argv()],
             stdin=subprocess.DEVNULL,
             stdout=open(self.workdir / "stdout.log", "ab"),  # noqa: SIM115 - child owns it
-            stderr=subprocess.STDOUT, cwd=self.workdir, env=self.env(),
-            preexec_fn=die_with_parent)
-        wait_until(lambda: port_open(self.http_port), what=self.kind, proc=self._proc,
-                   log=self.log_text)
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.env(),
+            preexec_fn=die_with_parent,
+        )
+        wait_until(
+            lambda: port_open(self.http_port), what=self.kind, proc=self._proc, log=self.log_text
+        )
         return self
 
     def stop(self) -> None:
         stop_process(self._proc)
         self._proc = None
         # Apache's children may hold the port a moment longer; the next server needs it.
-        wait_until(lambda: not port_open(self.http_port) and not port_open(self.https_port),
-                   what=f"{self.kind} releasing its ports")
+        wait_until(
+            lambda: not port_open(self.http_port) and not port_open(self.https_port),
+            what=f"{self.kind} releasing its ports",
+        )
 
     def close(self) -> None:
         self.stop()
@@ -180,8 +203,12 @@ class WebServer(abc.ABC):
     def __enter__(self) -> WebServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -190,10 +217,18 @@ class Nginx(WebServer):
 
     def rewrite(self, text: str, path: Path) -> str:
         v4, v6 = ("", "[::]:") if self.stock_listen else (f"{LOOPBACK}:", "[::1]:")
-        text = re.sub(r"^(\s*)listen 80 default_server;",
-                      rf"\1listen {v4}{self.http_port} default_server;", text, flags=re.M)
-        text = re.sub(r"^(\s*)listen \[::\]:80 default_server;",
-                      rf"\1listen {v6}{self.http_port} default_server;", text, flags=re.M)
+        text = re.sub(
+            r"^(\s*)listen 80 default_server;",
+            rf"\1listen {v4}{self.http_port} default_server;",
+            text,
+            flags=re.M,
+        )
+        text = re.sub(
+            r"^(\s*)listen \[::\]:80 default_server;",
+            rf"\1listen {v6}{self.http_port} default_server;",
+            text,
+            flags=re.M,
+        )
         text = text.replace("root /var/www/html;", f"root {self.docroot};")
         text = text.replace("pid /run/nginx.pid;", f"pid {self.workdir}/nginx.pid;")
         text = text.replace("/var/log/nginx/", f"{self.logs}/")
@@ -208,9 +243,12 @@ class Nginx(WebServer):
 
     def certsmith_env(self) -> dict[str, str]:
         cmd = shlex.join(self.base_cmd)
-        return {"CERTSMITH_NGINX_ROOT": str(self.root), "CERTSMITH_NGINX_CMD": cmd,
-                "CERTSMITH_NGINX_RELOAD": f"{cmd} -s reload",
-                "CERTSMITH_NGINX_RESTART": self.restart_command()}
+        return {
+            "CERTSMITH_NGINX_ROOT": str(self.root),
+            "CERTSMITH_NGINX_CMD": cmd,
+            "CERTSMITH_NGINX_RELOAD": f"{cmd} -s reload",
+            "CERTSMITH_NGINX_RESTART": self.restart_command(),
+        }
 
 
 class Apache(WebServer):
@@ -219,27 +257,43 @@ class Apache(WebServer):
     def rewrite(self, text: str, path: Path) -> str:
         if path.name == "envvars":
             run = self.workdir / "run"
-            text = re.sub(r"^export APACHE_PID_FILE=.*$",
-                          f"export APACHE_PID_FILE={run}/apache2.pid", text, flags=re.M)
-            text = re.sub(r"^export APACHE_RUN_DIR=.*$", f"export APACHE_RUN_DIR={run}", text,
-                          flags=re.M)
-            text = re.sub(r"^export APACHE_LOCK_DIR=.*$",
-                          f"export APACHE_LOCK_DIR={self.workdir}/lock", text, flags=re.M)
-            text = re.sub(r"^export APACHE_LOG_DIR=.*$", f"export APACHE_LOG_DIR={self.logs}",
-                          text, flags=re.M)
+            text = re.sub(
+                r"^export APACHE_PID_FILE=.*$",
+                f"export APACHE_PID_FILE={run}/apache2.pid",
+                text,
+                flags=re.M,
+            )
+            text = re.sub(
+                r"^export APACHE_RUN_DIR=.*$", f"export APACHE_RUN_DIR={run}", text, flags=re.M
+            )
+            text = re.sub(
+                r"^export APACHE_LOCK_DIR=.*$",
+                f"export APACHE_LOCK_DIR={self.workdir}/lock",
+                text,
+                flags=re.M,
+            )
+            text = re.sub(
+                r"^export APACHE_LOG_DIR=.*$",
+                f"export APACHE_LOG_DIR={self.logs}",
+                text,
+                flags=re.M,
+            )
         if path.name == "ports.conf":
             hosts = [""] if self.stock_listen else [f"{LOOPBACK}:", "[::1]:"]
             ports = {"80": self.http_port, "443": self.https_port}
             lines = []
             for line in text.splitlines():
                 m = re.match(r"^(\s*)Listen (80|443)$", line)
-                lines += [f"{m.group(1)}Listen {h}{ports[m.group(2)]}" for h in hosts] if m \
-                    else [line]
+                lines += (
+                    [f"{m.group(1)}Listen {h}{ports[m.group(2)]}" for h in hosts] if m else [line]
+                )
             text = "\n".join(lines) + "\n"
-        text = re.sub(r"<VirtualHost (\*|_default_):80>", rf"<VirtualHost \1:{self.http_port}>",
-                      text)
-        text = re.sub(r"<VirtualHost (\*|_default_):443>",
-                      rf"<VirtualHost \1:{self.https_port}>", text)
+        text = re.sub(
+            r"<VirtualHost (\*|_default_):80>", rf"<VirtualHost \1:{self.http_port}>", text
+        )
+        text = re.sub(
+            r"<VirtualHost (\*|_default_):443>", rf"<VirtualHost \1:{self.https_port}>", text
+        )
         text = text.replace("/var/www/html", str(self.docroot))
         text = text.replace("<Directory /var/www/>", f"<Directory {self.docroot}/>")
         return text
@@ -249,8 +303,13 @@ class Apache(WebServer):
         env["APACHE_CONFDIR"] = str(self.root)
         for d in ("run", "lock"):
             (self.workdir / d).mkdir(exist_ok=True)
-        out = subprocess.run(["sh", "-c", f". {shlex.quote(str(self.root / 'envvars'))} && env"],
-                             capture_output=True, text=True, env=env, check=True).stdout
+        out = subprocess.run(
+            ["sh", "-c", f". {shlex.quote(str(self.root / 'envvars'))} && env"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
         for line in out.splitlines():
             k, _, v = line.partition("=")
             if k.startswith("APACHE_") or k == "LANG":
@@ -258,14 +317,24 @@ class Apache(WebServer):
         return env
 
     def argv(self) -> list[str]:
-        return ["apache2", "-d", str(self.root), "-f", str(self.root / "apache2.conf"),
-                "-D", "FOREGROUND"]
+        return [
+            "apache2",
+            "-d",
+            str(self.root),
+            "-f",
+            str(self.root / "apache2.conf"),
+            "-D",
+            "FOREGROUND",
+        ]
 
     def certsmith_env(self) -> dict[str, str]:
         ctl = f"env APACHE_CONFDIR={shlex.quote(str(self.root))} apache2ctl"
-        return {"CERTSMITH_APACHE_ROOT": str(self.root), "CERTSMITH_APACHE_CMD": ctl,
-                "CERTSMITH_APACHE_RELOAD": f"{ctl} graceful",
-                "CERTSMITH_APACHE_RESTART": self.restart_command()}
+        return {
+            "CERTSMITH_APACHE_ROOT": str(self.root),
+            "CERTSMITH_APACHE_CMD": ctl,
+            "CERTSMITH_APACHE_RELOAD": f"{ctl} graceful",
+            "CERTSMITH_APACHE_RESTART": self.restart_command(),
+        }
 
 
 class Lighttpd(WebServer):
@@ -285,13 +354,17 @@ class Lighttpd(WebServer):
         text = text.replace('"/var/log/lighttpd/error.log"', f'"{self.logs}/error.log"')
         text = text.replace('"/var/cache/lighttpd/uploads"', f'"{self.uploads}"')
         bind = "" if self.stock_listen else f'\nserver.bind = "{LOOPBACK}"'
-        text = re.sub(r"^server\.port\s*=\s*80$", f"server.port = {self.http_port}{bind}",
-                      text, flags=re.M)
+        text = re.sub(
+            r"^server\.port\s*=\s*80$", f"server.port = {self.http_port}{bind}", text, flags=re.M
+        )
         if not self.stock_listen:
             # Debian's use-ipv6.pl adds an IPv6 listener on [::]:PORT: here on [::1] only.
-            text = re.sub(r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$',
-                          f'$SERVER["socket"] == "[::1]:{self.http_port}" {{ }}', text,
-                          flags=re.M)
+            text = re.sub(
+                r'^include_shell "/usr/share/lighttpd/use-ipv6.pl.*$',
+                f'$SERVER["socket"] == "[::1]:{self.http_port}" {{ }}',
+                text,
+                flags=re.M,
+            )
         # The privilege drop is what a real machine has; keep it even if the stock file
         # changes.
         for key in ("username", "groupname"):
@@ -321,13 +394,17 @@ class Lighttpd(WebServer):
         # A graceful restart (SIGUSR1) happens after kill returns and re-reads the config; wait
         # for its "server started" line (as `systemctl reload` would for a notify service), so
         # a test never edits the tree while lighttpd is still re-reading it.
-        reload = (f"n=$(grep -c 'server started' {log}); kill -USR1 $(cat {pid}) && "
-                  f"for i in $(seq 500); do [ $(grep -c 'server started' {log}) -gt $n ] "
-                  "&& exit 0; sleep 0.02; done; exit 1")
-        return {"CERTSMITH_LIGHTTPD_ROOT": str(self.root),
-                "CERTSMITH_LIGHTTPD_CMD": f"lighttpd -f {shlex.quote(str(self.conf))}",
-                "CERTSMITH_LIGHTTPD_RELOAD": reload,
-                "CERTSMITH_LIGHTTPD_RESTART": self.restart_command()}
+        reload = (
+            f"n=$(grep -c 'server started' {log}); kill -USR1 $(cat {pid}) && "
+            f"for i in $(seq 500); do [ $(grep -c 'server started' {log}) -gt $n ] "
+            "&& exit 0; sleep 0.02; done; exit 1"
+        )
+        return {
+            "CERTSMITH_LIGHTTPD_ROOT": str(self.root),
+            "CERTSMITH_LIGHTTPD_CMD": f"lighttpd -f {shlex.quote(str(self.conf))}",
+            "CERTSMITH_LIGHTTPD_RELOAD": reload,
+            "CERTSMITH_LIGHTTPD_RESTART": self.restart_command(),
+        }
 
     def reload(self) -> None:
         """Graceful restart (SIGUSR1 to lighttpd itself, not to its supervisor)."""

@@ -147,8 +147,9 @@ def ec_pkcs8(key: Any, spki: bytes) -> bytes | None:
     secret = key.private_numbers().private_value.to_bytes(size, "big")
     _, body, _ = der.read(spki)
     point = list(der.children(body))[1][1]  # BIT STRING contents, unused-bits octet included
-    inner = der.seq(der.integer(1), der.octet_string(secret),
-                    der.explicit(1, der.tlv(der.BIT_STRING, point)))
+    inner = der.seq(
+        der.integer(1), der.octet_string(secret), der.explicit(1, der.tlv(der.BIT_STRING, point))
+    )
     return der.seq(der.integer(0), der.seq(_EC_PUBLIC_KEY, curve), der.octet_string(inner))
 
 
@@ -238,5 +239,6 @@ def parse(cert: bytes) -> Parsed:
             items = list(der.children(ext_body))
             critical = len(items) == 3 and items[1][1] == b"\xff"
             extensions[items[0][2]] = Extension(items[0][2], items[-1][1], critical)
-    return Parsed(serial, parts[2][2], parts[4][2], validity[0], validity[1], parts[5][2],
-                  extensions)
+    return Parsed(
+        serial, parts[2][2], parts[4][2], validity[0], validity[1], parts[5][2], extensions
+    )

@@ -27,8 +27,17 @@ def _strict_time(key: str, value: Any) -> dt.datetime | None:
     return parsed
 
 
-_TIMES = ("not_before", "not_after", "ari_start", "ari_end", "ari_next_check", "last_attempt",
-          "last_success", "last_failure", "retry_after")
+_TIMES = (
+    "not_before",
+    "not_after",
+    "ari_start",
+    "ari_end",
+    "ari_next_check",
+    "last_attempt",
+    "last_success",
+    "last_failure",
+    "retry_after",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,13 @@ class CertState:
         kwargs = {k: v for k, v in data.items() if k in _FIELDS}
         for key in _TIMES:
             kwargs[key] = _strict_time(key, kwargs.get(key))
-        for key, kind in (("serial", str), ("issuer", str), ("ari_id", str),
-                          ("last_error", str), ("last_result", str)):
+        for key, kind in (
+            ("serial", str),
+            ("issuer", str),
+            ("ari_id", str),
+            ("last_error", str),
+            ("last_result", str),
+        ):
             if kwargs.get(key) is not None and not isinstance(kwargs[key], kind):
                 raise ValueError(f"{key} is not a string")
         if not isinstance(kwargs.get("failures", 0), int):
@@ -117,6 +131,5 @@ def load_state_checked(store: Store, name: str) -> tuple[CertState, str | None]:
         return CertState(), str(exc)
 
 
-def save_state(store: Store, name: str, state: CertState, *,
-               fence: Lease | None = None) -> None:
+def save_state(store: Store, name: str, state: CertState, *, fence: Lease | None = None) -> None:
     store.put(state_key(name), state.to_json(), private=True, fence=fence)

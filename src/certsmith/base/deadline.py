@@ -55,8 +55,9 @@ class Deadline:
         self._timer.start()
         return self
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._timer.cancel()
         _current.deadline = self._outer
         with self._lock:

@@ -197,8 +197,13 @@ def pem(label: str, der: bytes) -> bytes:
 
     body = base64.encodebytes(der).replace(b"\n", b"")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(ln + b"\n" for ln in lines),
-                     f"-----END {label}-----\n".encode()])
+    return b"".join(
+        [
+            f"-----BEGIN {label}-----\n".encode(),
+            *(ln + b"\n" for ln in lines),
+            f"-----END {label}-----\n".encode(),
+        ]
+    )
 
 
 def unpem(data: bytes, label: str) -> list[bytes]:
@@ -217,8 +222,9 @@ def unpem(data: bytes, label: str) -> list[bytes]:
         if stop < 0:
             raise DerError(f"unterminated PEM {label}")
         try:
-            out.append(base64.b64decode(b"".join(data[start + len(begin) : stop].split()),
-                                        validate=True))
+            out.append(
+                base64.b64decode(b"".join(data[start + len(begin) : stop].split()), validate=True)
+            )
         except ValueError:
             raise DerError(f"invalid PEM {label}") from None
         pos = stop + len(end)

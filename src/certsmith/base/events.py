@@ -16,8 +16,12 @@ def record(home: Path, event: str, name: str, **fields: Any) -> None:
     """Append one event to the store's audit log (one record per line)."""
     from certsmith.base.store import open_store
 
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event,
-             "name": name, **fields}
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "event": event,
+        "name": name,
+        **fields,
+    }
     line = (json.dumps(entry, sort_keys=False, default=str) + "\n").encode()
     open_store(home).append(EVENTS_KEY, line)
 

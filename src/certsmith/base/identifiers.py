@@ -103,8 +103,9 @@ def parse_identifier(text: str) -> Identifier:
     return Identifier("dns", value)
 
 
-def parse_identifiers(texts: Iterable[str], *, one_certificate: bool = True
-                      ) -> tuple[Identifier, ...]:
+def parse_identifiers(
+    texts: Iterable[str], *, one_certificate: bool = True
+) -> tuple[Identifier, ...]:
     """Parse several names (comma-separated items allowed), drop duplicates, keep order.
 
     The 100-name limit is a certificate's (the CAs'), so it applies only when the names go

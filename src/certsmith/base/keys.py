@@ -68,8 +68,9 @@ def san_entries(identifiers: Sequence[Identifier]) -> list[x509.GeneralName]:
 def make_csr(key: PrivateKey, identifiers: Sequence[Identifier]) -> bytes:
     """A CSR with every identifier as a SAN (and no subject CN: CAs take the SANs)."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-    builder = builder.add_extension(x509.SubjectAlternativeName(san_entries(identifiers)),
-                                    critical=False)
+    builder = builder.add_extension(
+        x509.SubjectAlternativeName(san_entries(identifiers)), critical=False
+    )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 

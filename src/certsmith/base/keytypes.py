@@ -120,6 +120,8 @@ def check_offered_key(spki: bytes, what: str) -> str:
     certificate it issues never carries a key that browsers or policy tools reject."""
     kind = public_key_kind(spki)
     if kind.key_type is None:
-        raise UsageError(f"{what}: the key is {kind.description}; the local CA signs only the "
-                         f"key types --key-type offers ({', '.join(KEY_TYPES)})")
+        raise UsageError(
+            f"{what}: the key is {kind.description}; the local CA signs only the "
+            f"key types --key-type offers ({', '.join(KEY_TYPES)})"
+        )
     return kind.key_type

@@ -58,8 +58,9 @@ def examine(directory: Path) -> x509.Certificate:
         if full[0] != cert:
             raise Damaged("fullchain.pem does not start with cert.pem")
     try:
-        key = serialization.load_pem_private_key(data["privkey.pem"], None,
-                                                 unsafe_skip_rsa_key_validation=True)
+        key = serialization.load_pem_private_key(
+            data["privkey.pem"], None, unsafe_skip_rsa_key_validation=True
+        )
     except (ValueError, TypeError):
         raise Damaged("privkey.pem is not an unencrypted PEM private key") from None
     if key.public_key().public_bytes(*_SPKI) != cert.public_key().public_bytes(*_SPKI):

@@ -20,8 +20,17 @@ from certsmith.base.solverspec import (
 )
 from certsmith.errors import UsageError
 
-__all__ = ["PARTS", "Bundle", "FileTarget", "ServerSpec", "SiteSpec", "SolverSpec",
-           "StandaloneSpec", "TlsAlpnSpec", "WebrootSpec"]
+__all__ = [
+    "PARTS",
+    "Bundle",
+    "FileTarget",
+    "ServerSpec",
+    "SiteSpec",
+    "SolverSpec",
+    "StandaloneSpec",
+    "TlsAlpnSpec",
+    "WebrootSpec",
+]
 
 PARTS = ("fullchain", "cert", "chain", "key", "combined", "dir")
 Part = Literal["fullchain", "cert", "chain", "key", "combined", "dir"]
@@ -79,8 +88,13 @@ class FileTarget:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileTarget:
         mode = data.get("mode")
-        return cls(part=data["part"], path=data["path"], owner=data.get("owner"),
-                   group=data.get("group"), mode=int(mode, 8) if isinstance(mode, str) else mode)
+        return cls(
+            part=data["part"],
+            path=data["path"],
+            owner=data.get("owner"),
+            group=data.get("group"),
+            mode=int(mode, 8) if isinstance(mode, str) else mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -138,8 +152,19 @@ class SiteSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SiteSpec:
-        known = {"name", "identifiers", "server", "key_type", "reuse_key", "solver", "profile",
-                 "preferred_chain", "account", "deploy", "ca_bundle"}
+        known = {
+            "name",
+            "identifiers",
+            "server",
+            "key_type",
+            "reuse_key",
+            "solver",
+            "profile",
+            "preferred_chain",
+            "account",
+            "deploy",
+            "ca_bundle",
+        }
         try:
             deploy = data.get("deploy", {})
             return cls(
@@ -178,5 +203,9 @@ class Bundle:
         return self.cert_pem + self.chain_pem + self.key_pem
 
     def files(self) -> dict[str, bytes]:
-        return {"cert.pem": self.cert_pem, "chain.pem": self.chain_pem,
-                "fullchain.pem": self.fullchain_pem, "privkey.pem": self.key_pem}
+        return {
+            "cert.pem": self.cert_pem,
+            "chain.pem": self.chain_pem,
+            "fullchain.pem": self.fullchain_pem,
+            "privkey.pem": self.key_pem,
+        }

@@ -54,8 +54,11 @@ def save_site(store: Store, spec: SiteSpec, *, fence: Lease | None = None) -> No
 
 
 def site_names(store: Store) -> list[str]:
-    return [key.rsplit("/", 1)[1][: -len(".toml")] for key in store.list(store_keys.SITES)
-            if key.endswith(".toml")]
+    return [
+        key.rsplit("/", 1)[1][: -len(".toml")]
+        for key in store.list(store_keys.SITES)
+        if key.endswith(".toml")
+    ]
 
 
 def lineage_names(store: Store) -> list[str]:
@@ -63,7 +66,11 @@ def lineage_names(store: Store) -> list[str]:
     proxy's local-CA lineages (state, no site file: the proxy re-issues them itself)."""
     sites = site_names(store)
     known = set(sites)
-    states = [name for key in store.list(store_keys.STATE) if key.endswith(".json")
-              and (name := key.rsplit("/", 1)[1][: -len(".json")]) not in known
-              and store.live_version(name) is not None]  # (not other files under state/)
+    states = [
+        name
+        for key in store.list(store_keys.STATE)
+        if key.endswith(".json")
+        and (name := key.rsplit("/", 1)[1][: -len(".json")]) not in known
+        and store.live_version(name) is not None
+    ]  # (not other files under state/)
     return sorted({*sites, *states})

@@ -199,14 +199,16 @@ class DnsSpec(SolverSpec):
                 raise UsageError("--dns rfc2136 needs --tsig-key-file FILE")
         elif kind == "lexicon":
             if not name:
-                raise UsageError("--dns lexicon:PROVIDER needs a provider name, e.g. "
-                                 "lexicon:cloudflare")
+                raise UsageError(
+                    "--dns lexicon:PROVIDER needs a provider name, e.g. lexicon:cloudflare"
+                )
         elif kind == "hook":
             if not self.hook:
                 raise UsageError("--dns hook needs --dns-hook COMMAND")
         else:
-            raise UsageError(f"unknown DNS provider {self.provider!r} (known: rfc2136, "
-                             "lexicon:PROVIDER, hook)")
+            raise UsageError(
+                f"unknown DNS provider {self.provider!r} (known: rfc2136, lexicon:PROVIDER, hook)"
+            )
         if self.timeout <= 0:
             raise UsageError(f"invalid DNS propagation timeout {self.timeout}")
         if not 0 < self.ttl < 86400:

@@ -41,8 +41,10 @@ class TLSGroupsError(CertsmithError):
 @cache
 def _libssl() -> ctypes.CDLL:
     if sys.implementation.name != "cpython":
-        raise TLSGroupsError(f"cannot set TLS groups on {sys.implementation.name}: "
-                             "only CPython's ssl module layout is known")
+        raise TLSGroupsError(
+            f"cannot set TLS groups on {sys.implementation.name}: "
+            "only CPython's ssl module layout is known"
+        )
     import _ssl
 
     try:
@@ -68,8 +70,9 @@ def _ssl_ctx(ctx: ssl.SSLContext) -> int:
         raise TLSGroupsError("unexpected ssl.SSLContext layout: cannot set TLS groups")
     pointer = ctypes.c_void_p.from_address(id(ctx) + header).value
     if not pointer or _libssl().SSL_CTX_get_options(pointer) != ctx.options:
-        raise TLSGroupsError("unexpected ssl.SSLContext layout (its SSL_CTX does not match): "
-                             "cannot set TLS groups")
+        raise TLSGroupsError(
+            "unexpected ssl.SSLContext layout (its SSL_CTX does not match): cannot set TLS groups"
+        )
     return pointer
 
 

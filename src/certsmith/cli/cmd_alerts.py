@@ -34,8 +34,12 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("alerts", help="configure alerts (webhook, e-mail, command)",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "alerts",
+        help="configure alerts (webhook, e-mail, command)",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     acts = p.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
     add = acts.add_parser("add", help="add a channel: webhook URL | email ADDRESS | command CMD")
     add.add_argument("kind", choices=("webhook", "email", "command"))
@@ -43,11 +47,15 @@ def register(sub: Any) -> None:
     add.add_argument("--smtp", metavar="HOST[:PORT]", help="mail server (email; port 25)")
     add.add_argument("--starttls", action="store_true", help="use STARTTLS (email)")
     add.add_argument("--user", metavar="U", help="SMTP login (email)")
-    add.add_argument("--password-file", metavar="FILE",
-                     help="file (0600) holding the SMTP password (else $CERTSMITH_SMTP_PASSWORD)")
+    add.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="file (0600) holding the SMTP password (else $CERTSMITH_SMTP_PASSWORD)",
+    )
     add.add_argument("--from", dest="sender", metavar="ADDRESS", help="sender (email)")
-    add.add_argument("--on-success", action="store_true",
-                     help="also tell about every issuance and renewal")
+    add.add_argument(
+        "--on-success", action="store_true", help="also tell about every issuance and renewal"
+    )
     acts.add_parser("list", help="show the channels")
     rm = acts.add_parser("remove", help="remove a channel")
     rm.add_argument("id", metavar="ID", help="as shown by 'certsmith alerts list'")
@@ -80,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if action == "remove":
         channel = _find(config, args.id)
-        alerts.save_config(store, type(config)(
-            tuple(c for c in config.channels if c.id != channel.id), config.thresholds))
+        alerts.save_config(
+            store,
+            type(config)(
+                tuple(c for c in config.channels if c.id != channel.id), config.thresholds
+            ),
+        )
         if not args.quiet:
             print(f"removed {channel.id}  {channel.describe()}")
         return 0
@@ -125,8 +137,9 @@ def _add(args: argparse.Namespace, store: Any, config: Any) -> int:
     if args.kind == "email":
         if not args.smtp:
             raise UsageError("e-mail alerts need --smtp HOST[:PORT]")
-        host, sep, port_text = args.smtp.rpartition(":") if ":" in args.smtp else \
-            (args.smtp, "", "")
+        host, sep, port_text = (
+            args.smtp.rpartition(":") if ":" in args.smtp else (args.smtp, "", "")
+        )
         if sep and not port_text.isdigit():
             raise UsageError(f"invalid --smtp {args.smtp!r}: use HOST[:PORT]")
         port = int(port_text) if sep else 25
@@ -139,16 +152,25 @@ def _add(args: argparse.Namespace, store: Any, config: Any) -> int:
         import os
 
         password_file = os.path.abspath(args.password_file)
-    channel = Channel(id=config.next_id(), kind=args.kind, target=args.target,
-                      on_success=args.on_success, smtp_host=host, smtp_port=port,
-                      starttls=args.starttls, user=args.user, password_file=password_file,
-                      sender=args.sender)
+    channel = Channel(
+        id=config.next_id(),
+        kind=args.kind,
+        target=args.target,
+        on_success=args.on_success,
+        smtp_host=host,
+        smtp_port=port,
+        starttls=args.starttls,
+        user=args.user,
+        password_file=password_file,
+        sender=args.sender,
+    )
     if any(c.describe() == channel.describe() for c in config.channels):
         raise UsageError(f"already configured: {channel.describe()}")
     from certsmith.services.alerts import save_config
 
     save_config(store, replace(config, channels=(*config.channels, channel)))
     if not args.quiet:
-        print(f"added {channel.id}  {channel.describe()}; try it: certsmith alerts test "
-              f"{channel.id}")
+        print(
+            f"added {channel.id}  {channel.describe()}; try it: certsmith alerts test {channel.id}"
+        )
     return 0

@@ -21,8 +21,12 @@ it on another machine with 'certsmith restore FILE'.
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("backup", help="save certificates, keys and settings to an archive",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "backup",
+        help="save certificates, keys and settings to an archive",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", metavar="FILE", help="archive to write (.tar.gz or .tar.xz)")
     p.set_defaults(handler=run)
 

@@ -40,22 +40,44 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("check", help="check the certificate and TLS set-up a server presents",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "check",
+        help="check the certificate and TLS set-up a server presents",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="URL, host or host:port")
     p.add_argument("--all", action="store_true", help="check every managed certificate")
     p.add_argument("--ca", metavar="FILE", help="trust these PEM roots instead of the system's")
-    p.add_argument("--warn", type=float, default=14, metavar="DAYS",
-                   help="WARNING when fewer days are left (default 14)")
-    p.add_argument("--crit", type=float, default=7, metavar="DAYS",
-                   help="CRITICAL when fewer days are left (default 7)")
-    p.add_argument("--connect", metavar="ADDR[:PORT]",
-                   help="connect here instead of resolving the name (like curl --resolve)")
-    p.add_argument("--http-port", type=int, metavar="N",
-                   help="plain-HTTP port to test the redirect on (default 80 for port 443)")
+    p.add_argument(
+        "--warn",
+        type=float,
+        default=14,
+        metavar="DAYS",
+        help="WARNING when fewer days are left (default 14)",
+    )
+    p.add_argument(
+        "--crit",
+        type=float,
+        default=7,
+        metavar="DAYS",
+        help="CRITICAL when fewer days are left (default 7)",
+    )
+    p.add_argument(
+        "--connect",
+        metavar="ADDR[:PORT]",
+        help="connect here instead of resolving the name (like curl --resolve)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="N",
+        help="plain-HTTP port to test the redirect on (default 80 for port 443)",
+    )
     p.add_argument("--no-http", action="store_true", help="do not test plain HTTP")
-    p.add_argument("--timeout", type=float, default=10, metavar="SECONDS",
-                   help="per connection (default 10)")
+    p.add_argument(
+        "--timeout", type=float, default=10, metavar="SECONDS", help="per connection (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
@@ -73,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_all(args, load_roots(args.ca), http_port)
     targets = [parse_target(t, connect=args.connect, http_port=http_port) for t in args.targets]
     roots = load_roots(args.ca)
-    reports = check(targets, roots=roots, warn_days=args.warn, crit_days=args.crit,
-                    timeout=args.timeout)
+    reports = check(
+        targets, roots=roots, warn_days=args.warn, crit_days=args.crit, timeout=args.timeout
+    )
     return _render(reports, args)
 
 
@@ -85,8 +108,15 @@ def _run_all(args: argparse.Namespace, roots: list[Any], http_port: int | bool |
 
     services = build(home_from(args))
     managed, reports = check_managed(
-        services.home, services.bus, roots=roots, warn_days=args.warn, crit_days=args.crit,
-        timeout=args.timeout, connect=args.connect, http_port=http_port)
+        services.home,
+        services.bus,
+        roots=roots,
+        warn_days=args.warn,
+        crit_days=args.crit,
+        timeout=args.timeout,
+        connect=args.connect,
+        http_port=http_port,
+    )
     if not managed:
         if not args.quiet:
             print("no managed certificates")
@@ -94,8 +124,7 @@ def _run_all(args: argparse.Namespace, roots: list[Any], http_port: int | bool |
     return _render(reports, args, [m.name for m in managed])
 
 
-def _render(reports: list[Report], args: argparse.Namespace,
-            names: list[str] | None = None) -> int:
+def _render(reports: list[Report], args: argparse.Namespace, names: list[str] | None = None) -> int:
     from certsmith.cli.render import print_json
 
     if args.json:
@@ -120,19 +149,26 @@ def _details(r: Report) -> list[str]:
     f = r.facts
     lines = []
     if "serial" in f:
-        lines.append(f"certificate: {', '.join(f['names']) or f['subject']}; issuer "
-                     f"{f['issuer']}; key {f['key_type']}; signature {f['signature']}; "
-                     f"serial {f['serial']}")
-        lines.append(f"valid until {f['not_after']} ({f['days_left']} days left); trusted: "
-                     f"{'yes' if f['trusted'] else 'no'}; name matches: "
-                     f"{'yes' if f['name_matches'] else 'no'}; chain: "
-                     f"{' <- '.join(f['chain'])}")
-        lines.append(f"TLS versions: {', '.join(f['tls_versions']) or 'none'} "
-                     f"(negotiated {f['protocol']})")
+        lines.append(
+            f"certificate: {', '.join(f['names']) or f['subject']}; issuer "
+            f"{f['issuer']}; key {f['key_type']}; signature {f['signature']}; "
+            f"serial {f['serial']}"
+        )
+        lines.append(
+            f"valid until {f['not_after']} ({f['days_left']} days left); trusted: "
+            f"{'yes' if f['trusted'] else 'no'}; name matches: "
+            f"{'yes' if f['name_matches'] else 'no'}; chain: "
+            f"{' <- '.join(f['chain'])}"
+        )
+        lines.append(
+            f"TLS versions: {', '.join(f['tls_versions']) or 'none'} (negotiated {f['protocol']})"
+        )
         if "tls12_forward_secret_cipher" in f:
-            lines.append("TLS 1.2 ciphers: forward secrecy "
-                         f"{f['tls12_forward_secret_cipher'] or 'none'}; static RSA "
-                         f"{f['tls12_static_rsa_cipher'] or 'none'}")
+            lines.append(
+                "TLS 1.2 ciphers: forward secrecy "
+                f"{f['tls12_forward_secret_cipher'] or 'none'}; static RSA "
+                f"{f['tls12_static_rsa_cipher'] or 'none'}"
+            )
         lines.append(f"HSTS: {f['hsts'] or 'not sent'}")
         if "http_port" in f:
             if f.get("http_error"):

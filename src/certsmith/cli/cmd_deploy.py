@@ -7,9 +7,12 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("deploy", help="run a certificate's deploy targets now",
-                       description="Copy the live certificate of NAME to its deploy targets and "
-                                   "run its deploy commands, as after a renewal.")
+    p = sub.add_parser(
+        "deploy",
+        help="run a certificate's deploy targets now",
+        description="Copy the live certificate of NAME to its deploy targets and "
+        "run its deploy commands, as after a renewal.",
+    )
     p.add_argument("name", metavar="NAME")
     p.set_defaults(handler=run)
 

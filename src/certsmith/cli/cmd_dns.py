@@ -20,10 +20,12 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("dns", help="check DNS-01 set-up: delegation, authoritative servers, "
-                                   "write access",
-                       description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "dns",
+        help="check DNS-01 set-up: delegation, authoritative servers, write access",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("action", choices=("check",))
     p.add_argument("names", nargs="+", metavar="NAME")
     from certsmith.cli import dnsopts
@@ -56,14 +58,24 @@ def run(args: argparse.Namespace) -> int:
 
     report = check(open_store(home_from(args)), spec, [i.value for i in idents], progress=say)
     if args.json:
-        print_json({"provider": report.provider, "seconds": round(report.seconds, 3),
-                    "targets": [{"domain": t.domain, "record": t.record, "fqdn": t.fqdn,
-                                 "zone": t.zone, "cname": list(t.cname),
-                                 "servers": [{"name": s.name, "address": s.address}
-                                             for s in t.servers],
-                                 "update_server": u or None}
-                                for t, u in zip(report.targets, report.update_servers,
-                                                strict=True)]})
+        print_json(
+            {
+                "provider": report.provider,
+                "seconds": round(report.seconds, 3),
+                "targets": [
+                    {
+                        "domain": t.domain,
+                        "record": t.record,
+                        "fqdn": t.fqdn,
+                        "zone": t.zone,
+                        "cname": list(t.cname),
+                        "servers": [{"name": s.name, "address": s.address} for s in t.servers],
+                        "update_server": u or None,
+                    }
+                    for t, u in zip(report.targets, report.update_servers, strict=True)
+                ],
+            }
+        )
         return 0
     if args.quiet:
         return 0
@@ -73,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
             how = "CNAME " + " -> ".join(t.cname) if t.cname else "alias"
             where = f"{t.record} -> {t.fqdn} ({how})"
         print(f"{where}")
-        print(f"  zone {t.zone}; authoritative: "
-              + ", ".join(f"{s.name} {s.address}" for s in t.servers))
+        print(
+            f"  zone {t.zone}; authoritative: "
+            + ", ".join(f"{s.name} {s.address}" for s in t.servers)
+        )
         if update:
             print(f"  updates go to {update}")
     n = sum(len(t.servers) for t in report.targets)
-    print(f"write access OK through {report.provider}: a test record was written, seen on all "
-          f"{n} authoritative server answers after {report.seconds:.1f} s, and removed")
+    print(
+        f"write access OK through {report.provider}: a test record was written, seen on all "
+        f"{n} authoritative server answers after {report.seconds:.1f} s, and removed"
+    )
     return 0

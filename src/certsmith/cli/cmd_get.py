@@ -49,48 +49,90 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("get", help="obtain certificates from an ACME CA", description=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "get",
+        help="obtain certificates from an ACME CA",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("names", nargs="+", metavar="NAME", help="DNS names or IP addresses")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--webroot", metavar="DIR", help="document root of a running web server")
     how.add_argument("--standalone", action="store_true", help="answer on our own listener")
     for server in ("nginx", "apache", "lighttpd"):
-        how.add_argument(f"--{server}", dest="web_server", action="store_const", const=server,
-                         help=f"answer through the running {server} (reloaded, no downtime)")
+        how.add_argument(
+            f"--{server}",
+            dest="web_server",
+            action="store_const",
+            const=server,
+            help=f"answer through the running {server} (reloaded, no downtime)",
+        )
     from certsmith.cli import dnsopts
 
-    how.add_argument("--dns", metavar="PROVIDER",
-                     help=f"DNS-01 (wildcards): {dnsopts.PROVIDERS_HELP}; see DNS-01 below")
+    how.add_argument(
+        "--dns",
+        metavar="PROVIDER",
+        help=f"DNS-01 (wildcards): {dnsopts.PROVIDERS_HELP}; see DNS-01 below",
+    )
     dnsopts.add_options(p, provider_flag=False)
-    p.add_argument("--http-port", type=int, default=80, metavar="N",
-                   help="port for --standalone, or the web server's HTTP port (default 80)")
-    p.add_argument("--http-address", "--listen-address", dest="http_address",
-                   action="append", default=[], metavar="ADDR",
-                   help="address for --standalone (default: all); with --nginx, --apache, "
-                        "--lighttpd: the addresses of certsmith's HTTP listener (repeat, or "
-                        "separate with commas; default: exactly those your site listens on)")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=80,
+        metavar="N",
+        help="port for --standalone, or the web server's HTTP port (default 80)",
+    )
+    p.add_argument(
+        "--http-address",
+        "--listen-address",
+        dest="http_address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="address for --standalone (default: all); with --nginx, --apache, "
+        "--lighttpd: the addresses of certsmith's HTTP listener (repeat, or "
+        "separate with commas; default: exactly those your site listens on)",
+    )
     p.add_argument("--cert-name", metavar="NAME", help="certificate name (default: first NAME)")
-    p.add_argument("--separate", action="store_true",
-                   help="one certificate per name (as many names as given: the limit of 100 "
-                        "is per certificate); a wildcard and its apex share one")
+    p.add_argument(
+        "--separate",
+        action="store_true",
+        help="one certificate per name (as many names as given: the limit of 100 "
+        "is per certificate); a wildcard and its apex share one",
+    )
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA (default letsencrypt)")
-    p.add_argument("--ca-bundle", metavar="FILE",
-                   help="CA certificates verifying a private ACME CA (default "
-                        "$REQUESTS_CA_BUNDLE); remembered for renewals")
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="CA certificates verifying a private ACME CA (default "
+        "$REQUESTS_CA_BUNDLE); remembered for renewals",
+    )
     p.add_argument("--email", metavar="E", help="contact address for the account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
     p.add_argument("--eab-kid", metavar="KID", help="External Account Binding key id")
     p.add_argument("--eab-hmac-key", metavar="KEY", help="External Account Binding HMAC key")
-    p.add_argument("--key-type", default="ecdsa-p256",
-                   help="ecdsa-p256 (default), ecdsa-p384, rsa2048, rsa3072, rsa4096")
+    p.add_argument(
+        "--key-type",
+        default="ecdsa-p256",
+        help="ecdsa-p256 (default), ecdsa-p384, rsa2048, rsa3072, rsa4096",
+    )
     p.add_argument("--reuse-key", action="store_true", help="keep the private key on renewal")
     p.add_argument("--profile", metavar="NAME", help="ACME profile (e.g. classic, shortlived)")
     p.add_argument("--preferred-chain", metavar="ISSUER_CN", help="pick this alternate chain")
-    p.add_argument("--deploy-to", action="append", default=[], metavar="SPEC",
-                   help="copy a part of the certificate somewhere (see above)")
-    p.add_argument("--deploy-command", action="append", default=[], metavar="CMD",
-                   help="run after every issuance/renewal (e.g. 'systemctl reload nginx')")
+    p.add_argument(
+        "--deploy-to",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="copy a part of the certificate somewhere (see above)",
+    )
+    p.add_argument(
+        "--deploy-command",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="run after every issuance/renewal (e.g. 'systemctl reload nginx')",
+    )
     from certsmith.cli import ocsp
 
     ocsp.add_option(p)
@@ -143,14 +185,17 @@ def run(args: argparse.Namespace) -> int:
         addresses = parse_addresses(args.http_address, "--http-address")
         if len(addresses) > 1:
             raise UsageError("--standalone listens on one address; give --http-address once")
-        solver = StandaloneSpec(http_port=args.http_port,
-                            address=addresses[0] if addresses else "")
+        solver = StandaloneSpec(http_port=args.http_port, address=addresses[0] if addresses else "")
     req = GetRequest(
         groups=groups,
         server=resolve_server(args.server),
         solver=solver,
-        account=AccountOptions(email=args.email, agree_tos=args.agree_tos,
-                               eab_kid=args.eab_kid, eab_hmac_key=args.eab_hmac_key),
+        account=AccountOptions(
+            email=args.email,
+            agree_tos=args.agree_tos,
+            eab_kid=args.eab_kid,
+            eab_hmac_key=args.eab_hmac_key,
+        ),
         key_type=check_key_type(args.key_type),
         reuse_key=args.reuse_key,
         profile=args.profile,
@@ -201,12 +246,15 @@ def _through_server(args: argparse.Namespace, groups: Any, server: str) -> tuple
     addresses = parse_addresses(args.http_address, "--http-address")
     for name, idents in groups:
         spec = SiteSpec(name=name, identifiers=idents, server=server, solver=placeholder)
-        setup = prepare_challenge(home, args.web_server, spec, http_port=args.http_port,
-                                  listen_addresses=addresses)
+        setup = prepare_challenge(
+            home, args.web_server, spec, http_port=args.http_port, listen_addresses=addresses
+        )
         directory, reload = setup.directory, setup.reload
         if setup.files and not (args.quiet or args.json):
-            print(f"{name}: {args.web_server} answers HTTP-01 from {directory}; changed "
-                  "('certsmith uninstall' undoes it):")
+            print(
+                f"{name}: {args.web_server} answers HTTP-01 from {directory}; changed "
+                "('certsmith uninstall' undoes it):"
+            )
             for line in setup.files:
                 print(f"  {line}")
     return ServerSpec(webroot=str(directory), server=args.web_server), reload
@@ -237,4 +285,5 @@ def _check_webroot_reachable(args: argparse.Namespace, names: list[str]) -> None
         f"{kind} serves /.well-known/acme-challenge/ from certsmith's own directory (set up "
         f"for {owner} by 'certsmith get --{kind}' or 'install'), so files written into "
         f"{args.webroot} would answer 404: use --{kind} instead of --webroot, or "
-        f"'certsmith uninstall {kind} {owner}' first")
+        f"'certsmith uninstall {kind} {owner}' first"
+    )

@@ -32,11 +32,20 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("import", help="take over certificates managed by certbot",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "import",
+        help="take over certificates managed by certbot",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("tool", choices=("certbot",), help="where from (certbot)")
-    p.add_argument("dir", nargs="?", default="/etc/letsencrypt", metavar="DIR",
-                   help="certbot's config directory (default /etc/letsencrypt)")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default="/etc/letsencrypt",
+        metavar="DIR",
+        help="certbot's config directory (default /etc/letsencrypt)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would happen, write nothing")
     p.set_defaults(handler=run)
 
@@ -54,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     for problem in plan.broken:
         sys.stderr.write(f"certsmith: broken: {problem.name}: {problem.reason}\n")
     if plan.broken:
-        raise UsageError(f"{source} is corrupt or incomplete ({len(plan.broken)} lineage(s) "
-                         "above); nothing was imported")
+        raise UsageError(
+            f"{source} is corrupt or incomplete ({len(plan.broken)} lineage(s) "
+            "above); nothing was imported"
+        )
     verb = "would import" if args.dry_run else "importing"
     if not args.quiet:
         for lineage in plan.lineages:
@@ -71,8 +82,12 @@ def run(args: argparse.Namespace) -> int:
     done = certbot.apply(plan, home)
     if not args.quiet:
         for name in done:
-            print(f"{name}: imported -> {home / 'live' / name}/fullchain.pem; "
-                  f"{source / 'live' / name}/*.pem now link there")
-        print(f"certbot no longer renews these ({source}/renewal/<name>.conf renamed to "
-              "*.conf.imported-by-certsmith); 'certsmith renew' does")
+            print(
+                f"{name}: imported -> {home / 'live' / name}/fullchain.pem; "
+                f"{source / 'live' / name}/*.pem now link there"
+            )
+        print(
+            f"certbot no longer renews these ({source}/renewal/<name>.conf renamed to "
+            "*.conf.imported-by-certsmith); 'certsmith renew' does"
+        )
     return 0

@@ -47,27 +47,56 @@ examples:
 def add_site_options(p: Any) -> None:
     p.add_argument("--http-port", type=int, default=80, metavar="N", help="HTTP port (80)")
     p.add_argument("--https-port", type=int, default=443, metavar="N", help="HTTPS port (443)")
-    p.add_argument("--listen-address", action="append", default=[], metavar="ADDR",
-                   help="listen on these IP addresses only (repeat, or separate with commas, "
-                        "e.g. 127.0.0.1,::1); default: exactly the addresses your site "
-                        "listens on, for HTTP and the same for HTTPS")
+    p.add_argument(
+        "--listen-address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="listen on these IP addresses only (repeat, or separate with commas, "
+        "e.g. 127.0.0.1,::1); default: exactly the addresses your site "
+        "listens on, for HTTP and the same for HTTPS",
+    )
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("install", help="serve a certificate from nginx, Apache or lighttpd",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("web_server", choices=("nginx", "apache", "lighttpd"), metavar="SERVER",
-                   help="nginx, apache or lighttpd")
+    p = sub.add_parser(
+        "install",
+        help="serve a certificate from nginx, Apache or lighttpd",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "web_server",
+        choices=("nginx", "apache", "lighttpd"),
+        metavar="SERVER",
+        help="nginx, apache or lighttpd",
+    )
     p.add_argument("name", metavar="NAME", help="certificate name (see 'certsmith list')")
-    p.add_argument("--redirect", type=int, nargs="?", const=308, choices=(301, 302, 307, 308),
-                   metavar="308|301", help="redirect HTTP to HTTPS (default code 308, as "
-                   "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
-                   "a GET); "
-                   "/.well-known/acme-challenge/ stays reachable over HTTP")
-    p.add_argument("--hsts", type=int, nargs="?", const=policy.HSTS_DEFAULT, metavar="SECONDS",
-                   help="send Strict-Transport-Security (default max-age two years)")
-    p.add_argument("--proxy-to", metavar="URL",
-                   help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)")
+    p.add_argument(
+        "--redirect",
+        type=int,
+        nargs="?",
+        const=308,
+        choices=(301, 302, 307, 308),
+        metavar="308|301",
+        help="redirect HTTP to HTTPS (default code 308, as "
+        "'certsmith proxy'; it keeps the method and body, 301 may turn a POST into "
+        "a GET); "
+        "/.well-known/acme-challenge/ stays reachable over HTTP",
+    )
+    p.add_argument(
+        "--hsts",
+        type=int,
+        nargs="?",
+        const=policy.HSTS_DEFAULT,
+        metavar="SECONDS",
+        help="send Strict-Transport-Security (default max-age two years)",
+    )
+    p.add_argument(
+        "--proxy-to",
+        metavar="URL",
+        help="reverse proxy to the app at URL (WebSocket upgrades, X-Forwarded-*)",
+    )
     add_site_options(p)
     from certsmith.cli import ocsp
 
@@ -87,11 +116,17 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"invalid port {port}")
     if args.hsts is not None and args.hsts < 0:
         raise UsageError("--hsts needs a number of seconds >= 0")
-    req = InstallRequest(args.web_server, args.name, redirect=args.redirect, hsts=args.hsts,
-                         proxy_to=args.proxy_to, http_port=args.http_port,
-                         https_port=args.https_port,
-                         listen_addresses=parse_addresses(args.listen_address),
-                         dry_run=args.dry_run)
+    req = InstallRequest(
+        args.web_server,
+        args.name,
+        redirect=args.redirect,
+        hsts=args.hsts,
+        proxy_to=args.proxy_to,
+        http_port=args.http_port,
+        https_port=args.https_port,
+        listen_addresses=parse_addresses(args.listen_address),
+        dry_run=args.dry_run,
+    )
     result = install(home_from(args), req)
     if args.dry_run:
         print(result.text)

@@ -8,14 +8,17 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("list", help="show managed certificates",
-                       description="Show every managed certificate: names, how it proves "
-                                   "control of them (its solver), issuer, expiry, days left, "
-                                   "next renewal and the last result. Each live set is "
-                                   "verified (files parse, key matches the certificate) and "
-                                   "repaired from the newest intact version in the archive; "
-                                   "damaged files are named on stderr and make the exit "
-                                   "status 1.")
+    p = sub.add_parser(
+        "list",
+        help="show managed certificates",
+        description="Show every managed certificate: names, how it proves "
+        "control of them (its solver), issuer, expiry, days left, "
+        "next renewal and the last result. Each live set is "
+        "verified (files parse, key matches the certificate) and "
+        "repaired from the newest intact version in the archive; "
+        "damaged files are named on stderr and make the exit "
+        "status 1.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
@@ -46,16 +49,23 @@ def run(args: argparse.Namespace) -> int:
         na = s.state.not_after
         names = ",".join(i.value for i in s.spec.identifiers)
         solver = s.spec.solver.describe()
-        rows.append([
-            s.spec.name,
-            names if len(names) <= 40 else names[:37] + "...",
-            solver if len(solver) <= 40 else solver[:37] + "...",
-            s.state.issuer or "-",
-            f"{na:%Y-%m-%d %H:%M}" if na else "-",
-            f"{(na - now).total_seconds() / 86400:.1f}" if na else "-",
-            f"{s.next_renewal:%Y-%m-%d %H:%M}" if s.next_renewal else "-",
-            (s.state.last_result or "-") + (f" ({s.state.failures}x)" if s.state.failures else ""),
-        ])
-    print(table(["NAME", "NAMES", "SOLVER", "ISSUER", "EXPIRES (UTC)", "DAYS", "NEXT RENEWAL",
-                 "LAST"], rows))
+        rows.append(
+            [
+                s.spec.name,
+                names if len(names) <= 40 else names[:37] + "...",
+                solver if len(solver) <= 40 else solver[:37] + "...",
+                s.state.issuer or "-",
+                f"{na:%Y-%m-%d %H:%M}" if na else "-",
+                f"{(na - now).total_seconds() / 86400:.1f}" if na else "-",
+                f"{s.next_renewal:%Y-%m-%d %H:%M}" if s.next_renewal else "-",
+                (s.state.last_result or "-")
+                + (f" ({s.state.failures}x)" if s.state.failures else ""),
+            ]
+        )
+    print(
+        table(
+            ["NAME", "NAMES", "SOLVER", "ISSUER", "EXPIRES (UTC)", "DAYS", "NEXT RENEWAL", "LAST"],
+            rows,
+        )
+    )
     return report_damage(damaged)

@@ -21,11 +21,18 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("metrics", help="write Prometheus metrics for the managed certificates",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "metrics",
+        help="write Prometheus metrics for the managed certificates",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--textfile", metavar="PATH", help="write here (atomically) and keep fresh")
-    p.add_argument("--forget", action="store_true",
-                   help="stop rewriting the remembered textfile after each renew")
+    p.add_argument(
+        "--forget",
+        action="store_true",
+        help="stop rewriting the remembered textfile after each renew",
+    )
     p.set_defaults(handler=run)
 
 

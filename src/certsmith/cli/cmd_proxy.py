@@ -38,42 +38,69 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("proxy", help="serve HTTPS in front of an app (automatic certificates)",
-                       description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", metavar="NAME[,NAME...]",
-                   help="the site's names (one certificate)")
-    p.add_argument("--to", metavar="UPSTREAM",
-                   help="the app: host:port, port, [::1]:port or unix:/path")
+    p = sub.add_parser(
+        "proxy",
+        help="serve HTTPS in front of an app (automatic certificates)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "names", nargs="*", metavar="NAME[,NAME...]", help="the site's names (one certificate)"
+    )
+    p.add_argument(
+        "--to", metavar="UPSTREAM", help="the app: host:port, port, [::1]:port or unix:/path"
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with many sites (see docs)")
     # (Values are checked by the proxy's config module, not argparse, so a bad one is the same
     # one line as in the file instead of a usage dump.)
     p.add_argument("--http-port", metavar="N", help="HTTP port (default 80)")
     p.add_argument("--https-port", metavar="N", help="HTTPS port (default 443)")
-    p.add_argument("--address", metavar="ADDR",
-                   help="listen address, an IP address (default: all, IPv4 and IPv6)")
-    p.add_argument("--redirect", metavar="{301,302,307,308}",
-                   help="status of the HTTP -> HTTPS redirect (default 308)")
-    p.add_argument("--hsts", nargs="?", const="", metavar="SECONDS",
-                   help="send Strict-Transport-Security (default max-age two years)")
-    p.add_argument("--workers", metavar="N",
-                   help="worker processes, up to 1024 (default: one per CPU core)")
-    p.add_argument("--access-log", metavar="FILE|-",
-                   help="access log file (opened for appending at start-up), or - for stdout")
-    p.add_argument("--log-format", metavar="{combined,json}",
-                   help="access log format (default combined)")
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="listen address, an IP address (default: all, IPv4 and IPv6)",
+    )
+    p.add_argument(
+        "--redirect",
+        metavar="{301,302,307,308}",
+        help="status of the HTTP -> HTTPS redirect (default 308)",
+    )
+    p.add_argument(
+        "--hsts",
+        nargs="?",
+        const="",
+        metavar="SECONDS",
+        help="send Strict-Transport-Security (default max-age two years)",
+    )
+    p.add_argument(
+        "--workers", metavar="N", help="worker processes, up to 1024 (default: one per CPU core)"
+    )
+    p.add_argument(
+        "--access-log",
+        metavar="FILE|-",
+        help="access log file (opened for appending at start-up), or - for stdout",
+    )
+    p.add_argument(
+        "--log-format", metavar="{combined,json}", help="access log format (default combined)"
+    )
     p.add_argument("--server", metavar="URL|ALIAS", help="ACME CA for public names")
     p.add_argument("--email", metavar="E", help="contact address for the ACME account")
     p.add_argument("--agree-tos", action="store_true", help="accept the CA's terms of service")
-    p.add_argument("--challenge", metavar="{http-01,tls-alpn-01,dns-01}",
-                   help="how public names are proven: on the HTTP port (http-01, default), "
-                        "on the HTTPS port (tls-alpn-01), or in DNS (dns-01, with --dns; with "
-                        "--config, the [dns] table)")
+    p.add_argument(
+        "--challenge",
+        metavar="{http-01,tls-alpn-01,dns-01}",
+        help="how public names are proven: on the HTTP port (http-01, default), "
+        "on the HTTPS port (tls-alpn-01), or in DNS (dns-01, with --dns; with "
+        "--config, the [dns] table)",
+    )
     from certsmith.cli import dnsopts
 
-    p.add_argument("--dns", metavar="PROVIDER",
-                   help=f"DNS-01 for the site (the only way to a wildcard): "
-                        f"{dnsopts.PROVIDERS_HELP}; the --dns-* options below")
+    p.add_argument(
+        "--dns",
+        metavar="PROVIDER",
+        help=f"DNS-01 for the site (the only way to a wildcard): "
+        f"{dnsopts.PROVIDERS_HELP}; the --dns-* options below",
+    )
     dnsopts.add_options(p, provider_flag=False)
     p.set_defaults(handler=run)
 
@@ -88,8 +115,10 @@ def _dns_spec(args: argparse.Namespace) -> Any:
     if not dnsopts.uses_dns(args):
         return None
     if args.config:
-        raise UsageError("with --config, give the DNS provider in the file: challenge = "
-                         '"dns-01" and a [site.dns] (or top-level [dns]) table')
+        raise UsageError(
+            "with --config, give the DNS provider in the file: challenge = "
+            '"dns-01" and a [site.dns] (or top-level [dns]) table'
+        )
     return dnsopts.spec_from(args)
 
 
@@ -100,10 +129,17 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.services.proxy.supervisor import Supervisor
 
     overrides = proxy_config.from_options(
-        http_port=args.http_port, https_port=args.https_port, address=args.address,
-        workers=args.workers, access_log=args.access_log, log_format=args.log_format,
-        server=args.server, email=args.email, agree_tos=True if args.agree_tos else None,
-        challenge=args.challenge)
+        http_port=args.http_port,
+        https_port=args.https_port,
+        address=args.address,
+        workers=args.workers,
+        access_log=args.access_log,
+        log_format=args.log_format,
+        server=args.server,
+        email=args.email,
+        agree_tos=True if args.agree_tos else None,
+        challenge=args.challenge,
+    )
     dns = _dns_spec(args)
     if args.config:
         if args.names or args.to:
@@ -113,10 +149,12 @@ def run(args: argparse.Namespace) -> int:
         config = proxy_config.load(args.config, **overrides)
     else:
         if not args.names or not args.to:
-            raise UsageError("usage: certsmith proxy NAME[,NAME...] --to HOST:PORT "
-                             "(or --config FILE)")
-        config = proxy_config.from_cli(args.names, args.to, hsts=args.hsts,
-                                       redirect=args.redirect, dns=dns, **overrides)
+            raise UsageError(
+                "usage: certsmith proxy NAME[,NAME...] --to HOST:PORT (or --config FILE)"
+            )
+        config = proxy_config.from_cli(
+            args.names, args.to, hsts=args.hsts, redirect=args.redirect, dns=dns, **overrides
+        )
     home = home_from(args)
     quiet = args.quiet
 
@@ -134,16 +172,27 @@ def startup_banner(config: Any, home: Any) -> str:
     for site in config.sites:
         first = site.names[0].value
         shown = f"[{first}]" if ":" in first else first
-        source = "local CA" if not site.uses_acme else \
-            "ACME, DNS-01" if site.challenge == "dns-01" else "ACME"
+        source = (
+            "local CA"
+            if not site.uses_acme
+            else "ACME, DNS-01"
+            if site.challenge == "dns-01"
+            else "ACME"
+        )
         local = local or not site.uses_acme
-        lines.append(f"serving https://{shown}{https}/ -> http://{site.upstream} "
-                     f"({source} certificate for {', '.join(i.value for i in site.names)})")
+        lines.append(
+            f"serving https://{shown}{https}/ -> http://{site.upstream} "
+            f"({source} certificate for {', '.join(i.value for i in site.names)})"
+        )
     where = config.address or "all addresses"
-    lines.append(f"  listening on {where}: HTTPS port {config.https_port}, HTTP port "
-                 f"{config.http_port} (redirects to HTTPS); "
-                 f"{config.worker_count} worker(s); state in {home}")
+    lines.append(
+        f"  listening on {where}: HTTPS port {config.https_port}, HTTP port "
+        f"{config.http_port} (redirects to HTTPS); "
+        f"{config.worker_count} worker(s); state in {home}"
+    )
     if local:
-        lines.append("  to make browsers and curl trust the local CA on this machine, run: "
-                     "certsmith trust install")
+        lines.append(
+            "  to make browsers and curl trust the local CA on this machine, run: "
+            "certsmith trust install"
+        )
     return "\n".join(lines)

@@ -27,8 +27,12 @@ the archive, and renewed at once if that is not the newest version or there is n
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("renew", help="renew certificates that are due", description=HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "renew",
+        help="renew certificates that are due",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
     p.add_argument("--force", action="store_true", help="renew now, due or not")
     p.add_argument("--dry-run", action="store_true", help="show what is due, order nothing")
@@ -42,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from certsmith.services.root import build
 
     services = build(home_from(args), progress=progress_printer(args.quiet or args.json))
-    outcomes = services.manager.renew(args.names or None, force=args.force,
-                                      dry_run=args.dry_run)
-    return report(outcomes, args, services.store.live_path,
-                  [*services.manager.damage, *services.bus.failures])
+    outcomes = services.manager.renew(args.names or None, force=args.force, dry_run=args.dry_run)
+    return report(
+        outcomes, args, services.store.live_path, [*services.manager.damage, *services.bus.failures]
+    )
 
 
 def report_damage(damage: Sequence[tuple[str, str]]) -> int:
@@ -55,9 +59,12 @@ def report_damage(damage: Sequence[tuple[str, str]]) -> int:
     return 1 if damage else 0
 
 
-def report(outcomes: Sequence[Outcome], args: argparse.Namespace,
-           live_path: Callable[[str], Path],
-           damage: Sequence[tuple[str, str]] = ()) -> int:
+def report(
+    outcomes: Sequence[Outcome],
+    args: argparse.Namespace,
+    live_path: Callable[[str], Path],
+    damage: Sequence[tuple[str, str]] = (),
+) -> int:
     """Print outcomes (text or JSON); exit 0 only if every certificate is fine and nothing
     was found damaged (repaired or not) and every subscriber (audit log, alerts, metrics)
     did its part. (Alerts and metrics ran already: the service emits them, see

@@ -27,12 +27,19 @@ records in the backup) write certsmith's files into this machine's nginx/Apache/
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("restore", help="restore certificates, keys and settings from a backup",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "restore",
+        help="restore certificates, keys and settings from a backup",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", metavar="FILE", help="archive written by 'certsmith backup'")
-    p.add_argument("--force", action="store_true",
-                   help="replace what the state directory has where it differs from the backup "
-                        "(restore names it first)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace what the state directory has where it differs from the backup "
+        "(restore names it first)",
+    )
     p.set_defaults(handler=run)
 
 

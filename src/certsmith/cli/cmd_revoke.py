@@ -9,9 +9,12 @@ REASONS = {"unspecified": 0, "keycompromise": 1, "superseded": 4, "cessationofop
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("revoke", help="revoke a certificate",
-                       description="Revoke the live certificate of NAME. It stays in place; the "
-                                   "next 'certsmith renew' replaces it.")
+    p = sub.add_parser(
+        "revoke",
+        help="revoke a certificate",
+        description="Revoke the live certificate of NAME. It stays in place; the "
+        "next 'certsmith renew' replaces it.",
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--reason", default="unspecified", choices=sorted(REASONS))
     p.set_defaults(handler=run)

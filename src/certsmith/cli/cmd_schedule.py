@@ -28,10 +28,15 @@ CERTSMITH_CRON_DIR.
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("schedule", help="install, remove or show the renewal timer",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("install", "remove", "status"),
-                   help="install | remove | status")
+    p = sub.add_parser(
+        "schedule",
+        help="install, remove or show the renewal timer",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "action", choices=("install", "remove", "status"), help="install | remove | status"
+    )
     p.set_defaults(handler=run)
 
 
@@ -42,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     host = schedule.Host.detect()
     if args.action == "install":
         home = home_from(args)
-        argv = schedule.renew_argv(schedule.certsmith_executable(),
-                                   None if home == schedule.builtin_home() else home)
+        argv = schedule.renew_argv(
+            schedule.certsmith_executable(), None if home == schedule.builtin_home() else home
+        )
         report = schedule.install(host, argv)
     elif args.action == "remove":
         report = schedule.remove(host)

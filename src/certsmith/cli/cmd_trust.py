@@ -22,12 +22,19 @@ variable each needs.
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("trust", help="trust the local CA on this machine (or stop trusting it)",
-                       description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "trust",
+        help="trust the local CA on this machine (or stop trusting it)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("action", choices=("install", "uninstall", "status"))
-    p.add_argument("--store", action="append", choices=("system", "nss", "java"),
-                   help="only this kind of store (repeatable; default: all)")
+    p.add_argument(
+        "--store",
+        action="append",
+        choices=("system", "nss", "java"),
+        help="only this kind of store (repeatable; default: all)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
 
@@ -43,19 +50,32 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"ca": None, "stores": []})
         elif not args.quiet:
-            print(f"no local CA in {home / 'ca'}: nothing is trusted "
-                  "(certsmith local NAME or certsmith trust install makes one)")
+            print(
+                f"no local CA in {home / 'ca'}: nothing is trusted "
+                "(certsmith local NAME or certsmith trust install makes one)"
+            )
         return 0
     if args.json:
-        print_json({"ca": str(result.root.path), "sha256": result.root.sha256,
-                    "stores": [r.to_json() for r in result.reports],
-                    "env": result.hints() if args.action == "install" else []})
+        print_json(
+            {
+                "ca": str(result.root.path),
+                "sha256": result.root.sha256,
+                "stores": [r.to_json() for r in result.reports],
+                "env": result.hints() if args.action == "install" else [],
+            }
+        )
     elif not args.quiet:
         if result.ca_created:
             print(f"Created a new local CA in {result.root.path.parent}")
-        rows = [[r.store, r.location, r.state + (" (skipped)" if r.state in trust.SKIPPED
-                                                  else ""), r.detail]
-                for r in result.reports]
+        rows = [
+            [
+                r.store,
+                r.location,
+                r.state + (" (skipped)" if r.state in trust.SKIPPED else ""),
+                r.detail,
+            ]
+            for r in result.reports
+        ]
         print(table(["STORE", "LOCATION", "STATE", "DETAIL"], rows))
         if args.action == "install":
             print("\nFor runtimes that ignore these stores:")

@@ -8,10 +8,12 @@ from typing import Any
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "uninstall", help="remove certsmith's files from nginx, Apache or lighttpd",
+        "uninstall",
+        help="remove certsmith's files from nginx, Apache or lighttpd",
         description="Remove the files certsmith added to SERVER for NAME, put back any site of "
-                    "yours it had moved aside, check the configuration and reload the server. "
-                    "The certificate itself stays (see 'certsmith revoke').")
+        "yours it had moved aside, check the configuration and reload the server. "
+        "The certificate itself stays (see 'certsmith revoke').",
+    )
     p.add_argument("web_server", choices=("nginx", "apache", "lighttpd"), metavar="SERVER")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--dry-run", action="store_true", help="print what would be removed")

@@ -81,10 +81,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         # The global options also work after the command (`certsmith renew --quiet`);
         # SUPPRESS keeps a value given before the command.
         command = sub.choices[name]
-        command.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
-                             help="state directory")
-        command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                             help="print only errors")
+        command.add_argument(
+            "--home", metavar="DIR", default=argparse.SUPPRESS, help="state directory"
+        )
+        command.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print only errors",
+        )
     return parser
 
 

@@ -29,6 +29,7 @@ def progress_printer(quiet: bool) -> Any:
     if quiet:
         return None
     if not sys.stderr.isatty():
+
         def note(name: str, step: str) -> None:
             if name in ALWAYS_SHOWN:
                 sys.stderr.write(f"{name}: {step}\n")

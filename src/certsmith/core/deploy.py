@@ -21,8 +21,12 @@ from certsmith.base.store.fs import atomic_write
 from certsmith.errors import DeployError, UsageError
 
 COMMAND_TIMEOUT = 300
-_PART_FILES = {"fullchain": "fullchain.pem", "cert": "cert.pem", "chain": "chain.pem",
-               "key": "privkey.pem"}
+_PART_FILES = {
+    "fullchain": "fullchain.pem",
+    "cert": "cert.pem",
+    "chain": "chain.pem",
+    "key": "privkey.pem",
+}
 
 
 def check_target(target: FileTarget) -> None:
@@ -115,8 +119,15 @@ def deploy_file(live: LiveFiles, target: FileTarget) -> list[str]:
 def run_command(live: LiveFiles, command: str) -> None:
     env = {**os.environ, **live.environment()}
     try:
-        proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            command,
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
         raise DeployError(f"deploy command timed out after {COMMAND_TIMEOUT}s: {command}") from exc
     if proc.returncode != 0:

@@ -40,8 +40,9 @@ def _unit(seed: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def lifetime_renewal_time(not_before: dt.datetime, not_after: dt.datetime,
-                          seed: str) -> dt.datetime:
+def lifetime_renewal_time(
+    not_before: dt.datetime, not_after: dt.datetime, seed: str
+) -> dt.datetime:
     """The fallback renewal moment when the CA gives no ARI window."""
     lifetime = not_after - not_before
     fraction = 0.5 if lifetime < SHORT_LIFETIME else 1 / 3
@@ -49,16 +50,21 @@ def lifetime_renewal_time(not_before: dt.datetime, not_after: dt.datetime,
     return not_after - lifetime * fraction - jitter
 
 
-def renewal_time(not_before: dt.datetime, not_after: dt.datetime, seed: str,
-                 ari: AriWindow | None) -> dt.datetime:
+def renewal_time(
+    not_before: dt.datetime, not_after: dt.datetime, seed: str, ari: AriWindow | None
+) -> dt.datetime:
     if ari is not None:
         picked: dt.datetime = min(ari.pick(seed), not_after)
         return picked
     return lifetime_renewal_time(not_before, not_after, seed)
 
 
-def backoff_until(failures: int, last_failure: dt.datetime, not_after: dt.datetime | None,
-                  retry_after: dt.datetime | None = None) -> dt.datetime:
+def backoff_until(
+    failures: int,
+    last_failure: dt.datetime,
+    not_after: dt.datetime | None,
+    retry_after: dt.datetime | None = None,
+) -> dt.datetime:
     """When the next attempt may run after ``failures`` consecutive failures."""
     if failures <= 0:
         return last_failure
@@ -81,9 +87,18 @@ class Decision:
     reason: str
 
 
-def decide(now: dt.datetime, *, not_before: dt.datetime, not_after: dt.datetime, seed: str,
-           ari: AriWindow | None, failures: int = 0, last_failure: dt.datetime | None = None,
-           retry_after: dt.datetime | None = None, force: bool = False) -> Decision:
+def decide(
+    now: dt.datetime,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    seed: str,
+    ari: AriWindow | None,
+    failures: int = 0,
+    last_failure: dt.datetime | None = None,
+    retry_after: dt.datetime | None = None,
+    force: bool = False,
+) -> Decision:
     """Is a renewal attempt due at ``now``? Returns the planned moment and a reason."""
     if force:
         return Decision(True, now, "forced")
@@ -92,8 +107,7 @@ def decide(now: dt.datetime, *, not_before: dt.datetime, not_after: dt.datetime,
     if failures and last_failure is not None:
         retry = backoff_until(failures, last_failure, not_after, retry_after)
         if retry > now:
-            return Decision(False, max(planned, retry),
-                            f"backing off after {failures} failure(s)")
+            return Decision(False, max(planned, retry), f"backing off after {failures} failure(s)")
         if planned <= now or failures:
             return Decision(True, now, f"retry after {failures} failure(s)")
     if now >= planned:

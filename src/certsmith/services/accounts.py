@@ -37,8 +37,9 @@ def _find(store: Store, server: str) -> tuple[str, bytes, bytes | None] | None:
         if key_pem is None and account is None:
             continue
         where = store.where(f"{entry}/key.pem")
-        fix = (f"restore it from a backup, or move {store.where(entry)} away to register a "
-               "new account")
+        fix = (
+            f"restore it from a backup, or move {store.where(entry)} away to register a new account"
+        )
         if key_pem is None:
             raise DamagedError(f"damaged account: {where} is missing; {fix}")
         if not key_pem.strip():
@@ -76,8 +77,10 @@ def check_can_register(store: Store, server: str, options: AccountOptions) -> No
         raise UsageError("--eab-kid and --eab-hmac-key go together")
     alias = alias_of(server)
     if alias in NEEDS_EAB and not options.eab_kid:
-        raise UsageError(f"{alias} needs External Account Binding: add --eab-kid and "
-                         "--eab-hmac-key from the CA's dashboard")
+        raise UsageError(
+            f"{alias} needs External Account Binding: add --eab-kid and "
+            "--eab-hmac-key from the CA's dashboard"
+        )
 
 
 def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) -> Account:
@@ -94,8 +97,9 @@ def load_or_create(store: Store, conn: AcmeConnection, options: AccountOptions) 
             return _load(store, found[0], found[1], raw)
         check_can_register(store, conn.url, options)
         if conn.needs_eab() and not options.eab_kid:
-            raise UsageError("this CA needs External Account Binding: add --eab-kid and "
-                             "--eab-hmac-key")
+            raise UsageError(
+                "this CA needs External Account Binding: add --eab-kid and --eab-hmac-key"
+            )
         if found:
             # A key written by a run that died before registering: register that key.
             entry, key_pem = found[0], found[1]
@@ -142,7 +146,10 @@ def _load(store: Store, entry: str, key_pem: bytes, raw: bytes) -> Account:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DamagedError(f"damaged account file {where}: not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("uri"), str) or \
-            not isinstance(data.get("body"), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("uri"), str)
+        or not isinstance(data.get("body"), dict)
+    ):
         raise DamagedError(f"damaged account file {where}: no account URI and body")
     return acme.Account(key=acme.load_account_key(key_pem), uri=data["uri"], body=data["body"])

@@ -70,9 +70,11 @@ class Summary:
     def line(self, verb: str) -> str:
         names = ", ".join(self.certificates) if self.certificates else "none"
         count = len(self.certificates)
-        return (f"{verb} {count} certificate{'s' if count != 1 else ''} ({names}), "
-                f"{self.accounts} account{'s' if self.accounts != 1 else ''}, "
-                f"{self.files} files")
+        return (
+            f"{verb} {count} certificate{'s' if count != 1 else ''} ({names}), "
+            f"{self.accounts} account{'s' if self.accounts != 1 else ''}, "
+            f"{self.files} files"
+        )
 
 
 # -- what a home holds ---------------------------------------------------------------------------
@@ -87,8 +89,11 @@ def certificate_names(home: Path) -> list[str]:
     """Certificates in a home: site files and live links."""
     names: set[str] = set()
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        names.update(n[: -len(".toml")] for n in os.listdir(home / "sites")
-                     if n.endswith(".toml") and not n.startswith("."))
+        names.update(
+            n[: -len(".toml")]
+            for n in os.listdir(home / "sites")
+            if n.endswith(".toml") and not n.startswith(".")
+        )
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         names.update(n for n in os.listdir(home / "live") if not n.startswith("."))
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -119,19 +124,27 @@ def _reinstall(kind: str, name: str, record: dict[str, Any]) -> str:
     import shlex
 
     if record.get("stage") != "installed":  # only the challenge mapping of 'get --SERVER'
-        return (f"certsmith get {shlex.quote(name)} --{kind}    # renewals answer HTTP-01 "
-                f"through {kind}")
+        return (
+            f"certsmith get {shlex.quote(name)} --{kind}    # renewals answer HTTP-01 "
+            f"through {kind}"
+        )
     opts = record.get("options") or {}
     words = ["certsmith", "install", kind, name]
-    flags = {"redirect": "--redirect", "hsts": "--hsts", "proxy_to": "--proxy-to",
-             "listen_address": "--listen-address"}  # (listen_address: an older record)
+    flags = {
+        "redirect": "--redirect",
+        "hsts": "--hsts",
+        "proxy_to": "--proxy-to",
+        "listen_address": "--listen-address",
+    }  # (listen_address: an older record)
     for key, flag in flags.items():
         if opts.get(key) not in (None, ""):
             words += [flag, str(opts[key])]
     for address in opts.get("listen_addresses") or ():
         words += ["--listen-address", str(address)]
-    for key, flag, default in (("http_port", "--http-port", 80),
-                               ("https_port", "--https-port", 443)):
+    for key, flag, default in (
+        ("http_port", "--http-port", 80),
+        ("https_port", "--https-port", 443),
+    ):
         if opts.get(key) not in (None, default):
             words += [flag, str(opts[key])]
     return " ".join(shlex.quote(w) for w in words)
@@ -142,8 +155,11 @@ def _count_accounts(home: Path) -> int:
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for ca in os.scandir(home / "accounts"):
             if ca.is_dir(follow_symlinks=False):
-                n += sum(1 for e in os.scandir(ca.path)
-                         if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                n += sum(
+                    1
+                    for e in os.scandir(ca.path)
+                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+                )
     return n
 
 
@@ -203,8 +219,15 @@ def _member(home: Path, tar: tarfile.TarFile, rel: str) -> tarfile.TarInfo:
 
 def _entry(info: tarfile.TarInfo, digest: str = "") -> Entry:
     kind = "file" if info.isreg() else "dir" if info.isdir() else "link"
-    return Entry(info.name, kind, info.mode & 0o7777, int(info.mtime), size=info.size
-                 if kind == "file" else 0, sha256=digest, target=info.linkname)
+    return Entry(
+        info.name,
+        kind,
+        info.mode & 0o7777,
+        int(info.mtime),
+        size=info.size if kind == "file" else 0,
+        sha256=digest,
+        target=info.linkname,
+    )
 
 
 @contextlib.contextmanager
@@ -276,13 +299,20 @@ def backup(home: Path, dest: Path) -> Summary:
     try:
         names = certificate_names(home)
         with tempfile.SpooledTemporaryFile(_SPOOL, dir=str(dest.parent)) as spool_file:
-            with _lineage_locks(home, names), \
-                    tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool:
+            with (
+                _lineage_locks(home, names),
+                tarfile.open(fileobj=spool_file, mode="w", format=tarfile.PAX_FORMAT) as spool,
+            ):
                 entries = _collect(home, spool)
-            manifest = manifest_format.encode({
-                "certsmith": CERTSMITH_VERSION,
-                "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "certificates": names, "layout": _layout(home)}, entries)
+            manifest = manifest_format.encode(
+                {
+                    "certsmith": CERTSMITH_VERSION,
+                    "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "certificates": names,
+                    "layout": _layout(home),
+                },
+                entries,
+            )
             accounts = _count_accounts(home)
             spool_file.seek(0)
             _write(fd, dest, manifest, spool_file)
@@ -308,8 +338,11 @@ def _write(fd: int, dest: Path, manifest: bytes, spool_file: IO[bytes]) -> None:
     """The archive into ``fd``: the manifest, then the spooled members. The caller writes it
     beside ``dest`` and renames it into place, so ``dest`` is never half-written."""
     os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "wb", closefd=False) as raw, _open_for_writing(dest, raw) as tar, \
-            tarfile.open(fileobj=spool_file, mode="r:") as spool:
+    with (
+        os.fdopen(fd, "wb", closefd=False) as raw,
+        _open_for_writing(dest, raw) as tar,
+        tarfile.open(fileobj=spool_file, mode="r:") as spool,
+    ):
         info = tarfile.TarInfo(MANIFEST)
         info.size, info.mode = len(manifest), 0o600
         info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
@@ -386,8 +419,11 @@ def plan(home: Path, entries: dict[str, Entry]) -> Plan:
     if home.is_dir():
         for top in ENTRIES:
             if top in replace:
-                lost += [rel for rel in _home_entries(home, top)
-                         if not _same_content(home, rel, entries.get(rel))]
+                lost += [
+                    rel
+                    for rel in _home_entries(home, top)
+                    if not _same_content(home, rel, entries.get(rel))
+                ]
     return Plan(replace, tuple(lost))
 
 
@@ -418,8 +454,10 @@ def describe(lost: tuple[str, ...]) -> str:
     if ca:
         words.append("a local CA with its root key" if ca_keys else "a local CA")
     if accounts:
-        words.append(f"{len(accounts)} ACME account{'s' if len(accounts) != 1 else ''} "
-                     f"with {'their keys' if len(accounts) != 1 else 'its key'}")
+        words.append(
+            f"{len(accounts)} ACME account{'s' if len(accounts) != 1 else ''} "
+            f"with {'their keys' if len(accounts) != 1 else 'its key'}"
+        )
     if other:
         words.append(f"{other} other file{'s' if other != 1 else ''}")
     return ", ".join(words)
@@ -445,15 +483,24 @@ def restore(archive: Path, home: Path, *, force: bool = False) -> Summary:
         except OSError as exc:
             raise BackupError(f"cannot read {exc.filename or home}: {exc.strerror}") from exc
         if todo.lost and not force:
-            raise UsageError(f"{home} already has {describe(todo.lost)}; use --force to "
-                             f"replace them with the backup's")
+            raise UsageError(
+                f"{home} already has {describe(todo.lost)}; use --force to "
+                f"replace them with the backup's"
+            )
         files = _unpack_and_swap(archive, reader, manifest, entries, home, todo)
-    return Summary(archive, home, manifest.certificates, _count_accounts(home), files,
-                   describe(todo.lost))
+    return Summary(
+        archive, home, manifest.certificates, _count_accounts(home), files, describe(todo.lost)
+    )
 
 
-def _unpack_and_swap(archive: Path, reader: ArchiveReader, manifest: Manifest,
-                     entries: dict[str, Entry], home: Path, todo: Plan) -> int:
+def _unpack_and_swap(
+    archive: Path,
+    reader: ArchiveReader,
+    manifest: Manifest,
+    entries: dict[str, Entry],
+    home: Path,
+    todo: Plan,
+) -> int:
     exists = home.exists()
     # Staging on the same filesystem as the destination, so the renames below are atomic:
     # beside a new home, inside an existing one (which may be a mount point).

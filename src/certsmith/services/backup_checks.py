@@ -14,8 +14,18 @@ from certsmith.errors import CertsmithError
 from certsmith.services.backup_manifest import Entry
 
 # Restored in this order, ``live`` last so its symlinks never point at a missing version.
-ENTRIES = ("sites", "accounts", "ca", "state", "archive", "events.jsonl", "alerts.toml",
-           "installs", "dns-01", "live")
+ENTRIES = (
+    "sites",
+    "accounts",
+    "ca",
+    "state",
+    "archive",
+    "events.jsonl",
+    "alerts.toml",
+    "installs",
+    "dns-01",
+    "live",
+)
 FILES = frozenset({"events.jsonl", "alerts.toml"})
 
 
@@ -85,10 +95,11 @@ def _check_live_link(name: str, target: str, members: dict[str, Entry]) -> None:
         raise UnsafeArchive(f"symlink {name!r}: only live/<name> entries may be symlinks")
     where = _resolve(name, target, members).split("/")
     dest = members.get("/".join(where))
-    if len(where) != 3 or where[:2] != ["archive", parts[1]] or dest is None or \
-            dest.kind != "dir":
-        raise UnsafeArchive(f"{name} points at {target!r}, which is not an archived version "
-                            f"of {parts[1]} in the archive")
+    if len(where) != 3 or where[:2] != ["archive", parts[1]] or dest is None or dest.kind != "dir":
+        raise UnsafeArchive(
+            f"{name} points at {target!r}, which is not an archived version "
+            f"of {parts[1]} in the archive"
+        )
 
 
 def is_key(name: str) -> bool:
@@ -115,8 +126,12 @@ def key_pairs(members: dict[str, Entry]) -> list[tuple[str, str]]:
     pairs = []
     for name, e in members.items():
         parts = name.split("/")
-        if e.kind == "file" and len(parts) == 4 and parts[0] == "archive" and \
-                parts[3] == "privkey.pem":
+        if (
+            e.kind == "file"
+            and len(parts) == 4
+            and parts[0] == "archive"
+            and parts[3] == "privkey.pem"
+        ):
             cert = "/".join([*parts[:3], "cert.pem"])
             if cert in members:
                 pairs.append((name, cert))
@@ -135,7 +150,8 @@ def check_keys(root: Path, members: dict[str, Entry]) -> None:
     for key_name, cert_name in key_pairs(members):
         try:
             key = serialization.load_pem_private_key(
-                root.joinpath(*key_name.split("/")).read_bytes(), password=None)
+                root.joinpath(*key_name.split("/")).read_bytes(), password=None
+            )
         except (ValueError, TypeError):
             raise UnsafeArchive(f"{key_name} is not a readable private key") from None
         try:

@@ -46,8 +46,12 @@ class Entry:
     target: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.kind, "mode": self.mode,
-                               "mtime": self.mtime}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.kind,
+            "mode": self.mode,
+            "mtime": self.mtime,
+        }
         if self.kind == "file":
             out["size"], out["sha256"] = self.size, self.sha256
         elif self.kind == "link":
@@ -81,8 +85,7 @@ def _dump(obj: dict[str, Any]) -> bytes:
 
 def encode(meta: dict[str, Any], entries: list[Entry]) -> bytes:
     """The manifest's bytes: ``meta`` plus the entries, sealed with their SHA-256."""
-    body = {**meta, "format": FORMAT, "version": VERSION,
-            "members": [e.to_json() for e in entries]}
+    body = {**meta, "format": FORMAT, "version": VERSION, "members": [e.to_json() for e in entries]}
     body["sha256"] = hashlib.sha256(_dump(body)).hexdigest()
     return _dump(body)
 
@@ -97,13 +100,17 @@ def decode(raw: bytes) -> Manifest:
         raise ManifestError(f"not a certsmith backup (bad {NAME})")
     version = data.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise ManifestError(f"a backup format version {version!r}; this certsmith reads up to "
-                            f"{VERSION}: upgrade certsmith")
+        raise ManifestError(
+            f"a backup format version {version!r}; this certsmith reads up to "
+            f"{VERSION}: upgrade certsmith"
+        )
     if version < VERSION:
-        raise ManifestError(f"a backup format version {version} has no checksums, so its "
-                            f"contents cannot be verified; make a new backup with this certsmith "
-                            f"(or, from a machine that is gone, unpack it by hand with tar "
-                            f"and check the keys before use)")
+        raise ManifestError(
+            f"a backup format version {version} has no checksums, so its "
+            f"contents cannot be verified; make a new backup with this certsmith "
+            f"(or, from a machine that is gone, unpack it by hand with tar "
+            f"and check the keys before use)"
+        )
     seal = data.pop("sha256", None)
     if seal != hashlib.sha256(_dump(data)).hexdigest():
         raise ManifestError(f"{NAME} does not match its checksum (damaged)")

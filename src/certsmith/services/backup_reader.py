@@ -113,23 +113,28 @@ class ArchiveReader:
             # (closed with the file: the caller owns it)
             self._tar = tarfile.open(fileobj=self._data, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
             first = self._tar.next()
-            if first is None or first.name != NAME or not first.isreg() or \
-                    first.size > MAX_BYTES:
+            if first is None or first.name != NAME or not first.isreg() or first.size > MAX_BYTES:
                 raise ArchiveError(f"not a certsmith backup (no {NAME})")
             f = self._tar.extractfile(first)
             raw = f.read() if f is not None else b""
         except tarfile.ReadError as exc:
             raise ArchiveError("not a certsmith backup (not a tar archive)") from exc
         except DAMAGED as exc:
-            raise ArchiveError(f"not a certsmith backup, or damaged before the end of {NAME} "
-                               f"({exc})") from exc
+            raise ArchiveError(
+                f"not a certsmith backup, or damaged before the end of {NAME} ({exc})"
+            ) from exc
         try:
             manifest = decode(raw)
         except ManifestError as exc:
             raise ArchiveError(str(exc)) from None
         # From here on the manifest says how much there is to read.
-        total = self._data.count + _SLACK + sum(
-            2048 + 2 * len(e.name.encode()) + -(-e.size // 512) * 512 for e in manifest.entries)
+        total = (
+            self._data.count
+            + _SLACK
+            + sum(
+                2048 + 2 * len(e.name.encode()) + -(-e.size // 512) * 512 for e in manifest.entries
+            )
+        )
         self._data.limit = total
         self._raw.limit = total + total // 32 + _SLACK
         return manifest
@@ -187,26 +192,37 @@ class ArchiveReader:
         finally:
             os.close(fd)
         if digest.hexdigest() != entry.sha256:
-            raise ArchiveError(f"{entry.name} does not match its checksum in the manifest "
-                               f"(damaged)")
+            raise ArchiveError(
+                f"{entry.name} does not match its checksum in the manifest (damaged)"
+            )
         os.utime(path, (entry.mtime, entry.mtime))
 
 
-_KIND = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-         tarfile.SYMTYPE: "link"}
+_KIND = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "link",
+}
 
 
 def _same(member: tarfile.TarInfo, entry: Entry) -> None:
     """The member's header says what its manifest entry says."""
     kind = _KIND.get(member.type, "other")
     if member.name != entry.name:
-        raise ArchiveError(f"member {member.name!r} is not where the manifest lists "
-                           f"{entry.name!r} (damaged)")
+        raise ArchiveError(
+            f"member {member.name!r} is not where the manifest lists {entry.name!r} (damaged)"
+        )
     if kind != entry.kind:
-        raise ArchiveError(f"{entry.name} is not a file, directory or symlink"
-                           if kind == "other" else
-                           f"{entry.name} is a {kind}, the manifest says {entry.kind} (damaged)")
-    if (member.mode & 0o7777) != entry.mode or int(member.mtime) != entry.mtime or \
-            (kind == "file" and member.size != entry.size) or \
-            (kind == "link" and member.linkname != entry.target):
+        raise ArchiveError(
+            f"{entry.name} is not a file, directory or symlink"
+            if kind == "other"
+            else f"{entry.name} is a {kind}, the manifest says {entry.kind} (damaged)"
+        )
+    if (
+        (member.mode & 0o7777) != entry.mode
+        or int(member.mtime) != entry.mtime
+        or (kind == "file" and member.size != entry.size)
+        or (kind == "link" and member.linkname != entry.target)
+    ):
         raise ArchiveError(f"the header of {entry.name} does not match the manifest (damaged)")

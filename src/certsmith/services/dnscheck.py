@@ -23,8 +23,8 @@ from certsmith.core.solvers.dns01 import Dns01Solver
 @dataclass(frozen=True)
 class CheckReport:
     targets: tuple[Target, ...]
-    update_servers: tuple[str, ...]   # per target: where an RFC 2136 update goes, or ""
-    seconds: float                    # from presenting until every server had every value
+    update_servers: tuple[str, ...]  # per target: where an RFC 2136 update goes, or ""
+    seconds: float  # from presenting until every server had every value
     provider: str
 
 
@@ -37,17 +37,25 @@ def _domains(names: Sequence[str]) -> list[str]:
     return out
 
 
-def check(store: Store | None, spec: DnsSpec, names: Sequence[str], *,
-          progress: Callable[[str], None] = lambda _line: None) -> CheckReport:
+def check(
+    store: Store | None,
+    spec: DnsSpec,
+    names: Sequence[str],
+    *,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> CheckReport:
     solver = Dns01Solver(spec, SolverContext(store, progress))
     solver.prepare()
     try:
         domains = _domains(names)
         targets = tuple(solver.target(d) for d in domains)
         servers = tuple(solver.update_server(t) for t in targets)
-        challenges = [Challenge(d, secrets.token_urlsafe(16),
-                                f"certsmith-dns-check.{secrets.token_urlsafe(16)}")
-                      for d in domains]
+        challenges = [
+            Challenge(
+                d, secrets.token_urlsafe(16), f"certsmith-dns-check.{secrets.token_urlsafe(16)}"
+            )
+            for d in domains
+        ]
         started = time.monotonic()
         presented: Sequence[Challenge] = challenges
         remaining = challenges

@@ -54,11 +54,21 @@ def _look(store: Store, name: str) -> _Seen:
     newer = tuple(v for v in versions if current is not None and v > current)
     where = _live_dir(store, name)
     if not live.is_symlink():
-        return _Seen(state, state_problem, None,
-                     f"live/{name} is not a link to a version in the archive", newer)
+        return _Seen(
+            state,
+            state_problem,
+            None,
+            f"live/{name} is not a link to a version in the archive",
+            newer,
+        )
     if not where.is_dir():
-        return _Seen(state, state_problem, None,
-                     f"live/{name} points to a missing version ({os.readlink(live)})", newer)
+        return _Seen(
+            state,
+            state_problem,
+            None,
+            f"live/{name} points to a missing version ({os.readlink(live)})",
+            newer,
+        )
     try:
         cert = examine(where)
     except Damaged as exc:
@@ -92,14 +102,14 @@ def _repair(store: Store, name: str, seen: _Seen) -> Checked:
     if seen.live_problem:
         found = _newest_intact(store, name)
         if found is None:
-            notes.append(f"damaged live set: {seen.live_problem}; no intact version in the "
-                         "archive: renewing")
+            notes.append(
+                f"damaged live set: {seen.live_problem}; no intact version in the archive: renewing"
+            )
             due = "no intact certificate"
         else:
             version, cert = found
             store.relink(name, version)
-            events.record(store.home, "repaired", name, version=version,
-                          error=seen.live_problem)
+            events.record(store.home, "repaired", name, version=version, error=seen.live_problem)
             lost = [v for v in store.versions(name) if v > version]
             note = f"damaged live set: {seen.live_problem}; live/{name} -> version {version}"
             if lost:
@@ -111,19 +121,24 @@ def _repair(store: Store, name: str, seen: _Seen) -> Checked:
             try:
                 examine(Path(store.home, "archive", name, str(version)))
             except Damaged as exc:
-                notes.append(f"damaged version {store.home}/archive/{name}/{version}: {exc}; "
-                             "renewing")
+                notes.append(
+                    f"damaged version {store.home}/archive/{name}/{version}: {exc}; renewing"
+                )
                 due = f"version {version} is damaged"
     state = seen.state
     if seen.state_problem:
         where = store.where(state_key(name))
         if cert is None:
-            notes.append(f"damaged state file {where}: {seen.state_problem}; no certificate "
-                         "to recompute it from")
+            notes.append(
+                f"damaged state file {where}: {seen.state_problem}; no certificate "
+                "to recompute it from"
+            )
             due = due or "state unknown"
         else:
-            notes.append(f"damaged state file {where}: {seen.state_problem}; recomputed from "
-                         f"live/{name}/cert.pem")
+            notes.append(
+                f"damaged state file {where}: {seen.state_problem}; recomputed from "
+                f"live/{name}/cert.pem"
+            )
     if cert is not None and (seen.state_problem or state.serial != _serial(cert)):
         state = _from_cert(state, cert)
         save_state(store, name, state)
@@ -146,6 +161,13 @@ def _from_cert(state: CertState, cert: x509.Certificate) -> CertState:
     from cryptography.hazmat.primitives import serialization
 
     info = keys.cert_info(cert.public_bytes(serialization.Encoding.PEM))
-    return state.update(serial=info.serial, not_before=info.not_before,
-                        not_after=info.not_after, issuer=info.issuer, ari_id=info.ari_id,
-                        ari_start=None, ari_end=None, ari_next_check=None)
+    return state.update(
+        serial=info.serial,
+        not_before=info.not_before,
+        not_after=info.not_after,
+        issuer=info.issuer,
+        ari_id=info.ari_id,
+        ari_start=None,
+        ari_end=None,
+        ari_next_check=None,
+    )

@@ -72,8 +72,9 @@ class Bus:
     def emit(self, kind: str, name: str, **fields: Any) -> None:
         self.publish(Event(kind, name, fields))
 
-    def run_done(self, what: str, outcomes: Sequence[OutcomeLike], *,
-                 scan_expiry: bool = False) -> None:
+    def run_done(
+        self, what: str, outcomes: Sequence[OutcomeLike], *, scan_expiry: bool = False
+    ) -> None:
         self.publish(RunDone(what, tuple(outcomes), scan_expiry))
 
     def publish(self, message: Message) -> None:
@@ -81,10 +82,14 @@ class Bus:
             try:
                 subscriber(message)
             except Exception as exc:  # a subscriber never changes the outcome
-                label = getattr(subscriber, "label", None) or \
-                    getattr(subscriber, "__name__", type(subscriber).__name__)
-                line = str(exc) if isinstance(exc, CertsmithError) else \
-                    f"{label} failed: {type(exc).__name__}: {exc}"
+                label = getattr(subscriber, "label", None) or getattr(
+                    subscriber, "__name__", type(subscriber).__name__
+                )
+                line = (
+                    str(exc)
+                    if isinstance(exc, CertsmithError)
+                    else f"{label} failed: {type(exc).__name__}: {exc}"
+                )
                 if all(seen != line for _, seen in self.failures):
                     name = message.name if isinstance(message, Event) else "-"
                     self.failures.append((name, line))

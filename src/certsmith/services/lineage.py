@@ -40,24 +40,35 @@ class Request:
     csr_pem: bytes
 
 
-def request_for(identifiers: Sequence[Identifier], key_type: str,
-                key_pem: bytes | None = None) -> Request:
+def request_for(
+    identifiers: Sequence[Identifier], key_type: str, key_pem: bytes | None = None
+) -> Request:
     """A CSR for ``identifiers`` with a new key of ``key_type``, or ``key_pem`` (reused)."""
     from certsmith.base import keys
 
     key = keys.load_key(key_pem) if key_pem is not None else keys.generate_key(key_type)
-    return Request(key_pem if key_pem is not None else keys.key_to_pem(key),
-                   keys.make_csr(key, identifiers))
+    return Request(
+        key_pem if key_pem is not None else keys.key_to_pem(key), keys.make_csr(key, identifiers)
+    )
 
 
-def obtain(issuer: Issuer, identifiers: Sequence[Identifier], request: Request,
-           solver: Solver | None, **options: Any) -> tuple[Issued, Bundle]:
+def obtain(
+    issuer: Issuer,
+    identifiers: Sequence[Identifier],
+    request: Request,
+    solver: Solver | None,
+    **options: Any,
+) -> tuple[Issued, Bundle]:
     """Have ``issuer`` sign ``request`` (ACME proves control through ``solver``; the local CA
     needs none) and check that what came back is for our key."""
     from certsmith.base import keys
 
-    issued = issuer.issue(identifiers, request.csr_pem, solver,  # type: ignore[arg-type]
-                          **options)
+    issued = issuer.issue(
+        identifiers,
+        request.csr_pem,
+        solver,  # type: ignore[arg-type]
+        **options,
+    )
     if not keys.key_matches_cert(request.key_pem, issued.cert_pem):
         raise CAError("the CA returned a certificate for a different key")
     return issued, Bundle(issued.cert_pem, issued.chain_pem, request.key_pem)
@@ -79,15 +90,25 @@ class Written:
     info: CertInfo
 
 
-def write(store: Store, bus: Bus, new: NewVersion, *, site: SiteSpec | None = None,
-          fence: Lease | None = None) -> Written:
+def write(
+    store: Store,
+    bus: Bus,
+    new: NewVersion,
+    *,
+    site: SiteSpec | None = None,
+    fence: Lease | None = None,
+) -> Written:
     """Publish ``new`` as the next version of its lineage; the caller holds its lease."""
     now = dt.datetime.now(dt.UTC)
     info = cert_info(new.bundle.cert_pem)
     meta: dict[str, Any] = {
-        "serial": info.serial, "not_before": info.not_before.isoformat(),
-        "not_after": info.not_after.isoformat(), "issuer": info.issuer,
-        "names": list(info.names), "issued_at": now.isoformat(timespec="seconds")}
+        "serial": info.serial,
+        "not_before": info.not_before.isoformat(),
+        "not_after": info.not_after.isoformat(),
+        "issuer": info.issuer,
+        "names": list(info.names),
+        "issued_at": now.isoformat(timespec="seconds"),
+    }
     meta.update(new.meta)
     files = {**new.bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()}
     version = store.publish(new.name, files, private=PRIVATE, fence=fence)
@@ -95,14 +116,33 @@ def write(store: Store, bus: Bus, new: NewVersion, *, site: SiteSpec | None = No
     if site is not None:
         save_site(store, site, fence=fence)
         crash_point("order:site-saved")
-    save_state(store, new.name, CertState(
-        serial=info.serial, not_before=info.not_before, not_after=info.not_after,
-        issuer=str(meta["issuer"]), ari_id=info.ari_id, ari_supported=new.ari_supported,
-        ari_next_check=None, failures=0, last_attempt=now, last_success=now,
-        last_result=new.action), fence=fence)
+    save_state(
+        store,
+        new.name,
+        CertState(
+            serial=info.serial,
+            not_before=info.not_before,
+            not_after=info.not_after,
+            issuer=str(meta["issuer"]),
+            ari_id=info.ari_id,
+            ari_supported=new.ari_supported,
+            ari_next_check=None,
+            failures=0,
+            last_attempt=now,
+            last_success=now,
+            last_result=new.action,
+        ),
+        fence=fence,
+    )
     crash_point("order:state-saved")
-    bus.emit(new.action, new.name, serial=info.serial, version=version,
-             not_after=info.not_after.isoformat(), **new.event)
+    bus.emit(
+        new.action,
+        new.name,
+        serial=info.serial,
+        version=version,
+        not_after=info.not_after.isoformat(),
+        **new.event,
+    )
     return Written(version, info)
 
 
@@ -116,7 +156,15 @@ def record_failure(store: Store, bus: Bus, name: str, error: str, **fields: Any)
         state = load_state(store, name)
         failures = state.failures + 1
         if state.serial is not None:
-            save_state(store, name, state.update(
-                failures=failures, last_attempt=now, last_failure=now, last_error=error,
-                last_result="failed"))
+            save_state(
+                store,
+                name,
+                state.update(
+                    failures=failures,
+                    last_attempt=now,
+                    last_failure=now,
+                    last_error=error,
+                    last_result="failed",
+                ),
+            )
     bus.emit("failed", name, error=error, failures=failures, **fields)

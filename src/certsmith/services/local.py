@@ -75,8 +75,9 @@ def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
     from cryptography.hazmat.primitives import serialization
 
     try:
-        csr = (x509.load_pem_x509_csr(data) if b"-----BEGIN" in data
-               else x509.load_der_x509_csr(data))
+        csr = (
+            x509.load_pem_x509_csr(data) if b"-----BEGIN" in data else x509.load_der_x509_csr(data)
+        )
         spki = _csr_spki(csr.public_bytes(serialization.Encoding.DER))
     except (ValueError, StopIteration, der.DerError):
         raise UsageError(f"cannot read CSR {path}: not a PEM or DER certificate request") from None
@@ -104,8 +105,10 @@ def _read_csr(path: Path) -> tuple[tuple[Identifier, ...], bytes]:
             refused.append(_other_name(entry))
     if refused:
         shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if refused[5:] else "")
-        raise UsageError(f"CSR {path} asks for names the local CA does not certify: {shown} "
-                         "(it signs DNS names and IP addresses only)")
+        raise UsageError(
+            f"CSR {path} asks for names the local CA does not certify: {shown} "
+            "(it signs DNS names and IP addresses only)"
+        )
     if not names:
         cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         names = [str(cn.value) for cn in cns]
@@ -168,8 +171,9 @@ def issue(home: Path, request: LocalRequest, cwd: Path | None = None) -> LocalRe
         if request.names:
             raise UsageError("give either names or --csr, not both")
         if request.pkcs12 or request.key_file:
-            raise UsageError("--pkcs12 and --key-file need the private key; with --csr "
-                             "it stays with you")
+            raise UsageError(
+                "--pkcs12 and --key-file need the private key; with --csr it stays with you"
+            )
         identifiers, spki = _read_csr(request.csr)
     elif request.names:
         identifiers = parse_identifiers(request.names)
@@ -187,8 +191,9 @@ def issue(home: Path, request: LocalRequest, cwd: Path | None = None) -> LocalRe
 
     if not identifiers:  # only a change to the CA's allowed names
         ca.ensure(wanted)
-        return LocalResult((), ca.path, wanted, ca_created=not existed,
-                           constraints_changed=changed or not existed)
+        return LocalResult(
+            (), ca.path, wanted, ca_created=not existed, constraints_changed=changed or not existed
+        )
 
     base = cwd or Path.cwd()
     stem = file_stem(identifiers[0])
@@ -201,8 +206,14 @@ def issue(home: Path, request: LocalRequest, cwd: Path | None = None) -> LocalRe
     for path in outputs:
         _check_dir(path)
 
-    leaf = ca.issue(identifiers, key_type=key_type, days=request.days, client=request.client,
-                    public_key_der=spki, constraints=wanted)
+    leaf = ca.issue(
+        identifiers,
+        key_type=key_type,
+        days=request.days,
+        client=request.client,
+        public_key_der=spki,
+        constraints=wanted,
+    )
     written: list[Path] = []
     if key_file is not None and leaf.key_pem is not None:
         _write(key_file, leaf.key_pem, 0o600)
@@ -212,9 +223,18 @@ def issue(home: Path, request: LocalRequest, cwd: Path | None = None) -> LocalRe
     if p12_file is not None:
         _write(p12_file, _pkcs12(leaf.key, leaf.cert_der, leaf.intermediate_der, stem), 0o600)
         written.append(p12_file)
-    return LocalResult(identifiers, ca.path, wanted, ca_created=not existed,
-                       constraints_changed=changed, cert_file=cert_file, key_file=key_file,
-                       p12_file=p12_file, not_after=leaf.not_after, written=tuple(written))
+    return LocalResult(
+        identifiers,
+        ca.path,
+        wanted,
+        ca_created=not existed,
+        constraints_changed=changed,
+        cert_file=cert_file,
+        key_file=key_file,
+        p12_file=p12_file,
+        not_after=leaf.not_after,
+        written=tuple(written),
+    )
 
 
 def _pkcs12(key: object, cert_der: bytes, intermediate_der: bytes, name: str) -> bytes:

@@ -71,9 +71,14 @@ class Outcome:
         return self.action not in ("failed", "deploy-failed")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "action": self.action, "detail": self.detail,
-                "serial": self.serial, "version": self.version,
-                "not_after": self.not_after.isoformat() if self.not_after else None}
+        return {
+            "name": self.name,
+            "action": self.action,
+            "detail": self.detail,
+            "serial": self.serial,
+            "version": self.version,
+            "not_after": self.not_after.isoformat() if self.not_after else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,21 @@ class DamagedSite:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "names": [], "server": None, "solver": None, "issuer": None,
-                "serial": None, "not_after": None, "days_left": None, "next_renewal": None,
-                "last_result": "damaged", "last_error": self.reason, "failures": 0,
-                "version": None}
+        return {
+            "name": self.name,
+            "names": [],
+            "server": None,
+            "solver": None,
+            "issuer": None,
+            "serial": None,
+            "not_after": None,
+            "days_left": None,
+            "next_renewal": None,
+            "last_result": "damaged",
+            "last_error": self.reason,
+            "failures": 0,
+            "version": None,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,8 +159,14 @@ def make_solver(spec: SolverSpec, context: SolverContext | None = None) -> Solve
 
 
 class Manager:
-    def __init__(self, home: Path, progress: Progress | None = None, *,
-                 store: Store | None = None, bus: Bus | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        progress: Progress | None = None,
+        *,
+        store: Store | None = None,
+        bus: Bus | None = None,
+    ) -> None:
         self.home = home
         self.store = store if store is not None else open_store(home)
         # Lifecycle events go out on the bus; services.root wires alerts and metrics to it.
@@ -160,8 +182,10 @@ class Manager:
         from certsmith.core.issuers.acme import AcmeConnection
 
         if ca_bundle and not Path(ca_bundle).exists():
-            raise CAError(f"the CA bundle {ca_bundle} recorded for {server} is gone: run "
-                          "'certsmith get' again with --ca-bundle, or restore the file")
+            raise CAError(
+                f"the CA bundle {ca_bundle} recorded for {server} is gone: run "
+                "'certsmith get' again with --ca-bundle, or restore the file"
+            )
         key = (server, ca_bundle)
         if key not in self._connections:
             self._connections[key] = AcmeConnection(server, ca_bundle)
@@ -184,21 +208,46 @@ class Manager:
         for _name, idents in req.groups:
             wild = [i.value for i in idents if i.is_wildcard]
             if wild and not isinstance(req.solver, DnsSpec):
-                raise UsageError(f"{wild[0]} needs the DNS-01 challenge: give --dns "
-                                 "(rfc2136, lexicon:PROVIDER or hook)")
+                raise UsageError(
+                    f"{wild[0]} needs the DNS-01 challenge: give --dns "
+                    "(rfc2136, lexicon:PROVIDER or hook)"
+                )
         check_can_register(self.store, req.server, req.account)
-        specs = [SiteSpec(name=name, identifiers=idents, server=req.server, solver=req.solver,
-                          key_type=req.key_type, reuse_key=req.reuse_key, profile=req.profile,
-                          preferred_chain=req.preferred_chain, deploy_files=req.deploy_files,
-                          deploy_commands=req.deploy_commands, ca_bundle=req.ca_bundle)
-                  for name, idents in req.groups]
+        specs = [
+            SiteSpec(
+                name=name,
+                identifiers=idents,
+                server=req.server,
+                solver=req.solver,
+                key_type=req.key_type,
+                reuse_key=req.reuse_key,
+                profile=req.profile,
+                preferred_chain=req.preferred_chain,
+                deploy_files=req.deploy_files,
+                deploy_commands=req.deploy_commands,
+                ca_bundle=req.ca_bundle,
+            )
+            for name, idents in req.groups
+        ]
         conn = self.connection(req.server, req.ca_bundle)
         conn.directory()  # an unreachable CA stops here, before anything is written
         with self._solver(req.solver) as solver:
             account = load_or_create(self.store, conn, req.account)
-            jobs = [(spec, functools.partial(self._issue, conn, account, spec, solver,
-                                             renewing=False, seen_serial=seen[spec.name]))
-                    for spec in specs]
+            jobs = [
+                (
+                    spec,
+                    functools.partial(
+                        self._issue,
+                        conn,
+                        account,
+                        spec,
+                        solver,
+                        renewing=False,
+                        seen_serial=seen[spec.name],
+                    ),
+                )
+                for spec in specs
+            ]
             outcomes = self._run_all(jobs)
         self.bus.run_done("issuance", outcomes)
         return outcomes
@@ -223,8 +272,9 @@ class Manager:
             exclusive = spec.exclusive()
             if exclusive is not None:
                 stack.enter_context(self.store.lock(exclusive))
-            solver = make_solver(spec, SolverContext(
-                self.store, lambda line: self.progress(spec.kind, line)))
+            solver = make_solver(
+                spec, SolverContext(self.store, lambda line: self.progress(spec.kind, line))
+            )
             solver.prepare()
             stack.callback(solver.close)
             yield solver
@@ -242,19 +292,39 @@ class Manager:
         except CertsmithError as exc:
             return Outcome(spec.name, "failed", str(exc))
 
-    def _issue(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver, *,
-               renewing: bool, force: bool = False, seen_serial: str | None = None) -> Outcome:
+    def _issue(
+        self,
+        conn: AcmeConnection,
+        account: Account,
+        spec: SiteSpec,
+        solver: Solver,
+        *,
+        renewing: bool,
+        force: bool = False,
+        seen_serial: str | None = None,
+    ) -> Outcome:
         name = spec.name
         with self.store.lock(store_keys.lineage_lease(name)) as lease:
             state = load_state(self.store, name)
             if renewing and state.serial != seen_serial:
                 # Another process renewed it while we waited for the lock.
-                return Outcome(name, "skipped", "renewed by another certsmith process",
-                               state.serial, state.not_after)
+                return Outcome(
+                    name,
+                    "skipped",
+                    "renewed by another certsmith process",
+                    state.serial,
+                    state.not_after,
+                )
             if not renewing and state.serial != seen_serial and self._same_site(spec):
                 # Another 'get' of the same site finished while we waited for the lock.
-                return Outcome(name, "skipped", "issued by another certsmith process",
-                               state.serial, state.not_after, self.store.live_version(name))
+                return Outcome(
+                    name,
+                    "skipped",
+                    "issued by another certsmith process",
+                    state.serial,
+                    state.not_after,
+                    self.store.live_version(name),
+                )
             started = _now()
             try:
                 outcome = self._order(conn, account, spec, solver, state, renewing, lease)
@@ -265,10 +335,19 @@ class Manager:
                 failures = state.failures + 1
                 if renewing or state.serial is not None:
                     # (A first attempt that failed leaves no half-made certificate behind.)
-                    save_state(self.store, name, state.update(
-                        failures=failures, last_attempt=started, last_failure=started,
-                        last_error=str(exc), retry_after=retry_after, last_result="failed"),
-                        fence=lease)
+                    save_state(
+                        self.store,
+                        name,
+                        state.update(
+                            failures=failures,
+                            last_attempt=started,
+                            last_failure=started,
+                            last_error=str(exc),
+                            retry_after=retry_after,
+                            last_result="failed",
+                        ),
+                        fence=lease,
+                    )
                 self.bus.emit("failed", name, error=str(exc), failures=failures)
                 raise
         return self._deploy_after(spec, outcome)
@@ -279,8 +358,16 @@ class Manager:
         except CertsmithError:
             return False
 
-    def _order(self, conn: AcmeConnection, account: Account, spec: SiteSpec, solver: Solver,
-               state: CertState, renewing: bool, lease: Lease) -> Outcome:
+    def _order(
+        self,
+        conn: AcmeConnection,
+        account: Account,
+        spec: SiteSpec,
+        solver: Solver,
+        state: CertState,
+        renewing: bool,
+        lease: Lease,
+    ) -> Outcome:
         from certsmith.core.issuers.acme_issuer import AcmeIssuer
         from certsmith.services import lineage
 
@@ -288,17 +375,24 @@ class Manager:
         reused = None
         if spec.reuse_key and self.store.live_version(name) is not None:
             reused = self._live_key(name)
-        request = lineage.request_for(spec.identifiers, spec.key_type,
-                                      reused[1] if reused is not None else None)
+        request = lineage.request_for(
+            spec.identifiers, spec.key_type, reused[1] if reused is not None else None
+        )
         crash_point("order:key-generated")
         replaces = state.ari_id if (renewing and state.ari_supported) else None
         self.progress(name, "ordering")
 
         def order(acct: Account) -> tuple[Issued, Bundle]:
             issuer = AcmeIssuer(conn, acct, on_step=lambda s: self.progress(name, s))
-            return lineage.obtain(issuer, spec.identifiers, request, solver,
-                                  profile=spec.profile, replaces=replaces,
-                                  preferred_chain=spec.preferred_chain)
+            return lineage.obtain(
+                issuer,
+                spec.identifiers,
+                request,
+                solver,
+                profile=spec.profile,
+                replaces=replaces,
+                preferred_chain=spec.preferred_chain,
+            )
 
         try:
             issued, bundle = order(account)
@@ -308,15 +402,23 @@ class Manager:
             issued, bundle = order(reregister(self.store, conn, account))
         crash_point("order:issued")
         if issued.replace_refused:
-            self.bus.emit("replaces-refused", name, replaces=replaces,
-                          error=issued.replace_refused)
+            self.bus.emit("replaces-refused", name, replaces=replaces, error=issued.replace_refused)
         replaces = issued.replaced
         action = "renewed" if renewing else "issued"
-        written = lineage.write(self.store, self.bus, lineage.NewVersion(
-            name, bundle, action,
-            meta={"server": spec.server, "key_type": spec.key_type, "replaces": replaces},
-            event={"replaces": replaces}, ari_supported=conn.has_ari()),
-            site=spec, fence=lease)
+        written = lineage.write(
+            self.store,
+            self.bus,
+            lineage.NewVersion(
+                name,
+                bundle,
+                action,
+                meta={"server": spec.server, "key_type": spec.key_type, "replaces": replaces},
+                event={"replaces": replaces},
+                ari_supported=conn.has_ari(),
+            ),
+            site=spec,
+            fence=lease,
+        )
         version, info = written.version, written.info
         self.progress(name, action)
         return Outcome(name, action, f"version {version}", info.serial, info.not_after, version)
@@ -339,8 +441,14 @@ class Manager:
         try:
             self.deploy(spec.name, spec)
         except DeployError as exc:
-            return Outcome(outcome.name, "deploy-failed", f"{outcome.action}, but {exc}",
-                           outcome.serial, outcome.not_after, outcome.version)
+            return Outcome(
+                outcome.name,
+                "deploy-failed",
+                f"{outcome.action}, but {exc}",
+                outcome.serial,
+                outcome.not_after,
+                outcome.version,
+            )
         return outcome
 
     # -- deploy ---------------------------------------------------------------------------------
@@ -351,16 +459,14 @@ class Manager:
         spec = spec or load_site(self.store, name)
         if self.store.live_version(name) is None:
             raise UsageError(f"{name} has no certificate yet")
-        live = LiveFiles(name, tuple(i.value for i in spec.identifiers),
-                         self.store.live_path(name))
+        live = LiveFiles(name, tuple(i.value for i in spec.identifiers), self.store.live_path(name))
         try:
             written = deploy(live, spec.deploy_files, spec.deploy_commands)
             self._prove_served(name)
         except DeployError as exc:
             self.bus.emit("deploy-failed", name, error=str(exc))
             raise
-        self.bus.emit("deployed", name, files=written,
-                      commands=len(spec.deploy_commands))
+        self.bus.emit("deployed", name, files=written, commands=len(spec.deploy_commands))
         return written
 
     def _prove_served(self, name: str) -> None:
@@ -383,8 +489,9 @@ class Manager:
                 raise NotFoundError(f"no certificate named {name!r} (see 'certsmith list')")
         return wanted
 
-    def renew(self, names: Sequence[str] | None = None, *, force: bool = False,
-              dry_run: bool = False) -> list[Outcome]:
+    def renew(
+        self, names: Sequence[str] | None = None, *, force: bool = False, dry_run: bool = False
+    ) -> list[Outcome]:
         """Renew what is due. The scan touches no network unless an ARI answer expired; it
         reads each site file and verifies each live set (``integrity``), so damage is found
         and reported at every run, and one damaged lineage fails alone."""
@@ -423,12 +530,17 @@ class Manager:
                 due.append((spec_of(name), decision))
             else:
                 outcomes[name] = Outcome(
-                    name, "skipped", f"{decision.reason}; next {decision.at:%Y-%m-%d %H:%M}Z",
-                    state.serial, state.not_after)
+                    name,
+                    "skipped",
+                    f"{decision.reason}; next {decision.at:%Y-%m-%d %H:%M}Z",
+                    state.serial,
+                    state.not_after,
+                )
         if dry_run:
             for spec, decision in due:
-                outcomes[spec.name] = Outcome(spec.name, "due", decision.reason,
-                                              states[spec.name].serial)
+                outcomes[spec.name] = Outcome(
+                    spec.name, "due", decision.reason, states[spec.name].serial
+                )
         elif due:
             for spec, _decision in due:
                 outcomes[spec.name] = Outcome(spec.name, "failed", "not attempted")
@@ -457,28 +569,49 @@ class Manager:
             self.damage.append((name, checked.damage))
         return checked.state, checked.due
 
-    def _decide(self, name: str, state: CertState, now: dt.datetime,
-                force: bool, due_now: str | None = None) -> renewal.Decision:
+    def _decide(
+        self, name: str, state: CertState, now: dt.datetime, force: bool, due_now: str | None = None
+    ) -> renewal.Decision:
         if due_now:
             return renewal.Decision(True, now, due_now)
-        if state.not_after is None or state.not_before is None or \
-                self.store.live_version(name) is None:
+        if (
+            state.not_after is None
+            or state.not_before is None
+            or self.store.live_version(name) is None
+        ):
             return renewal.Decision(True, now, "no certificate yet")
         ari = None
         if state.ari_start and state.ari_end:
             ari = renewal.AriWindow(state.ari_start, state.ari_end)
-        return renewal.decide(now, not_before=state.not_before, not_after=state.not_after,
-                              seed=state.serial or name, ari=ari, failures=state.failures,
-                              last_failure=state.last_failure, retry_after=state.retry_after,
-                              force=force)
+        return renewal.decide(
+            now,
+            not_before=state.not_before,
+            not_after=state.not_after,
+            seed=state.serial or name,
+            ari=ari,
+            failures=state.failures,
+            last_failure=state.last_failure,
+            retry_after=state.retry_after,
+            force=force,
+        )
 
-    def _refresh_ari(self, names: Sequence[str], states: dict[str, CertState],
-                     now: dt.datetime, spec_of: Callable[[str], SiteSpec]) -> None:
+    def _refresh_ari(
+        self,
+        names: Sequence[str],
+        states: dict[str, CertState],
+        now: dt.datetime,
+        spec_of: Callable[[str], SiteSpec],
+    ) -> None:
         """Ask the CA for renewal windows whose cached answer has expired (Retry-After)."""
-        stale = [n for n in names
-                 if (st := states[n]).ari_supported and st.ari_id and st.not_after
-                 and st.not_after > now
-                 and (st.ari_next_check is None or st.ari_next_check <= now)]
+        stale = [
+            n
+            for n in names
+            if (st := states[n]).ari_supported
+            and st.ari_id
+            and st.not_after
+            and st.not_after > now
+            and (st.ari_next_check is None or st.ari_next_check <= now)
+        ]
         if not stale:
             return
         servers = {n: (spec_of(n).server, spec_of(n).ca_bundle) for n in stale}
@@ -487,13 +620,15 @@ class Manager:
             state = states[name]
             try:
                 window, next_check = self.connection(*servers[name]).renewal_info(
-                    state.ari_id or "")
+                    state.ari_id or ""
+                )
             except CertsmithError as exc:
                 self.bus.emit("ari-failed", name, error=str(exc))
                 states[name] = state.update(ari_next_check=now + dt.timedelta(hours=1))
             else:
-                states[name] = state.update(ari_start=window.start, ari_end=window.end,
-                                            ari_next_check=next_check)
+                states[name] = state.update(
+                    ari_start=window.start, ari_end=window.end, ari_next_check=next_check
+                )
             with self.store.lock(store_keys.lineage_lease(name)):
                 if load_state(self.store, name).serial == state.serial:
                     save_state(self.store, name, states[name])
@@ -501,8 +636,12 @@ class Manager:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(stale))) as pool:
             list(pool.map(fetch, stale))
 
-    def _renew_due(self, due: Sequence[tuple[SiteSpec, renewal.Decision]],
-                   states: dict[str, CertState], force: bool) -> list[Outcome]:
+    def _renew_due(
+        self,
+        due: Sequence[tuple[SiteSpec, renewal.Decision]],
+        states: dict[str, CertState],
+        force: bool,
+    ) -> list[Outcome]:
         by_solver: dict[SolverSpec, list[SiteSpec]] = {}
         for spec, _decision in due:
             by_solver.setdefault(spec.solver, []).append(spec)
@@ -510,28 +649,41 @@ class Manager:
         for solver_spec, specs in by_solver.items():
             try:
                 with self._solver(solver_spec) as solver:
-                    jobs = [(spec, self._renew_job(spec, solver, states[spec.name], force))
-                            for spec in specs]
+                    jobs = [
+                        (spec, self._renew_job(spec, solver, states[spec.name], force))
+                        for spec in specs
+                    ]
                     outcomes += self._run_all(jobs)
             except ChallengeError as exc:  # the solver could not be prepared
                 outcomes += [self._record_failure(spec, states[spec.name], exc) for spec in specs]
         return outcomes
 
-    def _renew_job(self, spec: SiteSpec, solver: Solver, state: CertState,
-                   force: bool) -> Callable[[], Outcome]:
+    def _renew_job(
+        self, spec: SiteSpec, solver: Solver, state: CertState, force: bool
+    ) -> Callable[[], Outcome]:
         def job() -> Outcome:
             conn = self.connection(spec.server, spec.ca_bundle)
             account = load_or_create(self.store, conn, AccountOptions())
-            return self._issue(conn, account, spec, solver, renewing=True, force=force,
-                               seen_serial=state.serial)
+            return self._issue(
+                conn, account, spec, solver, renewing=True, force=force, seen_serial=state.serial
+            )
+
         return job
 
     def _record_failure(self, spec: SiteSpec, state: CertState, exc: CertsmithError) -> Outcome:
         now = _now()
         with self.store.lock(store_keys.lineage_lease(spec.name)):
-            save_state(self.store, spec.name, state.update(
-                failures=state.failures + 1, last_attempt=now, last_failure=now,
-                last_error=str(exc), last_result="failed"))
+            save_state(
+                self.store,
+                spec.name,
+                state.update(
+                    failures=state.failures + 1,
+                    last_attempt=now,
+                    last_failure=now,
+                    last_error=str(exc),
+                    last_result="failed",
+                ),
+            )
         self.bus.emit("failed", spec.name, error=str(exc))
         return Outcome(spec.name, "failed", str(exc))
 

@@ -25,23 +25,32 @@ from certsmith.errors import StoreError, UsageError
 CONFIG_KEY = store_keys.METRICS_CONFIG
 
 _FAMILIES = (
-    ("certsmith_certificate_expiry_timestamp_seconds",
-     "When the live certificate expires (Unix time)."),
-    ("certsmith_certificate_not_before_timestamp_seconds",
-     "When the live certificate became valid (Unix time)."),
-    ("certsmith_renewal_last_success",
-     "1 if the last issuance or renewal attempt succeeded, 0 if it failed."),
-    ("certsmith_renewal_last_attempt_timestamp_seconds",
-     "When certsmith last tried to issue or renew (Unix time)."),
-    ("certsmith_renewal_last_success_timestamp_seconds",
-     "When certsmith last issued or renewed successfully (Unix time)."),
-    ("certsmith_renewal_consecutive_failures",
-     "Failed attempts since the last success."),
+    (
+        "certsmith_certificate_expiry_timestamp_seconds",
+        "When the live certificate expires (Unix time).",
+    ),
+    (
+        "certsmith_certificate_not_before_timestamp_seconds",
+        "When the live certificate became valid (Unix time).",
+    ),
+    (
+        "certsmith_renewal_last_success",
+        "1 if the last issuance or renewal attempt succeeded, 0 if it failed.",
+    ),
+    (
+        "certsmith_renewal_last_attempt_timestamp_seconds",
+        "When certsmith last tried to issue or renew (Unix time).",
+    ),
+    (
+        "certsmith_renewal_last_success_timestamp_seconds",
+        "When certsmith last issued or renewed successfully (Unix time).",
+    ),
+    ("certsmith_renewal_consecutive_failures", "Failed attempts since the last success."),
 )
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _ts(value: dt.datetime | None) -> str | None:
@@ -57,8 +66,8 @@ def render(states: Sequence[tuple[str, CertState]], now: dt.datetime) -> str:
             "certsmith_certificate_expiry_timestamp_seconds": _ts(st.not_after),
             "certsmith_certificate_not_before_timestamp_seconds": _ts(st.not_before),
             "certsmith_renewal_last_success": (
-                None if st.last_result is None
-                else "0" if st.last_result == "failed" else "1"),
+                None if st.last_result is None else "0" if st.last_result == "failed" else "1"
+            ),
             "certsmith_renewal_last_attempt_timestamp_seconds": _ts(st.last_attempt),
             "certsmith_renewal_last_success_timestamp_seconds": _ts(st.last_success),
             "certsmith_renewal_consecutive_failures": str(st.failures),
@@ -70,11 +79,14 @@ def render(states: Sequence[tuple[str, CertState]], now: dt.datetime) -> str:
     for family, help_text in _FAMILIES:
         lines += [f"# HELP {family} {help_text}", f"# TYPE {family} gauge"]
         lines += [f'{family}{{name="{label}"}} {value}' for label, value in values[family]]
-    lines += ["# HELP certsmith_certificates Certificates certsmith manages.",
-              "# TYPE certsmith_certificates gauge", f"certsmith_certificates {len(states)}",
-              "# HELP certsmith_metrics_generated_timestamp_seconds When this was written.",
-              "# TYPE certsmith_metrics_generated_timestamp_seconds gauge",
-              f"certsmith_metrics_generated_timestamp_seconds {now.timestamp():.0f}"]
+    lines += [
+        "# HELP certsmith_certificates Certificates certsmith manages.",
+        "# TYPE certsmith_certificates gauge",
+        f"certsmith_certificates {len(states)}",
+        "# HELP certsmith_metrics_generated_timestamp_seconds When this was written.",
+        "# TYPE certsmith_metrics_generated_timestamp_seconds gauge",
+        f"certsmith_metrics_generated_timestamp_seconds {now.timestamp():.0f}",
+    ]
     return "\n".join(lines) + "\n"
 
 

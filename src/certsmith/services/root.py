@@ -29,14 +29,17 @@ class AlertsOnRun:
         if isinstance(message, RunDone):
             from certsmith.services.alerts import after_run
 
-            after_run(self.home, message.outcomes, what=message.what,
-                      scan_expiry=message.scan_expiry)
+            after_run(
+                self.home, message.outcomes, what=message.what, scan_expiry=message.scan_expiry
+            )
         elif message.kind in ("check-problem", "served-differs"):
             from certsmith.services.alerts import Alert, notify
 
             f = message.fields
-            notify(self.home, [Alert.check_problem(message.name, f["target"], f["status"],
-                                                   f["reason"])])
+            notify(
+                self.home,
+                [Alert.check_problem(message.name, f["target"], f["status"], f["reason"])],
+            )
 
 
 class MetricsOnRun:
@@ -77,5 +80,3 @@ def build(home: Path, *, progress: Progress | None = None, alerts: bool = True) 
     store = open_store(home)
     bus = subscribers(home, alerts=alerts)
     return Services(home, store, bus, Manager(home, progress, store=store, bus=bus))
-
-

@@ -157,8 +157,7 @@ def render_timer() -> str:
 
 def render_cron_file(argv: Sequence[str], when: CronTime, user: str = "root") -> str:
     """``/etc/cron.d/certsmith``: with a user field, unlike a personal crontab."""
-    return (f"{MARKER}\nSHELL=/bin/sh\n{CRON_PATH}\n"
-            f"{when.fields()} {user} {cron_command(argv)}\n")
+    return f"{MARKER}\nSHELL=/bin/sh\n{CRON_PATH}\n{when.fields()} {user} {cron_command(argv)}\n"
 
 
 def render_crontab_block(argv: Sequence[str], when: CronTime) -> str:
@@ -215,8 +214,9 @@ Runner = Callable[[Sequence[str], "str | None"], "subprocess.CompletedProcess[st
 
 def _run(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(
+            list(argv), input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
     except FileNotFoundError:
         return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: command not found")
     except subprocess.TimeoutExpired:
@@ -273,10 +273,13 @@ class Host:
             mode = "crontab"
         else:
             mode = "systemd" if running else "cron"
-        return cls(mode=mode, systemd_running=running,
-                   cron_running=mode != "systemd" and cron_daemon_running(),
-                   systemd_dir=Path(env.get("CERTSMITH_SYSTEMD_DIR") or SYSTEMD_DIR),
-                   cron_dir=Path(env.get("CERTSMITH_CRON_DIR") or CRON_DIR))
+        return cls(
+            mode=mode,
+            systemd_running=running,
+            cron_running=mode != "systemd" and cron_daemon_running(),
+            systemd_dir=Path(env.get("CERTSMITH_SYSTEMD_DIR") or SYSTEMD_DIR),
+            cron_dir=Path(env.get("CERTSMITH_CRON_DIR") or CRON_DIR),
+        )
 
     @property
     def scheduler_missing(self) -> str | None:
@@ -284,14 +287,18 @@ class Host:
         if self.mode == "systemd":
             if self.systemd_running:
                 return None
-            return ("systemd is not running on this machine (PID 1 is not systemd): "
-                    "certificates will NOT renew until it runs and "
-                    f"'systemctl enable --now {TIMER}' has started the timer")
+            return (
+                "systemd is not running on this machine (PID 1 is not systemd): "
+                "certificates will NOT renew until it runs and "
+                f"'systemctl enable --now {TIMER}' has started the timer"
+            )
         if self.cron_running:
             return None
-        return ("no cron daemon (cron, crond, anacron) is running on this machine and systemd "
-                "is not PID 1: certificates will NOT renew until one is started "
-                "(e.g. 'service cron start', or start crond in the container's entrypoint)")
+        return (
+            "no cron daemon (cron, crond, anacron) is running on this machine and systemd "
+            "is not PID 1: certificates will NOT renew until one is started "
+            "(e.g. 'service cron start', or start crond in the container's entrypoint)"
+        )
 
     @property
     def manages_systemd(self) -> bool:
@@ -302,8 +309,10 @@ class Host:
         result = self.run(["systemctl", *args], None)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise ScheduleError(f"systemctl {' '.join(args)} failed: "
-                                f"{detail[0] if detail else f'exit {result.returncode}'}")
+            raise ScheduleError(
+                f"systemctl {' '.join(args)} failed: "
+                f"{detail[0] if detail else f'exit {result.returncode}'}"
+            )
 
     def read_crontab(self) -> str:
         result = self.run(["crontab", "-l"], None)
@@ -422,8 +431,10 @@ def install(host: Host, argv: Sequence[str]) -> Report:
         changed = _write(host.service_path, render_service(argv))
         changed |= _write(host.timer_path, render_timer())
         verb = "installed" if changed else "already installed"
-        lines.append(f"{verb}: {host.timer_path} + {SERVICE}, twice a day "
-                     f"(random delay up to {RANDOMIZED_DELAY}): {shell_command(argv)}")
+        lines.append(
+            f"{verb}: {host.timer_path} + {SERVICE}, twice a day "
+            f"(random delay up to {RANDOMIZED_DELAY}): {shell_command(argv)}"
+        )
         if host.manages_systemd:
             host.systemctl("daemon-reload")
             host.systemctl("enable", "--now", TIMER)
@@ -433,8 +444,10 @@ def install(host: Host, argv: Sequence[str]) -> Report:
         when = when or CronTime.random()
         changed = _write(host.cron_path, render_cron_file(argv, when))
         verb = "installed" if changed else "already installed"
-        lines.append(f"{verb}: {host.cron_path}, at {when.hour:02}:{when.minute:02} and "
-                     f"{when.hour + 12:02}:{when.minute:02} (+ up to 1 h): {shell_command(argv)}")
+        lines.append(
+            f"{verb}: {host.cron_path}, at {when.hour:02}:{when.minute:02} and "
+            f"{when.hour + 12:02}:{when.minute:02} (+ up to 1 h): {shell_command(argv)}"
+        )
     else:
         current = host.read_crontab()
         when = parse_cron_time(crontab_block(current)) or CronTime.random()
@@ -442,8 +455,10 @@ def install(host: Host, argv: Sequence[str]) -> Report:
         if new != current:
             host.write_crontab(new)
         verb = "installed" if new != current else "already installed"
-        lines.append(f"{verb}: your crontab, at {when.hour:02}:{when.minute:02} and "
-                     f"{when.hour + 12:02}:{when.minute:02} (+ up to 1 h): {shell_command(argv)}")
+        lines.append(
+            f"{verb}: your crontab, at {when.hour:02}:{when.minute:02} and "
+            f"{when.hour + 12:02}:{when.minute:02} (+ up to 1 h): {shell_command(argv)}"
+        )
     missing = host.scheduler_missing
     return Report(host.mode, True, tuple(lines), (missing,) if missing else ())
 
@@ -472,7 +487,7 @@ def remove(host: Host) -> Report:
 def _exec_start(text: str) -> str | None:
     for line in text.splitlines():
         if line.startswith("ExecStart="):
-            return line[len("ExecStart="):]
+            return line[len("ExecStart=") :]
     return None
 
 
@@ -483,12 +498,15 @@ def status(host: Host) -> Report:
     service = _read(host.service_path) if _ours(host.service_path) else None
     if _ours(host.timer_path):
         installed = True
-        lines.append(f"systemd timer: {host.timer_path} ({ON_CALENDAR}, "
-                     f"random delay up to {RANDOMIZED_DELAY})")
+        lines.append(
+            f"systemd timer: {host.timer_path} ({ON_CALENDAR}, "
+            f"random delay up to {RANDOMIZED_DELAY})"
+        )
         lines.append(f"  runs: {_exec_start(service) if service else f'(missing {SERVICE})'}")
         if host.manages_systemd:
-            result = host.run(["systemctl", "list-timers", TIMER, "--all", "--no-pager",
-                               "--no-legend"], None)
+            result = host.run(
+                ["systemctl", "list-timers", TIMER, "--all", "--no-pager", "--no-legend"], None
+            )
             row = result.stdout.strip().splitlines() if result.returncode == 0 else []
             lines.append(f"  next run: {' '.join(row[0].split()) if row else 'timer not active'}")
         elif host.systemd_dir == SYSTEMD_DIR:

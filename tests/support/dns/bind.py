@@ -106,13 +106,17 @@ class _Named:
             self._write(self.etc / name, text, 0o640)
         self._write(self.etc / "named.conf.options", options, 0o644)
         self._write(self.etc / "named.conf.local", local, 0o644)
-        self._write(self.etc / "named.conf", (
-            "// This is the primary configuration file for the BIND DNS server named.\n"
-            "//\n// As Debian's /etc/bind/named.conf, with this instance's paths.\n\n"
-            f'include "{self.etc}/named.conf.options";\n'
-            f'include "{self.etc}/named.conf.local";\n'
-            f'include "{DEBIAN_DEFAULT_ZONES}";\n'
-        ), 0o644)
+        self._write(
+            self.etc / "named.conf",
+            (
+                "// This is the primary configuration file for the BIND DNS server named.\n"
+                "//\n// As Debian's /etc/bind/named.conf, with this instance's paths.\n\n"
+                f'include "{self.etc}/named.conf.options";\n'
+                f'include "{self.etc}/named.conf.local";\n'
+                f'include "{DEBIAN_DEFAULT_ZONES}";\n'
+            ),
+            0o644,
+        )
 
     @staticmethod
     def _write(path: Path, text: str, mode: int) -> None:
@@ -129,10 +133,13 @@ class _Named:
         self.proc = start_supervised(cmd, self.control, self.log_path, self.base)
 
     def wait_ready(self, zones: tuple[str, ...], recursive: bool = False) -> None:
-        wait_supervised(lambda: all(answers(self.address, zone, recursive=recursive)
-                                    for zone in zones),
-                        what=f"named ({self.role}, {self.address}:{DNS_PORT})",
-                        control=self.control, proc=self.proc, log=self.log_text)
+        wait_supervised(
+            lambda: all(answers(self.address, zone, recursive=recursive) for zone in zones),
+            what=f"named ({self.role}, {self.address}:{DNS_PORT})",
+            control=self.control,
+            proc=self.proc,
+            log=self.log_text,
+        )
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -154,8 +161,9 @@ class Bind:
     ``key_algorithm``, ``rndc_conf``, ``workdir``.
     """
 
-    def __init__(self, *, net: int | None = None, workdir: Path | str | None = None,
-                 notify: bool = False) -> None:
+    def __init__(
+        self, *, net: int | None = None, workdir: Path | str | None = None, notify: bool = False
+    ) -> None:
         # notify=True: the primary sends NOTIFY to the secondary at once (a zone kept in step,
         # as in production; for benchmarks); default: the secondary lags until retransfer()
         self.notify = notify
@@ -175,12 +183,17 @@ class Bind:
         self.key_file = make_key_file(keys / f"{KEY_NAME}.key", KEY_NAME)
         self.wrong_key_file = make_key_file(keys / "wrong.key", KEY_NAME)
         _name, self.key_algorithm, _secret = read_key_file(self.key_file)
-        self._rndc_key = subprocess.run(["tsig-keygen", "-a", "hmac-sha256", "rndc-key"],
-                                        capture_output=True, text=True, check=True).stdout
+        self._rndc_key = subprocess.run(
+            ["tsig-keygen", "-a", "hmac-sha256", "rndc-key"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         self.rndc_conf = self.workdir / "rndc.conf"
         self.rndc_conf.touch(mode=0o600)
-        self.rndc_conf.write_text(self._rndc_key + (
-            f'options {{ default-key "rndc-key"; default-port {RNDC_PORT}; }};\n'))
+        self.rndc_conf.write_text(
+            self._rndc_key + (f'options {{ default-key "rndc-key"; default-port {RNDC_PORT}; }};\n')
+        )
         self._primary = _Named(self.workdir, "primary", self.primary)
         self._secondary = _Named(self.workdir, "secondary", self.secondary)
         self.resolver = net_address(self.net, RESOLVER_HOST)
@@ -225,13 +238,15 @@ class Bind:
                 f'\tfile "{p.lib}/db.{zone}";\n'
                 f"\tupdate-policy {{ grant {KEY_NAME} zonesub TXT; }};\n"
                 f'\tallow-transfer {{ {s.address}; key "{KEY_NAME}"; }};\n'
-                + (f"\tnotify explicit;\n\talso-notify {{ {s.address}; }};\n"
-                   "\tnotify-delay 0;\n" if self.notify else "\tnotify no;\n")
+                + (
+                    f"\tnotify explicit;\n\talso-notify {{ {s.address}; }};\n\tnotify-delay 0;\n"
+                    if self.notify
+                    else "\tnotify no;\n"
+                )
                 + "};\n"
             )
         p.prepare(self._options(p, ""), local, keys)
-        texts = {ZONE: zone_text(self.primary, self.secondary),
-                 DELEGATE_ZONE: delegate_zone_text()}
+        texts = {ZONE: zone_text(self.primary, self.secondary), DELEGATE_ZONE: delegate_zone_text()}
         for zone, text in texts.items():
             path = p.lib / f"db.{zone}"
             path.write_text(text)
@@ -258,17 +273,25 @@ class Bind:
         r = self._resolver
         # Only the primary: the secondary lags until retransfer(), and which one a resolver
         # asks is its choice, so Pebble's answer would depend on chance.
-        stubs = {ZONE: p.address, DELEGATE_ZONE: p.address,
-                 PDNS_ZONE: net_address(self.net, PDNS_HOST)}
+        stubs = {
+            ZONE: p.address,
+            DELEGATE_ZONE: p.address,
+            PDNS_ZONE: net_address(self.net, PDNS_HOST),
+        }
         local = ""
         for zone, servers in stubs.items():
-            local += (f'\nzone "{zone}" {{\n\ttype static-stub;\n'
-                      f"\tserver-addresses {{ {servers}; }};\n}};\n")
-        recursion = ("\trecursion yes;\n\tallow-recursion { 127.0.0.0/8; };\n"
-                     f'\tvalidate-except {{ "{ZONE}"; "{DELEGATE_ZONE}"; "{PDNS_ZONE}"; }};\n'
-                     "\tmax-cache-ttl 0;\n\tmax-ncache-ttl 0;\n")
-        r.prepare(self._options(r, f"\tquery-source address {r.address};\n", recursion),
-                  local, keys)
+            local += (
+                f'\nzone "{zone}" {{\n\ttype static-stub;\n'
+                f"\tserver-addresses {{ {servers}; }};\n}};\n"
+            )
+        recursion = (
+            "\trecursion yes;\n\tallow-recursion { 127.0.0.0/8; };\n"
+            f'\tvalidate-except {{ "{ZONE}"; "{DELEGATE_ZONE}"; "{PDNS_ZONE}"; }};\n'
+            "\tmax-cache-ttl 0;\n\tmax-ncache-ttl 0;\n"
+        )
+        r.prepare(
+            self._options(r, f"\tquery-source address {r.address};\n", recursion), local, keys
+        )
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Bind:
@@ -297,19 +320,29 @@ class Bind:
     def __enter__(self) -> Bind:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # ----------------------------------------------------------------- control
     def rndc(self, server: str, *args: str) -> str:
         """``rndc -c rndc.conf -s SERVER -p 953 ARGS...``; returns its output."""
-        proc = subprocess.run([RNDC_BIN, "-c", str(self.rndc_conf), "-s", server,
-                               "-p", str(RNDC_PORT), *args],
-                              capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.run(
+            [RNDC_BIN, "-c", str(self.rndc_conf), "-s", server, "-p", str(RNDC_PORT), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"rndc {' '.join(args)} on {server} exited {proc.returncode}: "
-                               f"{proc.stdout}{proc.stderr}")
+            raise RuntimeError(
+                f"rndc {' '.join(args)} on {server} exited {proc.returncode}: "
+                f"{proc.stdout}{proc.stderr}"
+            )
         return proc.stdout
 
     def retransfer(self, zone: str | None = None) -> None:
@@ -329,20 +362,27 @@ class Bind:
 
         def transferred() -> bool:
             nonlocal asked
-            if (self._transfers_completed(zone) > done_before
-                    and serial(self.secondary, zone) >= wanted):
+            if (
+                self._transfers_completed(zone) > done_before
+                and serial(self.secondary, zone) >= wanted
+            ):
                 return True
             if time.monotonic() - asked > 1.0:
                 asked = time.monotonic()
                 self.rndc(self.secondary, "retransfer", zone)
             return False
 
-        wait_until(transferred, what=f"secondary's transfer of {zone} (serial {wanted})",
-                   proc=self._secondary.proc, log=self._secondary.log_text)
+        wait_until(
+            transferred,
+            what=f"secondary's transfer of {zone} (serial {wanted})",
+            proc=self._secondary.proc,
+            log=self._secondary.log_text,
+        )
 
     def _transfers_completed(self, zone: str) -> int:
-        return self._secondary.log_text().count(f"transfer of '{zone}/IN' from {self.primary}"
-                                                f"#{DNS_PORT}: Transfer completed")
+        return self._secondary.log_text().count(
+            f"transfer of '{zone}/IN' from {self.primary}#{DNS_PORT}: Transfer completed"
+        )
 
     # ----------------------------------------------------------------- queries
     def primary_serial(self, zone: str = ZONE) -> int:
@@ -362,5 +402,7 @@ class Bind:
 
     # ----------------------------------------------------------------- logs
     def log_text(self) -> str:
-        return "\n".join(f"--- {named.role}\n{named.log_text()}"
-                         for named in (self._primary, self._secondary, self._resolver))
+        return "\n".join(
+            f"--- {named.role}\n{named.log_text()}"
+            for named in (self._primary, self._secondary, self._resolver)
+        )

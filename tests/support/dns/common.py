@@ -70,19 +70,28 @@ class LoopbackAlias:
     def add(self) -> None:
         if self.added:
             return
-        proc = subprocess.run(["ip", "addr", "add", f"{self.address}/32", "dev", "lo"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["ip", "addr", "add", f"{self.address}/32", "dev", "lo"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode == 0:
             self.added = True
         elif "exists" not in proc.stderr and "already assigned" not in proc.stderr:
-            raise RuntimeError(f"ip addr add {self.address}/32 dev lo failed (the DNS fixtures "
-                               f"need root): {proc.stderr.strip()}")
+            raise RuntimeError(
+                f"ip addr add {self.address}/32 dev lo failed (the DNS fixtures "
+                f"need root): {proc.stderr.strip()}"
+            )
 
     def remove(self) -> None:
         if not self.added:
             return
-        subprocess.run(["ip", "addr", "del", f"{self.address}/32", "dev", "lo"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            ["ip", "addr", "del", f"{self.address}/32", "dev", "lo"],
+            capture_output=True,
+            check=False,
+        )
         self.added = False
 
 
@@ -101,8 +110,9 @@ def chown(path: Path, user: str) -> None:
 SUPERVISE = Path(__file__).resolve().parent.parent / "supervise.py"
 
 
-def start_supervised(argv: list[str], control: Path, log_path: Path, cwd: Path
-                     ) -> subprocess.Popen[bytes]:
+def start_supervised(
+    argv: list[str], control: Path, log_path: Path, cwd: Path
+) -> subprocess.Popen[bytes]:
     """Run a server under tests/support/supervise.py (a stand-in for its systemd unit) in
     ``control``: named and pdns_server drop to their users, and a change of user clears the
     kernel's parent-death signal, so it is the supervisor, staying root, that dies with the
@@ -110,14 +120,25 @@ def start_supervised(argv: list[str], control: Path, log_path: Path, cwd: Path
     control.mkdir(parents=True, exist_ok=True)
     (control / "state").unlink(missing_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, str(SUPERVISE), "run", str(control), "--",
-                                 *argv], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd, preexec_fn=die_with_parent)
+        return subprocess.Popen(
+            [sys.executable, str(SUPERVISE), "run", str(control), "--", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            preexec_fn=die_with_parent,
+        )
 
 
-def wait_supervised(probe: Callable[[], bool], *, what: str, control: Path,
-                    proc: subprocess.Popen[bytes] | None, log: Callable[[], str],
-                    timeout: float = 30.0) -> None:
+def wait_supervised(
+    probe: Callable[[], bool],
+    *,
+    what: str,
+    control: Path,
+    proc: subprocess.Popen[bytes] | None,
+    log: Callable[[], str],
+    timeout: float = 30.0,
+) -> None:
     """``wait_until(probe)``, reporting at once (with the log) a server that exited."""
 
     def ready() -> bool:
@@ -132,14 +153,18 @@ def wait_supervised(probe: Callable[[], bool], *, what: str, control: Path,
 
 
 # -- TSIG keys ------------------------------------------------------------------------------------
-_KEY_RE = re.compile(r'key\s+"?([^"\s]+)"?\s*\{\s*algorithm\s+"?([\w-]+)"?;\s*'
-                     r'secret\s+"([^"]+)";', re.S)
+_KEY_RE = re.compile(
+    r'key\s+"?([^"\s]+)"?\s*\{\s*algorithm\s+"?([\w-]+)"?;\s*'
+    r'secret\s+"([^"]+)";',
+    re.S,
+)
 
 
 def make_key_file(path: Path, name: str) -> Path:
     """``tsig-keygen -a hmac-sha256 NAME > path``, mode 0600."""
-    out = subprocess.run(["tsig-keygen", "-a", TSIG_ALGORITHM, name], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["tsig-keygen", "-a", TSIG_ALGORITHM, name], capture_output=True, text=True, check=True
+    ).stdout
     path.touch(mode=0o600)
     path.chmod(0o600)
     path.write_text(out)
@@ -165,8 +190,15 @@ def keyring(path: Path | str) -> tuple[dict[dns.name.Name, dns.tsig.Key], dns.na
 
 
 # -- direct queries -------------------------------------------------------------------------------
-def query(server: str, name: str, rdtype: str, *, port: int = DNS_PORT,
-          timeout: float = QUERY_TIMEOUT, recursive: bool = False) -> dns.message.Message:
+def query(
+    server: str,
+    name: str,
+    rdtype: str,
+    *,
+    port: int = DNS_PORT,
+    timeout: float = QUERY_TIMEOUT,
+    recursive: bool = False,
+) -> dns.message.Message:
     """One query straight to ``server`` (recursion desired only if ``recursive``); UDP, TCP
     when truncated."""
     request = dns.message.make_query(name, rdtype)
@@ -206,12 +238,14 @@ def serial(server: str, zone: str, *, port: int = DNS_PORT) -> int:
     for rrset in response.answer:
         if rrset.rdtype == dns.rdatatype.SOA:
             return int(rrset[0].serial)
-    raise LookupError(f"{server} has no SOA for {zone} (rcode "
-                      f"{dns.rcode.to_text(response.rcode())})")
+    raise LookupError(
+        f"{server} has no SOA for {zone} (rcode {dns.rcode.to_text(response.rcode())})"
+    )
 
 
-def zone_snapshot(zone: str, server: str, *, key_file: Path | str | None = None,
-                  port: int = DNS_PORT) -> list[str]:
+def zone_snapshot(
+    zone: str, server: str, *, key_file: Path | str | None = None, port: int = DNS_PORT
+) -> list[str]:
     """The zone as ``server`` serves it (AXFR, TSIG-signed with ``key_file`` if given), as sorted
     master-file lines ``name ttl IN type data`` with absolute names, WITHOUT the SOA record (its
     serial moves on every update), so a test can assert a zone is the same before and after."""
@@ -219,8 +253,16 @@ def zone_snapshot(zone: str, server: str, *, key_file: Path | str | None = None,
     key_name: dns.name.Name | None = None
     if key_file is not None:
         ring, key_name = keyring(key_file)
-    xfr = dns.query.xfr(server, zone, port=port, keyring=ring, keyname=key_name,
-                        timeout=QUERY_TIMEOUT, lifetime=10.0, relativize=False)
+    xfr = dns.query.xfr(
+        server,
+        zone,
+        port=port,
+        keyring=ring,
+        keyname=key_name,
+        timeout=QUERY_TIMEOUT,
+        lifetime=10.0,
+        relativize=False,
+    )
     loaded = dns.zone.from_xfr(xfr, relativize=False)
     lines: Iterable[str] = (
         f"{name} {rdataset.ttl} IN {dns.rdatatype.to_text(rdataset.rdtype)} {rdata.to_text()}"

@@ -94,9 +94,11 @@ class PowerDns:
         # Debian's /etc/powerdns/pdns.conf, then the backend's example and the API settings
         # as files of the include directory.
         (self.etc / "pdns.conf").write_text(
-            f"include-dir={self.etc}/pdns.d\nlaunch=\nsecurity-poll-suffix=\n")
+            f"include-dir={self.etc}/pdns.d\nlaunch=\nsecurity-poll-suffix=\n"
+        )
         (self.etc / "pdns.d" / "gsqlite3.conf").write_text(
-            f"launch+=gsqlite3\ngsqlite3-database={self.database}\ngsqlite3-dnssec=on\n")
+            f"launch+=gsqlite3\ngsqlite3-database={self.database}\ngsqlite3-dnssec=on\n"
+        )
         api = self.etc / "pdns.d" / "api.conf"
         api.touch(mode=0o600)
         api.write_text(
@@ -105,7 +107,8 @@ class PowerDns:
             f"api-key={self.api_key}\n"
             "webserver=yes\n"
             f"webserver-address={self.address}\nwebserver-port={self.api_port}\n"
-            "webserver-allow-from=127.0.0.0/8\n")
+            "webserver-allow-from=127.0.0.0/8\n"
+        )
         with sqlite3.connect(self.database) as db:
             db.executescript(SCHEMA.read_text())
         db.close()
@@ -117,11 +120,17 @@ class PowerDns:
         chown(self.database, "pdns")
 
     def _pdnsutil(self, *args: str) -> None:
-        proc = subprocess.run([PDNSUTIL_BIN, f"--config-dir={self.etc}", *args],
-                              capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [PDNSUTIL_BIN, f"--config-dir={self.etc}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"pdnsutil {' '.join(args)} exited {proc.returncode}: "
-                               f"{proc.stdout}{proc.stderr}")
+            raise RuntimeError(
+                f"pdnsutil {' '.join(args)} exited {proc.returncode}: {proc.stdout}{proc.stderr}"
+            )
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> PowerDns:
@@ -129,14 +138,26 @@ class PowerDns:
         if self._proc is not None and self._proc.poll() is None:
             return self
         self.alias.add()
-        cmd = [PDNS_BIN, f"--config-dir={self.etc}", "--daemon=no", "--guardian=no",
-               "--disable-syslog", f"--socket-dir={self.run}", "--write-pid=no"]
+        cmd = [
+            PDNS_BIN,
+            f"--config-dir={self.etc}",
+            "--daemon=no",
+            "--guardian=no",
+            "--disable-syslog",
+            f"--socket-dir={self.run}",
+            "--write-pid=no",
+        ]
         if as_root():
             cmd += ["--setuid=pdns", "--setgid=pdns"]
         try:
             self._proc = start_supervised(cmd, self.control, self.log_path, self.workdir)
-            wait_supervised(self._ready, what=f"pdns_server ({self.address}:{DNS_PORT})",
-                            control=self.control, proc=self._proc, log=self.log_text)
+            wait_supervised(
+                self._ready,
+                what=f"pdns_server ({self.address}:{DNS_PORT})",
+                control=self.control,
+                proc=self._proc,
+                log=self.log_text,
+            )
         except BaseException:
             self.stop()
             raise
@@ -164,8 +185,12 @@ class PowerDns:
     def __enter__(self) -> PowerDns:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # ----------------------------------------------------------------- API and queries
@@ -174,8 +199,11 @@ class PowerDns:
         decoded JSON (None for an empty reply). Raises ``urllib.error.HTTPError`` on >= 400."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
-            f"{self.api_url}/api/v1/servers/{self.server_id}{path}", data=data, method=method,
-            headers={"X-API-Key": self.api_key, "Content-Type": "application/json"})
+            f"{self.api_url}/api/v1/servers/{self.server_id}{path}",
+            data=data,
+            method=method,
+            headers={"X-API-Key": self.api_key, "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             raw = response.read()
         return json.loads(raw) if raw else None

@@ -42,8 +42,10 @@ _SOA_TIMERS = "86400 7200 1209600 300"  # refresh retry expire negative-ttl
 
 
 def _soa(zone: str, primary_ns: str) -> str:
-    return (f"$ORIGIN {zone}.\n$TTL {DEFAULT_TTL}\n"
-            f"@ IN SOA {primary_ns}. hostmaster.{zone}. 1 {_SOA_TIMERS}\n")
+    return (
+        f"$ORIGIN {zone}.\n$TTL {DEFAULT_TTL}\n"
+        f"@ IN SOA {primary_ns}. hostmaster.{zone}. 1 {_SOA_TIMERS}\n"
+    )
 
 
 def zone_text(primary: str, secondary: str) -> str:
@@ -65,10 +67,7 @@ def zone_text(primary: str, secondary: str) -> str:
 
 def delegate_zone_text() -> str:
     """Master file of ``DELEGATE_ZONE`` (served by the same name servers as ``ZONE``)."""
-    return _soa(DELEGATE_ZONE, f"ns1.{ZONE}") + (
-        f"@ IN NS ns1.{ZONE}.\n"
-        f"@ IN NS ns2.{ZONE}.\n"
-    )
+    return _soa(DELEGATE_ZONE, f"ns1.{ZONE}") + (f"@ IN NS ns1.{ZONE}.\n@ IN NS ns2.{ZONE}.\n")
 
 
 def pdns_zone_text(address: str) -> str:

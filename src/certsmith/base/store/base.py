@@ -56,8 +56,9 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def put(self, key: str, data: bytes, *, private: bool = False,
-            fence: Lease | None = None) -> None:
+    def put(
+        self, key: str, data: bytes, *, private: bool = False, fence: Lease | None = None
+    ) -> None:
         """Replace ``key`` atomically; ``private``: readable by the owner only."""
         ...
 
@@ -72,15 +73,20 @@ class Store(Protocol):
 
     def delete(self, key: str, *, fence: Lease | None = None) -> None: ...
 
-    def lock(self, name: str, *, ttl: float | None = None,
-             wait: float | None = None) -> Lease:
+    def lock(self, name: str, *, ttl: float | None = None, wait: float | None = None) -> Lease:
         """Take the lease ``name``: ``wait=None`` waits as long as needed, ``wait=0`` fails at
         once (LockedError) if another holder has it; ``ttl``: how long it lasts unrenewed
         where a holder can vanish without the backend noticing."""
         ...
 
-    def publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str], *,
-                fence: Lease | None = None) -> int:
+    def publish(
+        self,
+        name: str,
+        files: Mapping[str, bytes],
+        private: frozenset[str],
+        *,
+        fence: Lease | None = None,
+    ) -> int:
         """Write a whole new version of certificate ``name`` and switch ``live/name`` to it."""
         ...
 

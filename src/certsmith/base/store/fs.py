@@ -116,8 +116,9 @@ class FileStore:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def put(self, key: str, data: bytes, *, private: bool = False,
-            fence: Lease | None = None) -> None:
+    def put(
+        self, key: str, data: bytes, *, private: bool = False, fence: Lease | None = None
+    ) -> None:
         path = self._path(key)
         with self._fenced(_as_file_lease(fence)):
             try:
@@ -165,8 +166,7 @@ class FileStore:
             except OSError as exc:
                 raise StoreError(f"cannot delete {path}: {exc.strerror}") from exc
 
-    def lock(self, name: str, *, ttl: float | None = None,
-             wait: float | None = None) -> FileLease:
+    def lock(self, name: str, *, ttl: float | None = None, wait: float | None = None) -> FileLease:
         """An exclusive lease shared by all processes using this home; released if we die
         (``flock``), so ``ttl`` needs no timer here.
 
@@ -207,7 +207,8 @@ class FileStore:
             if fence.released or current != mine:
                 raise StaleLeaseError(
                     f"lease {fence.name} (token {mine}) was superseded by token {current}: "
-                    "another certsmith process took over; nothing was written")
+                    "another certsmith process took over; nothing was written"
+                )
             yield
 
     # -- certificate versions -------------------------------------------------------------------
@@ -218,8 +219,7 @@ class FileStore:
         except FileNotFoundError:
             return iter(())
         except OSError as exc:
-            raise StoreError(f"cannot read {self.home / 'archive' / name}: {exc.strerror}") \
-                from exc
+            raise StoreError(f"cannot read {self.home / 'archive' / name}: {exc.strerror}") from exc
         return iter(sorted(int(e) for e in entries if _VERSION.match(e)))
 
     def live_path(self, name: str) -> Path:
@@ -233,8 +233,14 @@ class FileStore:
         last = os.path.basename(target.rstrip("/"))
         return int(last) if _VERSION.match(last) else None
 
-    def publish(self, name: str, files: Mapping[str, bytes], private: frozenset[str], *,
-                fence: Lease | None = None) -> int:
+    def publish(
+        self,
+        name: str,
+        files: Mapping[str, bytes],
+        private: frozenset[str],
+        *,
+        fence: Lease | None = None,
+    ) -> int:
         """Write version n+1 of ``name`` whole, then point ``live/name`` at it with one rename."""
         with self._fenced(_as_file_lease(fence)):
             return self._publish(name, files, private)

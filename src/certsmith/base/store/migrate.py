@@ -68,8 +68,10 @@ def upgrade(store: FileStore) -> None:
     if current == FORMAT:
         return
     if current is not None and current > FORMAT:
-        raise StoreError(f"{store.home} was written by a newer certsmith (layout {current}; "
-                         f"this one knows {FORMAT}): upgrade certsmith")
+        raise StoreError(
+            f"{store.home} was written by a newer certsmith (layout {current}; "
+            f"this one knows {FORMAT}): upgrade certsmith"
+        )
     if not os.access(store.home, os.W_OK):
         return  # read as it is (a monitoring user's 'list'); the next writer upgrades it
     with store.lock(store_keys.FORMAT_LEASE):

@@ -20,7 +20,7 @@ def parse_hostport(text: str, default_port: int = DNS_PORT) -> tuple[str, int]:
         end = value.find("]")
         if end < 0:
             raise UsageError(f"invalid DNS server address {text!r}: missing ']'")
-        host, rest = value[1:end], value[end + 1:]
+        host, rest = value[1:end], value[end + 1 :]
         if rest:
             if not rest.startswith(":"):
                 raise UsageError(f"invalid DNS server address {text!r}")
@@ -51,5 +51,6 @@ def _ipv6(text: str, host: str) -> None:
     try:
         ipaddress.IPv6Address(host)
     except ValueError:
-        raise UsageError(f"invalid DNS server address {text!r}: not an IPv6 address"
-                         " (write [ADDRESS]:PORT)") from None
+        raise UsageError(
+            f"invalid DNS server address {text!r}: not an IPv6 address (write [ADDRESS]:PORT)"
+        ) from None

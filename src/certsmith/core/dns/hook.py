@@ -78,17 +78,20 @@ class HookProvider:
     def list_txt(self, zone: str, fqdn: str) -> set[str] | None:
         return None
 
-    def environment(self, action: str, zone: str, fqdn: str, value: str,
-                    ttl: int) -> dict[str, str]:
+    def environment(
+        self, action: str, zone: str, fqdn: str, value: str, ttl: int
+    ) -> dict[str, str]:
         """The environment the command runs with (certsmith's, plus the five variables)."""
         env = dict(os.environ)
-        env.update({
-            "CERTSMITH_DNS_ACTION": action,
-            "CERTSMITH_DNS_NAME": fqdn,
-            "CERTSMITH_DNS_VALUE": value,
-            "CERTSMITH_DNS_ZONE": zone,
-            "CERTSMITH_DNS_TTL": str(ttl),
-        })
+        env.update(
+            {
+                "CERTSMITH_DNS_ACTION": action,
+                "CERTSMITH_DNS_NAME": fqdn,
+                "CERTSMITH_DNS_VALUE": value,
+                "CERTSMITH_DNS_ZONE": zone,
+                "CERTSMITH_DNS_TTL": str(ttl),
+            }
+        )
         return env
 
     def _run(self, action: str, zone: str, fqdn: str, value: str, ttl: int) -> None:
@@ -96,10 +99,14 @@ class HookProvider:
         name = argv[0]
         doing = f"{'adding' if action == 'add' else 'removing'} TXT at {fqdn}"
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE,
-                                    env=self.environment(action, zone, fqdn, value, ttl),
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self.environment(action, zone, fqdn, value, ttl),
+                start_new_session=True,
+            )
         except OSError as exc:
             raise DnsError(f"DNS hook {name} cannot run: {exc.strerror}") from None
         try:
@@ -108,11 +115,15 @@ class HookProvider:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise DnsError(f"DNS hook {name} timed out after {self.timeout:g} s "
-                           f"({doing})") from None
+            raise DnsError(
+                f"DNS hook {name} timed out after {self.timeout:g} s ({doing})"
+            ) from None
         if proc.returncode != 0:
-            status = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
-                      else f"exited {proc.returncode}")
+            status = (
+                f"was killed by signal {-proc.returncode}"
+                if proc.returncode < 0
+                else f"exited {proc.returncode}"
+            )
             last = _last_line(err)
             raise DnsError(f"DNS hook {name} {status} ({doing})" + (f": {last}" if last else ""))
 

@@ -108,8 +108,10 @@ class LexiconProvider:
         if self.credentials and not self._options:
             raise UsageError(f"credentials file {self.credentials} holds no KEY=VALUE line")
         if not self.credentials and not any(k.startswith(self._env_prefix) for k in os.environ):
-            raise UsageError(f"lexicon {self.name} has no credentials: give a credentials "
-                             f"file or set {self._env_prefix}<OPTION> variables")
+            raise UsageError(
+                f"lexicon {self.name} has no credentials: give a credentials "
+                f"file or set {self._env_prefix}<OPTION> variables"
+            )
 
     def add_txt(self, zone: str, fqdn: str, value: str, ttl: int) -> None:
         with self._operations(zone, ttl, f"add TXT at {fqdn}") as ops:
@@ -122,8 +124,11 @@ class LexiconProvider:
     def list_txt(self, zone: str, fqdn: str) -> set[str] | None:
         with self._operations(zone, None, f"list TXT at {fqdn}") as ops:
             records = ops.list_records("TXT", fqdn, None)
-        return {str(r.get("content", "")) for r in records
-                if str(r.get("name", "")).rstrip(".").lower() == fqdn}
+        return {
+            str(r.get("content", ""))
+            for r in records
+            if str(r.get("name", "")).rstrip(".").lower() == fqdn
+        }
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -158,8 +163,11 @@ class LexiconProvider:
             provider_options[key] = value
             provider_options.setdefault(key.replace("-", "_"), value)
             provider_options.setdefault(key.replace("_", "-"), value)
-        runtime: dict[str, Any] = {"provider_name": self.name, "domain": zone,
-                                   self.name: provider_options}
+        runtime: dict[str, Any] = {
+            "provider_name": self.name,
+            "domain": zone,
+            self.name: provider_options,
+        }
         if ttl is not None:
             runtime["ttl"] = ttl
         config = ConfigResolver().with_dict(runtime)  # type: ignore[no-untyped-call]
@@ -170,10 +178,13 @@ class LexiconProvider:
                 client = Client(config)
         except ProviderNotAvailableError as exc:
             if "not supported" in str(exc):
-                raise UsageError(f"lexicon has no DNS provider {self.name!r} (`lexicon --help` "
-                                 "lists the ones it knows)") from None
-            raise UsageError(f"lexicon {self.name} needs extra packages: install "
-                             f"dns-lexicon[{self.name}]") from None
+                raise UsageError(
+                    f"lexicon has no DNS provider {self.name!r} (`lexicon --help` "
+                    "lists the ones it knows)"
+                ) from None
+            raise UsageError(
+                f"lexicon {self.name} needs extra packages: install dns-lexicon[{self.name}]"
+            ) from None
         # Our zone, not tldextract's guess: first in line (see the module docstring).
         client.config.add_config_source(DictConfigSource({"domain": zone}), 0)
         return client
@@ -201,8 +212,10 @@ class LexiconProvider:
             if status in (401, 403):
                 return f"{who} refused the credentials (HTTP {status})"
             if status == 404:
-                return (f"{who}: the API answered HTTP 404 (does the account hold zone "
-                        f"{zone}?): could not {what}")
+                return (
+                    f"{who}: the API answered HTTP 404 (does the account hold zone "
+                    f"{zone}?): could not {what}"
+                )
             reason = exc.response.reason if exc.response is not None else ""
             return f"{who}: the API answered HTTP {status} {reason}: could not {what}".rstrip()
         if isinstance(exc, requests.Timeout):

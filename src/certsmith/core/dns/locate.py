@@ -108,12 +108,18 @@ def zone_cut(res: Resolvers, fqdn: str) -> Cut:
                     return Cut(owner, rr[0])
             for rr in msg.authority:
                 owner = text(rr.name)
-                if (rr.rdtype == dns.rdatatype.NS and _within(name, owner)
-                        and not msg.flags & dns.flags.AA and msg.rcode() == dns.rcode.NOERROR):
+                if (
+                    rr.rdtype == dns.rdatatype.NS
+                    and _within(name, owner)
+                    and not msg.flags & dns.flags.AA
+                    and msg.rcode() == dns.rcode.NOERROR
+                ):
                     return Cut(owner, referral=msg)
         name = parent(name)
-    raise DnsError(f"no DNS zone holds {fqdn}: no name from it up to its top-level domain has "
-                   "an SOA record (does the domain exist in the DNS these resolvers see?)")
+    raise DnsError(
+        f"no DNS zone holds {fqdn}: no name from it up to its top-level domain has "
+        "an SOA record (does the domain exist in the DNS these resolvers see?)"
+    )
 
 
 def ordered(addresses: set[str]) -> list[str]:
@@ -145,8 +151,9 @@ def servers(res: Resolvers, cut: Cut) -> tuple[Nameserver, ...]:
     found = rrset(msg, zone, dns.rdatatype.NS) or rrset(msg, zone, dns.rdatatype.NS, "AUTHORITY")
     names = sorted({text(rd.target) for rd in found}) if found is not None else []
     if not names:
-        raise DnsError(f"the zone {zone} has no NS records: no server to check the challenge "
-                       "record on")
+        raise DnsError(
+            f"the zone {zone} has no NS records: no server to check the challenge record on"
+        )
     glued = glue(msg, names)
     out: list[Nameserver] = []
     for name in names:
@@ -154,14 +161,16 @@ def servers(res: Resolvers, cut: Cut) -> tuple[Nameserver, ...]:
         found_addresses |= glued.get(name, set())
         if not found_addresses:
             reason = f"; {why[0]}" if why else ""
-            raise DnsError(f"{name} (an NS of {zone}) has no address: the check would never "
-                           f"see it{reason}")
+            raise DnsError(
+                f"{name} (an NS of {zone}) has no address: the check would never see it{reason}"
+            )
         out.extend(Nameserver(name, a) for a in ordered(found_addresses))
     return tuple(out)
 
 
-def primary(res: Resolvers, cut: Cut, nameservers: tuple[Nameserver, ...], port: int,
-            timeout: float) -> str | None:
+def primary(
+    res: Resolvers, cut: Cut, nameservers: tuple[Nameserver, ...], port: int, timeout: float
+) -> str | None:
     """The first address of the zone's SOA MNAME (where RFC 2136 updates go), or None."""
     soa = cut.soa
     if soa is None:  # a referral: ask the zone's own servers

@@ -41,8 +41,9 @@ def _capped(parts: Sequence[str]) -> list[str]:
     return [*parts[:SHOWN], f"and {len(parts) - SHOWN} more"]
 
 
-def waiting(missing: Sequence[Check], want: Mapping[Check, frozenset[str]],
-            answers: Mapping[Check, Answer]) -> str:
+def waiting(
+    missing: Sequence[Check], want: Mapping[Check, frozenset[str]], answers: Mapping[Check, Answer]
+) -> str:
     """``waiting for ns2.example.org (127.53.1.2): _acme-challenge.example.org has 1 of 2
     values``, one part per check still missing."""
     parts = []
@@ -55,8 +56,13 @@ def waiting(missing: Sequence[Check], want: Mapping[Check, frozenset[str]],
     return "waiting for " + "; ".join(_capped(parts))
 
 
-def gave_up(elapsed: float, missing: Sequence[Check], ready: Sequence[Check],
-            want: Mapping[Check, frozenset[str]], answers: Mapping[Check, Answer]) -> str:
+def gave_up(
+    elapsed: float,
+    missing: Sequence[Check],
+    ready: Sequence[Check],
+    want: Mapping[Check, frozenset[str]],
+    answers: Mapping[Check, Answer],
+) -> str:
     """``DNS-01: after 120 s, ns2.example.org (127.53.1.2) answers _acme-challenge.example.org
     with nothing, ns1.example.org (127.53.1.1) has both values; raise --dns-timeout or check
     the zone's secondaries``: each server still missing and what it answered, then the
@@ -67,11 +73,11 @@ def gave_up(elapsed: float, missing: Sequence[Check], ready: Sequence[Check],
         if isinstance(answer, Failed):
             parts.append(answer.about(str(check.server), check.fqdn))
         elif not answer & want[check]:
-            parts.append(f"{check.server} answers {check.fqdn} with nothing"
-                         + (" wanted" if answer else ""))
+            parts.append(
+                f"{check.server} answers {check.fqdn} with nothing" + (" wanted" if answer else "")
+            )
         else:
-            parts.append(f"{check.server} answers {check.fqdn} with "
-                         f"{_has(want[check], answer)}")
+            parts.append(f"{check.server} answers {check.fqdn} with {_has(want[check], answer)}")
     parts = _capped(parts)
     names = {c.fqdn for c in missing}
     shown = [c for c in ready if c.fqdn in names]
@@ -81,5 +87,8 @@ def gave_up(elapsed: float, missing: Sequence[Check], ready: Sequence[Check],
         parts.append(f"{check.server} has {_count(len(want[check]))}{at}")
     if len(shown) > 3:
         parts.append(f"{len(shown) - 3} more servers have theirs")
-    return (f"DNS-01: after {seconds(elapsed)} s, " + ", ".join(parts)
-            + "; raise --dns-timeout or check the zone's secondaries")
+    return (
+        f"DNS-01: after {seconds(elapsed)} s, "
+        + ", ".join(parts)
+        + "; raise --dns-timeout or check the zone's secondaries"
+    )

@@ -48,8 +48,9 @@ class Lookup:
     question, in seconds. ``port``: the port authoritative servers are asked on; 53 except
     in tests, where the servers run unprivileged on a high port."""
 
-    def __init__(self, resolvers: Sequence[str] = (), *, timeout: float = 3.0,
-                 port: int = DNS_PORT) -> None:
+    def __init__(
+        self, resolvers: Sequence[str] = (), *, timeout: float = 3.0, port: int = DNS_PORT
+    ) -> None:
         self.timeout = timeout
         self.port = port
         self._resolvers = Resolvers.of(resolvers, timeout)
@@ -74,8 +75,15 @@ class Lookup:
             primary = locate.primary(self._resolvers, cut, servers, self.port, self.timeout)
             self._zones[cut.zone] = (servers, primary)
         servers, primary = self._zones[cut.zone]
-        return Target(domain=base, record=record, fqdn=fqdn, zone=cut.zone, servers=servers,
-                      primary=primary, cname=chain)
+        return Target(
+            domain=base,
+            record=record,
+            fqdn=fqdn,
+            zone=cut.zone,
+            servers=servers,
+            primary=primary,
+            cname=chain,
+        )
 
     def _answer(self, server: Nameserver, fqdn: str, timeout: float) -> Answer:
         msg = direct(server.address, self.port, norm(fqdn), dns.rdatatype.TXT, timeout)
@@ -95,8 +103,14 @@ class Lookup:
             raise DnsError(answer.about(str(server), norm(fqdn)))
         return set(answer)
 
-    def wait(self, want: Mapping[Target, set[str]], deadline: float, *,
-             on_wait: Callable[[str], None] = lambda s: None, poll: float = 1.0) -> None:
+    def wait(
+        self,
+        want: Mapping[Target, set[str]],
+        deadline: float,
+        *,
+        on_wait: Callable[[str], None] = lambda s: None,
+        poll: float = 1.0,
+    ) -> None:
         """Return once every server of every target has every wanted value at the target's
         fqdn (other values there are fine).
 
@@ -119,12 +133,15 @@ class Lookup:
         with concurrent.futures.ThreadPoolExecutor(workers, "dns-propagation") as pool:
             while True:
                 began = time.monotonic()  # each question may take ``timeout`` past the deadline
-                futures = {check: pool.submit(self._answer, check.server, check.fqdn,
-                                              self.timeout) for check in pending}
+                futures = {
+                    check: pool.submit(self._answer, check.server, check.fqdn, self.timeout)
+                    for check in pending
+                }
                 for check, future in futures.items():
                     answers[check] = future.result()
-                pending = [check for check in pending if not _has_all(answers[check],
-                                                                      frozen[check])]
+                pending = [
+                    check for check in pending if not _has_all(answers[check], frozen[check])
+                ]
                 if not pending:
                     return
                 now = time.monotonic()

@@ -72,8 +72,10 @@ def parse_resolver(spec: str) -> tuple[str, int]:
     except ValueError:
         address, number = None, 0
     if address is None or not 0 < number < 65536:
-        raise UsageError(f"DNS resolver {spec!r}: give an IP address with an optional port "
-                         "(HOST[:PORT], IPv6 as [::1]:53)")
+        raise UsageError(
+            f"DNS resolver {spec!r}: give an IP address with an optional port "
+            "(HOST[:PORT], IPv6 as [::1]:53)"
+        )
     return str(address), number
 
 
@@ -85,8 +87,9 @@ def _system() -> list[tuple[str, int]]:
     try:
         system = dns.resolver.Resolver()
     except dns.exception.DNSException as exc:
-        raise DnsError(f"no DNS resolver configured on this machine ({exc}); "
-                       "name one for DNS-01") from None
+        raise DnsError(
+            f"no DNS resolver configured on this machine ({exc}); name one for DNS-01"
+        ) from None
     out = []
     for ns in system.nameservers:
         host = str(ns)
@@ -99,14 +102,16 @@ def _system() -> list[tuple[str, int]]:
     return out
 
 
-def rrset(msg: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType,
-          section: str = "ANSWER") -> dns.rrset.RRset | None:
+def rrset(
+    msg: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType, section: str = "ANSWER"
+) -> dns.rrset.RRset | None:
     """The rrset of ``rdtype`` at ``name`` in a section of ``msg``, or None."""
     return msg.get_rrset(section, dns.name.from_text(name), dns.rdataclass.IN, rdtype)
 
 
-def chased(msg: dns.message.Message, name: str,
-           rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset | None:
+def chased(
+    msg: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType
+) -> dns.rrset.RRset | None:
     """The answer's rrset of ``rdtype`` for ``name``, following the CNAMEs the answer holds."""
     for _ in range(16):
         found = rrset(msg, name, rdtype)
@@ -144,8 +149,15 @@ class Failed:
         return f"{server} {self.verb} for {name}{why}"
 
 
-def _exchange(name: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, timeout: float,
-              *, recursive: bool) -> dns.message.Message | Failed:
+def _exchange(
+    name: str,
+    rdtype: dns.rdatatype.RdataType,
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    recursive: bool,
+) -> dns.message.Message | Failed:
     """Ask once (UDP, TCP when the answer is truncated): the answer, or why there is none.
 
     The UDP socket is connected, so a port nobody listens on fails at once ("connection
@@ -158,8 +170,9 @@ def _exchange(name: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, 
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             sock.connect((host, port))
-            answer, _tcp = dns.query.udp_with_fallback(query, host, timeout=timeout, port=port,
-                                                       ignore_unexpected=True, udp_sock=sock)
+            answer, _tcp = dns.query.udp_with_fallback(
+                query, host, timeout=timeout, port=port, ignore_unexpected=True, udp_sock=sock
+            )
     except dns.exception.Timeout:
         return Failed(TIMED_OUT, f"timed out after {seconds(timeout)} s")
     except OSError as exc:
@@ -209,14 +222,15 @@ class Resolvers:
             failures.append((where(host, port), answer.reason))
         kind = dns.rdatatype.to_text(rdtype)
         if len(failures) == 1:
-            (server, why), = failures
+            ((server, why),) = failures
             raise DnsError(f"no answer from DNS resolver {server} for {kind} of {name} ({why})")
         each = ", ".join(f"{server} ({why})" for server, why in failures)
         raise DnsError(f"no answer from DNS resolvers {each} for {kind} of {name}")
 
 
-def direct(address: str, port: int, name: str, rdtype: dns.rdatatype.RdataType,
-           timeout: float) -> dns.message.Message | Failed:
+def direct(
+    address: str, port: int, name: str, rdtype: dns.rdatatype.RdataType, timeout: float
+) -> dns.message.Message | Failed:
     """A non-recursive question to one authoritative server: its authoritative answer, or why
     there is none (it did not answer, refused, or is not authoritative for ``name``)."""
     answer = _exchange(name, rdtype, address, port, timeout, recursive=False)

@@ -49,9 +49,14 @@ class Rfc2136Provider:
 
     appends = True
 
-    def __init__(self, key_file: str | Path, *, server: str | None = None,
-                 primary_for: Callable[[str], str] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        key_file: str | Path,
+        *,
+        server: str | None = None,
+        primary_for: Callable[[str], str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.key_file = Path(key_file)
         self.server = parse_hostport(server) if server else None
         self.primary_for = primary_for
@@ -95,10 +100,13 @@ class Rfc2136Provider:
         if rcode == dns.rcode.NXDOMAIN:
             return set()
         if rcode != dns.rcode.NOERROR:
-            raise DnsError(f"the DNS server {format_hostport(host, port)} answered "
-                           f"{dns.rcode.to_text(rcode)} for TXT {fqdn}")
-        found = response.get_rrset(response.answer, _absolute(fqdn), dns.rdataclass.IN,
-                                   dns.rdatatype.TXT)
+            raise DnsError(
+                f"the DNS server {format_hostport(host, port)} answered "
+                f"{dns.rcode.to_text(rcode)} for TXT {fqdn}"
+            )
+        found = response.get_rrset(
+            response.answer, _absolute(fqdn), dns.rdataclass.IN, dns.rdatatype.TXT
+        )
         if found is None:
             return set()
         return {b"".join(rdata.strings).decode("utf-8", "replace") for rdata in found}
@@ -107,9 +115,12 @@ class Rfc2136Provider:
 
     def _update(self, zone: str) -> dns.update.UpdateMessage:
         key = self.key
-        return dns.update.UpdateMessage(_absolute(zone), keyring=key.keyring,
-                                        keyname=key.keyname,
-                                        keyalgorithm=key.algorithm_name)
+        return dns.update.UpdateMessage(
+            _absolute(zone),
+            keyring=key.keyring,
+            keyname=key.keyname,
+            keyalgorithm=key.algorithm_name,
+        )
 
     def _server_for(self, zone: str) -> tuple[str, int]:
         if self.server is not None:
@@ -118,8 +129,7 @@ class Rfc2136Provider:
             raise UsageError("--dns rfc2136 needs a DNS server (HOST[:PORT]) to send updates to")
         return parse_hostport(self.primary_for(zone))
 
-    def _send(self, zone: str, fqdn: str, update: dns.update.UpdateMessage,
-              verb: str) -> None:
+    def _send(self, zone: str, fqdn: str, update: dns.update.UpdateMessage, verb: str) -> None:
         what = f"{verb} TXT at {fqdn}"
         host, port = self._server_for(zone)
         response = self._exchange(host, port, update)
@@ -128,20 +138,26 @@ class Rfc2136Provider:
             return
         where = format_hostport(host, port)
         if rcode == dns.rcode.NOTAUTH:
-            raise DnsError(f"the DNS server {where} is not authoritative for zone {zone} "
-                           f"(NOTAUTH): could not {what}")
+            raise DnsError(
+                f"the DNS server {where} is not authoritative for zone {zone} "
+                f"(NOTAUTH): could not {what}"
+            )
         if rcode == dns.rcode.NOTZONE:
-            raise DnsError(f"the DNS server {where}: {fqdn} is not in zone "
-                           f"{zone} (NOTZONE)")
+            raise DnsError(f"the DNS server {where}: {fqdn} is not in zone {zone} (NOTZONE)")
         if rcode == dns.rcode.REFUSED:
-            raise DnsError(f"the DNS server {where} refused the update to zone {zone} "
-                           f"(REFUSED): does its update-policy allow key "
-                           f"'{self.key.name}' to change TXT records there?")
+            raise DnsError(
+                f"the DNS server {where} refused the update to zone {zone} "
+                f"(REFUSED): does its update-policy allow key "
+                f"'{self.key.name}' to change TXT records there?"
+            )
         if rcode == dns.rcode.SERVFAIL:
-            raise DnsError(f"the DNS server {where} failed the update to zone {zone} "
-                           "(SERVFAIL): see its log")
-        raise DnsError(f"the DNS server {where} answered {dns.rcode.to_text(rcode)}: could "
-                       f"not {what} in zone {zone}")
+            raise DnsError(
+                f"the DNS server {where} failed the update to zone {zone} (SERVFAIL): see its log"
+            )
+        raise DnsError(
+            f"the DNS server {where} answered {dns.rcode.to_text(rcode)}: could "
+            f"not {what} in zone {zone}"
+        )
 
     def _exchange(self, host: str, port: int, message: dns.message.Message) -> dns.message.Message:
         where = format_hostport(host, port)
@@ -150,19 +166,24 @@ class Rfc2136Provider:
             return dns.query.tcp(message, address, timeout=self.timeout, port=port)
         except tuple(_TSIG_ERRORS) as exc:
             why = _TSIG_ERRORS[type(exc)]
-            raise DnsError(f"the DNS server {where} refused TSIG key '{self.key.name}' "
-                           f"({why}): check --tsig-key-file {self.key_file}") from None
+            raise DnsError(
+                f"the DNS server {where} refused TSIG key '{self.key.name}' "
+                f"({why}): check --tsig-key-file {self.key_file}"
+            ) from None
         except dns.message.UnknownTSIGKey:
-            raise DnsError(f"the DNS server {where} signed its answer with another key than "
-                           f"'{self.key.name}'") from None
+            raise DnsError(
+                f"the DNS server {where} signed its answer with another key than '{self.key.name}'"
+            ) from None
         except (dns.exception.Timeout, TimeoutError):
-            raise DnsError(f"cannot reach DNS server {where}: timed out after "
-                           f"{self.timeout:g} s") from None
+            raise DnsError(
+                f"cannot reach DNS server {where}: timed out after {self.timeout:g} s"
+            ) from None
         except ConnectionRefusedError:
             raise DnsError(f"cannot reach DNS server {where}: connection refused") from None
         except EOFError:
-            raise DnsError(f"the DNS server {where} closed the connection without "
-                           "answering") from None
+            raise DnsError(
+                f"the DNS server {where} closed the connection without answering"
+            ) from None
         except OSError as exc:
             reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
             raise DnsError(f"cannot reach DNS server {where}: {reason}") from None

@@ -40,13 +40,16 @@ ALGORITHMS: dict[str, dns.name.Name] = {
 }
 DEFAULT_ALGORITHM = "hmac-sha256"
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<comment>\#[^\n]*|//[^\n]*|/\*.*?\*/)
   | "(?P<string>(?:[^"\\\n]|\\.)*)"
   | (?P<punct>[{};])
   | (?P<word>[^\s{};"#/]+(?:/(?![/*])[^\s{};"#/]*)*)
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,16 @@ def read_tsig_key(path: str | Path) -> TsigKey:
         raise UsageError(f"cannot read TSIG key file {file}: {exc.strerror}") from None
     keys = parse_tsig_keys(text, where=str(file))
     if not keys:
-        raise UsageError(f"TSIG key file {file} holds no key clause "
-                         "(expected key \"NAME\" { algorithm ...; secret \"...\"; };)")
+        raise UsageError(
+            f"TSIG key file {file} holds no key clause "
+            '(expected key "NAME" { algorithm ...; secret "..."; };)'
+        )
     if len(keys) > 1:
         names = ", ".join(k.name for k in keys)
-        raise UsageError(f"TSIG key file {file} holds {len(keys)} keys ({names}): "
-                         "give a file with only the key to use")
+        raise UsageError(
+            f"TSIG key file {file} holds {len(keys)} keys ({names}): "
+            "give a file with only the key to use"
+        )
     return keys[0]
 
 
@@ -157,9 +164,12 @@ def _key_clause(tokens: list[tuple[str, str]], i: int, where: str) -> tuple[Tsig
     while i < len(tokens) and tokens[i] != ("punct", "}"):
         kind, option = tokens[i]
         if kind != "word":
-            raise bad(f"unexpected {option!r} in key \"{name}\"")
-        if i + 2 >= len(tokens) or tokens[i + 1][0] not in ("word", "string") \
-                or tokens[i + 2] != ("punct", ";"):
+            raise bad(f'unexpected {option!r} in key "{name}"')
+        if (
+            i + 2 >= len(tokens)
+            or tokens[i + 1][0] not in ("word", "string")
+            or tokens[i + 2] != ("punct", ";")
+        ):
             raise bad(f"'{option}' in key \"{name}\" needs one value and ';'")
         options[option.lower()] = tokens[i + 1][1]
         i += 3
@@ -169,23 +179,22 @@ def _key_clause(tokens: list[tuple[str, str]], i: int, where: str) -> tuple[Tsig
     algorithm = options.get("algorithm", DEFAULT_ALGORITHM).lower()
     if algorithm not in ALGORITHMS:
         known = ", ".join(a for a in ALGORITHMS if "." not in a)
-        raise bad(f"key \"{name}\" has unsupported algorithm {algorithm!r} (known: {known})")
+        raise bad(f'key "{name}" has unsupported algorithm {algorithm!r} (known: {known})')
     encoded = options.get("secret")
     if not encoded:
-        raise bad(f"key \"{name}\" has no secret")
+        raise bad(f'key "{name}" has no secret')
     try:
         secret = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise bad(f"the secret of key \"{name}\" is not valid base64") from None
+        raise bad(f'the secret of key "{name}" is not valid base64') from None
     if not secret:
-        raise bad(f"the secret of key \"{name}\" is empty")
+        raise bad(f'the secret of key "{name}" is empty')
     try:
         keyname = dns.name.from_text(name)
     except dns.exception.DNSException:
         raise bad(f"invalid key name {name!r}") from None
     key = dns.tsig.Key(keyname, secret, ALGORITHMS[algorithm])
-    return TsigKey(name=name, algorithm=_canonical(algorithm),
-                   keyring={keyname: key}), i
+    return TsigKey(name=name, algorithm=_canonical(algorithm), keyring={keyname: key}), i
 
 
 def _canonical(algorithm: str) -> str:

@@ -62,8 +62,10 @@ def _describe(exc: BaseException, url: str) -> str:
         code = exc.code or (exc.typ or "").rsplit(":", 1)[-1]
         return f"the CA refused: {detail}{' (' + sub + ')' if sub else ''} [{code}]"
     if isinstance(exc, requests.exceptions.SSLError):
-        return (f"TLS verification of the CA at {url} failed (if it uses a private CA, give "
-                "'certsmith get' --ca-bundle FILE, or set REQUESTS_CA_BUNDLE)")
+        return (
+            f"TLS verification of the CA at {url} failed (if it uses a private CA, give "
+            "'certsmith get' --ca-bundle FILE, or set REQUESTS_CA_BUNDLE)"
+        )
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"cannot reach the CA at {url}: connection failed"
     if isinstance(exc, DeadlineExceeded):
@@ -108,13 +110,15 @@ class Account:
 
     def regr(self) -> messages.RegistrationResource:
         return messages.RegistrationResource(
-            body=messages.Registration.from_json(self.body), uri=self.uri)
+            body=messages.Registration.from_json(self.body), uri=self.uri
+        )
 
 
 def new_account_key() -> tuple[jose.JWK, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return jose.JWKEC(key=key), pem
 
 
@@ -132,8 +136,11 @@ def _alg(key: jose.JWK) -> Any:
     return jose.RS256
 
 
-SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-                  "/etc/ssl/cert.pem")
+SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
 
 
 def use_system_trust() -> None:
@@ -159,12 +166,16 @@ class AcmeConnection:
         self._directory: messages.Directory | None = None
         self._lock = threading.Lock()
 
-    def _net(self, key: jose.JWK | None, account: Account | None
-             ) -> acme_client.ClientNetwork:
+    def _net(self, key: jose.JWK | None, account: Account | None) -> acme_client.ClientNetwork:
         return acme_adapter.deadline_network(
-            key=key, account=account.regr() if account else None,
-            alg=_alg(key) if key is not None else jose.RS256, verify=self.verify,
-            user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT, nonce_retries=NONCE_RETRIES)
+            key=key,
+            account=account.regr() if account else None,
+            alg=_alg(key) if key is not None else jose.RS256,
+            verify=self.verify,
+            user_agent=USER_AGENT,
+            timeout=NETWORK_TIMEOUT,
+            nonce_retries=NONCE_RETRIES,
+        )
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` and turn ACME/network failures into :class:`CAError`."""
@@ -180,7 +191,8 @@ class AcmeConnection:
             if self._directory is None:
                 net = self._net(None, None)
                 self._directory = self.call(
-                    lambda: acme_client.ClientV2.get_directory(self.url, net))
+                    lambda: acme_client.ClientV2.get_directory(self.url, net)
+                )
             return self._directory
 
     def client(self, account: Account) -> acme_client.ClientV2:
@@ -204,20 +216,25 @@ class AcmeConnection:
         if eab is not None:
             try:
                 binding = messages.ExternalAccountBinding.from_data(
-                    account_public_key=key.public_key(), kid=eab[0], hmac_key=eab[1],
-                    directory=directory)
+                    account_public_key=key.public_key(),
+                    kid=eab[0],
+                    hmac_key=eab[1],
+                    directory=directory,
+                )
             except (ValueError, TypeError) as exc:
                 raise UsageError("invalid --eab-hmac-key: expected base64url text") from exc
         reg = messages.NewRegistration.from_data(
-            email=email, terms_of_service_agreed=True, external_account_binding=binding)
+            email=email, terms_of_service_agreed=True, external_account_binding=binding
+        )
 
         def create() -> messages.RegistrationResource:
             try:
                 return client.new_account(reg)
             except errors.ConflictError as conflict:
                 # The key is already registered (a crash after creation): look it up.
-                existing = messages.RegistrationResource(uri=conflict.location,
-                                                         body=messages.Registration())
+                existing = messages.RegistrationResource(
+                    uri=conflict.location, body=messages.Registration()
+                )
                 return client.query_registration(existing)
 
         regr = self.call(create)
@@ -237,8 +254,7 @@ class AcmeConnection:
         base = self.directory()["renewalInfo"]
         net = self._net(None, None)
         url = base.rstrip("/") + "/" + ari_id
-        resp: requests.Response = self.call(
-            lambda: net.get(url, content_type="application/json"))
+        resp: requests.Response = self.call(lambda: net.get(url, content_type="application/json"))
         try:
             info = messages.RenewalInfo.from_json(resp.json())
             window = AriWindow(info.suggested_window.start, info.suggested_window.end)
@@ -252,18 +268,27 @@ class AcmeConnection:
 
     # -- orders ---------------------------------------------------------------------------------
 
-    def issue(self, account: Account, identifiers: Sequence[Identifier], csr_pem: bytes,
-              solver: Solver, *, profile: str | None = None, replaces: str | None = None,
-              preferred_chain: str | None = None,
-              on_step: Callable[[str], None] | None = None) -> Issued:
+    def issue(
+        self,
+        account: Account,
+        identifiers: Sequence[Identifier],
+        csr_pem: bytes,
+        solver: Solver,
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+        preferred_chain: str | None = None,
+        on_step: Callable[[str], None] | None = None,
+    ) -> Issued:
         client = self.client(account)
         step = on_step or (lambda _s: None)
         deadline = time.monotonic() + ORDER_TIMEOUT
         step("ordering")
         orderr, refused = self._new_order(client, identifiers, csr_pem, profile, replaces)
         challenges: list[Challenge] = []
-        pending: dict[Challenge, tuple[messages.AuthorizationResource,
-                                       messages.ChallengeBody, Any]] = {}
+        pending: dict[
+            Challenge, tuple[messages.AuthorizationResource, messages.ChallengeBody, Any]
+        ] = {}
         for authzr in orderr.authorizations:
             if authzr.body.status == messages.STATUS_VALID:
                 continue
@@ -282,7 +307,8 @@ class AcmeConnection:
                 presented = solver.present_all(remaining) or remaining
                 crash_point("order:presented")
                 ready_by = time.monotonic() + max(
-                    ORDER_TIMEOUT, float(getattr(solver, "ready_timeout", 0.0)))
+                    ORDER_TIMEOUT, float(getattr(solver, "ready_timeout", 0.0))
+                )
                 solver.wait_ready(presented, max(deadline, ready_by))
                 step("validating")
                 deadline = max(deadline, time.monotonic() + ORDER_TIMEOUT)
@@ -304,21 +330,31 @@ class AcmeConnection:
         crash_point("order:validated")
         step("finalizing")
         issued = self._finalize(client, orderr, deadline, preferred_chain)
-        return dataclasses.replace(issued, replaced=None if refused else replaces,
-                                   replace_refused=refused)
+        return dataclasses.replace(
+            issued, replaced=None if refused else replaces, replace_refused=refused
+        )
 
-    def _new_order(self, client: acme_client.ClientV2, identifiers: Sequence[Identifier],
-                   csr_pem: bytes, profile: str | None, replaces: str | None
-                   ) -> tuple[messages.OrderResource, str | None]:
+    def _new_order(
+        self,
+        client: acme_client.ClientV2,
+        identifiers: Sequence[Identifier],
+        csr_pem: bytes,
+        profile: str | None,
+        replaces: str | None,
+    ) -> tuple[messages.OrderResource, str | None]:
         """The new order, and why the CA refused ``replaces`` if it did."""
-        idents = [messages.Identifier(typ=messages.IDENTIFIER_IP if i.is_ip
-                                      else messages.IDENTIFIER_FQDN, value=i.value)
-                  for i in identifiers]
+        idents = [
+            messages.Identifier(
+                typ=messages.IDENTIFIER_IP if i.is_ip else messages.IDENTIFIER_FQDN, value=i.value
+            )
+            for i in identifiers
+        ]
         if profile:
             profiles = getattr(self.directory().meta, "profiles", None) or {}
             if profiles and profile not in profiles:
-                raise UsageError(f"the CA has no profile {profile!r}; it offers "
-                                 f"{', '.join(sorted(profiles))}")
+                raise UsageError(
+                    f"the CA has no profile {profile!r}; it offers {', '.join(sorted(profiles))}"
+                )
             if not profiles:
                 raise UsageError(f"the CA offers no profiles; drop --profile {profile}")
 
@@ -326,10 +362,13 @@ class AcmeConnection:
             order = acme_adapter.new_order_message(idents, profile or None, with_replaces)
             response = acme_adapter.post_signed(client, self.directory()["newOrder"], order)
             body = messages.Order.from_json(response.json())
-            authzs = [acme_adapter.fetch_authorization(client, url)
-                      for url in body.authorizations]
-            return messages.OrderResource(body=body, uri=response.headers.get("Location"),
-                                          authorizations=authzs, csr_pem=csr_pem)
+            authzs = [acme_adapter.fetch_authorization(client, url) for url in body.authorizations]
+            return messages.OrderResource(
+                body=body,
+                uri=response.headers.get("Location"),
+                authorizations=authzs,
+                csr_pem=csr_pem,
+            )
 
         refused = None
         if replaces and self.has_ari():
@@ -343,8 +382,9 @@ class AcmeConnection:
                 refused = str(exc)
         return self.call(post, None), refused
 
-    def _poll_authz(self, client: acme_client.ClientV2, authzr: messages.AuthorizationResource,
-                    deadline: float) -> None:
+    def _poll_authz(
+        self, client: acme_client.ClientV2, authzr: messages.AuthorizationResource, deadline: float
+    ) -> None:
         delay = POLL_FIRST
         while True:
             updated, response = self.call(lambda: client.poll(authzr))
@@ -358,8 +398,13 @@ class AcmeConnection:
             delay = _next_delay(delay, response)
             time.sleep(delay)
 
-    def _finalize(self, client: acme_client.ClientV2, orderr: messages.OrderResource,
-                  deadline: float, preferred_chain: str | None) -> Issued:
+    def _finalize(
+        self,
+        client: acme_client.ClientV2,
+        orderr: messages.OrderResource,
+        deadline: float,
+        preferred_chain: str | None,
+    ) -> Issued:
         csr = orderr.csr_pem
 
         def begin() -> messages.OrderResource:
@@ -380,8 +425,7 @@ class AcmeConnection:
                 chains = [cert_resp.text]
                 if preferred_chain:
                     links = acme_adapter.alternate_links(client, cert_resp)
-                    chains += [self.call(acme_adapter.post_as_get, client, u).text
-                               for u in links]
+                    chains += [self.call(acme_adapter.post_as_get, client, u).text for u in links]
                 return _split(_choose_chain(chains, preferred_chain))
             if body.status == messages.STATUS_INVALID:
                 detail = body.error.detail if body.error else "no reason given"
@@ -423,8 +467,11 @@ def _respond(challb: messages.ChallengeBody, key: jose.JWK) -> tuple[Any, str, s
 
 
 def _typ(chall: Any) -> str:
-    return str(chall.jobj.get("type")) if isinstance(chall, challenges.UnrecognizedChallenge) \
+    return (
+        str(chall.jobj.get("type"))
+        if isinstance(chall, challenges.UnrecognizedChallenge)
         else str(chall.typ)
+    )
 
 
 def _pick(authzr: messages.AuthorizationResource, typ: str) -> messages.ChallengeBody:
@@ -436,7 +483,8 @@ def _pick(authzr: messages.AuthorizationResource, typ: str) -> messages.Challeng
             return challb
     offered = ", ".join(_typ(c.chall) for c in authzr.body.challenges) or "none"
     raise ChallengeError(
-        f"the CA does not offer {typ} for {authzr.body.identifier.value} (offers: {offered})")
+        f"the CA does not offer {typ} for {authzr.body.identifier.value} (offers: {offered})"
+    )
 
 
 def _authz_failure(authzr: messages.AuthorizationResource) -> str:
@@ -474,12 +522,19 @@ def _split(fullchain: str) -> Issued:
 
 
 def account_id(key: jose.JWK) -> str:
-    thumb = key.thumbprint(hash_function=__import__("cryptography.hazmat.primitives.hashes",
-                                                     fromlist=["SHA256"]).SHA256)
+    thumb = key.thumbprint(
+        hash_function=__import__(
+            "cryptography.hazmat.primitives.hashes", fromlist=["SHA256"]
+        ).SHA256
+    )
     return hashlib.sha256(thumb).hexdigest()[:16]
 
 
 def account_json(account: Account, server: str) -> bytes:
-    data = {"server": server, "uri": account.uri, "body": account.body,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    data = {
+        "server": server,
+        "uri": account.uri,
+        "body": account.body,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     return json.dumps(data, indent=2).encode()

@@ -56,12 +56,10 @@ class _Network(acme_client.ClientNetwork):  # type: ignore[misc]
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def _send_request(self, method: str, url: str, *args: Any,
-                      **kwargs: Any) -> requests.Response:
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         with Deadline() as deadline:
             try:
-                response: requests.Response = super()._send_request(
-                    method, url, *args, **kwargs)
+                response: requests.Response = super()._send_request(method, url, *args, **kwargs)
             except requests.exceptions.RequestException as exc:
                 if deadline.expired:
                     raise DeadlineExceeded(deadline.seconds) from exc
@@ -80,14 +78,28 @@ class _Network(acme_client.ClientNetwork):  # type: ignore[misc]
         raise AssertionError("unreachable")
 
 
-def deadline_network(*, key: jose.JWK | None, account: messages.RegistrationResource | None,
-                     alg: Any, verify: bool | str, user_agent: str, timeout: int,
-                     nonce_retries: int) -> acme_client.ClientNetwork:
+def deadline_network(
+    *,
+    key: jose.JWK | None,
+    account: messages.RegistrationResource | None,
+    alg: Any,
+    verify: bool | str,
+    user_agent: str,
+    timeout: int,
+    nonce_retries: int,
+) -> acme_client.ClientNetwork:
     """A ``ClientNetwork`` whose requests each run under a ``Deadline`` and whose signed POSTs
     retry badNonce up to ``nonce_retries`` times (see :class:`_Network` for the private
     ``_send_request``/``_post_once`` it relies on)."""
-    return _Network(key=key, account=account, alg=alg, verify_ssl=verify,
-                    user_agent=user_agent, timeout=timeout, nonce_retries=nonce_retries)
+    return _Network(
+        key=key,
+        account=account,
+        alg=alg,
+        verify_ssl=verify,
+        user_agent=user_agent,
+        timeout=timeout,
+        nonce_retries=nonce_retries,
+    )
 
 
 # -- signed requests outside ClientV2's public calls --------------------------------------------
@@ -115,8 +127,7 @@ def post_as_get(client: acme_client.ClientV2, url: str) -> requests.Response:
     return response
 
 
-def fetch_authorization(client: acme_client.ClientV2,
-                        url: str) -> messages.AuthorizationResource:
+def fetch_authorization(client: acme_client.ClientV2, url: str) -> messages.AuthorizationResource:
     """The authorization at ``url`` (POST-as-GET), as an ``AuthorizationResource``.
 
     Private API: ``ClientV2._post_as_get`` and ``ClientV2._authzr_from_response`` (what the
@@ -124,7 +135,8 @@ def fetch_authorization(client: acme_client.ClientV2,
     ``replaces``).
     """
     authzr: messages.AuthorizationResource = client._authzr_from_response(
-        client._post_as_get(url), uri=url)
+        client._post_as_get(url), uri=url
+    )
     return authzr
 
 
@@ -151,12 +163,14 @@ class _NewOrder(messages.NewOrder):  # type: ignore[misc]
     replaces: str | None = jose.field("replaces", omitempty=True)
 
 
-def new_order_message(identifiers: list[messages.Identifier], profile: str | None,
-                      replaces: str | None) -> messages.NewOrder:
+def new_order_message(
+    identifiers: list[messages.Identifier], profile: str | None, replaces: str | None
+) -> messages.NewOrder:
     """A newOrder body with ``identifiers``, ``profile`` and ``replaces`` (each omitted when
     ``None``); see :class:`_NewOrder` for the library subclass it relies on."""
-    order: messages.NewOrder = _NewOrder(identifiers=identifiers, profile=profile,
-                                         replaces=replaces)
+    order: messages.NewOrder = _NewOrder(
+        identifiers=identifiers, profile=profile, replaces=replaces
+    )
     return order
 
 

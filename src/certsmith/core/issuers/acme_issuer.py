@@ -12,15 +12,30 @@ from certsmith.core.solvers.base import Solver
 
 
 class AcmeIssuer:
-    def __init__(self, conn: AcmeConnection, account: Account,
-                 on_step: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, conn: AcmeConnection, account: Account, on_step: Callable[[str], None] | None = None
+    ) -> None:
         self.conn = conn
         self.account = account
         self.on_step = on_step
 
-    def issue(self, identifiers: Sequence[Identifier], csr_pem: bytes, solver: Solver, *,
-              profile: str | None = None, replaces: str | None = None,
-              preferred_chain: str | None = None) -> Issued:
-        return self.conn.issue(self.account, identifiers, csr_pem, solver, profile=profile,
-                               replaces=replaces, preferred_chain=preferred_chain,
-                               on_step=self.on_step)
+    def issue(
+        self,
+        identifiers: Sequence[Identifier],
+        csr_pem: bytes,
+        solver: Solver,
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+        preferred_chain: str | None = None,
+    ) -> Issued:
+        return self.conn.issue(
+            self.account,
+            identifiers,
+            csr_pem,
+            solver,
+            profile=profile,
+            replaces=replaces,
+            preferred_chain=preferred_chain,
+            on_step=self.on_step,
+        )

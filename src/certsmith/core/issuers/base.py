@@ -21,6 +21,13 @@ class Issued:
 
 
 class Issuer(Protocol):
-    def issue(self, identifiers: Sequence[Identifier], csr_pem: bytes, solver: Solver, *,
-              profile: str | None = None, replaces: str | None = None,
-              preferred_chain: str | None = None) -> Issued: ...
+    def issue(
+        self,
+        identifiers: Sequence[Identifier],
+        csr_pem: bytes,
+        solver: Solver,
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+        preferred_chain: str | None = None,
+    ) -> Issued: ...

@@ -190,15 +190,21 @@ class LocalCA:
             keys = der.unpem(data, "PRIVATE KEY")
             certder.parse(certs[0])
         except (IndexError, ValueError, UsageError) as exc:
-            raise CAError(f"{self.path / 'intermediate.pem'} is damaged ({exc}); remove it "
-                          "to have a new intermediate made") from None
+            raise CAError(
+                f"{self.path / 'intermediate.pem'} is damaged ({exc}); remove it "
+                "to have a new intermediate made"
+            ) from None
         if not keys:
-            raise CAError(f"{self.path / 'intermediate.pem'} holds no key; remove it to have "
-                          "a new intermediate made")
+            raise CAError(
+                f"{self.path / 'intermediate.pem'} holds no key; remove it to have "
+                "a new intermediate made"
+            )
         inter = CertKey.load(certs[0], load_key(der.pem("PRIVATE KEY", keys[0]), "intermediate"))
         if inter.constraints is None:
-            raise CAError("the local CA's intermediate has no name constraints; remove "
-                          f"{self.path / 'intermediate.pem'} to have a new one made")
+            raise CAError(
+                "the local CA's intermediate has no name constraints; remove "
+                f"{self.path / 'intermediate.pem'} to have a new one made"
+            )
         self._intermediate = inter
         return inter
 
@@ -208,8 +214,9 @@ class LocalCA:
 
     # -- creating -------------------------------------------------------------------------------
 
-    def desired(self, allow: Iterable[str | Network] = (),
-                forget: Iterable[str | Network] = ()) -> Constraints:
+    def desired(
+        self, allow: Iterable[str | Network] = (), forget: Iterable[str | Network] = ()
+    ) -> Constraints:
         """The constraints after adding ``allow`` and removing ``forget`` (pure; no writes)."""
         current = self.constraints() or Constraints.build()
         extra: set[str | Network] = set(current.dns) | set(current.ip)
@@ -224,18 +231,25 @@ class LocalCA:
                 raise UsageError(f"{item} is a built-in local namespace and cannot be removed")
         return wanted
 
-    def ensure(self, constraints: Constraints | None = None,
-               valid_until: dt.datetime | None = None) -> CertKey:
+    def ensure(
+        self, constraints: Constraints | None = None, valid_until: dt.datetime | None = None
+    ) -> CertKey:
         """Make the root (if missing) and an intermediate with ``constraints`` valid through
         ``valid_until`` (if the current one differs); return the intermediate."""
         inter = self.intermediate()
-        if (inter is not None and self._fits(inter, constraints, valid_until)
-                and (self.path / "root.pem").is_file()):
+        if (
+            inter is not None
+            and self._fits(inter, constraints, valid_until)
+            and (self.path / "root.pem").is_file()
+        ):
             return inter
         with self.store.lock(store_keys.CA_LEASE):
             inter = self.intermediate(fresh=True)  # another process may have done it meanwhile
-            if (inter is not None and self._fits(inter, constraints, valid_until)
-                    and (self.path / "root.pem").is_file()):
+            if (
+                inter is not None
+                and self._fits(inter, constraints, valid_until)
+                and (self.path / "root.pem").is_file()
+            ):
                 return inter
             if constraints is None:
                 constraints = (inter.constraints if inter else None) or Constraints.build()
@@ -244,8 +258,9 @@ class LocalCA:
             return self._new_intermediate(root, constraints, valid_until)
 
     @staticmethod
-    def _fits(inter: CertKey, constraints: Constraints | None,
-              valid_until: dt.datetime | None) -> bool:
+    def _fits(
+        inter: CertKey, constraints: Constraints | None, valid_until: dt.datetime | None
+    ) -> bool:
         if constraints is not None and inter.constraints != constraints:
             return False
         return valid_until is None or inter.cert.not_after >= valid_until
@@ -259,16 +274,22 @@ class LocalCA:
                 raise CAError(f"{self.path / 'root.pem'} holds no certificate")
             return CertKey.load(blocks[0], load_key(key_pem_, "root"))
         if cert_pem is not None:
-            raise CAError(f"the local CA's root key {self.path / 'root-key.pem'} is missing; "
-                          "it is needed to sign a new intermediate")
+            raise CAError(
+                f"the local CA's root key {self.path / 'root-key.pem'} is missing; "
+                "it is needed to sign a new intermediate"
+            )
         key = generate_key("ecdsa-p256")
         spki = spki_of(key)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        subject = certder.name(o=ORGANIZATION, ou=owner(),
-                               cn=f"certsmith root {owner()} {now:%Y-%m-%d %H:%M:%S}")
+        subject = certder.name(
+            o=ORGANIZATION, ou=owner(), cn=f"certsmith root {owner()} {now:%Y-%m-%d %H:%M:%S}"
+        )
         template = certder.Template(
-            serial=certder.new_serial(), issuer=subject, subject=subject,
-            not_before=now - dt.timedelta(hours=1), not_after=now + dt.timedelta(days=ROOT_DAYS),
+            serial=certder.new_serial(),
+            issuer=subject,
+            subject=subject,
+            not_before=now - dt.timedelta(hours=1),
+            not_after=now + dt.timedelta(days=ROOT_DAYS),
             spki=spki,
             extensions=(
                 certder.basic_constraints(True, 1),
@@ -281,28 +302,37 @@ class LocalCA:
         self.store.put(ROOT_CERT, der.pem("CERTIFICATE", cert))
         return CertKey.load(cert, key)
 
-    def _new_intermediate(self, root: CertKey, constraints: Constraints,
-                          valid_until: dt.datetime | None) -> CertKey:
+    def _new_intermediate(
+        self, root: CertKey, constraints: Constraints, valid_until: dt.datetime | None
+    ) -> CertKey:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         not_after = min(now + dt.timedelta(days=INTERMEDIATE_DAYS), root.cert.not_after)
         if valid_until is not None and not_after < valid_until:
-            raise CAError(f"the local CA's root expires {root.cert.not_after:%Y-%m-%d}, before "
-                          "the certificate would; move the ca/ directory aside to start a new CA")
+            raise CAError(
+                f"the local CA's root expires {root.cert.not_after:%Y-%m-%d}, before "
+                "the certificate would; move the ca/ directory aside to start a new CA"
+            )
         key = generate_key("ecdsa-p256")
         spki = spki_of(key)
         template = certder.Template(
-            serial=certder.new_serial(), issuer=root.cert.subject,
-            subject=certder.name(o=ORGANIZATION, ou=owner(),
-                                 cn=f"certsmith intermediate {now:%Y-%m-%d %H:%M:%S}"),
-            not_before=now - dt.timedelta(hours=1), not_after=not_after, spki=spki,
+            serial=certder.new_serial(),
+            issuer=root.cert.subject,
+            subject=certder.name(
+                o=ORGANIZATION, ou=owner(), cn=f"certsmith intermediate {now:%Y-%m-%d %H:%M:%S}"
+            ),
+            not_before=now - dt.timedelta(hours=1),
+            not_after=not_after,
+            spki=spki,
             extensions=(
                 certder.basic_constraints(True, 0),
-                certder.key_usage({certder.DIGITAL_SIGNATURE, certder.KEY_CERT_SIGN,
-                                   certder.CRL_SIGN}),
+                certder.key_usage(
+                    {certder.DIGITAL_SIGNATURE, certder.KEY_CERT_SIGN, certder.CRL_SIGN}
+                ),
                 # Only TLS: a leaf from this CA is useless for code or e-mail signing.
                 certder.extended_key_usage(certder.EKU_SERVER, certder.EKU_CLIENT),
-                certder.Extension(certder.EXT_NAME_CONSTRAINTS, constraints.to_der(),
-                                  critical=True),
+                certder.Extension(
+                    certder.EXT_NAME_CONSTRAINTS, constraints.to_der(), critical=True
+                ),
                 certder.subject_key_id(spki),
                 certder.authority_key_id(root.key_id),
             ),
@@ -314,10 +344,16 @@ class LocalCA:
 
     # -- issuing --------------------------------------------------------------------------------
 
-    def issue(self, identifiers: Sequence[Identifier], *, key_type: str = "ecdsa-p256",
-              days: int = DEFAULT_LEAF_DAYS, client: bool = False,
-              public_key_der: bytes | None = None,
-              constraints: Constraints | None = None) -> Leaf:
+    def issue(
+        self,
+        identifiers: Sequence[Identifier],
+        *,
+        key_type: str = "ecdsa-p256",
+        days: int = DEFAULT_LEAF_DAYS,
+        client: bool = False,
+        public_key_der: bytes | None = None,
+        constraints: Constraints | None = None,
+    ) -> Leaf:
         """A leaf for ``identifiers``: a new key of ``key_type``, or ``public_key_der`` (an
         SPKI, from a CSR). ``constraints`` (if given) replaces the intermediate's."""
         check_days(days)
@@ -325,8 +361,11 @@ class LocalCA:
             raise IdentifierError("no names given")
         # Checked before anything is made, so a refused key changes nothing; and only the
         # types --key-type offers, whether certsmith makes the key or a CSR brings it.
-        key_type = (check_key_type(key_type) if public_key_der is None
-                    else check_offered_key(public_key_der, "the request"))
+        key_type = (
+            check_key_type(key_type)
+            if public_key_der is None
+            else check_offered_key(public_key_der, "the request")
+        )
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         not_before = now - SKEW
         not_after = not_before + dt.timedelta(days=days)
@@ -343,9 +382,12 @@ class LocalCA:
         usage = {certder.DIGITAL_SIGNATURE} | ({certder.KEY_ENCIPHERMENT} if rsa else set())
         ekus = [certder.EKU_SERVER] + ([certder.EKU_CLIENT] if client else [])
         template = certder.Template(
-            serial=certder.new_serial(), issuer=inter.cert.subject,
+            serial=certder.new_serial(),
+            issuer=inter.cert.subject,
             subject=certder.name(o=LEAF_ORGANIZATION, ou=owner()),
-            not_before=not_before, not_after=not_after, spki=public_key_der,
+            not_before=not_before,
+            not_after=not_after,
+            spki=public_key_der,
             extensions=(
                 certder.basic_constraints(False),
                 certder.key_usage(usage),
@@ -358,15 +400,19 @@ class LocalCA:
         )
         cert = certder.sign(template, inter.key)
         chain = der.pem("CERTIFICATE", cert) + der.pem("CERTIFICATE", inter.cert_der)
-        return Leaf(chain, key_pem(key) if key is not None else None, cert, inter.cert_der,
-                    key, not_after)
+        return Leaf(
+            chain, key_pem(key) if key is not None else None, cert, inter.cert_der, key, not_after
+        )
 
 
 def check_permitted(identifiers: Sequence[Identifier], constraints: Constraints) -> None:
     for ident in identifiers:
         if not constraints.permits(ident):
-            hint = ("--allow-domain NETWORK" if ident.is_ip
-                    else f"--allow-domain {ident.value.removeprefix('*.')}")
+            hint = (
+                "--allow-domain NETWORK"
+                if ident.is_ip
+                else f"--allow-domain {ident.value.removeprefix('*.')}"
+            )
             raise IdentifierError(
                 f"{ident.value} is outside the local CA's name constraints (public names need "
                 f"{hint}, for a domain you control)"

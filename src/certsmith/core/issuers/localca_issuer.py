@@ -28,9 +28,17 @@ class LocalIssuer:
     def __init__(self, ca: LocalCA) -> None:
         self.ca = ca
 
-    def issue(self, identifiers: Sequence[Identifier], csr_pem: bytes,
-              solver: Solver | None = None, *, profile: str | None = None,
-              replaces: str | None = None, preferred_chain: str | None = None) -> Issued:
+    def issue(
+        self,
+        identifiers: Sequence[Identifier],
+        csr_pem: bytes,
+        solver: Solver | None = None,
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+        preferred_chain: str | None = None,
+    ) -> Issued:
         leaf = self.ca.issue(list(identifiers), public_key_der=csr_public_key(csr_pem))
-        return Issued(der.pem("CERTIFICATE", leaf.cert_der),
-                      der.pem("CERTIFICATE", leaf.intermediate_der))
+        return Issued(
+            der.pem("CERTIFICATE", leaf.cert_der), der.pem("CERTIFICATE", leaf.intermediate_der)
+        )

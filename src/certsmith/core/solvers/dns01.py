@@ -59,14 +59,23 @@ class Record:
 class Dns01Solver:
     challenge_type = "dns-01"
 
-    def __init__(self, spec: DnsSpec, context: SolverContext, *, lookup: Lookup | None = None,
-                 provider: DnsProvider | None = None) -> None:
+    def __init__(
+        self,
+        spec: DnsSpec,
+        context: SolverContext,
+        *,
+        lookup: Lookup | None = None,
+        provider: DnsProvider | None = None,
+    ) -> None:
         self.spec = spec
         self.store: Store | None = context.store
         self.progress = context.progress
         self.lookup = lookup if lookup is not None else Lookup(spec.resolvers)
-        self.provider = provider if provider is not None else provider_from_spec(
-            spec, primary_for=self._primary_for)
+        self.provider = (
+            provider
+            if provider is not None
+            else provider_from_spec(spec, primary_for=self._primary_for)
+        )
         self.ready_timeout = float(spec.timeout)
         # True once the provider was seen replacing values instead of adding
         self.replaces = False
@@ -99,8 +108,10 @@ class Dns01Solver:
         records = [r for _c, r in planned]
         self._remember(records)
         failed = self._run_each(
-            lambda r: self.provider.add_txt(r.zone, r.fqdn, r.value, self.spec.ttl), records,
-            raise_first=False)
+            lambda r: self.provider.add_txt(r.zone, r.fqdn, r.value, self.spec.ttl),
+            records,
+            raise_first=False,
+        )
         if failed:
             # a refused add wrote nothing: nothing to remove for it later
             self._forget(list(failed))
@@ -122,12 +133,14 @@ class Dns01Solver:
         wanted = [self._record(c) for c in challenges]
         with self._lock:
             records = [r for r in wanted if (r.fqdn, r.value) in self._journal]
-        failed = self._run_each(lambda r: self.provider.remove_txt(r.zone, r.fqdn, r.value),
-                                records, raise_first=False)
+        failed = self._run_each(
+            lambda r: self.provider.remove_txt(r.zone, r.fqdn, r.value), records, raise_first=False
+        )
         self._forget([r for r in records if r not in failed])
         for record, exc in failed.items():
-            self.progress(f"could not remove the TXT value at {record.fqdn} ({exc}); the "
-                          "next run removes it")
+            self.progress(
+                f"could not remove the TXT value at {record.fqdn} ({exc}); the next run removes it"
+            )
 
     # -- where the records go -------------------------------------------------------------------
 
@@ -146,8 +159,12 @@ class Dns01Solver:
 
     def _record(self, challenge: Challenge) -> Record:
         target = self._target(challenge.domain)
-        return Record(target.zone, target.fqdn, txt_value(challenge.key_authorization),
-                      self.update_server(target))
+        return Record(
+            target.zone,
+            target.fqdn,
+            txt_value(challenge.key_authorization),
+            self.update_server(target),
+        )
 
     def _primary_for(self, zone: str) -> str:
         with self._lock:
@@ -163,14 +180,17 @@ class Dns01Solver:
         if self.spec.server:
             return self.spec.server
         if target.primary is None:
-            raise DnsError(f"cannot find the primary server of zone {target.zone} (its SOA "
-                           "names no server with an address): give --dns-server HOST[:PORT]")
+            raise DnsError(
+                f"cannot find the primary server of zone {target.zone} (its SOA "
+                "names no server with an address): give --dns-server HOST[:PORT]"
+            )
         return _host_port(target.primary)
 
     # -- replacing providers --------------------------------------------------------------------
 
-    def _notice_replacing(self, planned: list[tuple[Challenge, Record]]
-                          ) -> list[tuple[Challenge, Record]]:
+    def _notice_replacing(
+        self, planned: list[tuple[Challenge, Record]]
+    ) -> list[tuple[Challenge, Record]]:
         """After presenting: at a name given two values or more, is the first still there?
         If not, the provider replaces; keep only what it holds now."""
         by_name: dict[str, list[tuple[Challenge, Record]]] = {}
@@ -187,8 +207,10 @@ class Dns01Solver:
                 kept.extend(items)
                 continue
             self.replaces = True
-            self.progress(f"{self.provider.label} replaces the TXT values at {fqdn} instead "
-                          "of adding one: validating one value at a time")
+            self.progress(
+                f"{self.provider.label} replaces the TXT values at {fqdn} instead "
+                "of adding one: validating one value at a time"
+            )
             kept.extend(item for item in items if item[1].value in held)
         return kept
 
@@ -209,8 +231,9 @@ class Dns01Solver:
 
     # -- running provider calls -----------------------------------------------------------------
 
-    def _run_each(self, call: Callable[[Record], None], records: Sequence[Record], *,
-                  raise_first: bool = True) -> dict[Record, CertsmithError]:
+    def _run_each(
+        self, call: Callable[[Record], None], records: Sequence[Record], *, raise_first: bool = True
+    ) -> dict[Record, CertsmithError]:
         failed: dict[Record, CertsmithError] = {}
 
         def one(record: Record) -> None:
@@ -250,8 +273,7 @@ class Dns01Solver:
         if not self._journal:
             self.store.delete(key)
             return
-        body = {"spec": self.spec.to_dict(),
-                "records": [asdict(r) for r in self._journal.values()]}
+        body = {"spec": self.spec.to_dict(), "records": [asdict(r) for r in self._journal.values()]}
         self.store.put(key, json.dumps(body, indent=1).encode())
 
     def _take_slot(self, store: Store) -> tuple[int, Lease]:
@@ -263,13 +285,16 @@ class Dns01Solver:
         raise DnsError(f"{MAX_SLOTS} DNS-01 runs are going on at once; wait for one to end")
 
     def _clean_leftovers(self, store: Store) -> None:
-        clean_leftovers(store, self.progress, own_slot=self._slot,
-                        reuse=(self.spec, self.provider))
+        clean_leftovers(store, self.progress, own_slot=self._slot, reuse=(self.spec, self.provider))
 
 
-def clean_leftovers(store: Store, progress: Callable[[str], None], *,
-                    own_slot: int | None = None,
-                    reuse: tuple[DnsSpec, DnsProvider] | None = None) -> None:
+def clean_leftovers(
+    store: Store,
+    progress: Callable[[str], None],
+    *,
+    own_slot: int | None = None,
+    reuse: tuple[DnsSpec, DnsProvider] | None = None,
+) -> None:
     """Remove what DNS-01 runs that died before their cleanup left in DNS (their slot's lease
     is free; ``own_slot`` is held by the caller, so what it records is a dead run's too)."""
     for key in store.list(keys.DNS01_PENDING):
@@ -287,8 +312,12 @@ def clean_leftovers(store: Store, progress: Callable[[str], None], *,
                 lease.release()
 
 
-def _clean_entry(store: Store, key: str, progress: Callable[[str], None],
-                 reuse: tuple[DnsSpec, DnsProvider] | None) -> None:
+def _clean_entry(
+    store: Store,
+    key: str,
+    progress: Callable[[str], None],
+    reuse: tuple[DnsSpec, DnsProvider] | None,
+) -> None:
     raw = store.get(key)
     try:
         body: dict[str, Any] = json.loads(raw or b"{}")
@@ -307,16 +336,19 @@ def _clean_entry(store: Store, key: str, progress: Callable[[str], None],
         try:
             provider = providers.get(r.server)
             if provider is None:
-                provider = reuse[1] if reuse is not None and reuse[0] == spec and \
-                    (spec.server or not r.server) else \
-                    provider_from_spec(spec, server=r.server or None)
+                provider = (
+                    reuse[1]
+                    if reuse is not None and reuse[0] == spec and (spec.server or not r.server)
+                    else provider_from_spec(spec, server=r.server or None)
+                )
                 provider.prepare()
                 providers[r.server] = provider
             provider.remove_txt(r.zone, r.fqdn, r.value)
             progress(f"removed a TXT value left at {r.fqdn} by an earlier run")
         except CertsmithError as exc:
-            progress(f"could not remove the TXT value left at {r.fqdn}: {exc}; trying again "
-                     "next run")
+            progress(
+                f"could not remove the TXT value left at {r.fqdn}: {exc}; trying again next run"
+            )
             left.append(r)
     if left:
         body["records"] = [asdict(r) for r in left]

@@ -53,9 +53,7 @@ class WebrootSolver(OneAtATime):
             probe.unlink()
         except OSError as exc:
             self._remove_created()
-            raise ChallengeError(
-                f"cannot write to webroot {self.dir}: {exc.strerror}"
-            ) from exc
+            raise ChallengeError(f"cannot write to webroot {self.dir}: {exc.strerror}") from exc
 
     def present(self, domain: str, token: str, key_authorization: str) -> None:
         _check_token(token)
@@ -91,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = None
         if self.path.startswith(PREFIX):
-            body = self.server.tokens.get(self.path[len(PREFIX):])
+            body = self.server.tokens.get(self.path[len(PREFIX) :])
         if body is None:
             self.send_response(404)
             self.send_header("Content-Length", "0")
@@ -155,8 +153,12 @@ class StandaloneSolver(OneAtATime):
             raise ChallengeError(f"cannot listen on port {self.port}: {exc.strerror}") from exc
         for srv in self._servers:
             srv.tokens = self.tokens
-            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                 daemon=True, name=f"http01-{self.port}")
+            t = threading.Thread(
+                target=srv.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name=f"http01-{self.port}",
+            )
             t.start()
             self._threads.append(t)
 
@@ -191,8 +193,9 @@ def port_owner(port: int) -> str | None:
     if not ss:
         return None
     try:
-        out = subprocess.run([ss, "-ltnpH", f"sport = :{port}"], capture_output=True, text=True,
-                             timeout=5).stdout
+        out = subprocess.run(
+            [ss, "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', out)

@@ -18,8 +18,18 @@ from certsmith.services.alerts.dispatch import deliver, load_sent, notify, pendi
 from certsmith.services.alerts.model import Alert, Channel, threshold_due
 from certsmith.services.lifecycle import OutcomeLike
 
-__all__ = ["Alert", "AlertConfig", "Channel", "after_run", "deliver", "expiry_alerts",
-           "load_config", "notify", "pending", "save_config"]
+__all__ = [
+    "Alert",
+    "AlertConfig",
+    "Channel",
+    "after_run",
+    "deliver",
+    "expiry_alerts",
+    "load_config",
+    "notify",
+    "pending",
+    "save_config",
+]
 
 
 def outcome_alerts(outcomes: Iterable[OutcomeLike], what: str) -> list[Alert]:
@@ -45,18 +55,25 @@ def expiry_alerts(home: Path, now: dt.datetime | None = None) -> list[Alert]:
             continue
         days_left = (state.not_after - now).total_seconds() / 86400
         lifetime = (state.not_after - state.not_before).total_seconds() / 86400
-        done = {t for t in config.thresholds
-                if f"expiring:{name}:{state.serial}:{t}" in sent}
+        done = {t for t in config.thresholds if f"expiring:{name}:{state.serial}:{t}" in sent}
         threshold = threshold_due(days_left, lifetime, config.thresholds, done)
         if threshold is not None:
-            out.append(Alert.expiring(name, days_left=days_left, threshold=threshold,
-                                      not_after=state.not_after, serial=state.serial,
-                                      last_error=state.last_error))
+            out.append(
+                Alert.expiring(
+                    name,
+                    days_left=days_left,
+                    threshold=threshold,
+                    not_after=state.not_after,
+                    serial=state.serial,
+                    last_error=state.last_error,
+                )
+            )
     return out
 
 
-def after_run(home: Path, outcomes: Iterable[OutcomeLike], *, what: str = "renewal",
-              scan_expiry: bool = True) -> None:
+def after_run(
+    home: Path, outcomes: Iterable[OutcomeLike], *, what: str = "renewal", scan_expiry: bool = True
+) -> None:
     """What ``get``/``renew`` call when the service has returned. Never raises."""
     try:
         if not load_config(open_store(home)).channels:

@@ -15,13 +15,25 @@ TIMEOUT = 60.0
 
 def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
     env = dict(os.environ)
-    env.update({"CERTSMITH_ALERT_EVENT": alert.kind, "CERTSMITH_ALERT_NAME": alert.name,
-                "CERTSMITH_ALERT_SEVERITY": alert.severity,
-                "CERTSMITH_ALERT_SUBJECT": alert.subject, "CERTSMITH_ALERT_TEXT": alert.text})
+    env.update(
+        {
+            "CERTSMITH_ALERT_EVENT": alert.kind,
+            "CERTSMITH_ALERT_NAME": alert.name,
+            "CERTSMITH_ALERT_SEVERITY": alert.severity,
+            "CERTSMITH_ALERT_SUBJECT": alert.subject,
+            "CERTSMITH_ALERT_TEXT": alert.text,
+        }
+    )
     try:
-        proc = subprocess.run(channel.target, shell=True, env=env, capture_output=True,
-                              input=json.dumps(alert.payload(now)).encode(), timeout=TIMEOUT,
-                              check=False)
+        proc = subprocess.run(
+            channel.target,
+            shell=True,
+            env=env,
+            capture_output=True,
+            input=json.dumps(alert.payload(now)).encode(),
+            timeout=TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise CertsmithError(f"alert command timed out after {TIMEOUT:.0f}s") from None
     except OSError as exc:

@@ -31,14 +31,17 @@ def load_config(store: Store) -> AlertConfig:
         return AlertConfig()
     try:
         data = tomllib.loads(raw.decode())
-        thresholds = tuple(sorted({int(t) for t in data.get("thresholds", DEFAULT_THRESHOLDS)},
-                                  reverse=True))
+        thresholds = tuple(
+            sorted({int(t) for t in data.get("thresholds", DEFAULT_THRESHOLDS)}, reverse=True)
+        )
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
         raise UsageError(f"broken alerts.toml: {exc}") from exc
     return AlertConfig(tuple(Channel.from_dict(c) for c in data.get("channel", [])), thresholds)
 
 
 def save_config(store: Store, config: AlertConfig) -> None:
-    data = {"thresholds": list(config.thresholds),
-            "channel": [c.to_dict() for c in config.channels]}
+    data = {
+        "thresholds": list(config.thresholds),
+        "channel": [c.to_dict() for c in config.channels],
+    }
     store.put(CONFIG_KEY, tomli_w.dumps(data).encode(), private=True)

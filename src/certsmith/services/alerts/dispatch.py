@@ -28,8 +28,7 @@ GIVE_UP_AFTER = dt.timedelta(days=7)
 FORGET_AFTER = dt.timedelta(days=400)
 
 Sender = Callable[[Channel, Alert, dt.datetime], None]
-SENDERS: dict[str, Sender] = {"webhook": webhook.send, "email": smtp.send,
-                              "command": command.send}
+SENDERS: dict[str, Sender] = {"webhook": webhook.send, "email": smtp.send, "command": command.send}
 
 
 def _now() -> dt.datetime:
@@ -64,11 +63,13 @@ def _attempt(home: Path, channel: Channel, alert: Alert) -> str | None:
     try:
         deliver(home, channel, alert)
     except CertsmithError as exc:
-        events.record(home, "alert-failed", alert.name, channel=channel.id,
-                      alert=alert.kind, error=str(exc))
+        events.record(
+            home, "alert-failed", alert.name, channel=channel.id, alert=alert.kind, error=str(exc)
+        )
         return str(exc)
-    events.record(home, "alerted", alert.name, channel=channel.id, alert=alert.kind,
-                  subject=alert.subject)
+    events.record(
+        home, "alerted", alert.name, channel=channel.id, alert=alert.kind, subject=alert.subject
+    )
     return None
 
 
@@ -93,8 +94,15 @@ def _flush(home: Path, store: Store, config: AlertConfig, now: dt.datetime) -> N
         entry["attempts"] = int(entry.get("attempts", 1)) + 1
         entry["last_error"] = error
         if entry["attempts"] >= MAX_ATTEMPTS or now - first > GIVE_UP_AFTER:
-            events.record(home, "alert-dropped", alert.name, channel=channel.id,
-                          alert=alert.kind, attempts=entry["attempts"], error=error)
+            events.record(
+                home,
+                "alert-dropped",
+                alert.name,
+                channel=channel.id,
+                alert=alert.kind,
+                attempts=entry["attempts"],
+                error=error,
+            )
             continue
         keep.append(entry)
     store.put(OUTBOX_KEY, json.dumps(keep, indent=1).encode(), private=True)
@@ -131,14 +139,19 @@ def _notify(home: Path, alerts: Sequence[Alert]) -> int:
                     continue
                 error = _attempt(home, channel, alert)
                 if error is not None:
-                    outbox.append({"channel": channel.id, "alert": alert.to_dict(),
-                                   "attempts": 1, "first_failed": now.isoformat(),
-                                   "last_error": error})
+                    outbox.append(
+                        {
+                            "channel": channel.id,
+                            "alert": alert.to_dict(),
+                            "attempts": 1,
+                            "first_failed": now.isoformat(),
+                            "last_error": error,
+                        }
+                    )
             if alert.key is not None:
                 sent[alert.key] = now.isoformat()
             count += 1
-        sent = {k: v for k, v in sent.items()
-                if now - dt.datetime.fromisoformat(v) < FORGET_AFTER}
+        sent = {k: v for k, v in sent.items() if now - dt.datetime.fromisoformat(v) < FORGET_AFTER}
         store.put(SENT_KEY, json.dumps(sent, indent=1).encode(), private=True)
         store.put(OUTBOX_KEY, json.dumps(outbox, indent=1).encode(), private=True)
     return count

@@ -36,68 +36,125 @@ class Alert:
 
     @classmethod
     def failure(cls, name: str, error: str, action: str = "renewal") -> Alert:
-        return cls("failed", name, f"{action} of {name} failed",
-                   f"certsmith: the {action} of {name} failed: {error}\n"
-                   "The current certificate (if any) stays in place; certsmith retries with "
-                   "back-off at the next timer run. Fix the cause, then run "
-                   f"'certsmith renew --force {name}'.",
-                   "critical", key=f"failed:{name}:{_digest(error)}",
-                   details={"error": error, "action": action})
+        return cls(
+            "failed",
+            name,
+            f"{action} of {name} failed",
+            f"certsmith: the {action} of {name} failed: {error}\n"
+            "The current certificate (if any) stays in place; certsmith retries with "
+            "back-off at the next timer run. Fix the cause, then run "
+            f"'certsmith renew --force {name}'.",
+            "critical",
+            key=f"failed:{name}:{_digest(error)}",
+            details={"error": error, "action": action},
+        )
 
     @classmethod
-    def expiring(cls, name: str, *, days_left: float, threshold: int, not_after: dt.datetime,
-                 serial: str | None, last_error: str | None) -> Alert:
-        why = (f"The last renewal attempt failed: {last_error}" if last_error
-               else "It has not been renewed.")
-        return cls("expiring", name, f"{name} expires in {days_left:.1f} days",
-                   f"certsmith: the certificate {name} expires in {days_left:.1f} days "
-                   f"({not_after:%Y-%m-%d %H:%M} UTC) and is not getting renewed. {why}\n"
-                   f"Run 'certsmith renew --force {name}' once the cause is fixed.",
-                   "critical" if threshold <= 3 else "warning",
-                   key=f"expiring:{name}:{serial}:{threshold}", once=True,
-                   details={"days_left": round(days_left, 2), "threshold_days": threshold,
-                            "not_after": not_after.isoformat(), "serial": serial,
-                            "last_error": last_error})
+    def expiring(
+        cls,
+        name: str,
+        *,
+        days_left: float,
+        threshold: int,
+        not_after: dt.datetime,
+        serial: str | None,
+        last_error: str | None,
+    ) -> Alert:
+        why = (
+            f"The last renewal attempt failed: {last_error}"
+            if last_error
+            else "It has not been renewed."
+        )
+        return cls(
+            "expiring",
+            name,
+            f"{name} expires in {days_left:.1f} days",
+            f"certsmith: the certificate {name} expires in {days_left:.1f} days "
+            f"({not_after:%Y-%m-%d %H:%M} UTC) and is not getting renewed. {why}\n"
+            f"Run 'certsmith renew --force {name}' once the cause is fixed.",
+            "critical" if threshold <= 3 else "warning",
+            key=f"expiring:{name}:{serial}:{threshold}",
+            once=True,
+            details={
+                "days_left": round(days_left, 2),
+                "threshold_days": threshold,
+                "not_after": not_after.isoformat(),
+                "serial": serial,
+                "last_error": last_error,
+            },
+        )
 
     @classmethod
     def success(cls, name: str, action: str, not_after: dt.datetime | None) -> Alert:
         until = f", valid until {not_after:%Y-%m-%d}" if not_after else ""
-        return cls("renewed", name, f"{name} {action}",
-                   f"certsmith: {name} {action}{until}.", "info",
-                   details={"action": action,
-                            "not_after": not_after.isoformat() if not_after else None})
+        return cls(
+            "renewed",
+            name,
+            f"{name} {action}",
+            f"certsmith: {name} {action}{until}.",
+            "info",
+            details={"action": action, "not_after": not_after.isoformat() if not_after else None},
+        )
 
     @classmethod
     def check_problem(cls, name: str, target: str, status: str, reason: str) -> Alert:
-        return cls("check", name, f"{name}: {status} at {target}",
-                   f"certsmith check: {name} at {target}: {status}: {reason}",
-                   "critical" if status == "CRITICAL" else "warning",
-                   key=f"check:{name}:{target}:{_digest(reason)}",
-                   details={"target": target, "status": status, "reason": reason})
+        return cls(
+            "check",
+            name,
+            f"{name}: {status} at {target}",
+            f"certsmith check: {name} at {target}: {status}: {reason}",
+            "critical" if status == "CRITICAL" else "warning",
+            key=f"check:{name}:{target}:{_digest(reason)}",
+            details={"target": target, "status": status, "reason": reason},
+        )
 
     @classmethod
     def test(cls) -> Alert:
-        return cls("test", "-", "test alert",
-                   f"certsmith: test alert from {socket.gethostname()}; alerts reach you.",
-                   "info")
+        return cls(
+            "test",
+            "-",
+            "test alert",
+            f"certsmith: test alert from {socket.gethostname()}; alerts reach you.",
+            "info",
+        )
 
     def payload(self, now: dt.datetime) -> dict[str, Any]:
         """Webhook JSON: ``text`` is what chat tools (Slack, Mattermost, Rocket.Chat) show."""
-        return {"text": self.text, "event": self.kind, "name": self.name,
-                "severity": self.severity, "subject": self.subject,
-                "host": socket.gethostname(), "time": now.isoformat(timespec="seconds"),
-                "details": self.details}
+        return {
+            "text": self.text,
+            "event": self.kind,
+            "name": self.name,
+            "severity": self.severity,
+            "subject": self.subject,
+            "host": socket.gethostname(),
+            "time": now.isoformat(timespec="seconds"),
+            "details": self.details,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "subject": self.subject,
-                "text": self.text, "severity": self.severity, "key": self.key,
-                "once": self.once, "details": self.details}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "subject": self.subject,
+            "text": self.text,
+            "severity": self.severity,
+            "key": self.key,
+            "once": self.once,
+            "details": self.details,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
-        return cls(kind=data["kind"], name=data["name"], subject=data["subject"],
-                   text=data["text"], severity=data["severity"], key=data.get("key"),
-                   once=bool(data.get("once")), details=data.get("details", {}))
+        return cls(
+            kind=data["kind"],
+            name=data["name"],
+            subject=data["subject"],
+            text=data["text"],
+            severity=data["severity"],
+            key=data.get("key"),
+            once=bool(data.get("once")),
+            details=data.get("details", {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +174,7 @@ class Channel:
 
     def __post_init__(self) -> None:
         if self.kind not in CHANNEL_KINDS:
-            raise UsageError(f"unknown alert channel {self.kind!r}: use "
-                             f"{', '.join(CHANNEL_KINDS)}")
+            raise UsageError(f"unknown alert channel {self.kind!r}: use {', '.join(CHANNEL_KINDS)}")
         if self.kind == "webhook" and not self.target.startswith(("https://", "http://")):
             raise UsageError(f"webhook URL {self.target!r} must start with https:// or http://")
         if self.kind == "email":
@@ -139,11 +195,20 @@ class Channel:
         return f"{self.kind} {self.target}"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "target": self.target,
-                               "on_success": self.on_success}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "on_success": self.on_success,
+        }
         if self.kind == "email":
-            out.update({"smtp_host": self.smtp_host, "smtp_port": self.smtp_port,
-                        "starttls": self.starttls})
+            out.update(
+                {
+                    "smtp_host": self.smtp_host,
+                    "smtp_port": self.smtp_port,
+                    "starttls": self.starttls,
+                }
+            )
             for key in ("user", "password_file", "sender"):
                 if getattr(self, key):
                     out[key] = getattr(self, key)
@@ -152,17 +217,25 @@ class Channel:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Channel:
         try:
-            return cls(id=str(data["id"]), kind=data["kind"], target=data["target"],
-                       on_success=bool(data.get("on_success", False)),
-                       smtp_host=data.get("smtp_host"), smtp_port=int(data.get("smtp_port", 25)),
-                       starttls=bool(data.get("starttls", False)), user=data.get("user"),
-                       password_file=data.get("password_file"), sender=data.get("sender"))
+            return cls(
+                id=str(data["id"]),
+                kind=data["kind"],
+                target=data["target"],
+                on_success=bool(data.get("on_success", False)),
+                smtp_host=data.get("smtp_host"),
+                smtp_port=int(data.get("smtp_port", 25)),
+                starttls=bool(data.get("starttls", False)),
+                user=data.get("user"),
+                password_file=data.get("password_file"),
+                sender=data.get("sender"),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"invalid alert channel in alerts.toml: {exc}") from exc
 
 
-def threshold_due(days_left: float, lifetime_days: float, thresholds: tuple[int, ...],
-                  sent: set[int]) -> int | None:
+def threshold_due(
+    days_left: float, lifetime_days: float, thresholds: tuple[int, ...], sent: set[int]
+) -> int | None:
     """The expiry threshold to announce now, if any: the smallest one crossed and not yet sent.
 
     Only thresholds below a third of the lifetime count: before that point a certificate is

@@ -31,6 +31,8 @@ class _SMTP(smtplib.SMTP):
 
 class _SMTPS(smtplib.SMTP_SSL, _SMTP):
     pass
+
+
 PASSWORD_ENV = "CERTSMITH_SMTP_PASSWORD"
 
 
@@ -41,8 +43,9 @@ def password_for(channel: Channel) -> str | None:
     if os.environ.get(PASSWORD_ENV):
         return os.environ[PASSWORD_ENV]
     if not channel.password_file:
-        raise UsageError(f"SMTP user {channel.user} needs a password: set {PASSWORD_ENV} or "
-                         "--password-file")
+        raise UsageError(
+            f"SMTP user {channel.user} needs a password: set {PASSWORD_ENV} or --password-file"
+        )
     path = Path(channel.password_file)
     try:
         st = path.stat()
@@ -61,9 +64,15 @@ def render(channel: Channel, alert: Alert, now: dt.datetime) -> email.message.Em
     msg["To"] = channel.target
     msg["Date"] = email.utils.format_datetime(now)
     msg["Message-ID"] = email.utils.make_msgid(domain=host)
-    lines = [alert.text, "", f"certificate: {alert.name}", f"event:       {alert.kind}",
-             f"severity:    {alert.severity}", f"host:        {host}",
-             f"time:        {now:%Y-%m-%d %H:%M:%S} UTC"]
+    lines = [
+        alert.text,
+        "",
+        f"certificate: {alert.name}",
+        f"event:       {alert.kind}",
+        f"severity:    {alert.severity}",
+        f"host:        {host}",
+        f"time:        {now:%Y-%m-%d %H:%M:%S} UTC",
+    ]
     for key, value in alert.details.items():
         if value is not None:
             lines.append(f"{key + ':':<12} {value}")
@@ -82,8 +91,12 @@ def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
         smtp: smtplib.SMTP
         with deadline:
             if channel.smtp_port == 465:  # implicit TLS ("smtps")
-                smtp = _SMTPS(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT,
-                              context=ssl.create_default_context())
+                smtp = _SMTPS(
+                    channel.smtp_host,
+                    channel.smtp_port,
+                    timeout=TIMEOUT,
+                    context=ssl.create_default_context(),
+                )
             else:
                 smtp = _SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT)
             with smtp:
@@ -94,9 +107,11 @@ def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
                 smtp.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
         if deadline.expired:
-            raise CertsmithError(f"mail server {where} sent no complete answer within "
-                                 f"{deadline.seconds:g} s") from None
+            raise CertsmithError(
+                f"mail server {where} sent no complete answer within {deadline.seconds:g} s"
+            ) from None
         if not isinstance(exc, smtplib.SMTPException):
-            raise CertsmithError(f"mail server {where} unreachable: "
-                                 f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise CertsmithError(
+                f"mail server {where} unreachable: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         raise CertsmithError(f"mail server {where} refused the alert: {exc}") from None

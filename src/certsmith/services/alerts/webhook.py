@@ -42,14 +42,17 @@ class _Http(urllib.request.HTTPHandler):
 
 class _Https(urllib.request.HTTPSHandler):
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_watched(http.client.HTTPSConnection), req,
-                            context=self._context)  # type: ignore[attr-defined]
+        return self.do_open(_watched(http.client.HTTPSConnection), req, context=self._context)  # type: ignore[attr-defined]
 
 
 def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
     body = json.dumps(alert.payload(now)).encode()
-    request = urllib.request.Request(channel.target, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "certsmith-alerts"})
+    request = urllib.request.Request(
+        channel.target,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "certsmith-alerts"},
+    )
     opener = urllib.request.build_opener(_Http, _Https)
     with Deadline() as deadline:
         try:
@@ -59,7 +62,8 @@ def send(channel: Channel, alert: Alert, now: dt.datetime) -> None:
             raise CertsmithError(f"webhook answered {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             if deadline.expired:
-                raise CertsmithError(f"webhook sent no complete answer within "
-                                     f"{deadline.seconds:g} s") from None
+                raise CertsmithError(
+                    f"webhook sent no complete answer within {deadline.seconds:g} s"
+                ) from None
             reason = getattr(exc, "reason", exc)
             raise CertsmithError(f"webhook unreachable: {reason}") from None

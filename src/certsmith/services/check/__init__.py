@@ -41,14 +41,23 @@ def load_roots(ca_file: str | None) -> list[x509.Certificate]:
     return roots
 
 
-def check(targets: Sequence[Target], *, roots: Sequence[x509.Certificate], warn_days: float,
-          crit_days: float, expected: Sequence[str | None] | None = None,
-          timeout: float = 10.0) -> list[Report]:
+def check(
+    targets: Sequence[Target],
+    *,
+    roots: Sequence[x509.Certificate],
+    warn_days: float,
+    crit_days: float,
+    expected: Sequence[str | None] | None = None,
+    timeout: float = 10.0,
+) -> list[Report]:
     """Probe every target (concurrently) and judge each."""
     expect = list(expected) if expected is not None else [None] * len(targets)
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(targets)))) as pool:
         observations = list(pool.map(lambda t: observe(t, timeout), targets))
     now = dt.datetime.now(dt.UTC)
-    return [evaluate(t, o, roots=roots, now=now, warn_days=warn_days, crit_days=crit_days,
-                     expected_serial=e)
-            for t, o, e in zip(targets, observations, expect, strict=True)]
+    return [
+        evaluate(
+            t, o, roots=roots, now=now, warn_days=warn_days, crit_days=crit_days, expected_serial=e
+        )
+        for t, o, e in zip(targets, observations, expect, strict=True)
+    ]

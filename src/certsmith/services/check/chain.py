@@ -24,19 +24,30 @@ MIN_RSA_BITS = 2048  # OpenSSL's security level 2 (Debian's default), the CA/B F
 _SIG = SignatureAlgorithmOID
 # OpenSSL's names, as `openssl x509 -text` shows them.
 _SIGNATURE_NAMES = {
-    _SIG.RSA_WITH_MD5: "md5WithRSAEncryption", _SIG.RSA_WITH_SHA1: "sha1WithRSAEncryption",
+    _SIG.RSA_WITH_MD5: "md5WithRSAEncryption",
+    _SIG.RSA_WITH_SHA1: "sha1WithRSAEncryption",
     _SIG.RSA_WITH_SHA224: "sha224WithRSAEncryption",
     _SIG.RSA_WITH_SHA256: "sha256WithRSAEncryption",
     _SIG.RSA_WITH_SHA384: "sha384WithRSAEncryption",
-    _SIG.RSA_WITH_SHA512: "sha512WithRSAEncryption", _SIG.RSASSA_PSS: "rsassaPss",
-    _SIG.ECDSA_WITH_SHA1: "ecdsa-with-SHA1", _SIG.ECDSA_WITH_SHA224: "ecdsa-with-SHA224",
-    _SIG.ECDSA_WITH_SHA256: "ecdsa-with-SHA256", _SIG.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
-    _SIG.ECDSA_WITH_SHA512: "ecdsa-with-SHA512", _SIG.ED25519: "ED25519", _SIG.ED448: "ED448",
-    _SIG.DSA_WITH_SHA1: "dsa_with_SHA1", _SIG.DSA_WITH_SHA256: "dsa_with_SHA256",
+    _SIG.RSA_WITH_SHA512: "sha512WithRSAEncryption",
+    _SIG.RSASSA_PSS: "rsassaPss",
+    _SIG.ECDSA_WITH_SHA1: "ecdsa-with-SHA1",
+    _SIG.ECDSA_WITH_SHA224: "ecdsa-with-SHA224",
+    _SIG.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
+    _SIG.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
+    _SIG.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
+    _SIG.ED25519: "ED25519",
+    _SIG.ED448: "ED448",
+    _SIG.DSA_WITH_SHA1: "dsa_with_SHA1",
+    _SIG.DSA_WITH_SHA256: "dsa_with_SHA256",
 }
 # Digests no current client accepts in a certificate signature.
-_WEAK_DIGESTS = {_SIG.RSA_WITH_MD5: "MD5", _SIG.RSA_WITH_SHA1: "SHA-1",
-                 _SIG.ECDSA_WITH_SHA1: "SHA-1", _SIG.DSA_WITH_SHA1: "SHA-1"}
+_WEAK_DIGESTS = {
+    _SIG.RSA_WITH_MD5: "MD5",
+    _SIG.RSA_WITH_SHA1: "SHA-1",
+    _SIG.ECDSA_WITH_SHA1: "SHA-1",
+    _SIG.DSA_WITH_SHA1: "SHA-1",
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,10 @@ def sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
-    return (list(san.get_values_for_type(x509.DNSName)),
-            [str(ip) for ip in san.get_values_for_type(x509.IPAddress)])
+    return (
+        list(san.get_values_for_type(x509.DNSName)),
+        [str(ip) for ip in san.get_values_for_type(x509.IPAddress)],
+    )
 
 
 def common_name(name: x509.Name) -> str:
@@ -124,8 +137,9 @@ def _served_index(cert: x509.Certificate, served: Sequence[x509.Certificate]) ->
     return next((i for i, c in enumerate(served) if c == cert), None)
 
 
-def build_path(served: Sequence[x509.Certificate],
-               roots: Sequence[x509.Certificate]) -> tuple[Link, ...]:
+def build_path(
+    served: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+) -> tuple[Link, ...]:
     """Leaf (``served[0]``) up to a trust anchor: at each step a trusted issuer is preferred
     (OpenSSL's X509_V_FLAG_TRUSTED_FIRST), else the served certificate that signed it,
     wherever the server put it. Stops at a self-signed certificate or a missing issuer."""
@@ -140,8 +154,9 @@ def build_path(served: Sequence[x509.Certificate],
             return tuple(links)
         if _self_signed(current):
             break
-        found = next((i for i, c in enumerate(served) if i not in used and _issued_by(current, c)),
-                     None)
+        found = next(
+            (i for i, c in enumerate(served) if i not in used and _issued_by(current, c)), None
+        )
         if found is None:
             break
         used.add(found)
@@ -168,15 +183,18 @@ def link_problems(link: Link, now: dt.datetime) -> list[str]:
     if link.role != "leaf":
         if now > cert.not_valid_after_utc:
             days = (now - cert.not_valid_after_utc).total_seconds() / 86400
-            problems.append(f"{who} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z "
-                            f"({_ago(days)})")
+            problems.append(
+                f"{who} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z ({_ago(days)})"
+            )
         elif now < cert.not_valid_before_utc:
-            problems.append(f"{who} is not valid before "
-                            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z")
+            problems.append(
+                f"{who} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z"
+            )
     pub = cert.public_key()
     if isinstance(pub, rsa.RSAPublicKey | dsa.DSAPublicKey) and pub.key_size < MIN_RSA_BITS:
-        problems.append(f"{who} key is {key_type(cert)}: clients refuse keys under "
-                        f"{MIN_RSA_BITS} bits")
+        problems.append(
+            f"{who} key is {key_type(cert)}: clients refuse keys under {MIN_RSA_BITS} bits"
+        )
     weak = _WEAK_DIGESTS.get(cert.signature_algorithm_oid)
     if weak and not _self_signed(cert):
         problems.append(f"{who} signed with {weak} ({signature_name(cert)}): clients refuse it")
@@ -191,5 +209,7 @@ def order_problem(path: Sequence[Link], served: Sequence[x509.Certificate]) -> s
         return None
     shown = " <- ".join(display_name(c) for c in served)
     expected = " <- ".join(display_name(served[i]) for i in at)
-    return (f"chain served in the wrong order: {shown}; expected {expected} "
-            "(each certificate followed by its issuer)")
+    return (
+        f"chain served in the wrong order: {shown}; expected {expected} "
+        "(each certificate followed by its issuer)"
+    )

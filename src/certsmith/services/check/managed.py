@@ -24,8 +24,9 @@ class ManagedTarget:
     live_version: int | None
 
 
-def managed_targets(home: Path, *, connect: str | None = None,
-                    http_port: int | bool | None = True) -> list[ManagedTarget]:
+def managed_targets(
+    home: Path, *, connect: str | None = None, http_port: int | bool | None = True
+) -> list[ManagedTarget]:
     """One target per managed site: ``check_url`` from its site file if set, else
     ``https://<first name>/``; ``connect`` dials another address for every site."""
     store = open_store(home)
@@ -47,10 +48,17 @@ def managed_targets(home: Path, *, connect: str | None = None,
     return out
 
 
-def check_managed(home: Path, bus: Bus, *, roots: Sequence[x509.Certificate],
-                  warn_days: float, crit_days: float, timeout: float,
-                  connect: str | None = None, http_port: int | bool | None = True
-                  ) -> tuple[list[ManagedTarget], list[Report]]:
+def check_managed(
+    home: Path,
+    bus: Bus,
+    *,
+    roots: Sequence[x509.Certificate],
+    warn_days: float,
+    crit_days: float,
+    timeout: float,
+    connect: str | None = None,
+    http_port: int | bool | None = True,
+) -> tuple[list[ManagedTarget], list[Report]]:
     """Check every managed certificate where it is served; each problem is a lifecycle event
     (``served-differs`` when the server shows another certificate than the live one: a missed
     reload; else ``check-problem``), which the alerts subscriber sends."""
@@ -59,14 +67,25 @@ def check_managed(home: Path, bus: Bus, *, roots: Sequence[x509.Certificate],
     managed = managed_targets(home, connect=connect, http_port=http_port)
     if not managed:
         return [], []
-    reports = check([m.target for m in managed], roots=roots, warn_days=warn_days,
-                    crit_days=crit_days, expected=[m.live_serial for m in managed],
-                    timeout=timeout)
+    reports = check(
+        [m.target for m in managed],
+        roots=roots,
+        warn_days=warn_days,
+        crit_days=crit_days,
+        expected=[m.live_serial for m in managed],
+        timeout=timeout,
+    )
     for m, r in zip(managed, reports, strict=True):
         if r.status:
             served = r.facts.get("serial")
             differs = bool(m.live_serial and served and served != m.live_serial.lower())
-            bus.emit("served-differs" if differs else "check-problem", m.name,
-                     target=r.target, status=r.status.name, reason=r.reason,
-                     served_serial=served, live_serial=m.live_serial)
+            bus.emit(
+                "served-differs" if differs else "check-problem",
+                m.name,
+                target=r.target,
+                status=r.status.name,
+                reason=r.reason,
+                served_serial=served,
+                live_serial=m.live_serial,
+            )
     return managed, reports

@@ -40,8 +40,12 @@ def _context(version: str | None = None, ciphers: str = "ALL") -> ssl.SSLContext
             with contextlib.suppress(ValueError, ssl.SSLError):
                 ctx.minimum_version = ssl.TLSVersion.TLSv1
         else:
-            tls = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-                   "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}[version]
+            tls = {
+                "TLSv1": ssl.TLSVersion.TLSv1,
+                "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+                "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+            }[version]
             ctx.minimum_version = tls
             ctx.maximum_version = tls
     return ctx
@@ -76,8 +80,10 @@ def _read_head(sock: socket.socket) -> bytes:
 
 def _request(target: Target) -> bytes:
     host = f"[{target.host}]" if ":" in target.host else target.host
-    return (f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: certsmith-check\r\n"
-            "Accept: */*\r\nConnection: close\r\n\r\n").encode()
+    return (
+        f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: certsmith-check\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def _describe(exc: BaseException, what: str) -> str:
@@ -94,8 +100,10 @@ def _describe(exc: BaseException, what: str) -> str:
 
 def _offers(target: Target, version: str, timeout: float) -> bool:
     try:
-        with socket.create_connection((target.address, target.port), timeout=timeout) as raw, \
-                _context(version).wrap_socket(raw, server_hostname=_sni(target)):
+        with (
+            socket.create_connection((target.address, target.port), timeout=timeout) as raw,
+            _context(version).wrap_socket(raw, server_hostname=_sni(target)),
+        ):
             return True
     except (OSError, ValueError):
         return False
@@ -106,8 +114,10 @@ def _cipher(target: Target, ciphers: str, timeout: float) -> tuple[bool, str | N
     when it refuses them all, (False, None) when the connection itself failed (a time-out on
     a loaded machine says nothing about the server's ciphers)."""
     try:
-        with socket.create_connection((target.address, target.port), timeout=timeout) as raw, \
-                _context("TLSv1.2", ciphers).wrap_socket(raw, server_hostname=_sni(target)) as sock:
+        with (
+            socket.create_connection((target.address, target.port), timeout=timeout) as raw,
+            _context("TLSv1.2", ciphers).wrap_socket(raw, server_hostname=_sni(target)) as sock,
+        ):
             chosen = sock.cipher()
             return True, chosen[0] if chosen else None
     except (ssl.SSLError, ConnectionResetError):
@@ -120,8 +130,7 @@ def _http(target: Target, timeout: float) -> HttpAnswer:
     assert target.http_port is not None
     where = f"{target.address}:{target.http_port}"
     try:
-        with socket.create_connection((target.address, target.http_port),
-                                      timeout=timeout) as sock:
+        with socket.create_connection((target.address, target.http_port), timeout=timeout) as sock:
             sock.sendall(_request(target))
             return parse_response_head(_read_head(sock))
     except OSError as exc:
@@ -137,9 +146,10 @@ def observe(target: Target, timeout: float = 10.0) -> Observation:
         static_rsa = pool.submit(_cipher, target, STATIC_RSA, timeout)
         http = pool.submit(_http, target, timeout) if target.http_port else None
         try:
-            with socket.create_connection((target.address, target.port),
-                                          timeout=timeout) as raw, \
-                    _context().wrap_socket(raw, server_hostname=_sni(target)) as sock:
+            with (
+                socket.create_connection((target.address, target.port), timeout=timeout) as raw,
+                _context().wrap_socket(raw, server_hostname=_sni(target)) as sock,
+            ):
                 chain = _chain(sock)
                 protocol = sock.version()
                 try:
@@ -151,7 +161,12 @@ def observe(target: Target, timeout: float = 10.0) -> Observation:
             return Observation(error=_describe(exc, where))
         versions = tuple(v for v in TLS_VERSIONS if offered[v].result())
         (fs_known, fs), (rsa_known, rsa) = forward_secret.result(), static_rsa.result()
-        tls12 = CipherProbe(forward_secret=fs, static_rsa=rsa) if fs_known and rsa_known \
-            else None
-        return Observation(chain_der=chain, protocol=protocol, versions=versions, https=https,
-                           http=http.result() if http else None, tls12=tls12)
+        tls12 = CipherProbe(forward_secret=fs, static_rsa=rsa) if fs_known and rsa_known else None
+        return Observation(
+            chain_der=chain,
+            protocol=protocol,
+            versions=versions,
+            https=https,
+            http=http.result() if http else None,
+            tls12=tls12,
+        )

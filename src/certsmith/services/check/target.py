@@ -55,8 +55,9 @@ def split_host_port(text: str, default_port: int, what: str) -> tuple[str, int]:
     return host, _port(port, what) if sep else default_port
 
 
-def parse_target(text: str, *, connect: str | None = None,
-                 http_port: int | bool | None = True) -> Target:
+def parse_target(
+    text: str, *, connect: str | None = None, http_port: int | bool | None = True
+) -> Target:
     """Parse a command-line target. ``http_port=True`` picks 80 when the TLS port is 443."""
     raw = text.strip()
     if not raw:

@@ -59,13 +59,18 @@ class Lineage:
 
     def describe(self) -> str:
         solver = self.spec.solver
-        how = (f"standalone on port {solver.http_port}" if isinstance(solver, StandaloneSpec)
-               else solver.describe())
+        how = (
+            f"standalone on port {solver.http_port}"
+            if isinstance(solver, StandaloneSpec)
+            else solver.describe()
+        )
         hooks = len(self.spec.deploy_commands)
         deploy = f", {hooks} deploy command{'s' if hooks != 1 else ''}" if hooks else ""
-        return (f"{', '.join(i.value for i in self.spec.identifiers)} ({how}, "
-                f"{self.spec.key_type}{', reuse key' if self.spec.reuse_key else ''}{deploy}; "
-                f"expires {self.info.not_after:%Y-%m-%d}) from {self.spec.server}")
+        return (
+            f"{', '.join(i.value for i in self.spec.identifiers)} ({how}, "
+            f"{self.spec.key_type}{', reuse key' if self.spec.reuse_key else ''}{deploy}; "
+            f"expires {self.info.not_after:%Y-%m-%d}) from {self.spec.server}"
+        )
 
 
 @dataclass(frozen=True)
@@ -110,13 +115,16 @@ def _key_type(rp: dict[str, Any], info: CertInfo) -> str:
     raise _Skip(f"key type {kind!r} is not supported")
 
 
-def _solver(rp: dict[str, Any], name: str, store: Store
-            ) -> tuple[SolverSpec, tuple[str, ...], tuple[tuple[str, bytes], ...]]:
+def _solver(
+    rp: dict[str, Any], name: str, store: Store
+) -> tuple[SolverSpec, tuple[str, ...], tuple[tuple[str, bytes], ...]]:
     """(spec, notes, secrets to store) of how certbot proves control of the names."""
     auth = str(rp.get("authenticator") or "")
     if auth == "manual":
-        raise _Skip("manual authenticator: certsmith cannot repeat hand-made or hook-script "
-                    "challenges yet; get it anew with 'certsmith get'")
+        raise _Skip(
+            "manual authenticator: certsmith cannot repeat hand-made or hook-script "
+            "challenges yet; get it anew with 'certsmith get'"
+        )
     if certbot_dns.plugin_name(auth) == certbot_dns.plugin_name(certbot_dns.RFC2136):
         key = store_keys.tsig_key(name)
         try:
@@ -131,14 +139,15 @@ def _solver(rp: dict[str, Any], name: str, store: Store
 
 def _http01(rp: dict[str, Any], auth: str) -> SolverSpec:
     if auth not in SUPPORTED:
-        raise _Skip(f"authenticator {auth or '(none)'!r} is not supported (webroot, standalone, "
-                    "dns-rfc2136)")
+        raise _Skip(
+            f"authenticator {auth or '(none)'!r} is not supported (webroot, standalone, "
+            "dns-rfc2136)"
+        )
     if auth == "standalone":
         port = str(rp.get("http01_port") or "80")
         if not port.isdigit():
             raise _Broken(f"invalid http01_port {port!r}")
-        return StandaloneSpec(http_port=int(port),
-                          address=str(rp.get("http01_address") or ""))
+        return StandaloneSpec(http_port=int(port), address=str(rp.get("http01_address") or ""))
     roots = set(configobj.as_list(rp.get("webroot_path")))
     webroot_map = rp.get("webroot_map") or {}
     if isinstance(webroot_map, dict):
@@ -146,8 +155,10 @@ def _http01(rp: dict[str, Any], auth: str) -> SolverSpec:
     if not roots:
         raise _Broken("webroot authenticator without a webroot_path")
     if len(roots) > 1:
-        raise _Skip(f"several webroots ({', '.join(sorted(roots))}): certsmith uses one per "
-                    "certificate; split it with 'certsmith get --separate'")
+        raise _Skip(
+            f"several webroots ({', '.join(sorted(roots))}): certsmith uses one per "
+            "certificate; split it with 'certsmith get --separate'"
+        )
     return WebrootSpec(webroot=roots.pop())
 
 
@@ -174,9 +185,9 @@ def _read_account(source: Path, account_id: str, server: str) -> CertbotAccount:
         raise _Broken(f"account {account_id} is unreadable: {exc}") from None
     from cryptography.hazmat.primitives import serialization
 
-    key_pem = jwk.key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    key_pem = jwk.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return CertbotAccount(server, account_id, key_pem, str(uri), dict(body))
 
 
@@ -225,25 +236,36 @@ def _lineage(source: Path, conf_path: Path, store: Store) -> Lineage:
         if hook:
             commands.append(hook)
             if key == "post_hook":
-                notes.append(f"post hook {hook!r} becomes a deploy command (run after each "
-                             "successful renewal)")
+                notes.append(
+                    f"post hook {hook!r} becomes a deploy command (run after each "
+                    "successful renewal)"
+                )
     if _hook(rp.get("pre_hook")):
-        notes.append(f"pre hook {_hook(rp.get('pre_hook'))!r} is not carried over: certsmith "
-                     "has no pre-renewal commands")
+        notes.append(
+            f"pre hook {_hook(rp.get('pre_hook'))!r} is not carried over: certsmith "
+            "has no pre-renewal commands"
+        )
     hooks_dir = source / "renewal-hooks" / "deploy"
     if hooks_dir.is_dir():
         for script in sorted(hooks_dir.iterdir()):
             if script.is_file() and os.access(script, os.X_OK):
                 commands.append(str(script))
     if rp.get("installer") not in (None, "", "None", "none"):
-        notes.append(f"certbot's {rp['installer']} installer is not carried over; "
-                     "'certsmith install' configures web servers")
+        notes.append(
+            f"certbot's {rp['installer']} installer is not carried over; "
+            "'certsmith install' configures web servers"
+        )
     try:
-        spec = SiteSpec(name=name, identifiers=parse_identifiers(info.names),
-                        server=server, solver=solver, key_type=_key_type(rp, info),
-                        reuse_key=configobj.as_bool(rp.get("reuse_key")),
-                        preferred_chain=_hook(rp.get("preferred_chain")),
-                        deploy_commands=tuple(dict.fromkeys(commands)))
+        spec = SiteSpec(
+            name=name,
+            identifiers=parse_identifiers(info.names),
+            server=server,
+            solver=solver,
+            key_type=_key_type(rp, info),
+            reuse_key=configobj.as_bool(rp.get("reuse_key")),
+            preferred_chain=_hook(rp.get("preferred_chain")),
+            deploy_commands=tuple(dict.fromkeys(commands)),
+        )
     except UsageError as exc:
         raise _Skip(str(exc)) from None
     bundle = Bundle(files["cert.pem"], files["chain.pem"], files["privkey.pem"])
@@ -277,8 +299,9 @@ def _write_account(store: Store, account: CertbotAccount) -> None:
     key = acme.load_account_key(account.key_pem)
     entry = store_keys.account(sid, acme.account_id(key))
     store.put(f"{entry}/key.pem", account.key_pem, private=True)
-    data = acme.account_json(acme.Account(key=key, uri=account.uri, body=account.body),
-                             account.server)
+    data = acme.account_json(
+        acme.Account(key=key, uri=account.uri, body=account.body), account.server
+    )
     store.put(f"{entry}/account.json", data, private=True)
 
 
@@ -298,8 +321,9 @@ def _relink(lineage: Lineage, store: Store) -> None:
 def apply(plan: Plan, home: Path) -> list[str]:
     """Import the valid lineages of a plan with no broken ones; returns the names imported."""
     if plan.broken:
-        raise UsageError("not importing anything: " + "; ".join(
-            f"{p.name}: {p.reason}" for p in plan.broken))
+        raise UsageError(
+            "not importing anything: " + "; ".join(f"{p.name}: {p.reason}" for p in plan.broken)
+        )
     store = open_store(home)
     now = dt.datetime.now(dt.UTC)
     done = []
@@ -308,24 +332,47 @@ def apply(plan: Plan, home: Path) -> list[str]:
             _write_account(store, lineage.account)
         for lineage in plan.lineages:
             info = lineage.info
-            meta = {"serial": info.serial, "not_before": info.not_before.isoformat(),
-                    "not_after": info.not_after.isoformat(), "issuer": info.issuer,
-                    "names": list(info.names), "server": lineage.spec.server,
-                    "key_type": lineage.spec.key_type, "imported_from": str(lineage.live_dir),
-                    "issued_at": now.isoformat(timespec="seconds"), "replaces": None}
+            meta = {
+                "serial": info.serial,
+                "not_before": info.not_before.isoformat(),
+                "not_after": info.not_after.isoformat(),
+                "issuer": info.issuer,
+                "names": list(info.names),
+                "server": lineage.spec.server,
+                "key_type": lineage.spec.key_type,
+                "imported_from": str(lineage.live_dir),
+                "issued_at": now.isoformat(timespec="seconds"),
+                "replaces": None,
+            }
             with store.lock(store_keys.lineage_lease(lineage.name)):
                 for key, data in lineage.secrets:  # before the site file that names them
                     store.put(key, data, private=True)
                 version = store.publish(
                     lineage.name,
                     {**lineage.bundle.files(), "meta.json": json.dumps(meta, indent=1).encode()},
-                    private=frozenset({"privkey.pem"}))
+                    private=frozenset({"privkey.pem"}),
+                )
                 save_site(store, lineage.spec)
-                save_state(store, lineage.name, CertState(
-                    serial=info.serial, not_before=info.not_before, not_after=info.not_after,
-                    issuer=info.issuer, ari_id=info.ari_id, last_result="imported"))
-            events.record(home, "imported", lineage.name, source=str(plan.source),
-                          serial=info.serial, version=version)
+                save_state(
+                    store,
+                    lineage.name,
+                    CertState(
+                        serial=info.serial,
+                        not_before=info.not_before,
+                        not_after=info.not_after,
+                        issuer=info.issuer,
+                        ari_id=info.ari_id,
+                        last_result="imported",
+                    ),
+                )
+            events.record(
+                home,
+                "imported",
+                lineage.name,
+                source=str(plan.source),
+                serial=info.serial,
+                version=version,
+            )
             done.append(lineage.name)
         # certbot's side last: only once certsmith holds everything.
         for lineage in plan.lineages:

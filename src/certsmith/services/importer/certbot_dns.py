@@ -24,8 +24,10 @@ from certsmith.services.importer import configobj
 RFC2136 = "dns-rfc2136"
 PREFIX = "dns_rfc2136_"
 # certbot-dns-rfc2136's algorithm names -> BIND's; an empty one is HMAC-MD5 there
-ALGORITHMS = {f"HMAC-{h}": f"hmac-{h.lower()}"
-              for h in ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")}
+ALGORITHMS = {
+    f"HMAC-{h}": f"hmac-{h.lower()}"
+    for h in ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+}
 CERTBOT_DEFAULT_ALGORITHM = "HMAC-MD5"
 DEFAULT_TIMEOUT = DnsSpec.timeout
 _KEY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?$")
@@ -33,15 +35,37 @@ _KEY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?$")
 # certbot DNS plugin -> the dns-lexicon provider for the same DNS host (where the name differs
 # or certbot has a plugin for it: its own and the common third-party ones)
 LEXICON = {
-    "cloudflare": "cloudflare", "digitalocean": "digitalocean", "dnsimple": "dnsimple",
-    "dnsmadeeasy": "dnsmadeeasy", "gehirn": "gehirn", "google": "googleclouddns",
-    "linode": "linode4", "luadns": "luadns", "nsone": "nsone", "ovh": "ovh",
-    "route53": "route53", "sakuracloud": "sakuracloud", "powerdns": "powerdns",
-    "hetzner": "hetzner", "gandi": "gandi", "desec": "desec", "inwx": "inwx",
-    "godaddy": "godaddy", "namecheap": "namecheap", "porkbun": "porkbun",
-    "transip": "transip", "netcup": "netcup", "ionos": "ionos", "vultr": "vultr",
-    "dnspod": "dnspod", "aliyun": "aliyun", "azure": "azure", "cloudns": "cloudns",
-    "infomaniak": "infomaniak", "joker": "joker", "namecom": "namecom",
+    "cloudflare": "cloudflare",
+    "digitalocean": "digitalocean",
+    "dnsimple": "dnsimple",
+    "dnsmadeeasy": "dnsmadeeasy",
+    "gehirn": "gehirn",
+    "google": "googleclouddns",
+    "linode": "linode4",
+    "luadns": "luadns",
+    "nsone": "nsone",
+    "ovh": "ovh",
+    "route53": "route53",
+    "sakuracloud": "sakuracloud",
+    "powerdns": "powerdns",
+    "hetzner": "hetzner",
+    "gandi": "gandi",
+    "desec": "desec",
+    "inwx": "inwx",
+    "godaddy": "godaddy",
+    "namecheap": "namecheap",
+    "porkbun": "porkbun",
+    "transip": "transip",
+    "netcup": "netcup",
+    "ionos": "ionos",
+    "vultr": "vultr",
+    "dnspod": "dnspod",
+    "aliyun": "aliyun",
+    "azure": "azure",
+    "cloudns": "cloudns",
+    "infomaniak": "infomaniak",
+    "joker": "joker",
+    "namecom": "namecom",
 }
 
 
@@ -69,12 +93,13 @@ def other_plugin(authenticator: str) -> str:
     """Why a lineage of another certbot DNS plugin is left to certbot, and what to run."""
     name = plugin_name(authenticator)
     provider = LEXICON.get(name)
-    how = (f"get it anew with 'certsmith get NAME --dns lexicon:{provider} "
-           "--dns-credentials FILE'" if provider else
-           "get it anew with 'certsmith get NAME --dns lexicon:PROVIDER' (a dns-lexicon "
-           "provider for your DNS host) or '--dns hook'")
-    return (f"certbot DNS plugin {authenticator!r}: certsmith does not read its credentials; "
-            f"{how}")
+    how = (
+        f"get it anew with 'certsmith get NAME --dns lexicon:{provider} --dns-credentials FILE'"
+        if provider
+        else "get it anew with 'certsmith get NAME --dns lexicon:PROVIDER' (a dns-lexicon "
+        "provider for your DNS host) or '--dns hook'"
+    )
+    return f"certbot DNS plugin {authenticator!r}: certsmith does not read its credentials; {how}"
 
 
 def tsig_key_text(name: str, algorithm: str, secret: str) -> bytes:
@@ -86,8 +111,9 @@ def _server(host: str, port: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise Unusable(f"dns_rfc2136_server {host!r} is not an IP address (certbot needs one "
-                       "too)") from None
+        raise Unusable(
+            f"dns_rfc2136_server {host!r} is not an IP address (certbot needs one too)"
+        ) from None
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise Unusable(f"invalid dns_rfc2136_port {port!r}")
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
@@ -99,8 +125,7 @@ def _credentials(path: str) -> dict[str, str]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise Unusable(f"cannot read its credentials file {path}: "
-                       f"{exc.strerror or exc}") from None
+        raise Unusable(f"cannot read its credentials file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise Unusable(f"its credentials file {path} is not text") from None
     try:
@@ -133,8 +158,9 @@ def rfc2136(rp: dict[str, Any], tsig_key_file: str) -> Rfc2136:
     given = get("algorithm")
     algorithm = ALGORITHMS.get((given or CERTBOT_DEFAULT_ALGORITHM).upper())
     if algorithm is None:
-        raise Unusable(f"unknown TSIG algorithm {given!r} in {path} (known: "
-                       f"{', '.join(ALGORITHMS)})")
+        raise Unusable(
+            f"unknown TSIG algorithm {given!r} in {path} (known: {', '.join(ALGORITHMS)})"
+        )
     server = _server(get("server"), get("port", "53"))
     notes = []
     if not given:
@@ -143,11 +169,14 @@ def rfc2136(rp: dict[str, Any], tsig_key_file: str) -> Rfc2136:
     wait = str(rp.get(PREFIX + "propagation_seconds") or "").strip()
     if wait.isdigit():
         timeout = max(timeout, int(wait))
-        notes.append(f"certbot slept {wait}s for DNS propagation; certsmith asks every "
-                     f"authoritative server until it has the records (up to {timeout}s)")
+        notes.append(
+            f"certbot slept {wait}s for DNS propagation; certsmith asks every "
+            f"authoritative server until it has the records (up to {timeout}s)"
+        )
     if get("sign_query").upper() == "TRUE":
-        notes.append("dns_rfc2136_sign_query is not carried over: certsmith signs its updates "
-                     "with the key and finds the zone through the resolvers, unsigned")
-    spec = DnsSpec(provider="rfc2136", server=server, tsig_key_file=tsig_key_file,
-                   timeout=timeout)
+        notes.append(
+            "dns_rfc2136_sign_query is not carried over: certsmith signs its updates "
+            "with the key and finds the zone through the resolvers, unsigned"
+        )
+    spec = DnsSpec(provider="rfc2136", server=server, tsig_key_file=tsig_key_file, timeout=timeout)
     return Rfc2136(spec, tsig_key_text(name, algorithm, secret), tuple(notes))

@@ -60,8 +60,9 @@ def check(target: str | None) -> None:
     try:
         fd = open_log(target)
     except OSError as exc:
-        raise UsageError(f"access log {target}: cannot open it for appending: "
-                         f"{_reason(target, exc)}") from None
+        raise UsageError(
+            f"access log {target}: cannot open it for appending: {_reason(target, exc)}"
+        ) from None
     if fd != 1:
         os.close(fd)
 
@@ -73,8 +74,9 @@ def _identity(stat: os.stat_result) -> tuple[int, int]:
 class AccessLog:
     """Buffered access log shared by appending writers (one ``write`` per flush, O_APPEND)."""
 
-    def __init__(self, target: str | None, fmt: str,
-                 say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, target: str | None, fmt: str, say: Callable[[str], None] | None = None
+    ) -> None:
         self.target = target
         self.say = say or (lambda line: None)
         self.fd: int | None = None  # None while the log is off or cannot be opened
@@ -111,8 +113,9 @@ class AccessLog:
             fd = open_log(self.target)
             inode = None if fd == 1 else _identity(os.fstat(fd))
         except OSError as exc:
-            self._trouble(f"cannot open it for appending: {_reason(self.target, exc)}; "
-                          "its lines are dropped")
+            self._trouble(
+                f"cannot open it for appending: {_reason(self.target, exc)}; its lines are dropped"
+            )
             return False
         if self.fd is not None and self.fd != 1:
             os.close(self.fd)
@@ -154,22 +157,42 @@ class AccessLog:
                 self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
         return self._stamp
 
-    def add(self, client: str, method: bytes, target: bytes, version: str, status: int,
-            sent: int, referer: bytes, agent: bytes, host: str, duration: float,
-            error: str = "") -> None:
+    def add(
+        self,
+        client: str,
+        method: bytes,
+        target: bytes,
+        version: str,
+        status: int,
+        sent: int,
+        referer: bytes,
+        agent: bytes,
+        host: str,
+        duration: float,
+        error: str = "",
+    ) -> None:
         if self.json:
             record: dict[str, Any] = {
-                "time": self.stamp(), "client": client, "host": host,
-                "method": method.decode("latin-1"), "target": target.decode("latin-1"),
-                "protocol": f"HTTP/{version}", "status": status, "bytes": sent,
-                "referer": referer.decode("latin-1"), "user_agent": agent.decode("latin-1"),
-                "duration_ms": round(duration * 1000, 3)}
+                "time": self.stamp(),
+                "client": client,
+                "host": host,
+                "method": method.decode("latin-1"),
+                "target": target.decode("latin-1"),
+                "protocol": f"HTTP/{version}",
+                "status": status,
+                "bytes": sent,
+                "referer": referer.decode("latin-1"),
+                "user_agent": agent.decode("latin-1"),
+                "duration_ms": round(duration * 1000, 3),
+            }
             if error:
                 record["error"] = error
             line = json.dumps(record) + "\n"
         else:
-            line = (f'{client} - - [{self.stamp()}] "{_q(method)} {_q(target)} HTTP/{version}" '
-                    f'{status} {sent} "{_q(referer) or "-"}" "{_q(agent) or "-"}"\n')
+            line = (
+                f'{client} - - [{self.stamp()}] "{_q(method)} {_q(target)} HTTP/{version}" '
+                f'{status} {sent} "{_q(referer) or "-"}" "{_q(agent) or "-"}"\n'
+            )
         self.buf.append(line)
         self.size += len(line)
         if self.size > FLUSH_AT:
@@ -186,7 +209,7 @@ class AccessLog:
             return
         try:
             while data:
-                data = data[os.write(self.fd, data):]
+                data = data[os.write(self.fd, data) :]
         except OSError as exc:
             with contextlib.suppress(Exception):
                 self._trouble(f"cannot write it: {exc.strerror or exc}; its lines are dropped")

@@ -76,14 +76,14 @@ def client_hello_alpn(message: bytes) -> list[bytes]:
             data = data[4:]
         pos = 2 + 32  # legacy_version, random
         pos += 1 + data[pos]  # session id
-        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")  # cipher suites
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "big")  # cipher suites
         pos += 1 + data[pos]  # compression methods
-        end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
         pos += 2
         while pos + 4 <= end:
-            kind = int.from_bytes(data[pos:pos + 2], "big")
-            size = int.from_bytes(data[pos + 2:pos + 4], "big")
-            body = data[pos + 4:pos + 4 + size]
+            kind = int.from_bytes(data[pos : pos + 2], "big")
+            size = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            body = data[pos + 4 : pos + 4 + size]
             pos += 4 + size
             if kind != 16:  # application_layer_protocol_negotiation
                 continue
@@ -92,7 +92,7 @@ def client_hello_alpn(message: bytes) -> list[bytes]:
             total = 2 + int.from_bytes(body[0:2], "big")
             while inner < total:
                 length = body[inner]
-                names.append(bytes(body[inner + 1:inner + 1 + length]))
+                names.append(bytes(body[inner + 1 : inner + 1 + length]))
                 inner += 1 + length
             return names
     except (IndexError, ValueError):
@@ -137,8 +137,9 @@ class SiteContexts:
                 continue
             directory = os.path.join(self.home, "archive", name, str(version))
             try:
-                ctx = site_context(os.path.join(directory, "fullchain.pem"),
-                                   os.path.join(directory, "privkey.pem"))
+                ctx = site_context(
+                    os.path.join(directory, "fullchain.pem"), os.path.join(directory, "privkey.pem")
+                )
             except (OSError, ssl.SSLError) as exc:  # keep serving the previous one
                 self.failed[name] = f"{directory}: {exc}"
                 continue
@@ -216,16 +217,25 @@ class SiteContexts:
             # hook is on only while a challenge is pending.
             self._dispatch._msg_callback = self._on_message if contexts else None  # type: ignore[attr-defined]
 
-    def _on_message(self, conn: Any, direction: str, _version: Any, content_type: Any,
-                    msg_type: Any, data: bytes) -> None:
+    def _on_message(
+        self,
+        conn: Any,
+        direction: str,
+        _version: Any,
+        content_type: Any,
+        msg_type: Any,
+        data: bytes,
+    ) -> None:
         if direction == "read" and int(content_type) == 22 and int(msg_type) == 1:
             self._offered[id(conn)] = client_hello_alpn(data)
 
 
 # -- local CA certificates ------------------------------------------------------------------
 
-def local_due(store: Store, name: str, identifiers: Sequence[Any], chain_pem: bytes,
-              now: dt.datetime) -> bool:
+
+def local_due(
+    store: Store, name: str, identifiers: Sequence[Any], chain_pem: bytes, now: dt.datetime
+) -> bool:
     """Does the local certificate ``name`` need (re-)issuing: none yet, other names, another
     intermediate (a new CA), or a third of its lifetime left?"""
     from certsmith.core.renewal import lifetime_renewal_time
@@ -247,8 +257,14 @@ def local_due(store: Store, name: str, identifiers: Sequence[Any], chain_pem: by
     return now >= lifetime_renewal_time(not_before, not_after, meta.get("serial", name))
 
 
-def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
-                 force: bool = False, bus: Bus | None = None) -> int | None:
+def ensure_local(
+    home: Path,
+    name: str,
+    identifiers: Sequence[Any],
+    *,
+    force: bool = False,
+    bus: Bus | None = None,
+) -> int | None:
     """Issue a local-CA certificate into lineage ``name`` when due; return the new version.
     Written by the same lineage writer as ACME certificates (version, metadata, certificate
     state, lifecycle event on ``bus``)."""
@@ -269,10 +285,15 @@ def ensure_local(home: Path, name: str, identifiers: Sequence[Any], *,
         request = lineage.request_for(identifiers, DEFAULT_KEY_TYPE)
         _issued, bundle = lineage.obtain(LocalIssuer(ca), identifiers, request, None)
         written = lineage.write(
-            store, bus if bus is not None else event_log_bus(home),
-            lineage.NewVersion(name, bundle, "renewed" if renewing else "issued",
-                               meta={"issuer": "certsmith local CA",
-                                     "names": [i.value for i in identifiers]},
-                               event={"issuer": "local CA"}),
-            fence=lease)
+            store,
+            bus if bus is not None else event_log_bus(home),
+            lineage.NewVersion(
+                name,
+                bundle,
+                "renewed" if renewing else "issued",
+                meta={"issuer": "certsmith local CA", "names": [i.value for i in identifiers]},
+                event={"issuer": "local CA"},
+            ),
+            fence=lease,
+        )
     return written.version

@@ -173,24 +173,33 @@ class Site:
         kinds = {is_local(i) for i in self.names}
         if self.issuer == "auto" and len(kinds) > 1:
             local = ", ".join(i.value for i in self.names if is_local(i))
-            raise UsageError(f"{local} can only have a local-CA "
-                             "certificate and the other names a public one; make two sites")
+            raise UsageError(
+                f"{local} can only have a local-CA "
+                "certificate and the other names a public one; make two sites"
+            )
         if self.challenge:
             values.choice(at("", "challenge", self.challenge), self.challenge, CHALLENGES)
             if not self.uses_acme:
-                raise UsageError(f"{self.names[0]} gets a local-CA certificate, which needs no "
-                                 f"challenge; remove challenge = \"{self.challenge}\"")
+                raise UsageError(
+                    f"{self.names[0]} gets a local-CA certificate, which needs no "
+                    f'challenge; remove challenge = "{self.challenge}"'
+                )
         if self.challenge == "dns-01" and self.dns is None:
-            raise UsageError('challenge = "dns-01" needs a [site.dns] table with provider = '
-                             f"{dnsconfig.PROVIDERS}")
+            raise UsageError(
+                'challenge = "dns-01" needs a [site.dns] table with provider = '
+                f"{dnsconfig.PROVIDERS}"
+            )
         if self.dns is not None and self.challenge != "dns-01":
-            raise UsageError('a [site.dns] table is used only with challenge = "dns-01"; add '
-                             "that line to the site, or remove the table")
-        if self.uses_acme and self.challenge != "dns-01" \
-                and any(i.is_wildcard for i in self.names):
-            raise UsageError(f"{self.names[0]}: public wildcard names need DNS-01: set "
-                             'challenge = "dns-01" with a [site.dns] table in the site (on the '
-                             "command line: --dns PROVIDER)")
+            raise UsageError(
+                'a [site.dns] table is used only with challenge = "dns-01"; add '
+                "that line to the site, or remove the table"
+            )
+        if self.uses_acme and self.challenge != "dns-01" and any(i.is_wildcard for i in self.names):
+            raise UsageError(
+                f"{self.names[0]}: public wildcard names need DNS-01: set "
+                'challenge = "dns-01" with a [site.dns] table in the site (on the '
+                "command line: --dns PROVIDER)"
+            )
 
     @property
     def uses_acme(self) -> bool:
@@ -208,8 +217,11 @@ class Site:
         addresses, so https://127.0.0.1 and https://[::1] work too."""
         if self.uses_acme or not any(i.value == "localhost" for i in self.names):
             return self.names
-        extra = tuple(Identifier("ip", ip) for ip in ("127.0.0.1", "::1")
-                      if Identifier("ip", ip) not in self.names)
+        extra = tuple(
+            Identifier("ip", ip)
+            for ip in ("127.0.0.1", "::1")
+            if Identifier("ip", ip) not in self.names
+        )
         return self.names + extra
 
 
@@ -248,8 +260,11 @@ class Limits:
         label = at(prefix, key, value)
         if key in LIMIT_RANGES:
             low, high = LIMIT_RANGES[key]
-            what = "a number of bytes" if key.startswith("max_head") or key.endswith("line") \
+            what = (
+                "a number of bytes"
+                if key.startswith("max_head") or key.endswith("line")
                 else "a whole number"
+            )
             return values.whole(label, value, low, high, what)
         return values.seconds(label, value, MAX_SECONDS)
 
@@ -303,13 +318,16 @@ class ProxyConfig:
                 seen[name] = index
         lineages = [s.cert_name for s in self.sites]
         if len(set(lineages)) != len(lineages):
-            raise UsageError("two sites would share a certificate name; give each site a "
-                             "different first name")
+            raise UsageError(
+                "two sites would share a certificate name; give each site a different first name"
+            )
         if self.acme.challenge == "dns-01":
             for site in self.sites:
                 if site.uses_acme and not site.challenge:
-                    raise UsageError(f'{site.names[0]}: challenge = "dns-01" (the default) '
-                                     "needs the site's DNS provider: a [dns] table")
+                    raise UsageError(
+                        f'{site.names[0]}: challenge = "dns-01" (the default) '
+                        "needs the site's DNS provider: a [dns] table"
+                    )
 
     @property
     def worker_count(self) -> int:
@@ -349,9 +367,9 @@ _TOP_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "http_port": values.port,
     "https_port": values.port,
     "address": values.listen_address,
-    "workers": lambda label, v: values.whole(label, v, 0, MAX_WORKERS,
-                                             "a number of worker processes",
-                                             " (0: one per CPU core)"),
+    "workers": lambda label, v: values.whole(
+        label, v, 0, MAX_WORKERS, "a number of worker processes", " (0: one per CPU core)"
+    ),
     "access_log": lambda label, v: values.text(label, v, 'a file path, or "-" for stdout'),
     "log_format": lambda label, v: values.choice(label, v, LOG_FORMATS),
     "redirect": lambda label, v: values.choice(label, v, REDIRECTS),
@@ -368,9 +386,15 @@ _ACME = ("server", "email", "agree_tos", "challenge")
 _NUMBERS = ("http_port", "https_port", "workers")  # given as text on the command line
 # The command-line option of each setting a command line can override.
 CLI_OPTIONS = {
-    "http_port": "--http-port", "https_port": "--https-port", "address": "--address",
-    "workers": "--workers", "access_log": "--access-log", "log_format": "--log-format",
-    "server": "--server", "email": "--email", "agree_tos": "--agree-tos",
+    "http_port": "--http-port",
+    "https_port": "--https-port",
+    "address": "--address",
+    "workers": "--workers",
+    "access_log": "--access-log",
+    "log_format": "--log-format",
+    "server": "--server",
+    "email": "--email",
+    "agree_tos": "--agree-tos",
     "challenge": "--challenge",
 }
 
@@ -399,18 +423,23 @@ def from_cli(names: list[str], to: str, **options: Any) -> ProxyConfig:
     challenge = options.get("challenge")
     if dns is not None:
         if challenge not in (None, "dns-01"):
-            raise UsageError(f"--dns uses DNS-01: give --dns or --challenge {challenge}, not "
-                             "both")
+            raise UsageError(f"--dns uses DNS-01: give --dns or --challenge {challenge}, not both")
         if not _uses_acme(identifiers, "auto"):
-            raise UsageError(f"--dns: {identifiers[0]} gets a local-CA certificate, which "
-                             "needs no challenge")
+            raise UsageError(
+                f"--dns: {identifiers[0]} gets a local-CA certificate, which needs no challenge"
+            )
     elif challenge == "dns-01":
         raise UsageError(f"--challenge dns-01 needs --dns PROVIDER ({dnsconfig.PROVIDERS})")
-    site = Site(names=identifiers, upstream=Upstream.parse(to),
-                hsts=parse_hsts(options.pop("hsts", None)),
-                redirect=308 if redirect is None else values.choice(
-                    option("--redirect", redirect), values.from_text(redirect), REDIRECTS),
-                challenge="dns-01" if dns is not None else "", dns=dns)
+    site = Site(
+        names=identifiers,
+        upstream=Upstream.parse(to),
+        hsts=parse_hsts(options.pop("hsts", None)),
+        redirect=308
+        if redirect is None
+        else values.choice(option("--redirect", redirect), values.from_text(redirect), REDIRECTS),
+        challenge="dns-01" if dns is not None else "",
+        dns=dns,
+    )
     limits = Limits.from_dict(options.pop("limits", None) or {}, "limits: ")
     settings = {k: v for k, v in options.items() if v is not None}
     acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
@@ -463,92 +492,135 @@ def _site(where: str, raw: object, defaults: _Defaults) -> Site:
     elsewhere.update({k: "[site.dns]" for k in dnsconfig.KEYS if k not in elsewhere})
     values.refuse_unknown(where, raw, _SITE, elsewhere)
     if "names" not in raw or "to" not in raw:
-        raise UsageError(f"{where}needs names = [...] and to = \"host:port\"")
+        raise UsageError(f'{where}needs names = [...] and to = "host:port"')
     label = at(where, "names", raw["names"])
     try:
         identifiers = parse_identifiers(values.names(label, raw["names"]))
     except UsageError as exc:
         message = str(exc)
-        raise UsageError(message if message.startswith(label) else f"{label}: {message}") \
-            from None
+        raise UsageError(message if message.startswith(label) else f"{label}: {message}") from None
     label = at(where, "to", raw["to"])
-    upstream = Upstream.parse(values.text(label, raw["to"], 'an upstream such as '
-                                          '"127.0.0.1:8080" or "unix:/run/app.sock"'), label)
-    hsts = _hsts(at(where, "hsts", raw["hsts"]), raw["hsts"]) if "hsts" in raw \
-        else defaults.hsts
-    redirect = _TOP_CHECKS["redirect"](at(where, "redirect", raw["redirect"]),
-                                       raw["redirect"]) if "redirect" in raw \
+    upstream = Upstream.parse(
+        values.text(
+            label, raw["to"], 'an upstream such as "127.0.0.1:8080" or "unix:/run/app.sock"'
+        ),
+        label,
+    )
+    hsts = _hsts(at(where, "hsts", raw["hsts"]), raw["hsts"]) if "hsts" in raw else defaults.hsts
+    redirect = (
+        _TOP_CHECKS["redirect"](at(where, "redirect", raw["redirect"]), raw["redirect"])
+        if "redirect" in raw
         else defaults.redirect
-    issuer = values.choice(at(where, "issuer", raw["issuer"]), raw["issuer"], ISSUERS) \
-        if "issuer" in raw else "auto"
+    )
+    issuer = (
+        values.choice(at(where, "issuer", raw["issuer"]), raw["issuer"], ISSUERS)
+        if "issuer" in raw
+        else "auto"
+    )
     challenge, dns = _site_challenge(where, raw, identifiers, issuer, defaults)
     try:
-        return Site(names=identifiers, upstream=upstream, hsts=hsts, redirect=redirect,
-                    issuer=issuer, challenge=challenge, dns=dns)
+        return Site(
+            names=identifiers,
+            upstream=upstream,
+            hsts=hsts,
+            redirect=redirect,
+            issuer=issuer,
+            challenge=challenge,
+            dns=dns,
+        )
     except UsageError as exc:
         raise UsageError(f"{where}{exc}") from None
 
 
-def _site_challenge(where: str, raw: dict[str, Any], identifiers: tuple[Identifier, ...],
-                    issuer: str, defaults: _Defaults) -> tuple[str, DnsSpec | None]:
+def _site_challenge(
+    where: str,
+    raw: dict[str, Any],
+    identifiers: tuple[Identifier, ...],
+    issuer: str,
+    defaults: _Defaults,
+) -> tuple[str, DnsSpec | None]:
     """The site's own challenge ("" for the proxy's listener default) and its DNS-01 spec:
     its ``[site.dns]`` over the top-level ``[dns]``."""
-    challenge = _TOP_CHECKS["challenge"](at(where, "challenge", raw["challenge"]),
-                                         raw["challenge"]) if "challenge" in raw else ""
-    own = dnsconfig.table(where, "[site.dns]", raw["dns"], defaults.base,
-                          {k: "the [[site]] table" for k in _SITE}) if "dns" in raw else None
+    challenge = (
+        _TOP_CHECKS["challenge"](at(where, "challenge", raw["challenge"]), raw["challenge"])
+        if "challenge" in raw
+        else ""
+    )
+    own = (
+        dnsconfig.table(
+            where, "[site.dns]", raw["dns"], defaults.base, {k: "the [[site]] table" for k in _SITE}
+        )
+        if "dns" in raw
+        else None
+    )
     if not _uses_acme(identifiers, issuer):
         if own is not None:
-            raise UsageError(f"{where}{identifiers[0]} gets a local-CA certificate, which "
-                             "needs no challenge; remove [site.dns]")
+            raise UsageError(
+                f"{where}{identifiers[0]} gets a local-CA certificate, which "
+                "needs no challenge; remove [site.dns]"
+            )
         return challenge, None  # (a challenge given is refused by Site, in one line)
     if not challenge and defaults.challenge == "dns-01":
         challenge = "dns-01"
     if challenge != "dns-01":
         if own is not None:
-            raise UsageError(f'{where}a [site.dns] table is used only with challenge = '
-                             f'"dns-01" (this site\'s is {challenge or defaults.challenge}); '
-                             "add that line to the site, or remove the table")
+            raise UsageError(
+                f"{where}a [site.dns] table is used only with challenge = "
+                f'"dns-01" (this site\'s is {challenge or defaults.challenge}); '
+                "add that line to the site, or remove the table"
+            )
         return challenge, None
     return challenge, dnsconfig.spec(where, defaults.dns, own)
 
 
-def from_dict(data: dict[str, Any], source: str | None = None, prefix: str = "",
-              **overrides: Any) -> ProxyConfig:
+def from_dict(
+    data: dict[str, Any], source: str | None = None, prefix: str = "", **overrides: Any
+) -> ProxyConfig:
     """A parsed TOML document -> the configuration; ``prefix`` starts every error line."""
     elsewhere = {k: "a [[site]] table" for k in ("names", "to", "issuer")}
     elsewhere.update({f.name: "[limits]" for f in fields(Limits)})
-    elsewhere.update({k: "[dns] (or a site's [site.dns])" for k in dnsconfig.KEYS
-                      if k not in _TOP})
+    elsewhere.update({k: "[dns] (or a site's [site.dns])" for k in dnsconfig.KEYS if k not in _TOP})
     values.refuse_unknown(prefix, data, _TOP, elsewhere)
-    settings = {k: _TOP_CHECKS[k](at(prefix, k, v), v) for k, v in data.items()
-                if k in _TOP_CHECKS}
+    settings = {k: _TOP_CHECKS[k](at(prefix, k, v), v) for k, v in data.items() if k in _TOP_CHECKS}
     limits = data.get("limits", {})
     if not isinstance(limits, dict):
         raise UsageError(f"{at(prefix, 'limits', limits)}: expected a [limits] table")
     raw_sites = data.get("site")
     if raw_sites is None:
-        raise UsageError(f"{prefix}no [[site]] tables: each needs names = [...] and "
-                         "to = \"host:port\"")
+        raise UsageError(
+            f'{prefix}no [[site]] tables: each needs names = [...] and to = "host:port"'
+        )
     if not isinstance(raw_sites, list) or not raw_sites:
-        raise UsageError(f"{prefix}site: expected [[site]] tables, each with names = [...] "
-                         "and to = \"host:port\"")
+        raise UsageError(
+            f'{prefix}site: expected [[site]] tables, each with names = [...] and to = "host:port"'
+        )
     settings.update({k: v for k, v in overrides.items() if v is not None})
     base = Path(source).parent if source else Path(os.path.abspath("."))
-    dns = dnsconfig.table(prefix, "[dns]", data["dns"], base,
-                          {k: "the top level" for k in _TOP}) if "dns" in data \
+    dns = (
+        dnsconfig.table(prefix, "[dns]", data["dns"], base, {k: "the top level" for k in _TOP})
+        if "dns" in data
         else dnsconfig.EMPTY
-    defaults = _Defaults(redirect=settings.pop("redirect", 308),
-                         hsts=settings.pop("hsts", None),
-                         challenge=settings.get("challenge", "http-01"), dns=dns, base=base)
-    sites = tuple(_site(_site_prefix(prefix, number, raw), raw, defaults)
-                  for number, raw in enumerate(raw_sites, 1))
+    )
+    defaults = _Defaults(
+        redirect=settings.pop("redirect", 308),
+        hsts=settings.pop("hsts", None),
+        challenge=settings.get("challenge", "http-01"),
+        dns=dns,
+        base=base,
+    )
+    sites = tuple(
+        _site(_site_prefix(prefix, number, raw), raw, defaults)
+        for number, raw in enumerate(raw_sites, 1)
+    )
     acme = AcmeOptions(**{k: settings.pop(k) for k in _ACME if k in settings})
     try:
-        return ProxyConfig(sites=sites, acme=acme, limits=Limits.from_dict(limits,
-                                                                           f"{prefix}[limits] "),
-                           source=source, **settings)
+        return ProxyConfig(
+            sites=sites,
+            acme=acme,
+            limits=Limits.from_dict(limits, f"{prefix}[limits] "),
+            source=source,
+            **settings,
+        )
     except UsageError as exc:
         message = str(exc)
-        raise UsageError(message if message.startswith(prefix) else f"{prefix}{message}") \
-            from None
+        raise UsageError(message if message.startswith(prefix) else f"{prefix}{message}") from None

@@ -64,8 +64,17 @@ class ClientConnection(asyncio.Protocol):
     """Request-head parsing with limits and deadlines, shared by both listeners."""
 
     # (Slots: thousands of these live at once, and attribute access is on the hot path.)
-    __slots__ = ("client_ip", "deadline", "head_bytes", "headers", "parser", "state",
-                 "transport", "url", "worker")
+    __slots__ = (
+        "client_ip",
+        "deadline",
+        "head_bytes",
+        "headers",
+        "parser",
+        "state",
+        "transport",
+        "url",
+        "worker",
+    )
 
     transport: Any
     state: State  # what the connection waits for, and so what its deadline means
@@ -182,13 +191,27 @@ class Refuse(Exception):
         self.reason = reason
 
 
-
 class HttpsConnection(ClientConnection):
     """A client connection on the HTTPS port: requests proxied to the site's upstream."""
 
-    __slots__ = ("current", "held", "in_message", "keep_alive", "out", "parsing", "queue",
-                 "queued", "read_paused", "refusal", "tls_site", "tunnel", "tunnel_buf",
-                 "tunnel_size", "up_out", "write_paused")
+    __slots__ = (
+        "current",
+        "held",
+        "in_message",
+        "keep_alive",
+        "out",
+        "parsing",
+        "queue",
+        "queued",
+        "read_paused",
+        "refusal",
+        "tls_site",
+        "tunnel",
+        "tunnel_buf",
+        "tunnel_size",
+        "up_out",
+        "write_paused",
+    )
 
     def __init__(self, worker: Runtime) -> None:
         super().__init__(worker)
@@ -226,8 +249,14 @@ class HttpsConnection(ClientConnection):
     # -- client bytes in ------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.current is None and data[-4:] == b"\r\n\r\n" and not self.in_message \
-                and self.tunnel is None and self.tunnel_buf is None and self._fast_request(data):
+        if (
+            self.current is None
+            and data[-4:] == b"\r\n\r\n"
+            and not self.in_message
+            and self.tunnel is None
+            and self.tunnel_buf is None
+            and self._fast_request(data)
+        ):
             return
         if self.tunnel is not None:
             self._enter(TUNNEL)
@@ -259,7 +288,7 @@ class HttpsConnection(ClientConnection):
             self.tunnel_buf = []
             self.tunnel_size = 0
             if len(data) > exc.args[0]:
-                self._hold_for_tunnel(data[exc.args[0]:])
+                self._hold_for_tunnel(data[exc.args[0] :])
         except Refuse as exc:
             self.refuse(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
@@ -299,8 +328,13 @@ class HttpsConnection(ClientConnection):
         body takes the fast path if :func:`fastpath.request` takes it. (A wildcard name or a
         misdirected request is left to the general path, which decides.)"""
         worker = self.worker
-        fast = fastpath.request(data, self.client_ip.encode(), worker.request_validator,
-                                worker.fast_limits, worker.want_agent)
+        fast = fastpath.request(
+            data,
+            self.client_ip.encode(),
+            worker.request_validator,
+            worker.fast_limits,
+            worker.want_agent,
+        )
         if fast is None:
             return False
         method, target, req = fast
@@ -410,8 +444,9 @@ class HttpsConnection(ClientConnection):
                 up.release()
             return
         if up is None:
-            self._answer_error(ex, 502, f"the upstream {ex.site.site.upstream} is unreachable "
-                                        f"({why})")
+            self._answer_error(
+                ex, 502, f"the upstream {ex.site.site.upstream} is unreachable ({why})"
+            )
             return
         self._attach(ex, up)
         if self.up_out:
@@ -457,14 +492,25 @@ class HttpsConnection(ClientConnection):
             return
         ex.upstream.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def response_head(self, ex: Exchange, up: UpstreamConnection, status: int, head: bytes,
-                      upstream_keep_alive: bool) -> None:
+    def response_head(
+        self,
+        ex: Exchange,
+        up: UpstreamConnection,
+        status: int,
+        head: bytes,
+        upstream_keep_alive: bool,
+    ) -> None:
         try:
             resp = http.forward_response(
-                head, status, head_request=ex.method == b"HEAD",
-                request_keep_alive=self.keep_alive, client_version=ex.version,
-                upstream_keep_alive=upstream_keep_alive, hsts=ex.site.hsts,
-                upgrade=ex.req.upgrade is not None)
+                head,
+                status,
+                head_request=ex.method == b"HEAD",
+                request_keep_alive=self.keep_alive,
+                client_version=ex.version,
+                upstream_keep_alive=upstream_keep_alive,
+                hsts=ex.site.hsts,
+                upgrade=ex.req.upgrade is not None,
+            )
         except http.HttpError as exc:
             up.close()
             self._answer_error(ex, exc.status, exc.reason)
@@ -486,8 +532,9 @@ class HttpsConnection(ClientConnection):
         if not resp.keep_alive:
             self.keep_alive = False
 
-    def fast_response(self, ex: Exchange, up: UpstreamConnection,
-                      fast: fastpath.FastResponse) -> None:
+    def fast_response(
+        self, ex: Exchange, up: UpstreamConnection, fast: fastpath.FastResponse
+    ) -> None:
         """A whole response read in one piece (see :func:`fastpath.response`)."""
         ex.status, out, ex.sent, reusable = fast
         ex.upstream = None
@@ -577,8 +624,15 @@ class HttpsConnection(ClientConnection):
         if resp is not None and resp.body == http.UNTIL_CLOSE:
             self.response_done(ex)  # the close is how such a body ends
             return
-        if resp is None and up.reused and not ex.retried and ex.req.body == http.NONE \
-                and ex.method in IDEMPOTENT and ex.req.upgrade is None and self.current is ex:
+        if (
+            resp is None
+            and up.reused
+            and not ex.retried
+            and ex.req.body == http.NONE
+            and ex.method in IDEMPOTENT
+            and ex.req.upgrade is None
+            and self.current is ex
+        ):
             # A kept-alive connection the upstream closed without answering: most likely it
             # closed it just before the request got there, but it may have acted on it. Only
             # an idempotent request without a body is sent once more, on a new connection
@@ -631,14 +685,12 @@ class HttpsConnection(ClientConnection):
     # -- back-pressure ----------------------------------------------------------------------------
 
     def pause_reading(self) -> None:
-        if not self.read_paused and self.transport is not None and \
-                not self.transport.is_closing():
+        if not self.read_paused and self.transport is not None and not self.transport.is_closing():
             self.read_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.read_paused and self.transport is not None and \
-                not self.transport.is_closing():
+        if self.read_paused and self.transport is not None and not self.transport.is_closing():
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -724,4 +776,3 @@ class HttpsConnection(ClientConnection):
         self.keep_alive = False
         if self.current is None and self.tunnel is None:
             super().drain()
-

@@ -36,8 +36,7 @@ PROVIDERS = 'rfc2136, lexicon:PROVIDER (e.g. "lexicon:cloudflare") or hook'
 MAX_TIMEOUT = 86400  # seconds: a day, as the proxy's other timeouts
 MAX_TTL = 86399
 # The keys each kind of provider uses (the others are refused, not silently ignored).
-OWN_KEYS = {"rfc2136": ("server", "tsig_key_file"), "lexicon": ("credentials",),
-            "hook": ("hook",)}
+OWN_KEYS = {"rfc2136": ("server", "tsig_key_file"), "lexicon": ("credentials",), "hook": ("hook",)}
 PROVIDER_KEYS = frozenset(k for keys in OWN_KEYS.values() for k in keys)
 PATHS = ("tsig_key_file", "credentials")
 
@@ -45,17 +44,20 @@ PATHS = ("tsig_key_file", "credentials")
 def _provider(label: str, value: object) -> str:
     provider = values.text(label, value, PROVIDERS)
     kind, colon, name = provider.partition(":")
-    if kind not in OWN_KEYS or (kind == "lexicon") != bool(colon and name) or \
-            (kind == "lexicon" and not all(c.isalnum() or c in "_-" for c in name)):
+    if (
+        kind not in OWN_KEYS
+        or (kind == "lexicon") != bool(colon and name)
+        or (kind == "lexicon" and not all(c.isalnum() or c in "_-" for c in name))
+    ):
         raise UsageError(f"{label}: expected {PROVIDERS}")
     return provider
 
 
 def _alias(label: str, value: object) -> str:
-    alias = values.text(label, value, "a DNS zone, e.g. \"acme.example.net\"")
+    alias = values.text(label, value, 'a DNS zone, e.g. "acme.example.net"')
     alias = alias.strip().strip(".").lower()
     if not alias or not all(c.isascii() and (c.isalnum() or c in "-._") for c in alias):
-        raise UsageError(f"{label}: expected a DNS zone, e.g. \"acme.example.net\"")
+        raise UsageError(f'{label}: expected a DNS zone, e.g. "acme.example.net"')
     return alias
 
 
@@ -70,10 +72,12 @@ def _resolvers(label: str, value: object) -> tuple[str, ...]:
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "provider": _provider,
-    "server": lambda label, v: values.text(label, v, "HOST[:PORT] of the server taking "
-                                                     "RFC 2136 updates"),
-    "tsig_key_file": lambda label, v: values.text(label, v, "a file (the TSIG key, as "
-                                                            "tsig-keygen writes it)"),
+    "server": lambda label, v: values.text(
+        label, v, "HOST[:PORT] of the server taking RFC 2136 updates"
+    ),
+    "tsig_key_file": lambda label, v: values.text(
+        label, v, "a file (the TSIG key, as tsig-keygen writes it)"
+    ),
     "credentials": lambda label, v: values.text(label, v, "a file of KEY=VALUE lines"),
     "hook": lambda label, v: values.text(label, v, "a command"),
     "alias": _alias,
@@ -93,13 +97,13 @@ class Table:
         self.values = checked
 
 
-def table(where: str, name: str, raw: object, base: Path,
-          elsewhere: dict[str, str] | None = None) -> Table:
+def table(
+    where: str, name: str, raw: object, base: Path, elsewhere: dict[str, str] | None = None
+) -> Table:
     """The table ``name`` (``[dns]``, ``[site.dns]``) at ``where``: each key checked, relative
     paths made absolute against ``base`` (the TOML file's directory)."""
     if not isinstance(raw, dict):
-        raise UsageError(f"{at(where, 'dns', raw)}: expected a {name} table with "
-                         "provider = ...")
+        raise UsageError(f"{at(where, 'dns', raw)}: expected a {name} table with provider = ...")
     prefix = f"{where}{name} "
     values.refuse_unknown(prefix, raw, KEYS, elsewhere)
     checked = {key: _CHECKS[key](at(prefix, key, value), value) for key, value in raw.items()}
@@ -125,8 +129,10 @@ def spec(where: str, defaults: Table, own: Table | None) -> DnsSpec:
         return own if key in own.values else defaults
 
     if "provider" not in merged:
-        raise UsageError(f'{where}challenge = "dns-01" needs a DNS provider: provider = '
-                         f"{PROVIDERS}, in [site.dns] or in a top-level [dns] table")
+        raise UsageError(
+            f'{where}challenge = "dns-01" needs a DNS provider: provider = '
+            f"{PROVIDERS}, in [site.dns] or in a top-level [dns] table"
+        )
     provider = merged["provider"]
     kind = provider.partition(":")[0]
     label = at(origin("provider").prefix, "provider", provider)
@@ -134,11 +140,14 @@ def spec(where: str, defaults: Table, own: Table | None) -> DnsSpec:
         if key in merged:
             from_table = origin(key)
             users = [k for k, keys in OWN_KEYS.items() if key in keys]
-            raise UsageError(f"{at(from_table.prefix, key, from_table.raw[key])}: not used by "
-                             f'provider = "{provider}" (only by {", ".join(users)})')
+            raise UsageError(
+                f"{at(from_table.prefix, key, from_table.raw[key])}: not used by "
+                f'provider = "{provider}" (only by {", ".join(users)})'
+            )
     if kind == "rfc2136" and "tsig_key_file" not in merged:
-        raise UsageError(f'{label} needs tsig_key_file = "FILE" (the TSIG key, as '
-                         "tsig-keygen writes it)")
+        raise UsageError(
+            f'{label} needs tsig_key_file = "FILE" (the TSIG key, as tsig-keygen writes it)'
+        )
     if kind == "hook" and "hook" not in merged:
         raise UsageError(f'{label} needs hook = "COMMAND"')
     try:

@@ -48,8 +48,15 @@ class Exchange:
     # The response may take fastpath.response: HTTP/1.1, not HEAD, no upgrade, request sent.
     fast_reply = False
 
-    def __init__(self, conn: ClientSide[Exchange, UpstreamConnection], method: bytes,
-                 target: bytes, version: str, req: http.Request, site: SiteRuntime) -> None:
+    def __init__(
+        self,
+        conn: ClientSide[Exchange, UpstreamConnection],
+        method: bytes,
+        target: bytes,
+        version: str,
+        req: http.Request,
+        site: SiteRuntime,
+    ) -> None:
         self.conn = conn
         self.method = method
         self.target = target
@@ -62,5 +69,6 @@ class Exchange:
     def request_sent(self) -> None:
         """The whole request is read (and on its way upstream)."""
         self.request_done = True
-        self.fast_reply = self.version == "1.1" and self.method != b"HEAD" \
-            and self.req.upgrade is None
+        self.fast_reply = (
+            self.version == "1.1" and self.method != b"HEAD" and self.req.upgrade is None
+        )

@@ -32,18 +32,19 @@ import httptools
 from certsmith.services.proxy.http import NONE, Request, parse_host, valid_host
 
 # Methods llhttp knows that carry no body without framing fields, and an origin-form target.
-_REQUEST_LINE = re.compile(
-    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[^ \r\n]*) HTTP/1\.1\r\n")
+_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[^ \r\n]*) HTTP/1\.1\r\n")
 # The fields that matter, found by one scan of the lowercased head (llhttp refuses white space
 # before the colon, so ``\r\nname:`` is how each of them starts).
 _REQUEST_FIELDS = re.compile(
     rb"\r\n(host|connection|content-length|transfer-encoding|upgrade|expect|keep-alive|te"
     rb"|trailer|proxy-connection|proxy-authenticate|proxy-authorization"
-    rb"|x[-_]forwarded[-_](?:for|proto|host)|forwarded|x[-_]real[-_]ip):[ \t]*([^\r]*)")
+    rb"|x[-_]forwarded[-_](?:for|proto|host)|forwarded|x[-_]real[-_]ip):[ \t]*([^\r]*)"
+)
 _RESPONSE_FIELDS = re.compile(
     rb"\r\n(content-length|connection|keep-alive|transfer-encoding|upgrade|te|trailer"
     rb"|proxy-connection|proxy-authenticate|proxy-authorization"
-    rb"|strict-transport-security):[ \t]*([^\r]*)")
+    rb"|strict-transport-security):[ \t]*([^\r]*)"
+)
 # Final statuses whose responses have a body (llhttp checks the rest of the status line).
 _STATUS = {b"%d" % code: code for code in range(200, 600) if code not in (204, 304)}
 _FOLD = b" \t"
@@ -58,8 +59,9 @@ class Validator:
 
     __slots__ = ("kind", "parser")
 
-    def __init__(self, kind: type[httptools.HttpRequestParser | httptools.HttpResponseParser]
-                 ) -> None:
+    def __init__(
+        self, kind: type[httptools.HttpRequestParser | httptools.HttpResponseParser]
+    ) -> None:
         self.kind = kind
         self.parser = kind(self)
 
@@ -85,8 +87,9 @@ class Limits(NamedTuple):
     max_fields: int
 
 
-def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
-            want_agent: bool) -> FastRequest | None:
+def request(
+    data: bytes, client_ip: bytes, validator: Validator, limits: Limits, want_agent: bool
+) -> FastRequest | None:
     """``data``, ending with an empty line, is the start of a request; if it is exactly one
     request head this path takes, within ``limits``, the request to forward, else ``None``
     (the general path, which also answers 414 and 431).
@@ -98,9 +101,12 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         return None
     line_end = line.end()
     size = len(data)
-    if line_end > limits.max_line or size > limits.max_head \
-            or data.find(b"\r\n\r\n") != size - 4 \
-            or (size > 4 * limits.max_fields and data.count(b"\r\n") - 2 > limits.max_fields):
+    if (
+        line_end > limits.max_line
+        or size > limits.max_head
+        or data.find(b"\r\n\r\n") != size - 4
+        or (size > 4 * limits.max_fields and data.count(b"\r\n") - 2 > limits.max_fields)
+    ):
         return None  # (a field line takes 4 bytes at least: no need to count a short head)
     lower = data.lower()
     fields = _REQUEST_FIELDS.findall(lower, line_end - 2)
@@ -139,11 +145,33 @@ def request(data: bytes, client_ip: bytes, validator: Validator, limits: Limits,
         referer = _field(data, lower, b"\r\nreferer:")
         agent = _field(data, lower, b"\r\nuser-agent:")
     method, target = line.groups()
-    return method, target, tuple.__new__(Request, (  # (Request.__new__ is Python code)
-        name, NONE, 0, keep_alive, None, False,
-        b"".join((head, b"X-Forwarded-For: ", client_ip, b"\r\nX-Forwarded-Proto: https\r\n"
-                  b"X-Forwarded-Host: ", host, b"\r\n\r\n")),  # (lowercased, as in http)
-        referer, agent))
+    return (
+        method,
+        target,
+        tuple.__new__(
+            Request,
+            (  # (Request.__new__ is Python code)
+                name,
+                NONE,
+                0,
+                keep_alive,
+                None,
+                False,
+                b"".join(
+                    (
+                        head,
+                        b"X-Forwarded-For: ",
+                        client_ip,
+                        b"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ",
+                        host,
+                        b"\r\n\r\n",
+                    )
+                ),  # (lowercased, as in http)
+                referer,
+                agent,
+            ),
+        ),
+    )
 
 
 def _keeps_alive(connection: bytes) -> bool | None:
@@ -164,9 +192,9 @@ def _without_lines(data: bytes, lower: bytes, markers: tuple[bytes, ...]) -> byt
         first, second = second, first
     # The later line first, so the earlier one's offsets still hold.
     if second >= 0:
-        data = data[:second] + data[lower.find(b"\r\n", second + 2):]
+        data = data[:second] + data[lower.find(b"\r\n", second + 2) :]
     if first >= 0:
-        data = data[:first] + data[lower.find(b"\r\n", first + 2):]
+        data = data[:first] + data[lower.find(b"\r\n", first + 2) :]
     return data
 
 
@@ -175,7 +203,7 @@ def _field(data: bytes, lower: bytes, marker: bytes) -> bytes:
     if at < 0:
         return b""
     start = at + len(marker)
-    return data[start:data.find(b"\r\n", start)].lstrip(_FOLD)  # (llhttp keeps the tail)
+    return data[start : data.find(b"\r\n", start)].lstrip(_FOLD)  # (llhttp keeps the tail)
 
 
 # (status, bytes for the client, body size, upstream connection reusable)
@@ -184,8 +212,12 @@ FastResponse = tuple[int, bytes, int, bool]
 
 def tail(hsts: bytes | None, keep_alive: bool) -> bytes:
     """What ends the head sent to the client (``response``'s ``tail``; precomputed per site)."""
-    return b"".join((b"\r\nStrict-Transport-Security: " + hsts if hsts is not None else b"",
-                     b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n"))
+    return b"".join(
+        (
+            b"\r\nStrict-Transport-Security: " + hsts if hsts is not None else b"",
+            b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n",
+        )
+    )
 
 
 def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | None:
@@ -196,7 +228,7 @@ def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | N
     end = data.find(b"\r\n\r\n")
     if status is None or end < 0 or data[:9] != b"HTTP/1.1 ":
         return None
-    lower = data[:end + 2].lower()
+    lower = data[: end + 2].lower()
     fields = _RESPONSE_FIELDS.findall(lower)
     found = dict(fields)
     length = found.get(b"content-length")
@@ -220,4 +252,4 @@ def response(data: bytes, validator: Validator, tail: bytes) -> FastResponse | N
         return None
     if not reusable:
         validator.reset()
-    return status, b"".join((head, tail, data[end + 4:])), size, reusable
+    return status, b"".join((head, tail, data[end + 4 :])), size, reusable

@@ -34,23 +34,46 @@ from typing import NamedTuple
 
 Headers = Sequence[tuple[bytes, bytes]]
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
-    b"upgrade", b"proxy-authenticate", b"proxy-authorization",
-})
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-                       b"forwarded", b"x-real-ip"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+FORWARDED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+)
 _MAX_LENGTH_DIGITS = 18  # < 2**63
 
 REASONS = {
-    100: "Continue", 101: "Switching Protocols", 200: "OK", 301: "Moved Permanently",
-    302: "Found", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-    404: "Not Found", 408: "Request Timeout",
-    413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    417: "Expectation Failed",
     421: "Misdirected Request",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 # Body framing of a message.
@@ -108,7 +131,8 @@ def parse_host(value: bytes) -> str:
 # A Host value (RFC 9110 section 7.2: uri-host [":" port]): a name of letters, digits, "-" and
 # "_" in dot-separated labels (a trailing dot allowed), an IPv4 address, or an [IPv6] literal.
 _HOST_VALUE = re.compile(
-    rb"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::[0-9]{0,5})?\Z", re.I)
+    rb"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::[0-9]{0,5})?\Z", re.I
+)
 
 
 def valid_host(value: bytes) -> bool:
@@ -138,14 +162,27 @@ def check_length(value: bytes) -> int:
 
 
 _HOST, _LENGTH, _CODING, _CONNECTION, _UPGRADE, _EXPECT, _REFERER, _AGENT = range(8)
-_SPECIAL = {b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _CODING,
-            b"connection": _CONNECTION, b"upgrade": _UPGRADE, b"expect": _EXPECT,
-            b"referer": _REFERER, b"user-agent": _AGENT}
+_SPECIAL = {
+    b"host": _HOST,
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _CODING,
+    b"connection": _CONNECTION,
+    b"upgrade": _UPGRADE,
+    b"expect": _EXPECT,
+    b"referer": _REFERER,
+    b"user-agent": _AGENT,
+}
 _DROP_REQUEST = HOP_BY_HOP | FORWARDED
 
 
-def forward_request(method: bytes, target: bytes, version: str, headers: Headers,
-                    client_ip: str, proto: bytes = b"https") -> Request:
+def forward_request(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: Headers,
+    client_ip: str,
+    proto: bytes = b"https",
+) -> Request:
     """Check a parsed request and build the head for the upstream, or raise :class:`HttpError`.
 
     ``headers`` are (name, value) pairs as received (names in any case)."""
@@ -167,7 +204,8 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
         kind = special(lname)
         if kind is None:
             if lname not in _DROP_REQUEST and not (
-                    b"_" in lname and lname.replace(b"_", b"-") in FORWARDED):
+                b"_" in lname and lname.replace(b"_", b"-") in FORWARDED
+            ):
                 out += (name, b": ", value, b"\r\n")
             continue
         if kind == _HOST:
@@ -231,20 +269,32 @@ def forward_request(method: bytes, target: bytes, version: str, headers: Headers
             upgrade = None
         else:
             out += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
-    out += (b"X-Forwarded-For: ", client_ip.encode(), b"\r\nX-Forwarded-Proto: ", proto,
-            b"\r\n")
+    out += (b"X-Forwarded-For: ", client_ip.encode(), b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
     if host is not None:
         out += (b"X-Forwarded-Host: ", host.lower(), b"\r\n\r\n")  # (lowercase, as nginx's $host)
     else:
         out.append(b"\r\n")
     head = b"".join(out)
-    if head.count(b"\n") != head.count(b"\r\n") or b"\r\n " in head or b"\r\n\t" in head \
-            or head.count(b"\r") != head.count(b"\r\n"):
+    if (
+        head.count(b"\n") != head.count(b"\r\n")
+        or b"\r\n " in head
+        or b"\r\n\t" in head
+        or head.count(b"\r") != head.count(b"\r\n")
+    ):
         # Obsolete line folding (a lenient parser keeps the line break in the value) or a
         # stray CR or LF: the upstream could see another header there.
         raise HttpError(400, "obsolete line folding or a line break in a header")
-    return Request(parse_host(host) if host is not None else "", body, length, keep_alive,
-                   upgrade, expect_continue and body != NONE, head, referer, user_agent)
+    return Request(
+        parse_host(host) if host is not None else "",
+        body,
+        length,
+        keep_alive,
+        upgrade,
+        expect_continue and body != NONE,
+        head,
+        referer,
+        user_agent,
+    )
 
 
 def _without(out: list[bytes], names: set[bytes]) -> list[bytes]:
@@ -253,13 +303,15 @@ def _without(out: list[bytes], names: set[bytes]) -> list[bytes]:
     kept = out[:4]
     for i in range(4, len(out), 4):
         if out[i].lower() not in names:
-            kept += out[i:i + 4]
+            kept += out[i : i + 4]
     return kept
 
 
 _HOP_LINE = re.compile(
     rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade"
-    rb"|proxy-authenticate|proxy-authorization)[ \t]*:[^\r]*", re.I)
+    rb"|proxy-authenticate|proxy-authorization)[ \t]*:[^\r]*",
+    re.I,
+)
 _STS_LINE = re.compile(rb"\r\nstrict-transport-security[ \t]*:[^\r]*", re.I)
 
 
@@ -267,12 +319,22 @@ _STS_LINE = re.compile(rb"\r\nstrict-transport-security[ \t]*:[^\r]*", re.I)
 _NOTABLE = re.compile(
     rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|trailer"
     rb"|upgrade|proxy-authenticate|proxy-authorization|strict-transport-security)[ \t]*:"
-    rb"[ \t]*([^\r]*)", re.I)
+    rb"[ \t]*([^\r]*)",
+    re.I,
+)
 
 
-def forward_response(head: bytes, status: int, *, head_request: bool, request_keep_alive: bool,
-                     client_version: str, upstream_keep_alive: bool, hsts: bytes | None,
-                     upgrade: bool = False) -> Response:
+def forward_response(
+    head: bytes,
+    status: int,
+    *,
+    head_request: bool,
+    request_keep_alive: bool,
+    client_version: str,
+    upstream_keep_alive: bool,
+    hsts: bytes | None,
+    upgrade: bool = False,
+) -> Response:
     """The head to send the client for an upstream response head (raw bytes, ending with the
     empty line, as llhttp validated them), and how to frame the body.
 
@@ -308,8 +370,9 @@ def forward_response(head: bytes, status: int, *, head_request: bool, request_ke
         core = _HOP_LINE.sub(b"", core)
         for token in tokens - {b"close", b"keep-alive", b"upgrade"}:
             if token.replace(b"-", b"").isalnum():
-                core = re.sub(rb"\r\n" + re.escape(token) + rb"[ \t]*:[^\r]*", b"", core,
-                              flags=re.I)
+                core = re.sub(
+                    rb"\r\n" + re.escape(token) + rb"[ \t]*:[^\r]*", b"", core, flags=re.I
+                )
     extra = []
     if upgrade and status == 101:
         extra.append(b"Connection: upgrade\r\n")
@@ -347,17 +410,29 @@ def forward_response(head: bytes, status: int, *, head_request: bool, request_ke
     elif client_version == "1.0":
         extra.append(b"Connection: keep-alive\r\n")
     if extra:
-        return Response(core + b"\r\n" + b"".join(extra) + b"\r\n", body, to_client,
-                        keep_alive, upstream_reusable)
+        return Response(
+            core + b"\r\n" + b"".join(extra) + b"\r\n",
+            body,
+            to_client,
+            keep_alive,
+            upstream_reusable,
+        )
     return Response(core + b"\r\n\r\n", body, to_client, keep_alive, upstream_reusable)
 
 
-def simple_response(status: int, body: bytes = b"", *, close: bool = False,
-                    headers: Sequence[tuple[bytes, bytes]] = (),
-                    content_type: bytes = b"text/plain; charset=utf-8") -> bytes:
+def simple_response(
+    status: int,
+    body: bytes = b"",
+    *,
+    close: bool = False,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    content_type: bytes = b"text/plain; charset=utf-8",
+) -> bytes:
     """A complete small response the proxy writes itself (errors, redirects, challenges)."""
-    out = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "").encode()),
-           b"Server: certsmith\r\n"]
+    out = [
+        b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "").encode()),
+        b"Server: certsmith\r\n",
+    ]
     for name, value in headers:
         out += (name, b": ", value, b"\r\n")
     if body:
@@ -369,15 +444,19 @@ def simple_response(status: int, body: bytes = b"", *, close: bool = False,
     return b"".join(out)
 
 
-def error_page(status: int, detail: str = "", *, close: bool = False,
-               extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+def error_page(
+    status: int, detail: str = "", *, close: bool = False, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> bytes:
     """A short HTML page for an error the proxy itself answers (502, 504, 400, ...)."""
     title = f"{status} {REASONS.get(status, '')}".strip()
     text = detail.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    body = (f"<!doctype html><title>{title}</title><h1>{title}</h1>"
-            f"<p>{text}</p><hr><p>certsmith proxy</p>\n").encode()
-    return simple_response(status, body, close=close, headers=extra,
-                           content_type=b"text/html; charset=utf-8")
+    body = (
+        f"<!doctype html><title>{title}</title><h1>{title}</h1>"
+        f"<p>{text}</p><hr><p>certsmith proxy</p>\n"
+    ).encode()
+    return simple_response(
+        status, body, close=close, headers=extra, content_type=b"text/html; charset=utf-8"
+    )
 
 
 def redirect(status: int, host: str, port: int, target: bytes) -> bytes:

@@ -82,8 +82,9 @@ def check_dns_files(config: ProxyConfig) -> None:
                     raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: not a file")
                 os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
             except OSError as exc:
-                raise UsageError(f"{site.names[0]}: DNS-01 {key} {path}: "
-                                 f"{exc.strerror or exc}") from None
+                raise UsageError(
+                    f"{site.names[0]}: DNS-01 {key} {path}: {exc.strerror or exc}"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,13 @@ class JobResult:
     failed: tuple[str, ...]  # lineages still without a usable certificate or failing renewal
 
 
-def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], None],
-                       force: bool = False, bus: Bus | None = None) -> list[str]:
+def ensure_local_sites(
+    config: ProxyConfig,
+    home: Path,
+    say: Callable[[str], None],
+    force: bool = False,
+    bus: Bus | None = None,
+) -> list[str]:
     """Issue or re-issue the local-CA certificates that are due; the lineages changed. A
     failure raises (at start and on reload the proxy must not run without them)."""
     from certsmith.services.manager import Outcome
@@ -103,20 +109,23 @@ def ensure_local_sites(config: ProxyConfig, home: Path, say: Callable[[str], Non
     for site in config.sites:
         if site.uses_acme:
             continue
-        version = ensure_local(home, site.cert_name, site.cert_identifiers, force=force,
-                               bus=bus)
+        version = ensure_local(home, site.cert_name, site.cert_identifiers, force=force, bus=bus)
         if version is not None:
             say(f"local CA certificate for {_names(site)} (version {version})")
             changed.append(site.cert_name)
-            outcomes.append(Outcome(site.cert_name, "issued" if version == 1 else "renewed",
-                                    f"version {version}"))
+            outcomes.append(
+                Outcome(
+                    site.cert_name, "issued" if version == 1 else "renewed", f"version {version}"
+                )
+            )
     if bus is not None and outcomes:
         bus.run_done("issuance", outcomes)
     return changed
 
 
-def _local_job(config: ProxyConfig, home: Path, say: Callable[[str], None],
-               bus: Bus) -> tuple[list[str], list[str]]:
+def _local_job(
+    config: ProxyConfig, home: Path, say: Callable[[str], None], bus: Bus
+) -> tuple[list[str], list[str]]:
     """The job's local-CA part: each site on its own (one failing does not stop the others),
     the run told to the bus like any renewal run, so alerts and metrics see it."""
     from certsmith.services import lineage
@@ -133,8 +142,9 @@ def _local_job(config: ProxyConfig, home: Path, say: Callable[[str], None],
         except CertsmithError as exc:
             say(f"{site.cert_name}: local CA certificate failed: {exc}")
             try:
-                lineage.record_failure(open_store(home), bus, site.cert_name, str(exc),
-                                       issuer="local CA")
+                lineage.record_failure(
+                    open_store(home), bus, site.cert_name, str(exc), issuer="local CA"
+                )
             except CertsmithError as again:  # (the store itself is failing)
                 say(f"{site.cert_name}: cannot record the failure: {again}")
             outcomes.append(Outcome(site.cert_name, "failed", str(exc)))
@@ -183,24 +193,32 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
     to_order = [s for s in acme_sites if _needs_order(store, s)]
     to_renew = [s.cert_name for s in acme_sites if s not in to_order]
     for solver, sites in by_solver(to_order, solvers).items():
-        say("ordering certificates for " + "; ".join(_names(s) for s in sites)
-            + f" from {server}{_how(solver)}")
+        say(
+            "ordering certificates for "
+            + "; ".join(_names(s) for s in sites)
+            + f" from {server}{_how(solver)}"
+        )
         request = GetRequest(
-            groups=tuple((s.cert_name, s.names) for s in sites), server=server,
-            solver=solver, account=AccountOptions(email=config.acme.email,
-                                                  agree_tos=config.acme.agree_tos))
+            groups=tuple((s.cert_name, s.names) for s in sites),
+            server=server,
+            solver=solver,
+            account=AccountOptions(email=config.acme.email, agree_tos=config.acme.agree_tos),
+        )
         try:
             outcomes = manager.get(request)
         except CertsmithError as exc:  # before any order (the CA is unreachable, say)
             say(f"cannot order certificates for {'; '.join(_names(s) for s in sites)}: {exc}")
             failed += [s.cert_name for s in sites]
             outcomes = []
-            services.bus.run_done("issuance", [Outcome(s.cert_name, "failed", str(exc))
-                                               for s in sites])
+            services.bus.run_done(
+                "issuance", [Outcome(s.cert_name, "failed", str(exc)) for s in sites]
+            )
         for outcome in outcomes:
             if outcome.ok:
-                say(f"{outcome.name}: {outcome.action} (serial {outcome.serial}, valid until "
-                    f"{outcome.not_after:%Y-%m-%d %H:%M}Z)")
+                say(
+                    f"{outcome.name}: {outcome.action} (serial {outcome.serial}, valid until "
+                    f"{outcome.not_after:%Y-%m-%d %H:%M}Z)"
+                )
                 changed.append(outcome.name)
             else:
                 say(f"{outcome.name}: failed: {outcome.detail}")
@@ -213,8 +231,9 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
             say(f"renewal check failed: {exc}")
             outcomes = []
             failed += to_renew
-            services.bus.run_done("renewal", [Outcome(n, "failed", str(exc))
-                                              for n in to_renew], scan_expiry=True)
+            services.bus.run_done(
+                "renewal", [Outcome(n, "failed", str(exc)) for n in to_renew], scan_expiry=True
+            )
         for outcome in outcomes:
             if outcome.action == "renewed":
                 say(f"{outcome.name}: renewed (serial {outcome.serial})")
@@ -227,15 +246,18 @@ def run_job(config: ProxyConfig, home: Path, say: Callable[[str], None]) -> JobR
     return _done(changed, failed, services.bus.failures, say)
 
 
-def _done(changed: list[str], failed: list[str], failures: list[tuple[str, str]],
-          say: Callable[[str], None]) -> JobResult:
+def _done(
+    changed: list[str],
+    failed: list[str],
+    failures: list[tuple[str, str]],
+    say: Callable[[str], None],
+) -> JobResult:
     for name, line in failures:  # a subscriber (audit log, alerts, metrics) that failed
         say(f"{name}: {line}")
     return JobResult(tuple(changed), tuple(failed))
 
 
-def by_solver(sites: list[Site], solvers: dict[str, SolverSpec]) -> dict[SolverSpec,
-                                                                         list[Site]]:
+def by_solver(sites: list[Site], solvers: dict[str, SolverSpec]) -> dict[SolverSpec, list[Site]]:
     """``sites`` grouped by their solver (``solvers``: by lineage), in the order first seen:
     one order run per group."""
     groups: dict[SolverSpec, list[Site]] = {}

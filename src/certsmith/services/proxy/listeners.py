@@ -27,9 +27,15 @@ SWEEP = 1.0
 class Worker(Runtime):
     """One process's event loop: listeners, connections, the deadline sweep, signals."""
 
-    def __init__(self, config: ProxyConfig, contexts: SiteContexts,
-                 http_socks: list[socket.socket], https_socks: list[socket.socket],
-                 dispatch: ssl.SSLContext, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        contexts: SiteContexts,
+        http_socks: list[socket.socket],
+        https_socks: list[socket.socket],
+        dispatch: ssl.SSLContext,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(config, contexts, log)
         self.http_socks = http_socks
         self.https_socks = https_socks
@@ -39,16 +45,22 @@ class Worker(Runtime):
 
     # -- running --------------------------------------------------------------------------------
 
-
     async def serve(self) -> None:
         loop = self.loop
         for sock in self.http_socks:
-            self.servers.append(await loop.create_server(
-                lambda: RedirectConnection(self), sock=sock, backlog=4096))
+            self.servers.append(
+                await loop.create_server(lambda: RedirectConnection(self), sock=sock, backlog=4096)
+            )
         for sock in self.https_socks:
-            self.servers.append(await loop.create_server(
-                lambda: tls.TlsTransport(HttpsConnection(self), self.dispatch, self.tls_buffers),
-                sock=sock, backlog=4096))
+            self.servers.append(
+                await loop.create_server(
+                    lambda: tls.TlsTransport(
+                        HttpsConnection(self), self.dispatch, self.tls_buffers
+                    ),
+                    sock=sock,
+                    backlog=4096,
+                )
+            )
         loop.add_signal_handler(signal.SIGTERM, self.begin_drain)
         loop.add_signal_handler(signal.SIGINT, self.begin_drain)
         loop.add_signal_handler(signal.SIGUSR1, self.reload_certificates)
@@ -78,8 +90,10 @@ class Worker(Runtime):
             if ticks % 2 == 0:
                 self.reload_certificates()
             self.contexts.poll_challenges()
-            if self.draining and (now > self._drain_deadline or (
-                    not self.connections and now >= self._drain_start + DRAIN_GRACE)):
+            if self.draining and (
+                now > self._drain_deadline
+                or (not self.connections and now >= self._drain_start + DRAIN_GRACE)
+            ):
                 self._finish()
 
     def reload_certificates(self) -> None:

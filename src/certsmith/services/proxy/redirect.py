@@ -42,32 +42,32 @@ class RedirectConnection(ClientConnection):
         assert self.parser is not None
         version = self.parser.get_http_version()
         method = self.parser.get_method()
-        req = http.forward_request(method, self.url, version, self.headers, self.client_ip,
-                                   b"http")
+        req = http.forward_request(method, self.url, version, self.headers, self.client_ip, b"http")
         close = req.body != http.NONE or not req.keep_alive or req.upgrade is not None
         target = self.url if self.url[:1] in (b"/", b"*") else http.origin_form(self.url)[1]
         path = target.split(b"?", 1)[0]
         if path.startswith(CHALLENGE_PREFIX):
-            answer = worker.challenge_answer(path[len(CHALLENGE_PREFIX):])
+            answer = worker.challenge_answer(path[len(CHALLENGE_PREFIX) :])
             if answer is None:
                 response = http.simple_response(404, b"no such challenge\n", close=close)
                 status = 404
             else:
-                response = http.simple_response(200, answer, close=close,
-                                                content_type=b"text/plain")
+                response = http.simple_response(
+                    200, answer, close=close, content_type=b"text/plain"
+                )
                 status = 200
         else:
             site = worker.route(req.host, None)
             if site is None:
                 status = 404
-                response = http.error_page(404, f"no site named {req.host or '(no Host)'}",
-                                           close=close)
+                response = http.error_page(
+                    404, f"no site named {req.host or '(no Host)'}", close=close
+                )
             else:
                 status = site.redirect
                 response = http.redirect(status, req.host, worker.config.https_port, target)
                 if close:
-                    response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n",
-                                                1)
+                    response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
         self.transport.write(response)
         worker.log_plain(self, method, self.url, version, status, req)
         if close:
@@ -78,4 +78,3 @@ class RedirectConnection(ClientConnection):
 
     def on_message_complete(self) -> None:
         pass
-

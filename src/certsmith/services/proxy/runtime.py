@@ -46,8 +46,9 @@ class Client(Protocol):
 class Runtime:
     """One worker's state, as its connections use it."""
 
-    def __init__(self, config: ProxyConfig, contexts: SiteContexts,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: ProxyConfig, contexts: SiteContexts, log: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self.limits = config.limits
         self.timeouts = states.timeouts(self.limits)  # seconds per connection state
@@ -62,8 +63,9 @@ class Runtime:
         self.say = log or (lambda line: None)
         self.access = AccessLog(config.access_log, config.log_format, self.say)
         self.want_agent = self.access.enabled  # the access log is on
-        self.fast_limits = fastpath.Limits(self.limits.max_head, self.limits.max_request_line,
-                                           self.limits.max_headers)
+        self.fast_limits = fastpath.Limits(
+            self.limits.max_head, self.limits.max_request_line, self.limits.max_headers
+        )
         pools: dict[Any, UpstreamPool] = {}
         self.sites: list[SiteRuntime] = []
         self.by_host: dict[str, SiteRuntime] = {}
@@ -107,18 +109,45 @@ class Runtime:
 
     def log_access(self, conn: Client, ex: Exchange, error: str = "") -> None:
         if self.access.fd is not None:
-            self.access.add(conn.client_ip, ex.method, ex.target, ex.version, ex.status, ex.sent,
-                            ex.req.referer, ex.req.user_agent, ex.req.host,
-                            self.loop.time() - ex.started, error)
+            self.access.add(
+                conn.client_ip,
+                ex.method,
+                ex.target,
+                ex.version,
+                ex.status,
+                ex.sent,
+                ex.req.referer,
+                ex.req.user_agent,
+                ex.req.host,
+                self.loop.time() - ex.started,
+                error,
+            )
 
-    def log_plain(self, conn: Client, method: bytes, target: bytes, version: str,
-                  status: int, req: http.Request) -> None:
+    def log_plain(
+        self,
+        conn: Client,
+        method: bytes,
+        target: bytes,
+        version: str,
+        status: int,
+        req: http.Request,
+    ) -> None:
         if self.access.fd is not None:
-            self.access.add(conn.client_ip, method, target, version, status, 0, req.referer,
-                            req.user_agent, req.host, 0.0)
+            self.access.add(
+                conn.client_ip,
+                method,
+                target,
+                version,
+                status,
+                0,
+                req.referer,
+                req.user_agent,
+                req.host,
+                0.0,
+            )
 
     def log_refusal(self, conn: Client, status: int, reason: str) -> None:
         if self.access.fd is not None:
-            self.access.add(conn.client_ip, b"-", conn.url or b"-", "1.1", status, 0, b"", b"",
-                            "", 0.0, reason)
-
+            self.access.add(
+                conn.client_ip, b"-", conn.url or b"-", "1.1", status, 0, b"", b"", "", 0.0, reason
+            )

@@ -112,20 +112,27 @@ def _bind_port(config: ProxyConfig, port: int, option: str) -> list[socket.socke
         if exc.errno == errno.EACCES:
             raise UsageError(
                 f"no permission to listen on port {port} (ports below 1024 need root or "
-                f"CAP_NET_BIND_SERVICE); use --http-port 8080 --https-port 8443") from None
+                f"CAP_NET_BIND_SERVICE); use --http-port 8080 --https-port 8443"
+            ) from None
         if exc.errno == errno.EADDRINUSE:
             from certsmith.core.solvers.http01 import port_owner
 
             owner = port_owner(port)
-            raise UsageError(f"port {port} is already in use{' by ' + owner if owner else ''}"
-                             f"; stop it or choose another with {option}") from None
+            raise UsageError(
+                f"port {port} is already in use{' by ' + owner if owner else ''}"
+                f"; stop it or choose another with {option}"
+            ) from None
         raise UsageError(f"cannot listen on port {port}: {exc.strerror or exc}") from None
 
 
 class Supervisor:
-    def __init__(self, config: ProxyConfig, home: Path,
-                 on_ready: Callable[[ProxyConfig, list[str]], None] | None = None,
-                 overrides: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        home: Path,
+        on_ready: Callable[[ProxyConfig, list[str]], None] | None = None,
+        overrides: dict[str, object] | None = None,
+    ) -> None:
         self.config = config
         self.overrides = overrides or {}  # command-line settings that win over the file
         self.home = Path(home)
@@ -150,14 +157,15 @@ class Supervisor:
             from certsmith.core.issuers.cas import resolve_server
             from certsmith.services.accounts import AccountOptions, check_can_register
 
-            check_can_register(open_store(self.home), resolve_server(config.acme.server),
-                               AccountOptions(email=config.acme.email,
-                                              agree_tos=config.acme.agree_tos))
+            check_can_register(
+                open_store(self.home),
+                resolve_server(config.acme.server),
+                AccountOptions(email=config.acme.email, agree_tos=config.acme.agree_tos),
+            )
             challenge_webroot(self.home)
         self.listeners = bind(config, config.worker_count)
         try:
-            return ensure_local_sites(config, self.home, lambda _line: None,
-                                      bus=_bus(self.home))
+            return ensure_local_sites(config, self.home, lambda _line: None, bus=_bus(self.home))
         except BaseException:
             for sock in self.listeners.all():
                 sock.close()
@@ -172,8 +180,11 @@ class Supervisor:
             self._spawn(slot)
         if self.on_ready is not None:
             self.on_ready(self.config, issued)
-        self.next_job = time.monotonic() if any(s.uses_acme for s in self.config.sites) \
+        self.next_job = (
+            time.monotonic()
+            if any(s.uses_acme for s in self.config.sites)
             else time.monotonic() + CHECK_INTERVAL
+        )
         return self._loop()
 
     def _spawn(self, slot: int) -> None:
@@ -190,8 +201,13 @@ class Supervisor:
                 for sock in self.listeners.all():
                     if sock not in mine:
                         sock.close()
-                code = run_worker(config, self.home, self.listeners.http[slot],
-                                  self.listeners.https[slot], self.dispatch)
+                code = run_worker(
+                    config,
+                    self.home,
+                    self.listeners.http[slot],
+                    self.listeners.https[slot],
+                    self.dispatch,
+                )
             except BaseException as exc:  # never return into the supervisor's code
                 with contextlib.suppress(Exception):
                     _say(f"worker {os.getpid()} failed: {exc!r}")
@@ -260,7 +276,8 @@ class Supervisor:
                 else:
                     self.job_failures += 1
                     self.next_job = time.monotonic() + min(
-                        RETRY_FIRST * 2 ** (self.job_failures - 1), CHECK_INTERVAL)
+                        RETRY_FIRST * 2 ** (self.job_failures - 1), CHECK_INTERVAL
+                    )
                 self._tell_workers(signal.SIGUSR1)
             elif pid in self.retiring:
                 self.retiring.discard(pid)
@@ -295,10 +312,15 @@ class Supervisor:
         try:
             new = config_mod.load(self.config.source, **self.overrides)
             if (new.http_port, new.https_port, new.address, new.worker_count) != (
-                    self.config.http_port, self.config.https_port, self.config.address,
-                    self.config.worker_count):
-                _say("ports, address and worker count change only with a restart; "
-                     "keeping the old ones")
+                self.config.http_port,
+                self.config.https_port,
+                self.config.address,
+                self.config.worker_count,
+            ):
+                _say(
+                    "ports, address and worker count change only with a restart; "
+                    "keeping the old ones"
+                )
                 new = _with_listening(new, self.config)
             accesslog.check(new.access_log)
             check_dns_files(new)
@@ -340,5 +362,10 @@ def _raise_fd_limit() -> None:
 def _with_listening(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
     from dataclasses import replace
 
-    return replace(new, http_port=old.http_port, https_port=old.https_port,
-                   address=old.address, workers=old.worker_count)
+    return replace(
+        new,
+        http_port=old.http_port,
+        https_port=old.https_port,
+        address=old.address,
+        workers=old.worker_count,
+    )

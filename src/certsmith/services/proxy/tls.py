@@ -60,8 +60,19 @@ class Buffers:
 
 
 class TlsTransport(asyncio.BufferedProtocol):
-    __slots__ = ("app", "buffers", "closing", "context", "core", "incoming", "outgoing",
-                 "paused", "raw", "ready", "sslobj")
+    __slots__ = (
+        "app",
+        "buffers",
+        "closing",
+        "context",
+        "core",
+        "incoming",
+        "outgoing",
+        "paused",
+        "raw",
+        "ready",
+        "sslobj",
+    )
 
     def __init__(self, app: App, context: ssl.SSLContext, buffers: Buffers) -> None:
         self.app = app
@@ -174,7 +185,7 @@ class TlsTransport(asyncio.BufferedProtocol):
         view = memoryview(data)
         records = []
         for start in range(0, len(view), WRITE_PIECE):
-            self.core.write(view[start:start + WRITE_PIECE])
+            self.core.write(view[start : start + WRITE_PIECE])
             records.append(self.outgoing.read())
         self.raw.writelines(records)
 

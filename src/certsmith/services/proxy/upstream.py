@@ -64,8 +64,9 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None and ex.fast_reply and ex.response is None and not self.buf:
             conn = ex.conn
-            fast = fastpath.response(data, conn.worker.response_validator,
-                                     ex.site.tails[conn.keep_alive])
+            fast = fastpath.response(
+                data, conn.worker.response_validator, ex.site.tails[conn.keep_alive]
+            )
             if fast is not None:
                 conn.fast_response(ex, self, fast)
                 return
@@ -86,7 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            rest = data[exc.args[0]:]
+            rest = data[exc.args[0] :]
             if self.tunnel is not None and rest:
                 self.tunnel.tunnel_data(rest)
         except httptools.HttpParserError as exc:

@@ -67,8 +67,9 @@ def from_text(value: object) -> object:
     return value
 
 
-def whole(label: str, value: object, low: int, high: int, what: str = "a whole number",
-          note: str = "") -> int:
+def whole(
+    label: str, value: object, low: int, high: int, what: str = "a whole number", note: str = ""
+) -> int:
     """An integer in ``[low, high]``; strings, booleans and floats refused."""
     expected = f"{what} {low}-{high}{note}"
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -143,14 +144,14 @@ def names(label: str, value: object) -> list[str]:
     """A site's names: a list of strings (one string is a list of one)."""
     if isinstance(value, str):
         value = [value]
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(v, str) for v in value)):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise _fail(label, 'a list of names, e.g. ["example.org", "www.example.org"]')
     return list(value)
 
 
-def refuse_unknown(where: str, keys: Iterable[str], known: Collection[str],
-                   elsewhere: dict[str, str] | None = None) -> None:
+def refuse_unknown(
+    where: str, keys: Iterable[str], known: Collection[str], elsewhere: dict[str, str] | None = None
+) -> None:
     """One line for the first unknown key: where it belongs, or the closest known key."""
     for key in keys:
         if key in known:
@@ -160,6 +161,7 @@ def refuse_unknown(where: str, keys: Iterable[str], known: Collection[str],
             hint = f"; it belongs in {elsewhere[key]}"
         else:
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else \
-                f"; known: {', '.join(sorted(known))}"
+            hint = (
+                f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(known))}"
+            )
         raise UsageError(f"{where}unknown setting {shown(key)}{hint}")

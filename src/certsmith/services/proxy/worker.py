@@ -27,8 +27,13 @@ def start_signals(blocked: set[signal.Signals]) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
-def run_worker(config: ProxyConfig, home: Path, http_socks: list[socket.socket],
-               https_socks: list[socket.socket], dispatch: ssl.SSLContext) -> int:
+def run_worker(
+    config: ProxyConfig,
+    home: Path,
+    http_socks: list[socket.socket],
+    https_socks: list[socket.socket],
+    dispatch: ssl.SSLContext,
+) -> int:
     """Serve until SIGTERM has drained the connections; returns the exit code."""
     import uvloop
 
@@ -46,8 +51,11 @@ def run_worker(config: ProxyConfig, home: Path, http_socks: list[socket.socket],
         contexts.install(dispatch)
         missing = contexts.missing()
         if missing:
-            say("no certificate yet for " + ", ".join(missing)
-                + " (handshakes for these names fail until it is issued)")
+            say(
+                "no certificate yet for "
+                + ", ".join(missing)
+                + " (handshakes for these names fail until it is issued)"
+            )
         await worker.serve()
 
     loop = uvloop.new_event_loop()

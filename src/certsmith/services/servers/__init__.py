@@ -103,7 +103,7 @@ class InstallRequest:
 
 @dataclass(frozen=True)
 class Result:
-    text: str                  # the dry-run description, or a summary of what was done
+    text: str  # the dry-run description, or a summary of what was done
     changed: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # for a person: "wrote PATH", "linked PATH -> TARGET", ...
@@ -119,8 +119,9 @@ class ChallengeSetup:
     files: tuple[str, ...] = ()
 
 
-def _file_lines(changes: list[Change] | tuple[Change, ...],
-                deploy_files: tuple[FileTarget, ...] = ()) -> tuple[str, ...]:
+def _file_lines(
+    changes: list[Change] | tuple[Change, ...], deploy_files: tuple[FileTarget, ...] = ()
+) -> tuple[str, ...]:
     out: list[str] = []
     for c in changes:
         if c.link is not None:
@@ -176,8 +177,15 @@ def _with_record(detected: Detected, record: dict[str, Any] | None) -> Detected:
     if not record or not record.get("carried") or detected.blocks:
         return detected
     c = record["carried"]
-    block = Block(c["file"], c["line"], tuple(c["names"]), tuple(c["ports"]), c["tls"],
-                  c["body"], tuple(c.get("listens", ())))
+    block = Block(
+        c["file"],
+        c["line"],
+        tuple(c["names"]),
+        tuple(c["ports"]),
+        c["tls"],
+        c["body"],
+        tuple(c.get("listens", ())),
+    )
     return dataclasses.replace(detected, blocks=(block,), takeover=None)
 
 
@@ -187,18 +195,28 @@ def _answers_http01(spec: SiteSpec) -> bool:
     return not isinstance(spec.solver, DnsSpec)
 
 
-def _options(req: InstallRequest, spec: SiteSpec, store: Store, installer: Installer,
-             tls: bool) -> SiteOptions:
+def _options(
+    req: InstallRequest, spec: SiteSpec, store: Store, installer: Installer, tls: bool
+) -> SiteOptions:
     user, group = installer.server_identity()
     live = store.live_path(spec.name)
     ocsp = tls and _has_ocsp((live / "cert.pem").read_bytes())
     return SiteOptions(
-        name=spec.name, names=tuple(i.value for i in spec.identifiers), live_dir=str(live),
-        tls=tls, redirect=req.redirect, hsts=req.hsts, proxy_to=req.proxy_to,
-        http_port=req.http_port, https_port=req.https_port,
+        name=spec.name,
+        names=tuple(i.value for i in spec.identifiers),
+        live_dir=str(live),
+        tls=tls,
+        redirect=req.redirect,
+        hsts=req.hsts,
+        proxy_to=req.proxy_to,
+        http_port=req.http_port,
+        https_port=req.https_port,
         listen_addresses=req.listen_addresses,
         challenge_dir=str(challenge_dir(store.home)) if _answers_http01(spec) else "",
-        ocsp=ocsp, server_user=user, server_group=group)
+        ocsp=ocsp,
+        server_user=user,
+        server_group=group,
+    )
 
 
 def _check_proxy(url: str | None) -> None:
@@ -215,8 +233,10 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     """Install the live certificate NAME into the running server (see module docstring)."""
     _check_proxy(req.proxy_to)
     store = open_store(home)
-    first = (f"run 'certsmith get {req.name} --{req.kind}' first (it answers the CA through "
-             f"the running {req.kind}), then install")
+    first = (
+        f"run 'certsmith get {req.name} --{req.kind}' first (it answers the CA through "
+        f"the running {req.kind}), then install"
+    )
     try:
         spec = load_site(store, req.name)
     except NotFoundError as exc:
@@ -239,12 +259,20 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     owned, shared = _split_shared(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
     new_record = {
-        "kind": req.kind, "name": req.name, "stage": "installed",
+        "kind": req.kind,
+        "name": req.name,
+        "stage": "installed",
         "owned": sorted(set(owned) | set((record or {}).get("owned", []))),
-        "moved": moved, "config": installer.config.env_vars(),
-        "options": {"redirect": req.redirect, "hsts": req.hsts, "proxy_to": req.proxy_to,
-                    "http_port": req.http_port, "https_port": req.https_port,
-                    "listen_addresses": list(req.listen_addresses)},
+        "moved": moved,
+        "config": installer.config.env_vars(),
+        "options": {
+            "redirect": req.redirect,
+            "hsts": req.hsts,
+            "proxy_to": req.proxy_to,
+            "http_port": req.http_port,
+            "https_port": req.https_port,
+            "listen_addresses": list(req.listen_addresses),
+        },
         "listens": {"http": list(plan.http_listens), "https": list(plan.https_listens)},
         "carried": (record or {}).get("carried") or _carried(detected),
         "deploy_files": [t.to_dict() for t in plan.deploy_files],
@@ -253,12 +281,17 @@ def install(home: Path, req: InstallRequest, env: dict[str, str] | None = None) 
     }
     _save_record(store, req.kind, req.name, new_record)
     _remember_reload(store, spec, installer.config.reload, plan.deploy_files)
-    return Result(f"{req.name}: installed into {req.kind}", tuple(c.path for c in plan.changes),
-                  plan.notes, files)
+    return Result(
+        f"{req.name}: installed into {req.kind}",
+        tuple(c.path for c in plan.changes),
+        plan.notes,
+        files,
+    )
 
 
-def _recorded_listens(record: dict[str, Any], opts: SiteOptions
-                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _recorded_listens(
+    record: dict[str, Any], opts: SiteOptions
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(HTTP, HTTPS) host:port the installed site listens on, as its record says (a record
     from before listens were kept: ``--listen-address``, else the server's default)."""
     kept = record.get("listens") or {}
@@ -266,8 +299,10 @@ def _recorded_listens(record: dict[str, Any], opts: SiteOptions
         return tuple(kept["http"]), tuple(kept.get("https") or ())
     options = record.get("options") or {}
     hosts = list(options.get("listen_addresses") or ()) or [options.get("listen_address") or ""]
-    return (tuple(listen.hostport(h, opts.http_port) for h in hosts),
-            tuple(listen.hostport(h, opts.https_port) for h in hosts))
+    return (
+        tuple(listen.hostport(h, opts.http_port) for h in hosts),
+        tuple(listen.hostport(h, opts.https_port) for h in hosts),
+    )
 
 
 def _carried(detected: Detected) -> dict[str, Any] | None:
@@ -280,8 +315,10 @@ def _precheck(installer: Installer) -> None:
     try:
         installer.check()
     except ServerError as exc:
-        raise ServerError(f"{exc} -- before any change: fix the {installer.kind} configuration "
-                          "first; certsmith changed nothing") from exc
+        raise ServerError(
+            f"{exc} -- before any change: fix the {installer.kind} configuration "
+            "first; certsmith changed nothing"
+        ) from exc
 
 
 def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
@@ -298,8 +335,10 @@ def _apply(installer: Installer, plan: Plan, opts: SiteOptions) -> None:
                 raise ServerError(str(exc)) from exc
 
     Transaction(installer, _expectations(plan, opts)).apply(
-        plan, prepare=copy if plan.deploy_files else None,
-        also_save=[t.path for t in plan.deploy_files])
+        plan,
+        prepare=copy if plan.deploy_files else None,
+        also_save=[t.path for t in plan.deploy_files],
+    )
 
 
 def _addresses(texts: Sequence[str], default_port: int) -> list[tuple[str, int]]:
@@ -312,17 +351,21 @@ def _addresses(texts: Sequence[str], default_port: int) -> list[tuple[str, int]]
     return out
 
 
-def _expectations(plan: Plan, opts: SiteOptions,
-                  probe: tuple[str, bytes] | None = None) -> tuple[Expectation, ...]:
+def _expectations(
+    plan: Plan, opts: SiteOptions, probe: tuple[str, bytes] | None = None
+) -> tuple[Expectation, ...]:
     """What a client sees once ``opts`` is live, on every address of the site (both
     127.0.0.1 and [::1], say): HTTP answers (with the challenge ``probe`` file) and, with TLS,
     the redirect; each HTTPS address serves the live certificate for the site's first name."""
     return _expectations_for(plan.http_listens, plan.https_listens, opts, probe)
 
 
-def _expectations_for(http_listens: Sequence[str], https_listens: Sequence[str],
-                     opts: SiteOptions, probe: tuple[str, bytes] | None = None
-                     ) -> tuple[Expectation, ...]:
+def _expectations_for(
+    http_listens: Sequence[str],
+    https_listens: Sequence[str],
+    opts: SiteOptions,
+    probe: tuple[str, bytes] | None = None,
+) -> tuple[Expectation, ...]:
     http = _addresses(http_listens, opts.http_port)
     if not http:
         return ()
@@ -330,18 +373,22 @@ def _expectations_for(http_listens: Sequence[str], https_listens: Sequence[str],
     if not opts.tls:
         return tuple(Expectation(h, p, name, probe=probe) for h, p in http)
     leaf = leaf_of((Path(opts.live_dir) / "fullchain.pem").read_bytes())
-    redirect = ((opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect
-                else None)
-    https = _addresses(https_listens, opts.https_port) or \
-        [(h, opts.https_port) for h, _ in http]
+    redirect = (opts.redirect, opts.https_base(name) + REDIRECT_PROBE) if opts.redirect else None
+    https = _addresses(https_listens, opts.https_port) or [(h, opts.https_port) for h, _ in http]
     out = []
     for host, port in http:
         tls = next(((h, p) for h, p in https if h == host), None)
-        out.append(Expectation(host, port, name, tls[1] if tls else None,
-                               leaf if tls else None, redirect, probe))
+        out.append(
+            Expectation(
+                host, port, name, tls[1] if tls else None, leaf if tls else None, redirect, probe
+            )
+        )
     paired = {h for h, _ in http}
-    out += [Expectation(http[0][0], http[0][1], name, p, leaf, https_host=h)
-            for h, p in https if h not in paired]
+    out += [
+        Expectation(http[0][0], http[0][1], name, p, leaf, https_host=h)
+        for h, p in https
+        if h not in paired
+    ]
     return tuple(out)
 
 
@@ -351,16 +398,23 @@ def prove_installed(home: Path, name: str) -> str | None:
     reload completes). Returns what one of them does not show, or None."""
     store = open_store(home)
     live = store.live_path(name)
-    records = [(kind, r) for kind in KINDS
-               if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"]
+    records = [
+        (kind, r)
+        for kind in KINDS
+        if (r := _load_record(store, kind, name)) and r.get("stage") == "installed"
+    ]
     if not records:
         return None
     spec = load_site(store, name)
     for kind, record in records:
         options = record.get("options", {})
-        opts = SiteOptions(name=name, names=tuple(i.value for i in spec.identifiers),
-                           live_dir=str(live), http_port=int(options.get("http_port", 80)),
-                           https_port=int(options.get("https_port", 443)))
+        opts = SiteOptions(
+            name=name,
+            names=tuple(i.value for i in spec.identifiers),
+            live_dir=str(live),
+            http_port=int(options.get("http_port", 80)),
+            https_port=int(options.get("https_port", 443)),
+        )
         http, https = _recorded_listens(record, opts)
         expect = _expectations_for(http, https, opts)
         if not expect:
@@ -373,25 +427,31 @@ def prove_installed(home: Path, name: str) -> str | None:
 
 def _split_shared(plan: Plan) -> tuple[list[str], list[str]]:
     """(owned by this site, shared by every site of the server: the challenge include)."""
-    shared = [c.path for c in plan.changes
-              if "certsmith-acme" in os.path.basename(c.path) and not c.removes]
+    shared = [
+        c.path
+        for c in plan.changes
+        if "certsmith-acme" in os.path.basename(c.path) and not c.removes
+    ]
     return [p for p in plan.owned() if p not in shared], shared
 
 
-def _remember_reload(store: Store, spec: SiteSpec, reload: str,
-                     files: tuple[FileTarget, ...]) -> None:
+def _remember_reload(
+    store: Store, spec: SiteSpec, reload: str, files: tuple[FileTarget, ...]
+) -> None:
     """Renewals redeploy the server's files and reload it (graceful)."""
     with store.lock(store_keys.lineage_lease(spec.name)):
         current = load_site(store, spec.name)
         commands = (*tuple(c for c in current.deploy_commands if c != reload), reload)
         paths = {t.path for t in files}
         targets = tuple(t for t in current.deploy_files if t.path not in paths) + files
-        save_site(store, dataclasses.replace(current, deploy_commands=commands,
-                                             deploy_files=targets))
+        save_site(
+            store, dataclasses.replace(current, deploy_commands=commands, deploy_files=targets)
+        )
 
 
-def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = None,
-              dry_run: bool = False) -> Result:
+def uninstall(
+    home: Path, kind: Kind, name: str, env: dict[str, str] | None = None, dry_run: bool = False
+) -> Result:
     """Remove exactly what ``install`` (or ``get --SERVER``) added; put moved entries back."""
     store = open_store(home)
     record = _load_record(store, kind, name)
@@ -401,8 +461,7 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
     for key, value in record.get("config", {}).items():
         merged_env.setdefault(key, value)
     installer = installer_for(kind, merged_env)
-    changes: list[Change] = [Change(p) for p in record.get("owned", [])
-                             if os.path.lexists(p)]
+    changes: list[Change] = [Change(p) for p in record.get("owned", []) if os.path.lexists(p)]
     for shared in record.get("shared", []):
         if not _shared_elsewhere(store, kind, name, shared) and os.path.lexists(shared):
             changes.append(Change(shared))
@@ -414,8 +473,10 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
         return Result(describe(plan))
     _precheck(installer)
     Transaction(installer).apply(plan)
-    _prune_empty(installer.config.root, [c.move_to or c.path for c in changes]
-                 + list(record.get("moved", {}).values()))
+    _prune_empty(
+        installer.config.root,
+        [c.move_to or c.path for c in changes] + list(record.get("moved", {}).values()),
+    )
     store.delete(_record_key(kind, name))
     notes: list[str] = []
     try:
@@ -427,13 +488,19 @@ def uninstall(home: Path, kind: Kind, name: str, env: dict[str, str] | None = No
             spec = load_site(store, name)
             drop_cmds = set(record.get("deploy_commands", []))
             drop_files = {t["path"] for t in record.get("deploy_files", [])}
-            save_site(store, dataclasses.replace(
-                spec, deploy_commands=tuple(c for c in spec.deploy_commands
-                                            if c not in drop_cmds),
-                deploy_files=tuple(t for t in spec.deploy_files if t.path not in drop_files)))
+            save_site(
+                store,
+                dataclasses.replace(
+                    spec,
+                    deploy_commands=tuple(c for c in spec.deploy_commands if c not in drop_cmds),
+                    deploy_files=tuple(t for t in spec.deploy_files if t.path not in drop_files),
+                ),
+            )
         if isinstance(spec.solver, ServerSpec) and spec.solver.server == kind:
-            notes.append(f"renewals of {name} answered HTTP-01 through {kind}; run 'certsmith "
-                         f"get {name} --webroot DIR' (or --{kind} again) before the next renewal")
+            notes.append(
+                f"renewals of {name} answered HTTP-01 through {kind}; run 'certsmith "
+                f"get {name} --webroot DIR' (or --{kind} again) before the next renewal"
+            )
     return Result(f"{name}: removed from {kind}", tuple(c.path for c in changes), tuple(notes))
 
 
@@ -459,10 +526,15 @@ def _shared_elsewhere(store: Store, kind: str, name: str, path: str) -> bool:
     return False
 
 
-def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int = 80,
-                      listen_addresses: tuple[str, ...] = (),
-                      env: dict[str, str] | None = None
-                      ) -> ChallengeSetup:
+def prepare_challenge(
+    home: Path,
+    kind: Kind,
+    spec: SiteSpec,
+    *,
+    http_port: int = 80,
+    listen_addresses: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> ChallengeSetup:
     """Make the running server answer /.well-known/acme-challenge/ for the names from
     certsmith's challenge directory (validated, reloaded)."""
     store = open_store(home)
@@ -475,12 +547,17 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         return ChallengeSetup(directory, installer.config.reload)
     _precheck(installer)
     names = [i.value for i in spec.identifiers]
-    req = InstallRequest(kind, spec.name, http_port=http_port,
-                         listen_addresses=listen_addresses)
+    req = InstallRequest(kind, spec.name, http_port=http_port, listen_addresses=listen_addresses)
     detected = _with_record(installer.detect(names, http_port, 443), record)
-    opts = SiteOptions(name=spec.name, names=tuple(names), live_dir="", tls=False,
-                       http_port=req.http_port, listen_addresses=listen_addresses,
-                       challenge_dir=str(directory))
+    opts = SiteOptions(
+        name=spec.name,
+        names=tuple(names),
+        live_dir="",
+        tls=False,
+        http_port=req.http_port,
+        listen_addresses=listen_addresses,
+        challenge_dir=str(directory),
+    )
     plan = installer.plan(detected, opts)
     owned, shared = _split_shared(plan)
     changed = [c for c in plan.changes if not _same(c)]
@@ -488,14 +565,23 @@ def prepare_challenge(home: Path, kind: Kind, spec: SiteSpec, *, http_port: int 
         with _challenge_probe(directory) as probe:
             Transaction(installer, _expectations(plan, opts, probe)).apply(plan)
     moved = {**(record or {}).get("moved", {}), **plan.moved()}
-    _save_record(store, kind, spec.name, {
-        "kind": kind, "name": spec.name, "stage": "challenge",
-        "owned": sorted(set(owned) | set((record or {}).get("owned", []))),
-        "moved": moved, "config": installer.config.env_vars(),
-        "carried": (record or {}).get("carried") or _carried(detected),
-        "deploy_files": [], "deploy_commands": [installer.config.reload],
-        "shared": sorted(set(shared) | set((record or {}).get("shared", []))),
-    })
+    _save_record(
+        store,
+        kind,
+        spec.name,
+        {
+            "kind": kind,
+            "name": spec.name,
+            "stage": "challenge",
+            "owned": sorted(set(owned) | set((record or {}).get("owned", []))),
+            "moved": moved,
+            "config": installer.config.env_vars(),
+            "carried": (record or {}).get("carried") or _carried(detected),
+            "deploy_files": [],
+            "deploy_commands": [installer.config.reload],
+            "shared": sorted(set(shared) | set((record or {}).get("shared", []))),
+        },
+    )
     return ChallengeSetup(directory, installer.config.reload, _file_lines(changed))
 
 

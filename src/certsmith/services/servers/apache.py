@@ -30,7 +30,9 @@ _SINGLE = re.compile(r"^(\S+):(\d+)\s+(\S+) \((.+):(\d+)\)\s*$")
 _ALIAS = re.compile(r"^\s+alias (\S+)\s*$")
 _NOT_CARRIED = re.compile(
     r"^\s*(ServerName|ServerAlias|SSL\w+|Include\S*\s+\S*letsencrypt\S*|"
-    r"Header\s+always\s+set\s+Strict-Transport-Security.*)(\s|$)", re.I)
+    r"Header\s+always\s+set\s+Strict-Transport-Security.*)(\s|$)",
+    re.I,
+)
 
 
 def config(env: dict[str, str] | None = None) -> ServerConfig:
@@ -47,8 +49,9 @@ def config(env: dict[str, str] | None = None) -> ServerConfig:
         # new Listen shuts Apache down.
         return f"{defaults(root)[0]} restart"
 
-    return ServerConfig.from_env("apache", env, defaults,
-                                 "/etc/apache2" if debian else "/etc/httpd", restart)
+    return ServerConfig.from_env(
+        "apache", env, defaults, "/etc/apache2" if debian else "/etc/httpd", restart
+    )
 
 
 def vhost_body(lines: Sequence[str], start: int) -> tuple[str, int]:
@@ -107,22 +110,30 @@ class ApacheInstaller:
     def early_modules(self) -> set[str]:
         """Modules loaded by the main file and mods-enabled/ (RHEL: conf.modules.d/)."""
         root = self.config.root
-        files = [root / "apache2.conf", root / "conf" / "httpd.conf",
-                 *(Path(p) for p in glob.glob(str(root / "mods-enabled" / "*.load"))),
-                 *(Path(p) for p in glob.glob(str(root / "conf.modules.d" / "*.conf")))]
+        files = [
+            root / "apache2.conf",
+            root / "conf" / "httpd.conf",
+            *(Path(p) for p in glob.glob(str(root / "mods-enabled" / "*.load"))),
+            *(Path(p) for p in glob.glob(str(root / "conf.modules.d" / "*.conf"))),
+        ]
         found: set[str] = set()
         for f in files:
             if f.is_file():
-                found |= set(re.findall(r"^\s*LoadModule\s+(\w+)", f.read_text(errors="replace"),
-                                        re.M))
+                found |= set(
+                    re.findall(r"^\s*LoadModule\s+(\w+)", f.read_text(errors="replace"), re.M)
+                )
         return found
 
     def listens(self, modules: set[str]) -> list[tuple[str, int]]:
         """(host, port) of every active ``Listen`` (``<IfModule>`` sections judged by
         ``modules``)."""
         root = self.config.root
-        files = [root / "ports.conf", root / "apache2.conf", root / "conf" / "httpd.conf",
-                 *sorted(Path(p) for p in glob.glob(str(root / "conf.d" / "*.conf")))]
+        files = [
+            root / "ports.conf",
+            root / "apache2.conf",
+            root / "conf" / "httpd.conf",
+            *sorted(Path(p) for p in glob.glob(str(root / "conf.d" / "*.conf"))),
+        ]
         found: list[tuple[str, int]] = []
         for f in files:
             if not f.is_file() or f.name.startswith("certsmith-"):
@@ -132,8 +143,11 @@ class ApacheInstaller:
                 m = re.match(r"^\s*<IfModule\s+(!?)([\w.]+)\s*>", line, re.I)
                 if m:
                     name = m.group(2)
-                    mod = name if name.endswith("_module") else \
-                        name.removeprefix("mod_").removesuffix(".c") + "_module"
+                    mod = (
+                        name
+                        if name.endswith("_module")
+                        else name.removeprefix("mod_").removesuffix(".c") + "_module"
+                    )
                     stack.append((mod in modules) != bool(m.group(1)))
                     continue
                 if re.match(r"^\s*</IfModule>", line, re.I):
@@ -150,8 +164,10 @@ class ApacheInstaller:
     def detect(self, names: Sequence[str], http_port: int, https_port: int) -> Detected:
         rc, out = self._ctl("-S")
         if rc != 0:
-            raise ServerError("apache2ctl -S fails (fix the configuration first; certsmith "
-                              f"changed nothing): {base.last_lines_text(out)}")
+            raise ServerError(
+                "apache2ctl -S fails (fix the configuration first; certsmith "
+                f"changed nothing): {base.last_lines_text(out)}"
+            )
         wanted = {n.lower() for n in names}
         vhosts: list[tuple[int, str, str, int, list[str]]] = []  # port, name, file, line, aliases
         default: tuple[str, int] | None = None
@@ -174,8 +190,9 @@ class ApacheInstaller:
                     if port == http_port and default is None:
                         default = (m.group(3), int(m.group(4)))
                     continue
-                vhosts.append((int(m.group(1)), m.group(2).lower(), m.group(3),
-                               int(m.group(4)), []))
+                vhosts.append(
+                    (int(m.group(1)), m.group(2).lower(), m.group(3), int(m.group(4)), [])
+                )
                 continue
             m = _ALIAS.match(line)
             if m and vhosts:
@@ -191,8 +208,15 @@ class ApacheInstaller:
             key = (vfile, vline)
             prev = blocks.get(key)
             ports = (*prev.ports, vport) if prev else (vport,)
-            blocks[key] = Block(vfile, vline, tuple(sorted(served)), ports, vport == https_port,
-                                self._body(vfile, vline), self._addresses(vfile, vline))
+            blocks[key] = Block(
+                vfile,
+                vline,
+                tuple(sorted(served)),
+                ports,
+                vport == https_port,
+                self._body(vfile, vline),
+                self._addresses(vfile, vline),
+            )
         by_port: dict[int, list[Block]] = {}
         for b in blocks.values():
             for p in b.ports:
@@ -203,7 +227,8 @@ class ApacheInstaller:
                 f"{', '.join(names)} is served by more than one Apache virtual host: "
                 + ", ".join(b.where for b in relevant)
                 + "; certsmith will not guess which one to secure. Keep one (or move the "
-                  "others to other names) and run again")
+                "others to other names) and run again"
+            )
         takeover = None
         if relevant:
             block = relevant[0]
@@ -212,28 +237,39 @@ class ApacheInstaller:
                 raise ServerError(
                     f"the virtual host at {block.where} also serves {', '.join(extra)}; "
                     "certsmith does not edit your files: get one certificate for all of its "
-                    "names, or move those names to another virtual host")
+                    "names, or move those names to another virtual host"
+                )
             if len({v[3] for v in vhosts if v[2] == block.file}) > 1:
                 raise ServerError(
                     f"{block.where} serves the name but {block.file} holds other virtual hosts "
-                    "too; certsmith does not edit your files: move it into a file of its own")
+                    "too; certsmith does not edit your files: move it into a file of its own"
+                )
             root = self.config.root
             if Path(block.file).parent not in (root / "sites-enabled", root / "conf.d"):
                 raise ServerError(
                     f"{block.where} serves the name from a file certsmith cannot disable "
-                    "without editing it; move it into sites-available/ + sites-enabled/")
+                    "without editing it; move it into sites-available/ + sites-enabled/"
+                )
             takeover = block.file
         default_block = None
         if default is not None and not ours.search(default[0]):
-            default_block = Block(default[0], default[1], (), (http_port,), False,
-                                  self._body(default[0], default[1]),
-                                  self._addresses(default[0], default[1]))
+            default_block = Block(
+                default[0],
+                default[1],
+                (),
+                (http_port,),
+                False,
+                self._body(default[0], default[1]),
+                self._addresses(default[0], default[1]),
+            )
         # Modules loaded before ports.conf is read decide its <IfModule> sections; certsmith's
         # own LoadModule lines come later (and are guarded by <IfModule !...>).
         early = self.early_modules()
-        facts = {"modules": " ".join(sorted(early)),
-                 "listens": " ".join(listen.hostport(h, p) for h, p in self.listens(early)),
-                 "moddir": self._moddir()}
+        facts = {
+            "modules": " ".join(sorted(early)),
+            "listens": " ".join(listen.hostport(h, p) for h, p in self.listens(early)),
+            "moddir": self._moddir(),
+        }
         return Detected(tuple(relevant), default_block, takeover, self.version(), facts)
 
     def _body(self, file: str, line: int) -> str:
@@ -253,8 +289,7 @@ class ApacheInstaller:
         return tuple(m.group(1).split()) if m else ()
 
     def _moddir(self) -> str:
-        for d in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules",
-                  "/usr/lib/httpd/modules"):
+        for d in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules"):
             if Path(d).is_dir():
                 return d
         return "modules"
@@ -271,39 +306,62 @@ class ApacheInstaller:
             site_avail, site_enabled = root / "sites-available", root / "sites-enabled"
         else:
             site_avail, site_enabled = root / "conf.d", None
-        changes = [Change(str(acme_avail / "certsmith-acme.conf"),
-                          data=render_acme(opts.challenge_dir).encode())
-                   ] if opts.challenge_dir else []
+        changes = (
+            [
+                Change(
+                    str(acme_avail / "certsmith-acme.conf"),
+                    data=render_acme(opts.challenge_dir).encode(),
+                )
+            ]
+            if opts.challenge_dir
+            else []
+        )
         if acme_enabled is not None and opts.challenge_dir:
-            changes.append(Change(str(acme_enabled / "certsmith-acme.conf"),
-                                  link=str(acme_avail / "certsmith-acme.conf")))
+            changes.append(
+                Change(
+                    str(acme_enabled / "certsmith-acme.conf"),
+                    link=str(acme_avail / "certsmith-acme.conf"),
+                )
+            )
         notes: list[str] = []
         _vhost, http, https = site_listens(opts, detected)
         if opts.tls:
             notes.append(_listen_note(opts, http, https))
             fname = f"certsmith-{opts.name}.conf"
-            changes.append(Change(str(site_avail / fname),
-                                  data=render_site(opts, detected).encode()))
+            changes.append(
+                Change(str(site_avail / fname), data=render_site(opts, detected).encode())
+            )
             if site_enabled is not None:
                 changes.append(Change(str(site_enabled / fname), link=str(site_avail / fname)))
             if detected.takeover:
                 rel = Path(detected.takeover).relative_to(root)
-                changes.append(Change(detected.takeover,
-                                      move_to=str(root / "certsmith-disabled" / rel)))
-                notes.append(f"your virtual host at {detected.blocks[0].where} is carried over "
-                             f"into {fname} and disabled ({detected.takeover} moved aside); "
-                             "'certsmith uninstall' puts it back")
-        return Plan(tuple(changes), tuple(notes),
-                    http_listens=tuple(listen.hostport(h, opts.http_port) for h in http),
-                    https_listens=tuple(listen.hostport(h, opts.https_port) for h in https)
-                    if opts.tls else ())
+                changes.append(
+                    Change(detected.takeover, move_to=str(root / "certsmith-disabled" / rel))
+                )
+                notes.append(
+                    f"your virtual host at {detected.blocks[0].where} is carried over "
+                    f"into {fname} and disabled ({detected.takeover} moved aside); "
+                    "'certsmith uninstall' puts it back"
+                )
+        return Plan(
+            tuple(changes),
+            tuple(notes),
+            http_listens=tuple(listen.hostport(h, opts.http_port) for h in http),
+            https_listens=tuple(listen.hostport(h, opts.https_port) for h in https)
+            if opts.tls
+            else (),
+        )
 
 
 def _listen_note(opts: SiteOptions, http: Sequence[str], https: Sequence[str]) -> str:
     why = "as you asked (--listen-address)" if opts.listen_addresses else "as your site does"
-    return ("listening on " + ", ".join(listen.hostport(h, opts.http_port) for h in http)
-            + " (HTTP) and " + ", ".join(listen.hostport(h, opts.https_port) for h in https)
-            + f" (HTTPS), {why}")
+    return (
+        "listening on "
+        + ", ".join(listen.hostport(h, opts.http_port) for h in http)
+        + " (HTTP) and "
+        + ", ".join(listen.hostport(h, opts.https_port) for h in https)
+        + f" (HTTPS), {why}"
+    )
 
 
 def _sockets(detected: Detected, port: int) -> list[str]:
@@ -316,8 +374,9 @@ def _sockets(detected: Detected, port: int) -> list[str]:
     return out
 
 
-def site_listens(opts: SiteOptions, detected: Detected
-                 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def site_listens(
+    opts: SiteOptions, detected: Detected
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(``<VirtualHost>`` hosts, hosts the site answers HTTP on, hosts for its HTTPS
     ``Listen``). The user's virtual host (or the default one) keeps its addresses (``*``,
     ``127.0.0.1``...); it answers on the ``Listen`` sockets of the HTTP port those accept, and
@@ -326,10 +385,11 @@ def site_listens(opts: SiteOptions, detected: Detected
         return opts.listen_addresses, opts.listen_addresses, opts.listen_addresses
     user = detected.blocks[0] if detected.blocks and detected.blocks[0].listens else None
     source = user or detected.default
-    vhost = listen.unique("*" if hp[0] == "_default_" else hp[0]
-                          for hp in (listen.parse_hostport(t, 0)
-                                     for t in (source.listens if source else ()))
-                          if hp is not None) or ("*",)
+    vhost = listen.unique(
+        "*" if hp[0] == "_default_" else hp[0]
+        for hp in (listen.parse_hostport(t, 0) for t in (source.listens if source else ()))
+        if hp is not None
+    ) or ("*",)
     sockets = _sockets(detected, opts.http_port)
     reach: list[str] = []
     for host in vhost:
@@ -341,8 +401,9 @@ def site_listens(opts: SiteOptions, detected: Detected
     return vhost, http, http
 
 
-def _listen_lines(opts: SiteOptions, http: Sequence[str], https: Sequence[str],
-                  detected: Detected) -> list[str]:
+def _listen_lines(
+    opts: SiteOptions, http: Sequence[str], https: Sequence[str], detected: Detected
+) -> list[str]:
     """The ``Listen`` directives the site needs and the server does not have yet."""
     lines = []
     wanted = [(h, opts.https_port, " https") for h in https]
@@ -356,7 +417,8 @@ def _listen_lines(opts: SiteOptions, http: Sequence[str], https: Sequence[str],
             raise ServerError(
                 f"Apache already listens on {', '.join(listen.hostport(h, port) for h in existing)}"
                 f"; certsmith will not add a Listen on every address of port {port} beside "
-                "them (it could not bind): pass --listen-address with the addresses to use")
+                "them (it could not bind): pass --listen-address with the addresses to use"
+            )
         lines.append(f"Listen {listen.hostport(host, port)}{proto}")
     return lines
 
@@ -364,20 +426,22 @@ def _listen_lines(opts: SiteOptions, http: Sequence[str], https: Sequence[str],
 def render_acme(challenge_dir: str) -> str:
     """The global challenge mapping (pure): every virtual host inherits it."""
     d = f"{challenge_dir}/{policy.ACME_CHALLENGE_SUBDIR}"
-    return "\n".join([
-        "# Managed by certsmith: HTTP-01 answers from certsmith's challenge directory.",
-        f'Alias {policy.ACME_CHALLENGE_PREFIX} "{d}/"',
-        f'<Directory "{d}">',
-        "    Require all granted",
-        "    ForceType text/plain",
-        "    Options None",
-        "    AllowOverride None",
-        "</Directory>",
-        "<IfModule proxy_module>",
-        f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
-        "</IfModule>",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Managed by certsmith: HTTP-01 answers from certsmith's challenge directory.",
+            f'Alias {policy.ACME_CHALLENGE_PREFIX} "{d}/"',
+            f'<Directory "{d}">',
+            "    Require all granted",
+            "    ForceType text/plain",
+            "    Options None",
+            "    AllowOverride None",
+            "</Directory>",
+            "<IfModule proxy_module>",
+            f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
+            "</IfModule>",
+            "",
+        ]
+    )
 
 
 def server_names(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -401,13 +465,18 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     if opts.proxy_to:
         need += ["proxy", "proxy_http"]
     source = detected.blocks[0] if detected.blocks else detected.default
-    lines = [f"# Managed by certsmith for {opts.name}; 'certsmith uninstall apache {opts.name}' "
-             "removes it."]
+    lines = [
+        f"# Managed by certsmith for {opts.name}; 'certsmith uninstall apache {opts.name}' "
+        "removes it."
+    ]
     if source is not None and not opts.proxy_to:
         lines.append(f"# Site content carried over from {source.where}.")
     for mod in need:  # always, guarded: -M also lists what an earlier certsmith file loaded
-        lines += [f"<IfModule !{mod}_module>",
-                  f"    LoadModule {mod}_module {moddir}/mod_{mod}.so", "</IfModule>"]
+        lines += [
+            f"<IfModule !{mod}_module>",
+            f"    LoadModule {mod}_module {moddir}/mod_{mod}.so",
+            "</IfModule>",
+        ]
     lines += _listen_lines(opts, http, https, detected)
     if opts.ocsp:
         lines.append("SSLStaplingCache shmcb:/tmp/certsmith-ocsp-stapling(128000)")
@@ -417,13 +486,15 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
         names.append(f"    ServerAlias {' '.join(aliases)}")
     if opts.proxy_to:
         target = opts.proxy_to.rstrip("/") + "/"
-        content = "\n".join([
-            "    ProxyPreserveHost On",
-            f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
-            f'    ProxyPass / "{target}" upgrade=websocket',
-            f'    ProxyPassReverse / "{target}"',
-            '    RequestHeader set X-Forwarded-Proto "https"',
-        ])
+        content = "\n".join(
+            [
+                "    ProxyPreserveHost On",
+                f"    ProxyPass {policy.ACME_CHALLENGE_PREFIX} !",
+                f'    ProxyPass / "{target}" upgrade=websocket',
+                f'    ProxyPassReverse / "{target}"',
+                '    RequestHeader set X-Forwarded-Proto "https"',
+            ]
+        )
     elif source is not None and source.body.strip():
         content = source.body
     else:
@@ -431,23 +502,33 @@ def render_site(opts: SiteOptions, detected: Detected) -> str:
     port = "" if opts.https_port == 443 else f":{opts.https_port}"
     lines += [_vhost_line(vhost, opts.http_port), *names]
     if opts.redirect:
-        lines += ["    RewriteEngine on",
-                  f"    RewriteCond %{{REQUEST_URI}} !{policy.ACME_CHALLENGE_REGEX}",
-                  f"    RewriteRule ^ https://%{{SERVER_NAME}}{port}%{{REQUEST_URI}} "
-                  f"[R={opts.redirect},L]"]
+        lines += [
+            "    RewriteEngine on",
+            f"    RewriteCond %{{REQUEST_URI}} !{policy.ACME_CHALLENGE_REGEX}",
+            f"    RewriteRule ^ https://%{{SERVER_NAME}}{port}%{{REQUEST_URI}} "
+            f"[R={opts.redirect},L]",
+        ]
     else:
-        lines.append(content.replace('RequestHeader set X-Forwarded-Proto "https"',
-                                     'RequestHeader set X-Forwarded-Proto "http"'))
-    lines += ["</VirtualHost>", _vhost_line(vhost, opts.https_port), *names,
-              "    SSLEngine on",
-              f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
-              f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
-              f"    SSLProtocol -all {' '.join('+' + v for v in policy.TLS_VERSIONS)}",
-              f"    SSLOpenSSLConfCmd Curves {policy.GROUPS_LIST}",
-              f"    SSLCipherSuite {policy.INTERMEDIATE_CIPHERS}",
-              "    SSLHonorCipherOrder off",
-              "    SSLSessionTickets off",
-              f"    SSLSessionCacheTimeout {policy.SESSION_TIMEOUT}"]
+        lines.append(
+            content.replace(
+                'RequestHeader set X-Forwarded-Proto "https"',
+                'RequestHeader set X-Forwarded-Proto "http"',
+            )
+        )
+    lines += [
+        "</VirtualHost>",
+        _vhost_line(vhost, opts.https_port),
+        *names,
+        "    SSLEngine on",
+        f"    SSLCertificateFile {opts.live_dir}/fullchain.pem",
+        f"    SSLCertificateKeyFile {opts.live_dir}/privkey.pem",
+        f"    SSLProtocol -all {' '.join('+' + v for v in policy.TLS_VERSIONS)}",
+        f"    SSLOpenSSLConfCmd Curves {policy.GROUPS_LIST}",
+        f"    SSLCipherSuite {policy.INTERMEDIATE_CIPHERS}",
+        "    SSLHonorCipherOrder off",
+        "    SSLSessionTickets off",
+        f"    SSLSessionCacheTimeout {policy.SESSION_TIMEOUT}",
+    ]
     if opts.ocsp:
         lines.append("    SSLUseStapling on")
     if opts.hsts:

@@ -65,51 +65,81 @@ class ServerConfig:
     restart: str = ""
 
     @classmethod
-    def from_env(cls, kind: Kind, env: dict[str, str] | None = None,
-                 defaults: Callable[[Path], tuple[str, str]] | None = None,
-                 default_root: str = "",
-                 default_restart: Callable[[Path], str] | None = None) -> ServerConfig:
+    def from_env(
+        cls,
+        kind: Kind,
+        env: dict[str, str] | None = None,
+        defaults: Callable[[Path], tuple[str, str]] | None = None,
+        default_root: str = "",
+        default_restart: Callable[[Path], str] | None = None,
+    ) -> ServerConfig:
         env = dict(os.environ) if env is None else env
         prefix = f"CERTSMITH_{kind.upper()}_"
         root = Path(env.get(prefix + "ROOT") or default_root).absolute()
         default_cmd, default_reload = defaults(root) if defaults else ("", "")
         cmd = tuple(shlex.split(env.get(prefix + "CMD") or default_cmd))
         reload = env.get(prefix + "RELOAD") or default_reload
-        restart = (env.get(prefix + "RESTART")
-                   or (default_restart(root) if default_restart else "") or reload)
+        restart = (
+            env.get(prefix + "RESTART")
+            or (default_restart(root) if default_restart else "")
+            or reload
+        )
         return cls(kind, root, cmd, reload, restart)
 
     def env_vars(self) -> dict[str, str]:
         """The variables that reproduce this configuration (saved for renewals)."""
         prefix = f"CERTSMITH_{self.kind.upper()}_"
-        return {prefix + "ROOT": str(self.root), prefix + "CMD": shlex.join(self.cmd),
-                prefix + "RELOAD": self.reload, prefix + "RESTART": self.restart}
+        return {
+            prefix + "ROOT": str(self.root),
+            prefix + "CMD": shlex.join(self.cmd),
+            prefix + "RELOAD": self.reload,
+            prefix + "RESTART": self.restart,
+        }
 
 
 def run(argv: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
     """Run a server command; a missing binary is a clear error, not a traceback."""
     try:
-        return subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                              timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError as exc:
-        raise ServerError(f"cannot run {what}: {argv[0]} not found (is the server installed?)"
-                          ) from exc
+        raise ServerError(
+            f"cannot run {what}: {argv[0]} not found (is the server installed?)"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise ServerError(f"{what} did not finish in {COMMAND_TIMEOUT}s") from exc
 
 
 def run_shell(command: str, what: str) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(command, shell=True, capture_output=True, text=True, check=False,
-                              timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
         raise ServerError(f"{what} did not finish in {COMMAND_TIMEOUT}s: {command}") from exc
 
 
 def last_lines(proc: subprocess.CompletedProcess[str], n: int = 3) -> str:
-    lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines()
-             if ln.strip() and "syntax is ok" not in ln and "test is successful" not in ln
-             and ln.strip() != "Syntax OK"]
+    lines = [
+        ln.strip()
+        for ln in (proc.stderr + "\n" + proc.stdout).splitlines()
+        if ln.strip()
+        and "syntax is ok" not in ln
+        and "test is successful" not in ln
+        and ln.strip() != "Syntax OK"
+    ]
     errors = [ln for ln in lines if "emerg" in ln or "rror" in ln or "fail" in ln.lower()]
     return " | ".join((errors or lines)[-n:]) or f"exit {proc.returncode}"
 
@@ -144,8 +174,8 @@ class Detected:
     """What the server's configuration says about the names, before any change."""
 
     blocks: tuple[Block, ...] = ()  # the user's blocks serving one of the names
-    default: Block | None = None    # the block answering unmatched names on the HTTP port
-    takeover: str | None = None     # the enabling entry of the user's site certsmith replaces
+    default: Block | None = None  # the block answering unmatched names on the HTTP port
+    takeover: str | None = None  # the enabling entry of the user's site certsmith replaces
     version: str = ""
     facts: dict[str, str] = field(default_factory=dict)
 
@@ -157,15 +187,15 @@ class SiteOptions:
     name: str
     names: tuple[str, ...]
     live_dir: str
-    tls: bool = True               # False: HTTP only, to answer the first challenge
-    redirect: int | None = None    # 301 | 302 | 307 | 308
-    hsts: int | None = None        # max-age seconds
+    tls: bool = True  # False: HTTP only, to answer the first challenge
+    redirect: int | None = None  # 301 | 302 | 307 | 308
+    hsts: int | None = None  # max-age seconds
     proxy_to: str | None = None
     http_port: int = 80
     https_port: int = 443
     listen_addresses: tuple[str, ...] = ()  # --listen-address; empty: as the user's site
-    challenge_dir: str = ""        # empty: no HTTP-01 mapping (a dns-01 lineage needs none)
-    ocsp: bool = False             # the certificate names an OCSP responder
+    challenge_dir: str = ""  # empty: no HTTP-01 mapping (a dns-01 lineage needs none)
+    ocsp: bool = False  # the certificate names an OCSP responder
     server_user: str = ""
     server_group: str = ""
 
@@ -195,7 +225,7 @@ class Plan:
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = ()
     deploy_files: tuple[FileTarget, ...] = ()
-    http_listens: tuple[str, ...] = ()   # where the site answers after the change (host:port)
+    http_listens: tuple[str, ...] = ()  # where the site answers after the change (host:port)
     https_listens: tuple[str, ...] = ()
 
     def owned(self) -> list[str]:
@@ -256,8 +286,9 @@ def _snapshot(path: Path) -> _Saved:
     if not path.exists():
         return _Saved(path, "missing")
     st = path.stat()
-    return _Saved(path, "file", data=path.read_bytes(), mode=st.st_mode & 0o7777,
-                  uid=st.st_uid, gid=st.st_gid)
+    return _Saved(
+        path, "file", data=path.read_bytes(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid
+    )
 
 
 def _restore(saved: _Saved) -> None:
@@ -307,8 +338,9 @@ class Transaction:
         self.installer = installer
         self.expect = tuple(expect)
 
-    def apply(self, plan: Plan, prepare: Callable[[], None] | None = None,
-              also_save: Sequence[str] = ()) -> None:
+    def apply(
+        self, plan: Plan, prepare: Callable[[], None] | None = None, also_save: Sequence[str] = ()
+    ) -> None:
         """``prepare`` runs first (it may write ``also_save`` paths, restored on failure)."""
         paths: list[Path] = [Path(p) for p in also_save]
         for change in plan.changes:
@@ -335,8 +367,11 @@ class Transaction:
             else:
                 detail = str(exc)
             if not activated:  # the running server never saw the new files
-                tail = ("nothing was changed" if isinstance(exc, OSError)
-                        else "the previous configuration was restored")
+                tail = (
+                    "nothing was changed"
+                    if isinstance(exc, OSError)
+                    else "the previous configuration was restored"
+                )
                 raise ServerError(f"{detail}; {tail}") from exc
             raise ServerError(f"{detail}; {self._recover()}") from exc
 
@@ -351,13 +386,16 @@ class Transaction:
             return
         shortfall = prove(self.expect)
         if shortfall is not None:
-            raise ServerError(f"{cfg.kind} {verb}ed, but the new configuration is not live: "
-                              f"{shortfall}")
+            raise ServerError(
+                f"{cfg.kind} {verb}ed, but the new configuration is not live: {shortfall}"
+            )
         # Live for new workers; old ones may still take a connection for a moment (a CA
         # validating at once would see the old configuration): wait until they stop.
         if not settle(self.installer.accepting_workers, old_workers):
-            raise ServerError(f"{cfg.kind} {verb}ed, but workers of the previous configuration "
-                              f"still accept connections after {SETTLE_TIMEOUT:.0f}s")
+            raise ServerError(
+                f"{cfg.kind} {verb}ed, but workers of the previous configuration "
+                f"still accept connections after {SETTLE_TIMEOUT:.0f}s"
+            )
 
     def _recover(self) -> str:
         """Bring the running server back to the restored files (a reload; a restart if it
@@ -373,15 +411,22 @@ class Transaction:
             commands.append(cfg.restart)
         for command in commands:
             with contextlib.suppress(CertsmithError):
-                if run_shell(command, f"{cfg.kind} rollback").returncode == 0 and \
-                        wait_serving(expect.host, expect.http_port):
-                    return (f"the previous configuration was restored and {cfg.kind} answers "
-                            f"on {expect.http_where} again (verified)")
+                if run_shell(command, f"{cfg.kind} rollback").returncode == 0 and wait_serving(
+                    expect.host, expect.http_port
+                ):
+                    return (
+                        f"the previous configuration was restored and {cfg.kind} answers "
+                        f"on {expect.http_where} again (verified)"
+                    )
         if answers_http(expect.host, expect.http_port):
-            return (f"the previous configuration was restored on disk; {cfg.kind} answers on "
-                    f"{expect.http_where}, but could not be reloaded ({cfg.reload})")
-        return (f"the previous configuration was restored, but {cfg.kind} is not running "
-                f"(nothing answers on {expect.http_where}): start it with '{cfg.restart}'")
+            return (
+                f"the previous configuration was restored on disk; {cfg.kind} answers on "
+                f"{expect.http_where}, but could not be reloaded ({cfg.reload})"
+            )
+        return (
+            f"the previous configuration was restored, but {cfg.kind} is not running "
+            f"(nothing answers on {expect.http_where}): start it with '{cfg.restart}'"
+        )
 
 
 def _rollback_files(saved: Sequence[_Saved], created_dirs: Sequence[Path]) -> None:
@@ -427,9 +472,12 @@ def describe(plan: Plan) -> str:
         new = change.data.decode() if change.data is not None else ""
         if change.removes:
             out.append(f"remove {change.path}")
-        diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                    fromfile=change.path if old else "/dev/null",
-                                    tofile=change.path if new else "/dev/null")
+        diff = difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=change.path if old else "/dev/null",
+            tofile=change.path if new else "/dev/null",
+        )
         text = "".join(diff)
         if text:
             out.append(text.rstrip("\n"))

@@ -65,8 +65,12 @@ def _q(value: str) -> str:
 
 def _modules_in(text: str) -> Counter[str]:
     """The modules a configuration's ``server.modules`` lines name (with repeats)."""
-    return Counter(re.findall(r'"(mod_\w+)"', " ".join(
-        re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", text, re.S))))
+    return Counter(
+        re.findall(
+            r'"(mod_\w+)"',
+            " ".join(re.findall(r"server\.modules\s*[+:]?=\s*\(([^)]*)\)", text, re.S)),
+        )
+    )
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -105,8 +109,10 @@ class LighttpdInstaller:
         if self._printed is None:
             proc = base.run([*self.config.cmd, "-p"], "lighttpd -p")
             if proc.returncode != 0:
-                raise ServerError("lighttpd -p cannot parse the configuration (fix it first; "
-                                  f"certsmith changed nothing): {base.last_lines(proc)}")
+                raise ServerError(
+                    "lighttpd -p cannot parse the configuration (fix it first; "
+                    f"certsmith changed nothing): {base.last_lines(proc)}"
+                )
             self._printed = proc.stdout
         return self._printed
 
@@ -152,8 +158,10 @@ class LighttpdInstaller:
 
     def _user_files(self) -> list[Path]:
         root = self.config.root
-        files = [root / "lighttpd.conf",
-                 *sorted(Path(p) for p in glob.glob(str(root / "conf-enabled" / "*.conf")))]
+        files = [
+            root / "lighttpd.conf",
+            *sorted(Path(p) for p in glob.glob(str(root / "conf-enabled" / "*.conf"))),
+        ]
         return [f for f in files if f.is_file() and "certsmith" not in f.name]
 
     def _own_modules(self) -> Counter[str]:
@@ -183,9 +191,12 @@ class LighttpdInstaller:
                 m = re.search(r'\$HTTP\["host"\]\s*(==|=~)\s*"([^"]*)"', line)
                 if m:
                     op, value = m.groups()
-                    hit = [n for n in wanted
-                           if (op == "==" and value.lower() == n)
-                           or (op == "=~" and _regex_hits(value, n))]
+                    hit = [
+                        n
+                        for n in wanted
+                        if (op == "==" and value.lower() == n)
+                        or (op == "=~" and _regex_hits(value, n))
+                    ]
                     if hit:
                         hosts.append(Block(str(f), i, tuple(hit)))
         if tls_here:
@@ -193,15 +204,20 @@ class LighttpdInstaller:
                 f"port {https_port} already has TLS settings in "
                 + ", ".join(b.where for b in tls_here)
                 + "; certsmith will not guess which certificate lighttpd should serve there. "
-                  "Remove that block, or install on another --https-port")
+                "Remove that block, or install on another --https-port"
+            )
         if len(hosts) > 1:
             raise AmbiguousSiteError(
-                f"{', '.join(names)} is configured in more than one $HTTP[\"host\"] block: "
-                + ", ".join(b.where for b in hosts) + "; certsmith will not guess")
-        facts = {"modules": " ".join(sorted(modules)), "user": self._setting("server.username"),
-                 "group": self._setting("server.groupname"),
-                 "listens": " ".join(listen.hostport(h, http_port)
-                                     for h in self.sockets(http_port))}
+                f'{", ".join(names)} is configured in more than one $HTTP["host"] block: '
+                + ", ".join(b.where for b in hosts)
+                + "; certsmith will not guess"
+            )
+        facts = {
+            "modules": " ".join(sorted(modules)),
+            "user": self._setting("server.username"),
+            "group": self._setting("server.groupname"),
+            "listens": " ".join(listen.hostport(h, http_port) for h in self.sockets(http_port)),
+        }
         return Detected(tuple(hosts), None, None, self.version(), facts)
 
     def plan(self, detected: Detected, opts: SiteOptions) -> Plan:
@@ -224,24 +240,34 @@ class LighttpdInstaller:
         http, https = site_listens(opts, detected)
         notes: list[str] = []
         if opts.tls:
-            why = "as you asked (--listen-address)" if opts.listen_addresses else \
-                "as your site does"
+            why = (
+                "as you asked (--listen-address)" if opts.listen_addresses else "as your site does"
+            )
             notes.append("listening on " + ", ".join(https) + f" (HTTPS), {why}")
             certdir = root / "certsmith" / opts.name
             separate = _version_tuple(detected.version or "0") >= (1, 4, 53)
             group = opts.server_group or None
             if separate:
-                files = (FileTarget("fullchain", str(certdir / "fullchain.pem"), mode=0o644),
-                         FileTarget("key", str(certdir / "privkey.pem"), group=group,
-                                    mode=0o640))
+                files = (
+                    FileTarget("fullchain", str(certdir / "fullchain.pem"), mode=0o644),
+                    FileTarget("key", str(certdir / "privkey.pem"), group=group, mode=0o640),
+                )
             else:
-                files = (FileTarget("combined", str(certdir / "combined.pem"), group=group,
-                                    mode=0o640),)
-            add(f"98-certsmith-{opts.name}.conf",
-                render_site(opts, modules, [t.path for t in files],
-                            https_hosts(opts, detected)), changes)
-        return Plan(tuple(changes), tuple(notes), files, http_listens=http,
-                    https_listens=https if opts.tls else ())
+                files = (
+                    FileTarget("combined", str(certdir / "combined.pem"), group=group, mode=0o640),
+                )
+            add(
+                f"98-certsmith-{opts.name}.conf",
+                render_site(opts, modules, [t.path for t in files], https_hosts(opts, detected)),
+                changes,
+            )
+        return Plan(
+            tuple(changes),
+            tuple(notes),
+            files,
+            http_listens=http,
+            https_listens=https if opts.tls else (),
+        )
 
 
 def https_hosts(opts: SiteOptions, detected: Detected) -> tuple[str, ...]:
@@ -249,17 +275,22 @@ def https_hosts(opts: SiteOptions, detected: Detected) -> tuple[str, ...]:
     site's addresses; certsmith adds no HTTP listener) or ``--listen-address``."""
     if opts.listen_addresses:
         return opts.listen_addresses
-    found = [hp[0] for hp in (listen.parse_hostport(t, opts.http_port)
-                              for t in detected.facts.get("listens", "").split())
-             if hp is not None]
+    found = [
+        hp[0]
+        for hp in (
+            listen.parse_hostport(t, opts.http_port)
+            for t in detected.facts.get("listens", "").split()
+        )
+        if hp is not None
+    ]
     return listen.unique(found) or ("",)
 
 
-def site_listens(opts: SiteOptions, detected: Detected
-                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def site_listens(opts: SiteOptions, detected: Detected) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(HTTP, HTTPS) host:port the site answers on after the change."""
-    http = tuple(detected.facts.get("listens", "").split()) or \
-        (listen.hostport("", opts.http_port),)
+    http = tuple(detected.facts.get("listens", "").split()) or (
+        listen.hostport("", opts.http_port),
+    )
     return http, tuple(listen.hostport(h, opts.https_port) for h in https_hosts(opts, detected))
 
 
@@ -276,13 +307,18 @@ def render_acme(challenge_dir: str, modules: set[str]) -> str:
     if "mod_alias" not in modules:
         lines.append('server.modules += ("mod_alias")')
     target = f"{challenge_dir}/{policy.ACME_CHALLENGE_SUBDIR}/"
-    lines += [f'$HTTP["url"] =~ "{policy.ACME_CHALLENGE_REGEX}" {{',
-              f'    alias.url += ({_q(policy.ACME_CHALLENGE_PREFIX)} => {_q(target)})', "}", ""]
+    lines += [
+        f'$HTTP["url"] =~ "{policy.ACME_CHALLENGE_REGEX}" {{',
+        f"    alias.url += ({_q(policy.ACME_CHALLENGE_PREFIX)} => {_q(target)})",
+        "}",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
-                hosts: Sequence[str] = ("",)) -> str:
+def render_site(
+    opts: SiteOptions, modules: set[str], pem: Sequence[str], hosts: Sequence[str] = ("",)
+) -> str:
     """certsmith's lighttpd site for one certificate (pure). ``pem``: (fullchain, key) or
     (combined,); ``hosts``: the addresses of its HTTPS sockets (one socket block each: a
     ``$SERVER["socket"]`` condition opens one listener)."""
@@ -293,8 +329,10 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
         need.append("mod_setenv")
     if opts.proxy_to:
         need.append("mod_proxy")
-    lines = [f"# Managed by certsmith for {opts.name}; 'certsmith uninstall lighttpd "
-             f"{opts.name}' removes it."]
+    lines = [
+        f"# Managed by certsmith for {opts.name}; 'certsmith uninstall lighttpd "
+        f"{opts.name}' removes it."
+    ]
     missing = [m for m in need if m not in modules]
     if missing:
         lines.append("server.modules += (" + ", ".join(_q(m) for m in missing) + ")")
@@ -302,13 +340,17 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
     start = len(lines)
     # Session tickets stay on: lighttpd keeps no session cache, and without ssl.stek-file it
     # makes a new ticket key every 8 hours (each valid a day), so tickets are how it resumes.
-    conf_cmd = (f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
-                '"Options" => "-ServerPreference", '
-                f'"CipherString" => {_q(policy.INTERMEDIATE_CIPHERS)}, '
-                f'"Groups" => {_q(policy.GROUPS_LIST)})')
-    lines += [f'$SERVER["socket"] == {_q(f"{addr}:{opts.https_port}")} {{',
-              '    ssl.engine = "enable"',
-              f"    ssl.pemfile = {_q(pem[0])}"]
+    conf_cmd = (
+        f'("MinProtocol" => {_q(policy.TLS_VERSIONS[0])}, '
+        '"Options" => "-ServerPreference", '
+        f'"CipherString" => {_q(policy.INTERMEDIATE_CIPHERS)}, '
+        f'"Groups" => {_q(policy.GROUPS_LIST)})'
+    )
+    lines += [
+        f'$SERVER["socket"] == {_q(f"{addr}:{opts.https_port}")} {{',
+        '    ssl.engine = "enable"',
+        f"    ssl.pemfile = {_q(pem[0])}",
+    ]
     if len(pem) > 1:
         lines.append(f"    ssl.privkey = {_q(pem[1])}")
     lines.append(f"    ssl.openssl.ssl-conf-cmd = {conf_cmd}")
@@ -316,34 +358,41 @@ def render_site(opts: SiteOptions, modules: set[str], pem: Sequence[str],
         # set-, not add-response-header: lighttpd takes a key from the last matching
         # condition, so the user's own add-response-header conditionals and HSTS would
         # replace each other; distinct keys are both applied.
-        lines.append('    setenv.set-response-header += ("Strict-Transport-Security" => '
-                     f'"max-age={opts.hsts}")')
+        lines.append(
+            '    setenv.set-response-header += ("Strict-Transport-Security" => '
+            f'"max-age={opts.hsts}")'
+        )
     if opts.proxy_to:
         from urllib.parse import urlsplit
 
         u = urlsplit(opts.proxy_to)
         port = u.port or (443 if u.scheme == "https" else 80)
-        lines += [f'    proxy.server = ("" => (("host" => {_q(u.hostname or "")}, '
-                  f'"port" => {port})))',
-                  '    proxy.header = ("upgrade" => "enable")',
-                  '    proxy.forwarded = ("for" => 1, "proto" => 1, "host" => 1)']
+        lines += [
+            f'    proxy.server = ("" => (("host" => {_q(u.hostname or "")}, "port" => {port})))',
+            '    proxy.header = ("upgrade" => "enable")',
+            '    proxy.forwarded = ("for" => 1, "proto" => 1, "host" => 1)',
+        ]
     lines.append("}")
-    settings = lines[start + 1:]  # (with its closing brace)
+    settings = lines[start + 1 :]  # (with its closing brace)
     for host in hosts[1:]:  # the same block for each further address of the site
-        lines += [f'$SERVER["socket"] == {_q(f"{listen.bracketed(host)}:{opts.https_port}")} {{',
-                  *settings]
+        lines += [
+            f'$SERVER["socket"] == {_q(f"{listen.bracketed(host)}:{opts.https_port}")} {{',
+            *settings,
+        ]
     if opts.redirect:
         https = "" if opts.https_port == 443 else f":{opts.https_port}"
         lines.append('$HTTP["scheme"] == "http" {')
         for name in opts.names:
             # The host regex is the innermost condition: %1 in url.redirect is its capture
             # (the host without its port), which a wildcard needs.
-            lines += [f'    $HTTP["url"] !~ "{policy.ACME_CHALLENGE_REGEX}" {{',
-                      f'        $HTTP["host"] =~ "{host_regex(name)}" {{',
-                      f'            url.redirect = ("" => "https://%1{https}'
-                      '${url.path}${qsa}")',
-                      f"            url.redirect-code = {opts.redirect}",
-                      "        }", "    }"]
+            lines += [
+                f'    $HTTP["url"] !~ "{policy.ACME_CHALLENGE_REGEX}" {{',
+                f'        $HTTP["host"] =~ "{host_regex(name)}" {{',
+                f'            url.redirect = ("" => "https://%1{https}${{url.path}}${{qsa}}")',
+                f"            url.redirect-code = {opts.redirect}",
+                "        }",
+                "    }",
+            ]
         lines.append("}")
     return "\n".join(lines) + "\n"
 

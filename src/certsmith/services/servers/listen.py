@@ -86,8 +86,7 @@ def unique(hosts: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(hosts))
 
 
-def parse_addresses(values: Sequence[str], option: str = "--listen-address"
-                    ) -> tuple[str, ...]:
+def parse_addresses(values: Sequence[str], option: str = "--listen-address") -> tuple[str, ...]:
     """``--listen-address`` values (repeated, or comma separated) as hosts; IP addresses only,
     so the server binds exactly what the user typed (``0.0.0.0`` and ``::`` mean every
     interface of that family)."""
@@ -99,7 +98,9 @@ def parse_addresses(values: Sequence[str], option: str = "--listen-address"
             try:
                 out.append(str(ipaddress.ip_address(raw)))
             except ValueError:
-                raise UsageError(f"{option} {text!r}: expected an IP address such as "
-                                 "127.0.0.1 or ::1 (repeat the option, or separate addresses "
-                                 "with commas)") from None
+                raise UsageError(
+                    f"{option} {text!r}: expected an IP address such as "
+                    "127.0.0.1 or ::1 (repeat the option, or separate addresses "
+                    "with commas)"
+                ) from None
     return unique(out)

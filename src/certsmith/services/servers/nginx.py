@@ -120,23 +120,32 @@ class NginxInstaller:
         import crossplane
 
         if not self.main_conf.is_file():
-            raise ServerError(f"no nginx configuration at {self.main_conf} "
-                              "(set CERTSMITH_NGINX_ROOT)")
-        payload = crossplane.parse(str(self.main_conf), check_ctx=False, check_args=False,
-                                   comments=False)
-        failed = [f"{e['file']}:{e.get('line') or '?'}: {e['error']}"
-                  for e in payload.get("errors", [])]
+            raise ServerError(
+                f"no nginx configuration at {self.main_conf} (set CERTSMITH_NGINX_ROOT)"
+            )
+        payload = crossplane.parse(
+            str(self.main_conf), check_ctx=False, check_args=False, comments=False
+        )
+        failed = [
+            f"{e['file']}:{e.get('line') or '?'}: {e['error']}" for e in payload.get("errors", [])
+        ]
         if failed:
-            raise ServerError("cannot parse the nginx configuration (fix it first; certsmith "
-                              "changed nothing): " + "; ".join(failed))
+            raise ServerError(
+                "cannot parse the nginx configuration (fix it first; certsmith "
+                "changed nothing): " + "; ".join(failed)
+            )
         config: list[dict[str, Any]] = payload["config"]
         return config
 
     def _servers(self, config: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
         """(file, server directive) for every ``http { server { } }`` block, includes followed."""
 
-        def walk(file_index: int, directives: list[dict[str, Any]], ctx: tuple[str, ...],
-                 seen: tuple[int, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+        def walk(
+            file_index: int,
+            directives: list[dict[str, Any]],
+            ctx: tuple[str, ...],
+            seen: tuple[int, ...],
+        ) -> Iterator[tuple[str, dict[str, Any]]]:
             for d in directives:
                 if d["directive"] == "include":
                     for i in d.get("includes", []):
@@ -159,22 +168,34 @@ class NginxInstaller:
         for file, srv in self._servers(config):
             per_file[file] = per_file.get(file, 0) + 1
             body = srv["block"]
-            server_names = tuple(a for d in body if d["directive"] == "server_name"
-                                 for a in d["args"])
+            server_names = tuple(
+                a for d in body if d["directive"] == "server_name" for a in d["args"]
+            )
             listens = [d["args"] for d in body if d["directive"] == "listen"] or [["80"]]
             ports = tuple(p for p in (_port(a) for a in listens) if p is not None)
             tls = any("ssl" in a[1:] for a in listens)
-            carried = [_mark_hsts(d, config) for d in body
-                       if not _NOT_CARRIED.match(d["directive"]) and not _is_acme_location(d)]
-            block = Block(file, srv["line"], server_names, ports, tls,
-                          render_directives(carried), tuple(" ".join(a) for a in listens))
+            carried = [
+                _mark_hsts(d, config)
+                for d in body
+                if not _NOT_CARRIED.match(d["directive"]) and not _is_acme_location(d)
+            ]
+            block = Block(
+                file,
+                srv["line"],
+                server_names,
+                ports,
+                tls,
+                render_directives(carried),
+                tuple(" ".join(a) for a in listens),
+            )
             if ours.search(file):
                 continue
             if any(name_matches(p, n) for p in server_names for n in wanted):
                 blocks.append(block)
             elif http_port in ports and (
-                    default is None
-                    or any("default_server" in a[1:] or "default" in a[1:] for a in listens)):
+                default is None
+                or any("default_server" in a[1:] or "default" in a[1:] for a in listens)
+            ):
                 default = block
         takeover = None
         relevant = [b for b in blocks if http_port in b.ports or https_port in b.ports]
@@ -183,16 +204,21 @@ class NginxInstaller:
                 f"{', '.join(names)} is served by more than one nginx server block: "
                 + ", ".join(b.where for b in relevant)
                 + "; certsmith will not guess which one to secure. Keep one (or move the "
-                  "others to other names) and run again")
+                "others to other names) and run again"
+            )
         if relevant:
             block = relevant[0]
-            extra = [n for n in block.names
-                     if not any(name_matches(n, w) for w in wanted) and n not in ("_", "")]
+            extra = [
+                n
+                for n in block.names
+                if not any(name_matches(n, w) for w in wanted) and n not in ("_", "")
+            ]
             if extra:
                 raise ServerError(
                     f"the server block at {block.where} also serves {', '.join(extra)}; "
                     "certsmith does not edit your files: get one certificate for all of its "
-                    "names, or move those names to another block")
+                    "names, or move those names to another block"
+                )
             takeover = self._enabling_entry(block, per_file)
         return Detected(tuple(relevant), default, takeover, self.version())
 
@@ -203,12 +229,14 @@ class NginxInstaller:
             raise ServerError(
                 f"{block.where} serves the name but {block.file} holds other server blocks "
                 "too; certsmith does not edit your files: move that block into a file of its "
-                "own (sites-available/ + sites-enabled/, or conf.d/) and run again")
+                "own (sites-available/ + sites-enabled/, or conf.d/) and run again"
+            )
         if path.parent in (root / "sites-enabled", root / "conf.d"):
             return str(path)
         raise ServerError(
             f"{block.where} serves the name from a file certsmith cannot disable without "
-            "editing it; move that block into sites-available/ + sites-enabled/ (or conf.d/)")
+            "editing it; move that block into sites-available/ + sites-enabled/ (or conf.d/)"
+        )
 
     # -- plan -----------------------------------------------------------------------------
 
@@ -230,23 +258,28 @@ class NginxInstaller:
         notes = [_listen_note(opts, http, https)]
         if detected.takeover:
             rel = Path(detected.takeover).relative_to(self.config.root)
-            changes.append(Change(detected.takeover,
-                                  move_to=str(self.config.root / "certsmith-disabled" / rel)))
-            notes.append(f"your block at {detected.blocks[0].where} is carried over into "
-                         f"{fname} and disabled ({detected.takeover} moved aside); "
-                         "'certsmith uninstall' puts it back")
-        return Plan(tuple(changes), tuple(notes),
-                    http_listens=tuple(listen.hostport(h, p) for h, p, _ in http),
-                    https_listens=tuple(listen.hostport(h, p) for h, p, _ in https
-                                        if opts.tls))
+            changes.append(
+                Change(
+                    detected.takeover, move_to=str(self.config.root / "certsmith-disabled" / rel)
+                )
+            )
+            notes.append(
+                f"your block at {detected.blocks[0].where} is carried over into "
+                f"{fname} and disabled ({detected.takeover} moved aside); "
+                "'certsmith uninstall' puts it back"
+            )
+        return Plan(
+            tuple(changes),
+            tuple(notes),
+            http_listens=tuple(listen.hostport(h, p) for h, p, _ in http),
+            https_listens=tuple(listen.hostport(h, p) for h, p, _ in https if opts.tls),
+        )
 
 
-def _listen_note(opts: SiteOptions, http: Sequence[Listen],
-                 https: Sequence[Listen]) -> str:
+def _listen_note(opts: SiteOptions, http: Sequence[Listen], https: Sequence[Listen]) -> str:
     where = ", ".join(listen.hostport(h, p) for h, p, _ in http)
     if opts.tls:
-        where += " (HTTP) and " + ", ".join(listen.hostport(h, p) for h, p, _ in https) + \
-            " (HTTPS)"
+        where += " (HTTP) and " + ", ".join(listen.hostport(h, p) for h, p, _ in https) + " (HTTPS)"
     why = "as you asked (--listen-address)" if opts.listen_addresses else "as your site does"
     return f"listening on {where}, {why}"
 
@@ -266,8 +299,10 @@ def site_listens(opts: SiteOptions, detected: Detected) -> tuple[list[Listen], l
     (``ipv6only=off``, ``default_server``, ``proxy_protocol``...) are kept only for the user's
     own block, which certsmith replaces: the default server keeps its own."""
     if opts.listen_addresses:
-        return ([(h, opts.http_port, ()) for h in opts.listen_addresses],
-                [(h, opts.https_port, ()) for h in opts.listen_addresses])
+        return (
+            [(h, opts.http_port, ()) for h in opts.listen_addresses],
+            [(h, opts.https_port, ()) for h in opts.listen_addresses],
+        )
     user = detected.blocks[0] if detected.blocks and detected.blocks[0].listens else None
     source = user or detected.default
     parsed = [p for p in map(_parse_listen, source.listens if source else ()) if p is not None]
@@ -279,12 +314,21 @@ def site_listens(opts: SiteOptions, detected: Detected) -> tuple[list[Listen], l
         # a listener on the other port takes only what decides the address family
         return tuple(p for p in out if p.startswith("ipv6only=")) if derived else out
 
-    on_http = [(h, opts.http_port, keep(params, False))
-               for h, port, params in parsed if port == opts.http_port]
-    on_https = [(h, opts.https_port, keep(params, False))
-                for h, port, params in parsed if port == opts.https_port]
-    http = on_http or [(h, opts.http_port, keep(params, True)) for h, _, params in on_https] \
+    on_http = [
+        (h, opts.http_port, keep(params, False))
+        for h, port, params in parsed
+        if port == opts.http_port
+    ]
+    on_https = [
+        (h, opts.https_port, keep(params, False))
+        for h, port, params in parsed
+        if port == opts.https_port
+    ]
+    http = (
+        on_http
+        or [(h, opts.http_port, keep(params, True)) for h, _, params in on_https]
         or [("", opts.http_port, ())]
+    )
     https = on_https or [(h, opts.https_port, keep(params, True)) for h, _, params in http]
     return _dedupe(http), _dedupe(https)
 
@@ -302,14 +346,18 @@ def _mark_hsts(d: dict[str, Any], config: list[dict[str, Any]]) -> dict[str, Any
     if "block" not in d:
         return d
     block = [_mark_hsts(c, config) for c in d["block"]]
-    if d["directive"] in ("location", "if") and _sets_headers(block, config) \
-            and not _sets_hsts(block):
+    if (
+        d["directive"] in ("location", "if")
+        and _sets_headers(block, config)
+        and not _sets_hsts(block)
+    ):
         block = [{"directive": HSTS_MARK, "args": []}, *block]
     return {**d, "block": block}
 
 
-def _sets_headers(block: list[dict[str, Any]], config: list[dict[str, Any]],
-                  seen: tuple[int, ...] = ()) -> bool:
+def _sets_headers(
+    block: list[dict[str, Any]], config: list[dict[str, Any]], seen: tuple[int, ...] = ()
+) -> bool:
     for c in block:
         if c["directive"] == "add_header":
             return True
@@ -321,8 +369,12 @@ def _sets_headers(block: list[dict[str, Any]], config: list[dict[str, Any]],
 
 
 def _sets_hsts(block: list[dict[str, Any]]) -> bool:
-    return any(c["directive"] == "add_header" and c["args"]
-               and c["args"][0].lower() == "strict-transport-security" for c in block)
+    return any(
+        c["directive"] == "add_header"
+        and c["args"]
+        and c["args"][0].lower() == "strict-transport-security"
+        for c in block
+    )
 
 
 def _with_hsts(content: str, hsts: int | None) -> str:
@@ -331,7 +383,7 @@ def _with_hsts(content: str, hsts: int | None) -> str:
     for line in content.splitlines():
         if line.strip() == f"{HSTS_MARK};":
             if hsts:
-                pad = line[:len(line) - len(line.lstrip())]
+                pad = line[: len(line) - len(line.lstrip())]
                 out.append(f'{pad}add_header Strict-Transport-Security "max-age={hsts}" always;')
             continue
         out.append(line)
@@ -339,8 +391,9 @@ def _with_hsts(content: str, hsts: int | None) -> str:
 
 
 def _is_acme_location(d: dict[str, Any]) -> bool:
-    return d["directive"] == "location" and any(policy.ACME_CHALLENGE_SUBDIR in a
-                                                for a in d["args"])
+    return d["directive"] == "location" and any(
+        policy.ACME_CHALLENGE_SUBDIR in a for a in d["args"]
+    )
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -354,27 +407,30 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
     var = "certsmith_upgrade_" + re.sub(r"[^a-z0-9]", "_", opts.name.lower())
     source = detected.blocks[0] if detected.blocks else detected.default
     if opts.proxy_to:
-        content = "\n".join([
-            "    location / {",
-            f"        proxy_pass {opts.proxy_to};",
-            "        proxy_http_version 1.1;",
-            "        proxy_set_header Host $host;",
-            "        proxy_set_header Upgrade $http_upgrade;",
-            f"        proxy_set_header Connection ${var};",
-            "        proxy_set_header X-Real-IP $remote_addr;",
-            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-            "        proxy_set_header X-Forwarded-Proto $scheme;",
-            "        proxy_set_header X-Forwarded-Host $host;",
-            "        proxy_set_header X-Forwarded-Port $server_port;",
-            "        proxy_read_timeout 1h;",
-            "        proxy_send_timeout 1h;",
-            "    }",
-        ])
+        content = "\n".join(
+            [
+                "    location / {",
+                f"        proxy_pass {opts.proxy_to};",
+                "        proxy_http_version 1.1;",
+                "        proxy_set_header Host $host;",
+                "        proxy_set_header Upgrade $http_upgrade;",
+                f"        proxy_set_header Connection ${var};",
+                "        proxy_set_header X-Real-IP $remote_addr;",
+                "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                "        proxy_set_header X-Forwarded-Proto $scheme;",
+                "        proxy_set_header X-Forwarded-Host $host;",
+                "        proxy_set_header X-Forwarded-Port $server_port;",
+                "        proxy_read_timeout 1h;",
+                "        proxy_send_timeout 1h;",
+                "    }",
+            ]
+        )
     elif source is not None and source.body.strip():
         content = source.body
     else:
-        content = ("    root /var/www/html;\n"
-                   "    location / {\n        try_files $uri $uri/ =404;\n    }")
+        content = (
+            "    root /var/www/html;\n    location / {\n        try_files $uri $uri/ =404;\n    }"
+        )
     lines = [
         f"# Managed by certsmith for {opts.name}; 'certsmith uninstall nginx {opts.name}' "
         "removes it.",
@@ -383,19 +439,24 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
         lines.append(f"# Site content carried over from {source.where}.")
     if opts.proxy_to:
         lines += [f"map $http_upgrade ${var} {{", "    default upgrade;", "    '' close;", "}"]
-    challenge = [
-        f"    location ^~ {policy.ACME_CHALLENGE_PREFIX} {{",
-        f"        root {opts.challenge_dir};",
-        "        default_type text/plain;",
-        "        try_files $uri =404;",
-        "    }",
-    ] if opts.challenge_dir else []
-    lines += ["server {", *_listen_lines(http_listens, ""), f"    server_name {names};",
-              *challenge]
+    challenge = (
+        [
+            f"    location ^~ {policy.ACME_CHALLENGE_PREFIX} {{",
+            f"        root {opts.challenge_dir};",
+            "        default_type text/plain;",
+            "        try_files $uri =404;",
+            "    }",
+        ]
+        if opts.challenge_dir
+        else []
+    )
+    lines += ["server {", *_listen_lines(http_listens, ""), f"    server_name {names};", *challenge]
     if opts.tls and opts.redirect:
-        lines += ["    location / {",
-                  f"        return {opts.redirect} {opts.https_base('$host')}$request_uri;",
-                  "    }"]
+        lines += [
+            "    location / {",
+            f"        return {opts.redirect} {opts.https_base('$host')}$request_uri;",
+            "    }",
+        ]
     else:
         lines.append(_with_hsts(content, None))
     lines.append("}")
@@ -418,8 +479,11 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
             "    ssl_session_tickets off;",
         ]
         if opts.ocsp:
-            lines += ["    ssl_stapling on;", "    ssl_stapling_verify on;",
-                      f"    ssl_trusted_certificate {live}/chain.pem;"]
+            lines += [
+                "    ssl_stapling on;",
+                "    ssl_stapling_verify on;",
+                f"    ssl_trusted_certificate {live}/chain.pem;",
+            ]
         if opts.hsts:
             lines.append(f'    add_header Strict-Transport-Security "max-age={opts.hsts}" always;')
         lines += [_with_hsts(content, opts.hsts), "}"]
@@ -427,8 +491,10 @@ def render_site(opts: SiteOptions, detected: Detected, version: str) -> str:
 
 
 def _listen_lines(listens: Sequence[Listen], ssl: str) -> list[str]:
-    return ["    listen " + " ".join([listen.hostport(h, p), *([ssl] if ssl else []), *params])
-            + ";" for h, p, params in listens]
+    return [
+        "    listen " + " ".join([listen.hostport(h, p), *([ssl] if ssl else []), *params]) + ";"
+        for h, p, params in listens
+    ]
 
 
 def installer(env: dict[str, str] | None = None) -> NginxInstaller:

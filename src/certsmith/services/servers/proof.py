@@ -101,19 +101,24 @@ def served_leaf(host: str, port: int, sni: str | None, timeout: float = 3.0) -> 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as raw, \
-            ctx.wrap_socket(raw, server_hostname=sni) as tls:
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     if not der:
         raise OSError("no certificate presented")
     return der
 
 
-def http_get(host: str, port: int, hostname: str, path: str,
-             timeout: float = 3.0) -> tuple[int, str, bytes]:
+def http_get(
+    host: str, port: int, hostname: str, path: str, timeout: float = 3.0
+) -> tuple[int, str, bytes]:
     """(status, Location, body) of one plain-HTTP GET with ``Host: hostname``."""
-    request = (f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n"
-               "User-Agent: certsmith\r\n\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\nConnection: close\r\n"
+        "User-Agent: certsmith\r\n\r\n"
+    ).encode()
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(request)
         data = b""
@@ -168,33 +173,42 @@ def missing(expect: Expectation) -> str | None:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
             return f"nothing answers TLS on {where} ({reason})"
         if der != expect.leaf_der:
-            return (f"{where} serves certificate serial {serial_of(der)} for {expect.hostname}, "
-                    f"not the installed {serial_of(expect.leaf_der)}")
+            return (
+                f"{where} serves certificate serial {serial_of(der)} for {expect.hostname}, "
+                f"not the installed {serial_of(expect.leaf_der)}"
+            )
     if expect.redirect is not None:
         status, location = expect.redirect
         try:
-            got, got_location, _body = http_get(expect.host, expect.http_port,
-                                                expect.hostname, REDIRECT_PROBE)
+            got, got_location, _body = http_get(
+                expect.host, expect.http_port, expect.hostname, REDIRECT_PROBE
+            )
         except OSError as exc:
             return f"no answer to the redirect check on {expect.http_where} ({exc})"
         if (got, got_location) != (status, location):
-            return (f"http://{expect.hostname}{REDIRECT_PROBE} on {expect.http_where} answers "
-                    f"{got} {got_location or '(no Location)'}, not {status} {location}")
+            return (
+                f"http://{expect.hostname}{REDIRECT_PROBE} on {expect.http_where} answers "
+                f"{got} {got_location or '(no Location)'}, not {status} {location}"
+            )
     if expect.probe is not None:
         path, body = expect.probe
         try:
-            got, _location, got_body = http_get(expect.host, expect.http_port,
-                                                expect.hostname, path)
+            got, _location, got_body = http_get(
+                expect.host, expect.http_port, expect.hostname, path
+            )
         except OSError as exc:
             return f"no answer to the challenge check on {expect.http_where} ({exc})"
         if got != 200 or got_body.strip() != body:
-            return (f"http://{expect.hostname}{path} on {expect.http_where} answers {got}, "
-                    "not the file in certsmith's challenge directory")
+            return (
+                f"http://{expect.hostname}{path} on {expect.http_where} answers {got}, "
+                "not the file in certsmith's challenge directory"
+            )
     return None
 
 
-def prove(expect: Expectation | Sequence[Expectation],
-          timeout: float = PROOF_TIMEOUT) -> str | None:
+def prove(
+    expect: Expectation | Sequence[Expectation], timeout: float = PROOF_TIMEOUT
+) -> str | None:
     """Poll ``missing`` until everything holds (None) or ``timeout``: the last shortfall.
     Several expectations (one per address the site listens on) must all hold."""
     pending = [expect] if isinstance(expect, Expectation) else list(expect)

@@ -64,13 +64,16 @@ def children(parent: int) -> list[tuple[int, bytes]]:
 
 def nginx_accepting(master: int) -> frozenset[int]:
     """nginx worker processes of ``master`` that have not begun a graceful shutdown."""
-    return frozenset(pid for pid, cmd in children(master)
-                     if cmd.startswith(b"nginx: worker process")
-                     and b"shutting down" not in cmd)
+    return frozenset(
+        pid
+        for pid, cmd in children(master)
+        if cmd.startswith(b"nginx: worker process") and b"shutting down" not in cmd
+    )
 
 
-def settle(accepting: Callable[[], frozenset[int]], old: frozenset[int],
-           timeout: float = SETTLE_TIMEOUT) -> bool:
+def settle(
+    accepting: Callable[[], frozenset[int]], old: frozenset[int], timeout: float = SETTLE_TIMEOUT
+) -> bool:
     """Wait until none of ``old`` still accepts; False if some still do after ``timeout``."""
     deadline = time.monotonic() + timeout
     pause = 0.005

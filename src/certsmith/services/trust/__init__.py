@@ -56,8 +56,12 @@ def load_root(home: Path, *, create: bool) -> tuple[Root, bool] | None:
         ca.ensure()
         created = True
     root_der = ca.root_der()
-    return Root(der.pem("CERTIFICATE", root_der), root_der, ca.path / "root.pem",
-                hashlib.sha256(root_der).hexdigest()), created
+    return Root(
+        der.pem("CERTIFICATE", root_der),
+        root_der,
+        ca.path / "root.pem",
+        hashlib.sha256(root_der).hexdigest(),
+    ), created
 
 
 def _run(home: Path, action: str, kinds: Sequence[str] | None) -> TrustResult | None:
@@ -96,15 +100,14 @@ def env_hints(root: Root, reports: Sequence[Report]) -> list[str]:
 
     hints = [f"NODE_EXTRA_CA_CERTS={root.path}    # Node.js uses its own CA list"]
     flavour = detect()
-    system_ok = any(r.store.startswith("system") and r.state in ("trusted", "installed")
-                    for r in reports)
+    system_ok = any(
+        r.store.startswith("system") and r.state in ("trusted", "installed") for r in reports
+    )
     if flavour is not None and system_ok:
         hints.append(f"REQUESTS_CA_BUNDLE={flavour.bundle}    # Python requests/certifi")
     else:
-        hints.append(f"REQUESTS_CA_BUNDLE={root.path}    # Python requests/certifi "
-                     "(this CA only)")
+        hints.append(f"REQUESTS_CA_BUNDLE={root.path}    # Python requests/certifi (this CA only)")
     return hints
 
 
-__all__ = ["KINDS", "SKIPPED", "Report", "Root", "TrustResult", "install", "status",
-           "uninstall"]
+__all__ = ["KINDS", "SKIPPED", "Report", "Root", "TrustResult", "install", "status", "uninstall"]

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 State = Literal[
-    "trusted",      # status: the root is in this store
+    "trusted",  # status: the root is in this store
     "not trusted",  # status: the store exists, the root is not in it
-    "installed",    # install: added now
-    "removed",      # uninstall: taken out now
-    "missing",      # the store or its tool is not on this machine: skipped
-    "read-only",    # cannot be changed by this user: skipped
-    "failed",       # the tool failed; the other stores still ran
+    "installed",  # install: added now
+    "removed",  # uninstall: taken out now
+    "missing",  # the store or its tool is not on this machine: skipped
+    "read-only",  # cannot be changed by this user: skipped
+    "failed",  # the tool failed; the other stores still ran
 ]
 SKIPPED: frozenset[str] = frozenset({"missing", "read-only"})
 
@@ -43,8 +43,12 @@ class Report:
     detail: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {"store": self.store, "location": self.location, "state": self.state,
-                "detail": self.detail}
+        return {
+            "store": self.store,
+            "location": self.location,
+            "state": self.state,
+            "detail": self.detail,
+        }
 
 
 class TrustStore(Protocol):
@@ -57,15 +61,23 @@ class TrustStore(Protocol):
     def uninstall(self, root: Root) -> list[Report]: ...
 
 
-def run_tool(cmd: Sequence[str], timeout: float = 120,
-             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    cmd: Sequence[str], timeout: float = 120, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a store's tool; never raises for a non-zero exit (the caller reports it)."""
     try:
         if stdin is not None:
-            return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                                  check=False, input=stdin)
-        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                              check=False, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                list(cmd), capture_output=True, text=True, timeout=timeout, check=False, input=stdin
+            )
+        return subprocess.run(
+            list(cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(list(cmd), 127, "", str(exc))
 

@@ -16,8 +16,10 @@ def find_cacerts(keytool: str) -> Path | None:
     if os.environ.get("JAVA_HOME"):
         candidates.append(Path(os.environ["JAVA_HOME"]) / "lib" / "security" / "cacerts")
     java_home = Path(os.path.realpath(keytool)).parent.parent
-    candidates += [java_home / "lib" / "security" / "cacerts",
-                   java_home / "jre" / "lib" / "security" / "cacerts"]
+    candidates += [
+        java_home / "lib" / "security" / "cacerts",
+        java_home / "jre" / "lib" / "security" / "cacerts",
+    ]
     for path in candidates:
         if path.exists():
             return Path(os.path.realpath(path))
@@ -43,7 +45,7 @@ class JavaStore:
         proc = run_tool([keytool, "-list", "-keystore", str(cacerts), "-storepass", STOREPASS])
         if proc.returncode != 0:
             return None
-        want = ":".join(root.sha256[i:i + 2] for i in range(0, 64, 2)).upper()
+        want = ":".join(root.sha256[i : i + 2] for i in range(0, 64, 2)).upper()
         aliases = []
         alias = ""
         for line in proc.stdout.splitlines():
@@ -73,9 +75,22 @@ class JavaStore:
             return [Report("java", str(cacerts), "trusted", "already")]
         if not os.access(cacerts, os.W_OK):
             return [Report("java", str(cacerts), "read-only", "not writable by this user")]
-        proc = run_tool([keytool, "-importcert", "-noprompt", "-trustcacerts", "-alias",
-                         root.label, "-file", str(root.path), "-keystore", str(cacerts),
-                         "-storepass", STOREPASS])
+        proc = run_tool(
+            [
+                keytool,
+                "-importcert",
+                "-noprompt",
+                "-trustcacerts",
+                "-alias",
+                root.label,
+                "-file",
+                str(root.path),
+                "-keystore",
+                str(cacerts),
+                "-storepass",
+                STOREPASS,
+            ]
+        )
         if proc.returncode != 0:
             return [Report("java", str(cacerts), "failed", first_line(proc))]
         return [Report("java", str(cacerts), "installed")]
@@ -91,8 +106,18 @@ class JavaStore:
         if not os.access(cacerts, os.W_OK):
             return [Report("java", str(cacerts), "read-only", "not writable by this user")]
         for alias in aliases:
-            proc = run_tool([keytool, "-delete", "-alias", alias, "-keystore", str(cacerts),
-                             "-storepass", STOREPASS])
+            proc = run_tool(
+                [
+                    keytool,
+                    "-delete",
+                    "-alias",
+                    alias,
+                    "-keystore",
+                    str(cacerts),
+                    "-storepass",
+                    STOREPASS,
+                ]
+            )
             if proc.returncode != 0:
                 return [Report("java", str(cacerts), "failed", first_line(proc))]
         return [Report("java", str(cacerts), "removed")]

@@ -62,11 +62,19 @@ class NssStore:
     def _each(self) -> list[tuple[Path, str]] | Report:
         dbs = find_databases(self.home)
         if not dbs:
-            return Report("nss", str((self.home or Path.home()) / ".pki/nssdb"), "missing",
-                          "no NSS database (start Chrome/Chromium or Firefox once)")
+            return Report(
+                "nss",
+                str((self.home or Path.home()) / ".pki/nssdb"),
+                "missing",
+                "no NSS database (start Chrome/Chromium or Firefox once)",
+            )
         if self.certutil is None:
-            return Report("nss", str(dbs[0][0]), "missing",
-                          "certutil not found (Debian/Ubuntu: libnss3-tools, Fedora: nss-tools)")
+            return Report(
+                "nss",
+                str(dbs[0][0]),
+                "missing",
+                "certutil not found (Debian/Ubuntu: libnss3-tools, Fedora: nss-tools)",
+            )
         return dbs
 
     def _has(self, spec: str, root: Root) -> bool:
@@ -81,8 +89,10 @@ class NssStore:
         dbs = self._each()
         if isinstance(dbs, Report):
             return [dbs]
-        return [Report("nss", str(d), "trusted" if self._has(spec, root) else "not trusted")
-                for d, spec in dbs]
+        return [
+            Report("nss", str(d), "trusted" if self._has(spec, root) else "not trusted")
+            for d, spec in dbs
+        ]
 
     def _create_chrome_db(self) -> Path | Report | None:
         """Create ``~/.pki/nssdb`` where Chrome/Chromium look for it, if it is missing and
@@ -116,14 +126,31 @@ class NssStore:
             if not _writable(directory):
                 out.append(Report("nss", str(directory), "read-only", "not writable by this user"))
                 continue
-            proc = run_tool([self.certutil, "-A", "-d", spec, "-t", "C,,", "-n", root.label,
-                             "-i", str(root.path)])
+            proc = run_tool(
+                [
+                    self.certutil,
+                    "-A",
+                    "-d",
+                    spec,
+                    "-t",
+                    "C,,",
+                    "-n",
+                    root.label,
+                    "-i",
+                    str(root.path),
+                ]
+            )
             if proc.returncode != 0 or not self._has(spec, root):
                 out.append(Report("nss", str(directory), "failed", first_line(proc)))
             else:
-                out.append(Report("nss", str(directory), "installed",
-                                  "created the database (Chrome/Chromium)"
-                                  if directory == created else ""))
+                out.append(
+                    Report(
+                        "nss",
+                        str(directory),
+                        "installed",
+                        "created the database (Chrome/Chromium)" if directory == created else "",
+                    )
+                )
         return out
 
     def uninstall(self, root: Root) -> list[Report]:

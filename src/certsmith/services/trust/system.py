@@ -31,15 +31,36 @@ class Flavour:
 
 
 FLAVOURS = (
-    Flavour("debian", Path("/usr/local/share/ca-certificates"), ".crt",
-            ("update-ca-certificates",), Path("/etc/ssl/certs/ca-certificates.crt"),
-            Path("/etc/ssl/certs"), Path("/etc/ca-certificates/update.d")),
-    Flavour("fedora", Path("/etc/pki/ca-trust/source/anchors"), ".pem",
-            ("update-ca-trust", "extract"), Path("/etc/pki/tls/certs/ca-bundle.crt")),
-    Flavour("arch", Path("/etc/ca-certificates/trust-source/anchors"), ".crt",
-            ("update-ca-trust",), Path("/etc/ssl/certs/ca-certificates.crt")),
-    Flavour("suse", Path("/etc/pki/trust/anchors"), ".pem",
-            ("update-ca-certificates",), Path("/etc/ssl/ca-bundle.pem")),
+    Flavour(
+        "debian",
+        Path("/usr/local/share/ca-certificates"),
+        ".crt",
+        ("update-ca-certificates",),
+        Path("/etc/ssl/certs/ca-certificates.crt"),
+        Path("/etc/ssl/certs"),
+        Path("/etc/ca-certificates/update.d"),
+    ),
+    Flavour(
+        "fedora",
+        Path("/etc/pki/ca-trust/source/anchors"),
+        ".pem",
+        ("update-ca-trust", "extract"),
+        Path("/etc/pki/tls/certs/ca-bundle.crt"),
+    ),
+    Flavour(
+        "arch",
+        Path("/etc/ca-certificates/trust-source/anchors"),
+        ".crt",
+        ("update-ca-trust",),
+        Path("/etc/ssl/certs/ca-certificates.crt"),
+    ),
+    Flavour(
+        "suse",
+        Path("/etc/pki/trust/anchors"),
+        ".pem",
+        ("update-ca-certificates",),
+        Path("/etc/ssl/ca-bundle.pem"),
+    ),
 )
 
 
@@ -75,8 +96,12 @@ class SystemStore:
         return self.flavour.anchors / f"{root.label}{self.flavour.suffix}"
 
     def _missing(self) -> Report:
-        return Report("system", "-", "missing",
-                      "no update-ca-certificates, update-ca-trust or trust command found")
+        return Report(
+            "system",
+            "-",
+            "missing",
+            "no update-ca-certificates, update-ca-trust or trust command found",
+        )
 
     def status(self, root: Root) -> list[Report]:
         if self.flavour is None:
@@ -87,16 +112,24 @@ class SystemStore:
             return [Report(self._name(), "p11-kit", "trusted" if found else "not trusted")]
         anchor = self._anchor(root)
         trusted = anchor.is_file() and bundle_has(self.flavour.bundle, root)
-        return [Report(self._name(), str(anchor if anchor.exists() else self.flavour.anchors),
-                       "trusted" if trusted else "not trusted")]
+        return [
+            Report(
+                self._name(),
+                str(anchor if anchor.exists() else self.flavour.anchors),
+                "trusted" if trusted else "not trusted",
+            )
+        ]
 
     def install(self, root: Root) -> list[Report]:
         if self.flavour is None:
             return self._trust_anchor(root, remove=False)
         anchor = self._anchor(root)
         where = str(anchor)
-        if anchor.is_file() and anchor.read_bytes() == root.pem and bundle_has(
-                self.flavour.bundle, root):
+        if (
+            anchor.is_file()
+            and anchor.read_bytes() == root.pem
+            and bundle_has(self.flavour.bundle, root)
+        ):
             return [Report(self._name(), where, "trusted", "already")]
         if not os.access(self.flavour.anchors, os.W_OK):
             return [Report(self._name(), where, "read-only", "run as root to change it")]
@@ -140,10 +173,17 @@ class SystemStore:
             return [self._missing()]
         current = self.status(root)[0].state == "trusted"
         if current != remove:
-            return [Report(self._name(), "p11-kit", "trusted" if current else "not trusted",
-                           "already" if current else "nothing to remove")]
-        proc = run_tool([self.trust_cmd, "anchor", "--remove" if remove else "--store",
-                         str(root.path)])
+            return [
+                Report(
+                    self._name(),
+                    "p11-kit",
+                    "trusted" if current else "not trusted",
+                    "already" if current else "nothing to remove",
+                )
+            ]
+        proc = run_tool(
+            [self.trust_cmd, "anchor", "--remove" if remove else "--store", str(root.path)]
+        )
         if proc.returncode != 0:
             return [Report(self._name(), "p11-kit", "failed", first_line(proc))]
         return [Report(self._name(), "p11-kit", "removed" if remove else "installed")]
@@ -157,8 +197,11 @@ def _hooks(directory: Path) -> list[Path]:
         entries = sorted(directory.iterdir())
     except OSError:
         return []
-    return [p for p in entries if re.fullmatch(r"[A-Za-z0-9_-]+", p.name) and p.is_file()
-            and os.access(p, os.X_OK)]
+    return [
+        p
+        for p in entries
+        if re.fullmatch(r"[A-Za-z0-9_-]+", p.name) and p.is_file() and os.access(p, os.X_OK)
+    ]
 
 
 def _remove_links(directory: Path, anchor: Path) -> None:
