@@ -14,5 +14,6 @@ if [[ "${1:-}" == "--fast" ]]; then
   tier=(-m "not servers and not slow")
 fi
 "$py" -m ruff check src tests bench
+"$py" -m ruff format --check src tests bench
 "$py" -m mypy
 exec "$py" -m pytest -n "${CERTSMITH_TEST_JOBS:-2}" "${tier[@]}" "$@"
