@@ -35,6 +35,7 @@ import _common as c
 from tests.support.dns import BENCH_NET, DNS_PORT, ZONE, Bind
 from tests.support.pebble import Pebble
 
+
 class BenchBind(Bind):
     """``Bind(notify=True)`` whose primary sends its NOTIFY from its own address.
 
