@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,14 @@ from tests.conftest import _certsmith_env
 from tests.support.dns import (
     DELEGATE_ZONE,
     DELEGATED_CHALLENGE,
+    DNS_PORT,
     KEEP_NAME,
     KEEP_TXT,
     PDNS_ZONE,
     ZONE,
     Bind,
     PowerDns,
+    worker_net,
 )
 from tests.support.pebble import Pebble
 from tests.test_acme_flow import sans
@@ -518,3 +521,45 @@ def test_proxy_serves_a_wildcard_got_over_dns01(
         stop.set()
         helper.join()
     assert bind_dns.zone_snapshot(ZONE) == before
+
+
+@pytest.fixture(scope="module")
+def bind_in_step() -> Iterator[Bind]:
+    """A BIND whose secondary gets NOTIFY (in step at once, as in production), on its own net."""
+    with Bind(net=150 + worker_net(), notify=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pebble_in_step(
+    tmp_path_factory: pytest.TempPathFactory, bind_in_step: Bind
+) -> Iterator[Pebble]:
+    with Pebble(
+        tmp_path_factory.mktemp("pebble-in-step"),
+        dns_server=f"{bind_in_step.resolver}:{DNS_PORT}",
+    ) as server:
+        yield server
+
+
+def test_a_ca_asking_the_same_resolver_finds_the_record(
+    cs_home: Path, bind_in_step: Bind, pebble_in_step: Pebble
+) -> None:
+    # The CA validates through the very resolver certsmith was told to use (a private CA on
+    # the internal DNS), and nothing lags: it asks within milliseconds of the record being
+    # there. Had certsmith asked that resolver about _acme-challenge.NAME before writing it,
+    # the resolver would answer the CA with the NXDOMAIN it kept.
+    apex = f"{label()}.{ZONE}"
+    before = bind_in_step.zone_snapshot(ZONE)
+    got = run_dns(
+        cs_home,
+        pebble_in_step,
+        "get",
+        f"*.{apex}",
+        apex,
+        *rfc2136(bind_in_step),
+        *acme(pebble_in_step),
+    )
+    assert got.returncode == 0, got.stderr
+    assert sans(cs_home / "live" / f"_.{apex}" / "cert.pem") == sorted([f"*.{apex}", apex])
+    assert not any("waiting for" in ln for ln in got.lines)  # NOTIFY kept ns2 in step
+    assert bind_in_step.zone_snapshot(ZONE) == before

@@ -79,8 +79,13 @@ def test_simple_zone(fakes: tuple[FakeDns, FakeDns]) -> None:
     # a name below the apex that exists, and one that does not
     assert lookup.target("www.example.org").zone == "example.org"
     assert lookup.target("nowhere.example.org").fqdn == "_acme-challenge.nowhere.example.org"
-    # every question went to the resolver given, asked recursively
-    assert fakes[0].queries and all(rd for _n, _t, rd in fakes[0].queries)
+    # questions about names that exist went to the resolver given, asked recursively; the
+    # challenge records (which do not exist yet) were asked of the zone's first server only,
+    # without recursion: a resolver would keep their NXDOMAIN for the CA to find
+    asked = fakes[0].queries
+    assert asked and all(rd for n, _t, rd in asked if not n.startswith("_acme-challenge."))
+    record_questions = [(n, t, rd) for n, t, rd in asked if n.startswith("_acme-challenge.")]
+    assert record_questions and all((t, rd) == ("CNAME", False) for _n, t, rd in record_questions)
     assert not fakes[1].queries
 
 
@@ -164,6 +169,41 @@ def test_referral_from_an_authoritative_only_resolver() -> None:
     assert target.primary == "127.0.0.2"  # from the child's own SOA, asked directly
 
 
+def test_challenge_record_delegated_as_a_zone_of_its_own() -> None:
+    # _acme-challenge.example.org is a zone (as acme-dns setups delegate it): example.org's
+    # servers answer the record's question with a referral, and its own server is asked
+    parent = with_records(
+        {
+            (RECORD, "NS"): ["ns.acme.example.org"],
+            ("ns.acme.example.org", "A"): ["127.0.0.2"],
+        }
+    )
+    child: Records = {
+        (RECORD, "SOA"): soa(RECORD, "ns.acme.example.org"),
+        (RECORD, "NS"): ["ns.acme.example.org"],
+    }
+    with fake_pair(parent, child) as (first, second):
+        target = lookup_of(first).target("*.example.org")
+    assert (target.fqdn, target.zone, target.cname) == (RECORD, RECORD, ())
+    assert target.servers == (Nameserver("ns.acme.example.org", "127.0.0.2"),)
+    assert target.primary == "127.0.0.2"
+    assert (RECORD, "CNAME", False) in second.queries
+
+
+def test_no_server_of_the_zone_answers_for_the_record(fakes: tuple[FakeDns, FakeDns]) -> None:
+    fakes[1].silent = True
+    # the zone's only NS is ns2, which is silent; the first fake, asked as the resolver,
+    # knows the zone but is not one of its servers, so it is not asked about the record
+    lookup = lookup_of(fakes[0], timeout=0.2)
+    fakes[0].set("example.org", "NS", ["ns2.example.org"])
+    with pytest.raises(DnsError) as err:
+        lookup.target("example.org")
+    assert str(err.value) == (
+        f"no authoritative server of example.org answered for CNAME of {RECORD}: "
+        f"ns2.example.org (127.0.0.2) did not answer for {RECORD} (timed out after 0.2 s)"
+    )
+
+
 def test_all_addresses_of_each_ns_and_no_primary_address() -> None:
     records = with_records(
         {
@@ -205,7 +245,7 @@ def test_unreachable_resolver() -> None:
     with pytest.raises(DnsError) as err:
         lookup.target("example.org")
     assert str(err.value) == (
-        f"no answer from DNS resolver 127.0.0.1:{port} for CNAME of {RECORD} (connection refused)"
+        f"no answer from DNS resolver 127.0.0.1:{port} for SOA of example.org (connection refused)"
     )
 
 
@@ -214,8 +254,8 @@ def test_resolver_that_times_out(fakes: tuple[FakeDns, FakeDns]) -> None:
     with pytest.raises(DnsError) as err:
         lookup_of(fakes[0], timeout=0.2).target("example.org")
     assert str(err.value) == (
-        f"no answer from DNS resolver {fakes[0].address} for CNAME of "
-        f"{RECORD} (timed out after 0.2 s)"
+        f"no answer from DNS resolver {fakes[0].address} for SOA of "
+        "example.org (timed out after 0.2 s)"
     )
 
 
@@ -250,7 +290,7 @@ def test_no_zone_up_to_the_top() -> None:
         with pytest.raises(DnsError) as err:
             lookup_of(first).target("nothing.test")
     assert str(err.value) == (
-        "no DNS zone holds _acme-challenge.nothing.test: no name from it up to its top-level "
+        "no DNS zone holds nothing.test: no name from it up to its top-level "
         "domain has an SOA record (does the domain exist in the DNS these resolvers see?)"
     )
 

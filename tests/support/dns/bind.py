@@ -245,7 +245,9 @@ class Bind:
                 )
                 + "};\n"
             )
-        p.prepare(self._options(p, ""), local, keys)
+        # NOTIFY leaves from the primary's own address: on ``lo`` the kernel would pick the
+        # destination's, and the secondary refuses a NOTIFY from anyone but its primary
+        p.prepare(self._options(p, f"\tnotify-source {p.address};\n"), local, keys)
         texts = {ZONE: zone_text(self.primary, self.secondary), DELEGATE_ZONE: delegate_zone_text()}
         for zone, text in texts.items():
             path = p.lib / f"db.{zone}"

@@ -1,8 +1,17 @@
 """Finding where a challenge record lives: its CNAME chain, its zone, the zone's servers.
 
-Every question goes to the resolvers the user named (or this machine's when none was named),
-the NS names' addresses included: on split-horizon DNS the system resolver may not know the
-internal servers at all, or know other ones.
+Two kinds of question, kept apart:
+
+- About names that exist (the zone above a record, its NS, their addresses): asked of the
+  resolvers the user named (or this machine's when none was named), the NS names' addresses
+  included: on split-horizon DNS the system resolver may not know the internal servers at
+  all, or know other ones.
+- About the challenge record itself (its CNAME, and the wildcard probe beside it): asked of
+  the zone's authoritative servers directly, never of a resolver. Before certsmith writes
+  it, ``_acme-challenge.NAME`` usually does not exist, and a recursive resolver that was
+  asked about it keeps the NXDOMAIN for the zone's negative TTL (minutes to hours): when the
+  CA validates through that same resolver (a private CA on the internal DNS), it would get
+  the cached NXDOMAIN instead of the record that is now there.
 
 - CNAME: followed from the record, at most :data:`MAX_CNAME` names, loop-safe. A CNAME that
   a wildcard made (``*.example.org CNAME lb.example.net`` answers for every name under
@@ -11,12 +20,12 @@ internal servers at all, or know other ones.
   the same question for a random name beside it: the same target means a wildcard. (A real
   CNAME at the record that points where the wildcard points looks the same, and is treated
   as the wildcard's.)
-- Through a referral (an authoritative-only "resolver" that delegates the record's zone) no
-  CNAME is seen: name a recursive resolver when the record's zone is delegated.
-- The zone: walk up from the name asking SOA; the cut is the owner of the SOA in the answer
-  or the authority section. A server that is authoritative only (the user's internal BIND as
-  "resolver") answers for its own zones, and for a zone it delegates it answers with a
-  referral, which gives the cut and the child's servers too.
+- The zone: walk up from the name's parent asking SOA; the cut is the owner of the SOA in
+  the answer or the authority section. A server that is authoritative only (the user's
+  internal BIND as "resolver") answers for its own zones, and for a zone it delegates it
+  answers with a referral, which gives the cut and the child's servers too. When the record
+  is itself below a cut the walk did not see (``_acme-challenge.NAME`` delegated as a zone
+  of its own), the zone's servers answer with a referral, and the child is asked instead.
 """
 
 from __future__ import annotations
@@ -35,8 +44,10 @@ from certsmith.core.dns.query import (
     Failed,
     Resolvers,
     chased,
+    delegated,
     direct,
     glue,
+    nonrecursive,
     parent,
     rrset,
     text,
@@ -46,36 +57,6 @@ from certsmith.errors import DnsError
 
 MAX_CNAME = 8
 PROBE = "_certsmith-probe-"
-
-
-def _cname(res: Resolvers, name: str) -> str | None:
-    msg = res.ask(name, dns.rdatatype.CNAME)
-    found = rrset(msg, name, dns.rdatatype.CNAME)
-    return text(found[0].target) if found is not None else None
-
-
-def _wildcard_made(res: Resolvers, name: str, target: str) -> bool:
-    above = parent(name)
-    if not above:
-        return False
-    return _cname(res, f"{PROBE}{secrets.token_hex(8)}.{above}") == target
-
-
-def follow(res: Resolvers, record: str) -> tuple[str, tuple[str, ...]]:
-    """Where the TXT for ``record`` goes (the end of its CNAME chain) and the chain."""
-    chain: list[str] = []
-    name = record
-    while True:
-        target = _cname(res, name)
-        if target is None or _wildcard_made(res, name, target):
-            return name, tuple(chain)
-        path = " -> ".join([record, *chain, target])
-        if target == record or target in chain:
-            raise DnsError(f"CNAME loop: {path}; fix the CNAME records")
-        if len(chain) == MAX_CNAME:
-            raise DnsError(f"CNAME chain longer than {MAX_CNAME} names: {path}")
-        chain.append(target)
-        name = target
 
 
 def _within(name: str, zone: str) -> bool:
@@ -187,3 +168,53 @@ def primary(
     if not known:
         known, _why = addresses(res, mname)
     return ordered(known)[0] if known else None
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A zone with its servers: what :func:`zone_cut`, :func:`servers` and :func:`primary`
+    found."""
+
+    cut: Cut
+    servers: tuple[Nameserver, ...]
+    primary: str | None
+
+    @property
+    def name(self) -> str:
+        return self.cut.zone
+
+
+def ask_zone(
+    zone: Zone, name: str, rdtype: dns.rdatatype.RdataType, port: int, timeout: float
+) -> dns.message.Message:
+    """The first authoritative answer (or referral below the zone) from the zone's servers,
+    asked in turn; DnsError naming each server and why when none gives one."""
+    failures = []
+    for server in zone.servers:
+        msg = nonrecursive(server.address, port, name, rdtype, timeout)
+        if isinstance(msg, dns.message.Message):
+            if msg.flags & dns.flags.AA or delegated(msg, name, zone.name):
+                return msg
+            msg = Failed("is not authoritative", "a lame delegation?")
+        failures.append(msg.about(str(server), name))
+    kind = dns.rdatatype.to_text(rdtype)
+    raise DnsError(
+        f"no authoritative server of {zone.name} answered for {kind} of {name}: "
+        + "; ".join(failures)
+    )
+
+
+def cname_at(zone: Zone, name: str, port: int, timeout: float) -> str | None:
+    """The CNAME target the zone's servers have at ``name`` (None: none)."""
+    found = rrset(
+        ask_zone(zone, name, dns.rdatatype.CNAME, port, timeout), name, dns.rdatatype.CNAME
+    )
+    return text(found[0].target) if found is not None else None
+
+
+def wildcard_made(zone: Zone, name: str, target: str, port: int, timeout: float) -> bool:
+    """Whether the CNAME ``name`` -> ``target`` is one a wildcard beside ``name`` makes."""
+    above = parent(name)
+    if not above or not (above == zone.name or above.endswith("." + zone.name)):
+        return False
+    return cname_at(zone, f"{PROBE}{secrets.token_hex(8)}.{above}", port, timeout) == target

@@ -21,7 +21,17 @@ import dns.rdatatype
 
 from certsmith.core.dns import locate
 from certsmith.core.dns.progress import Answer, Check, gave_up, waiting
-from certsmith.core.dns.query import DNS_PORT, Failed, Resolvers, direct, norm, rrset
+from certsmith.core.dns.query import (
+    DNS_PORT,
+    Failed,
+    Resolvers,
+    delegated,
+    direct,
+    norm,
+    parent,
+    rrset,
+    text,
+)
 from certsmith.core.dns.target import Nameserver, Target
 from certsmith.errors import DnsError
 
@@ -29,6 +39,7 @@ __all__ = ["CHALLENGE_LABEL", "Lookup", "Nameserver", "Target"]
 
 CHALLENGE_LABEL = "_acme-challenge"
 MAX_THREADS = 32
+MAX_REFERRALS = 4
 
 
 def _base(domain: str) -> str:
@@ -54,36 +65,74 @@ class Lookup:
         self.timeout = timeout
         self.port = port
         self._resolvers = Resolvers.of(resolvers, timeout)
-        self._zones: dict[str, tuple[tuple[Nameserver, ...], str | None]] = {}
+        self._zones: dict[str, locate.Zone] = {}
 
     def target(self, domain: str, alias: str | None = None) -> Target:
         """Where the TXT for ``domain`` (``*.example.org`` counts as ``example.org``) goes.
 
         The record is ``_acme-challenge.<domain>``; with ``alias`` the TXT goes to
         ``_acme-challenge.<alias>`` instead (CNAME not followed), else to the end of the
-        record's CNAME chain (one made by a wildcard is not followed). Raises DnsError."""
+        record's CNAME chain (one made by a wildcard is not followed). The record and the
+        names of its chain are asked about only at their zones' authoritative servers,
+        never through a resolver (which would cache their NXDOMAIN for the CA to find).
+        Raises DnsError."""
         base = _base(domain)
         record = f"{CHALLENGE_LABEL}.{base}"
-        chain: tuple[str, ...] = ()
         if alias:
             fqdn = f"{CHALLENGE_LABEL}.{_base(alias)}"
+            zone, _target = self._place(fqdn)
+            chain: tuple[str, ...] = ()
         else:
-            fqdn, chain = locate.follow(self._resolvers, record)
-        cut = locate.zone_cut(self._resolvers, fqdn)
-        if cut.zone not in self._zones:
-            servers = locate.servers(self._resolvers, cut)
-            primary = locate.primary(self._resolvers, cut, servers, self.port, self.timeout)
-            self._zones[cut.zone] = (servers, primary)
-        servers, primary = self._zones[cut.zone]
+            fqdn, chain, zone = self._follow(record)
         return Target(
             domain=base,
             record=record,
             fqdn=fqdn,
-            zone=cut.zone,
-            servers=servers,
-            primary=primary,
+            zone=zone.name,
+            servers=zone.servers,
+            primary=zone.primary,
             cname=chain,
         )
+
+    def _zone(self, cut: locate.Cut) -> locate.Zone:
+        if cut.zone not in self._zones:
+            servers = locate.servers(self._resolvers, cut)
+            primary = locate.primary(self._resolvers, cut, servers, self.port, self.timeout)
+            self._zones[cut.zone] = locate.Zone(cut, servers, primary)
+        return self._zones[cut.zone]
+
+    def _place(self, name: str) -> tuple[locate.Zone, str | None]:
+        """The zone holding ``name`` and the CNAME target its servers have there (or None).
+
+        The zone is found from ``name``'s parent (a name that exists: the resolvers may be
+        asked about it); ``name`` itself is asked of that zone's servers, and when they
+        refer to a child zone below (``name`` delegated), of the child's."""
+        zone = self._zone(locate.zone_cut(self._resolvers, parent(name) or name))
+        for _ in range(MAX_REFERRALS):
+            msg = locate.ask_zone(zone, name, dns.rdatatype.CNAME, self.port, self.timeout)
+            child = delegated(msg, name, zone.name)
+            if child is None:
+                found = rrset(msg, name, dns.rdatatype.CNAME)
+                return zone, (text(found[0].target) if found is not None else None)
+            zone = self._zone(locate.Cut(child, referral=msg))
+        raise DnsError(f"more than {MAX_REFERRALS} referrals below one another for {name}")
+
+    def _follow(self, record: str) -> tuple[str, tuple[str, ...], locate.Zone]:
+        """Where the TXT for ``record`` goes (the end of its CNAME chain), the chain, and
+        that name's zone."""
+        chain: list[str] = []
+        name = record
+        while True:
+            zone, target = self._place(name)
+            if target is None or locate.wildcard_made(zone, name, target, self.port, self.timeout):
+                return name, tuple(chain), zone
+            path = " -> ".join([record, *chain, target])
+            if target == record or target in chain:
+                raise DnsError(f"CNAME loop: {path}; fix the CNAME records")
+            if len(chain) == locate.MAX_CNAME:
+                raise DnsError(f"CNAME chain longer than {locate.MAX_CNAME} names: {path}")
+            chain.append(target)
+            name = target
 
     def _answer(self, server: Nameserver, fqdn: str, timeout: float) -> Answer:
         msg = direct(server.address, self.port, norm(fqdn), dns.rdatatype.TXT, timeout)

@@ -239,3 +239,29 @@ def direct(
     if not answer.flags & dns.flags.AA:
         return Failed("is not authoritative", "a lame delegation?")
     return answer
+
+
+def nonrecursive(
+    address: str, port: int, name: str, rdtype: dns.rdatatype.RdataType, timeout: float
+) -> dns.message.Message | Failed:
+    """A non-recursive question to one server: its answer whatever it is (authoritative or a
+    referral), or why there is none."""
+    return _exchange(name, rdtype, address, port, timeout, recursive=False)
+
+
+def delegated(msg: dns.message.Message, name: str, zone: str) -> str | None:
+    """The child zone a referral for ``name`` from a server of ``zone`` hands over to (the
+    owner of its NS rrset: ``name`` or an ancestor strictly below ``zone``), or None when
+    ``msg`` is not such a referral."""
+    if msg.flags & dns.flags.AA or msg.rcode() != dns.rcode.NOERROR or msg.answer:
+        return None
+    for rr in msg.authority:
+        owner = text(rr.name)
+        if (
+            rr.rdtype == dns.rdatatype.NS
+            and (name == owner or name.endswith("." + owner))
+            and owner != zone
+            and owner.endswith("." + zone)
+        ):
+            return owner
+    return None
