@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -85,6 +87,36 @@ def test_lease_rows_are_never_deleted_so_tokens_only_grow(where: Path, postgres:
     assert rows(postgres, where, "SELECT name, token FROM certsmith_leases") == [
         ("cert-x", tokens[-1])
     ]
+
+
+def test_nodes_racing_for_a_lease_one_wins(where: Path) -> None:
+    nodes = [node_store(where) for _ in range(6)]
+    for node in nodes:
+        node.ensure()
+    start = threading.Barrier(len(nodes))
+
+    def race(node: PostgresStore) -> int | None:
+        start.wait(30)
+        try:
+            return node.lock("cert-x", ttl=30, wait=0).token
+        except LockedError:
+            return None
+
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        won = [t for t in pool.map(race, nodes) if t is not None]
+    assert len(won) == 1
+
+
+def test_a_waiting_node_gets_the_lease_when_it_is_released(where: Path) -> None:
+    one, two = node_store(where), node_store(where)
+    held = one.lock("cert-x", ttl=30)
+    with ThreadPoolExecutor(1) as pool:
+        waiter = pool.submit(lambda: two.lock("cert-x", ttl=30, wait=None))
+        with pytest.raises(LockedError):
+            two.lock("cert-x", wait=0.05)
+        assert not waiter.done()
+        held.release()
+        assert waiter.result(timeout=30).token > held.token
 
 
 def test_private_data_is_sealed_at_rest(where: Path, postgres: Postgres) -> None:
