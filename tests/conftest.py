@@ -131,11 +131,20 @@ SERVER_MODULES = frozenset(
 )
 
 
+# Parameters whose value starts a server in a fixture of the test module (through
+# ``request.getfixturevalue``, which the fixture closure cannot see): the PostgreSQL store of
+# tests/test_store.py's contract, run on the session ``postgres``.
+SERVER_PARAMS: dict[str, frozenset[object]] = {"store_kind": frozenset({"pg"})}
+
+
 def needs_servers(item: pytest.Item) -> bool:
     module = getattr(item, "module", None)
     name = module.__name__.rpartition(".")[2] if module is not None else ""
-    return name in SERVER_MODULES or not SERVER_FIXTURES.isdisjoint(
-        getattr(item, "fixturenames", ())
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return (
+        name in SERVER_MODULES
+        or not SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        or any(params.get(param) in values for param, values in SERVER_PARAMS.items())
     )
 
 
@@ -385,3 +394,22 @@ def pebble_pdns(tmp_path_factory: pytest.TempPathFactory, pdns: PowerDns) -> Ite
         tmp_path_factory.mktemp("pebble-pdns"), dns_server=f"{pdns.address}:{DNS_PORT}"
     ) as server:
         yield server
+
+
+# -- the PostgreSQL store: a throw-away cluster (tests/support/postgres.py) ------------------------
+# ``postgres`` (session): a started ``Postgres``; ``postgres.database(name)`` creates a database
+# and returns its URL. While it runs, ``tests.support.postgres.node_store(where)`` (what
+# ``make_store("pg", where)`` calls) opens a store on the database named after ``where``.
+SERVER_FIXTURES = SERVER_FIXTURES | {"postgres"}
+
+from tests.support import postgres as _pg  # noqa: E402  (this section's own)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[_pg.Postgres]:
+    with _pg.Postgres() as cluster:
+        _pg.RUNNING.append(cluster)
+        try:
+            yield cluster
+        finally:
+            _pg.RUNNING.remove(cluster)

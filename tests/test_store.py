@@ -14,8 +14,9 @@ import pytest
 from certsmith.base.store import Store
 from certsmith.base.store.fs import FileStore
 from certsmith.errors import LockedError, StaleLeaseError, StoreError
+from tests.support.postgres import node_store
 
-STORES = ["fs"]
+STORES = ["fs", "pg"]
 CERT_FILES = {
     "cert.pem": b"c1",
     "chain.pem": b"ch1",
@@ -30,11 +31,15 @@ def make_store(kind: str, where: Path) -> Store:
     two nodes (or processes) sharing one state."""
     if kind == "fs":
         return FileStore(where)
+    if kind == "pg":
+        return node_store(where)
     raise AssertionError(kind)
 
 
 @pytest.fixture(params=STORES)
 def store_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "pg":
+        request.getfixturevalue("postgres")  # the session's cluster, for node_store
     return str(request.param)
 
 

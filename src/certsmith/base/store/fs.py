@@ -19,6 +19,7 @@ from pathlib import Path
 
 from certsmith.base.crashpoints import crash_point
 from certsmith.base.store.base import Lease
+from certsmith.base.store.keys import key_parts
 from certsmith.base.store.layout import FORMAT, FORMAT_KEY, has_state
 from certsmith.errors import LockedError, StaleLeaseError, StoreError
 
@@ -67,10 +68,7 @@ class FileStore:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts):
-            raise StoreError(f"invalid store key {key!r}")
-        return self.home.joinpath(*parts)
+        return self.home.joinpath(*key_parts(key))
 
     def ensure(self) -> None:
         """Create the state directory tree with safe modes (idempotent); a new one gets the

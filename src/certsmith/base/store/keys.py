@@ -7,6 +7,8 @@ directory one to one (``sites/example.com.toml``), so these are also the layout 
 
 from __future__ import annotations
 
+from certsmith.errors import StoreError
+
 # -- keys -----------------------------------------------------------------------------------
 
 SITES = "sites"
@@ -21,6 +23,15 @@ METRICS_CONFIG = "metrics.toml"
 CA_ROOT_CERT = "ca/root.pem"
 CA_ROOT_KEY = "ca/root-key.pem"
 CA_INTERMEDIATE = "ca/intermediate.pem"
+
+
+def key_parts(key: str) -> list[str]:
+    """The parts of a valid key (relative, slash-separated, no empty, ``.`` or ``..`` part);
+    StoreError for any other, so no backend can be asked for a path outside its state."""
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"invalid store key {key!r}")
+    return parts
 
 
 def site(name: str) -> str:
