@@ -89,6 +89,24 @@ def test_another_handle_sees_the_same_state(store_kind: str, tmp_path: Path) -> 
     assert two.live_version("ex") == 1 and list(two.versions("ex")) == [1]
 
 
+def test_another_nodes_publish_is_materialized_here(store_kind: str, tmp_path: Path) -> None:
+    one, two = (make_store(store_kind, tmp_path / "state") for _ in range(2))
+    assert two.materialize("ex") is False  # nothing published yet
+    one.publish("ex", CERT_FILES, PRIVATE)
+    two.materialize("ex")
+    live = two.live_path("ex")
+    assert (live / "fullchain.pem").read_bytes() == b"c1ch1"
+    assert stat.S_IMODE((live / "privkey.pem").stat().st_mode) == 0o600
+    assert two.materialize("ex") is False  # already showing the live version
+    second = {k: v.replace(b"1", b"2") for k, v in CERT_FILES.items()}
+    one.publish("ex", second, PRIVATE)
+    two.materialize("ex")
+    assert (two.live_path("ex") / "privkey.pem").read_bytes() == b"k2"
+    one.relink("ex", 1)  # a repair on one node reaches the other the same way
+    two.materialize("ex")
+    assert (two.live_path("ex") / "cert.pem").read_bytes() == b"c1"
+
+
 def test_versions_publish_relink_and_materialize(store: Store) -> None:
     assert store.live_version("ex") is None and list(store.versions("ex")) == []
     assert store.publish("ex", CERT_FILES, PRIVATE) == 1

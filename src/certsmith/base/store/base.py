@@ -96,6 +96,15 @@ class Store(Protocol):
 
     def live_version(self, name: str) -> int | None: ...
 
-    def live_path(self, name: str) -> Path: ...
+    def live_path(self, name: str) -> Path:
+        """This machine's ``live/name``: what web servers and apps read (see materialize)."""
+        ...
+
+    def materialize(self, name: str) -> bool:
+        """Make this machine's ``live/name`` show the store's live version of ``name``, as
+        files on the local disk (the key 0600); True if that changed anything. Another node's
+        publish reaches this machine's web servers through this step; for a store whose state
+        is this machine's directory it has nothing to do."""
+        ...
 
     def versions(self, name: str) -> Iterator[int]: ...

@@ -278,6 +278,11 @@ class FileStore:
         self._prune_staging(archive)
         return version
 
+    def materialize(self, name: str) -> bool:
+        """Nothing to do: ``live/`` is this store's own state, already on the local disk."""
+        key_parts(name)
+        return False
+
     def relink(self, name: str, version: int, *, fence: Lease | None = None) -> None:
         """Point ``live/name`` at an existing ``version`` with one rename (repairs a damaged
         live set; the caller holds the lineage lock)."""

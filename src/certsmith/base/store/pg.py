@@ -488,11 +488,6 @@ class PostgresStore:
         try:
             with self._tx("relink") as conn:
                 self._fence(conn, fence)
-                rows = conn.execute(
-                    "SELECT file, data, private FROM certsmith_version_files"
-                    " WHERE name = %s AND version = %s",
-                    (name, version),
-                ).fetchall()
                 known = conn.execute(
                     "SELECT 1 FROM certsmith_versions WHERE name = %s AND version = %s",
                     (name, version),
@@ -501,21 +496,65 @@ class PostgresStore:
                     raise StoreError(f"certificate {name} has no version {version} to relink")
                 self._set_live(conn, name, version)
                 if not (self.home / "archive" / name / str(version)).is_dir():
-                    files: dict[str, bytes] = {}
-                    secret: set[str] = set()
-                    for filename, data, is_private in rows:
-                        blob = bytes(data)
-                        if is_private:
-                            aad = f"file:{name}/{version}/{filename}".encode()
-                            blob = self._open(aad, blob)
-                            secret.add(filename)
-                        files[filename] = blob
-                    staging = self._stage(name, version, files, frozenset(secret))
+                    files, secret = self._files(conn, name, version)
+                    staging = self._stage(name, version, files, secret)
         except BaseException:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
         self._switch(name, version, staging)
+
+    def materialize(self, name: str) -> bool:
+        """Write the database's live version of ``name`` into this node's ``live/name`` unless
+        it already points there (another node published or relinked it)."""
+        key_parts(name)
+        self.ensure()
+        staging: Path | None = None
+        try:
+            with self._tx("materialize") as conn:
+                row = conn.execute(
+                    "SELECT version FROM certsmith_live WHERE name = %s", (name,)
+                ).fetchone()
+                if row is None:
+                    return False
+                version = int(row[0])
+                final = self.home / "archive" / name / str(version)
+                if final.is_dir() and self._points_at(name, version):
+                    return False
+                if not final.is_dir():
+                    files, secret = self._files(conn, name, version)
+                    staging = self._stage(name, version, files, secret)
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._switch(name, version, staging)
+        return True
+
+    def _points_at(self, name: str, version: int) -> bool:
+        try:
+            return os.readlink(self.live_path(name)) == f"../archive/{name}/{version}"
+        except OSError:
+            return False
+
+    def _files(
+        self, conn: psycopg.Connection[Any], name: str, version: int
+    ) -> tuple[dict[str, bytes], frozenset[str]]:
+        """A stored version's files, private ones unsealed, and which are private."""
+        rows = conn.execute(
+            "SELECT file, data, private FROM certsmith_version_files"
+            " WHERE name = %s AND version = %s",
+            (name, version),
+        ).fetchall()
+        files: dict[str, bytes] = {}
+        secret: set[str] = set()
+        for filename, data, is_private in rows:
+            blob = bytes(data)
+            if is_private:
+                blob = self._open(f"file:{name}/{version}/{filename}".encode(), blob)
+                secret.add(filename)
+            files[filename] = blob
+        return files, frozenset(secret)
 
     def _set_live(self, conn: psycopg.Connection[Any], name: str, version: int) -> None:
         conn.execute(
